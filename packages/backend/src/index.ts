@@ -1,0 +1,23 @@
+export {
+  BACKEND_NAMES,
+  BackendUnavailableError,
+  currentBackend,
+  initBackend,
+  type BackendChoice,
+  type BackendName,
+  type BackendRequest,
+  type InitBackendOptions,
+  type SkippedBackend,
+} from './init-backend.js';
+export { stopGradient } from './stop-gradient.js';
+export {
+  DEFAULT_HEAP_BUDGET_BYTES,
+  HeapBudgetError,
+  heapStats,
+  installHeapGuard,
+  setHeapBudget,
+  type HeapStats,
+} from './heap-guard.js';
+export { installWasmFixes } from './wasm/install-wasm-fixes.js';
+export { Rng } from './rng.js';
+export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';

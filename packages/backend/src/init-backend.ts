@@ -1,0 +1,171 @@
+// Chooses the tfjs engine once per process and prepares it for training.
+// Importing '@tensorflow/tfjs' registers every gradient and the cpu engine on the shared tfjs-core;
+// '@tensorflow/tfjs-core' alone ships no gradients in its Node bundle.
+import '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { installHeapGuard } from './heap-guard.js';
+import { installWasmFixes } from './wasm/install-wasm-fixes.js';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendRequest = BackendName | 'auto';
+
+export const BACKEND_NAMES: readonly BackendRequest[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+export interface InitBackendOptions {
+  /** Which engine to run; `auto` tries tensorflow (GPU, then CPU build), wasm, cpu in that order. */
+  backend?: BackendRequest;
+  /** Where to report the choice; `false` keeps quiet. Default: one line on stderr. */
+  log?: ((line: string) => void) | false;
+  /** Install the wasm kernel fixes (default true). Turning them off is for benchmarks only. */
+  wasmFixes?: boolean;
+  /** Heap budget for the wasm engine in bytes (default 3.5 GiB); see `setHeapBudget`. */
+  heapBudgetBytes?: number;
+}
+
+export interface SkippedBackend {
+  backend: string;
+  reason: string;
+}
+
+export interface BackendChoice {
+  /** The engine now running. */
+  backend: BackendName;
+  /** The package that provides it (e.g. `@tensorflow/tfjs-node-gpu`). */
+  provider: string;
+  /** Engines tried before it, each with the reason it was not used. */
+  skipped: SkippedBackend[];
+  /** Wasm kernel fixes installed (empty on other engines). */
+  fixes: string[];
+}
+
+/** The engine cannot be used; `message` is one line meant for the user. */
+export class BackendUnavailableError extends Error {
+  constructor(
+    readonly backend: string,
+    readonly skipped: SkippedBackend[],
+  ) {
+    super(`backend '${backend}' is not available: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+const NATIVE_PROVIDERS = ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node'] as const;
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return (text.split('\n').find((l) => l.trim() !== '') ?? text).trim().slice(0, 300);
+}
+
+/**
+ * Why a native provider cannot load, checked before importing it: a package installed without its
+ * binding (pnpm skips the script that downloads libtensorflow) would otherwise register half of its
+ * kernels before throwing.
+ */
+function nativeProblem(provider: string): string | undefined {
+  let pkgDir: string;
+  try {
+    pkgDir = dirname(createRequire(import.meta.url).resolve(`${provider}/package.json`));
+  } catch {
+    return 'not installed';
+  }
+  const lib = join(pkgDir, 'lib');
+  const hasBinding =
+    existsSync(lib) &&
+    readdirSync(lib).some((d) => d.startsWith('napi-v') && existsSync(join(lib, d, 'tfjs_binding.node')));
+  return hasBinding
+    ? undefined
+    : `installed without its native binding (its install script, which downloads libtensorflow, did not run; see \`pnpm rebuild ${provider}\`)`;
+}
+
+async function tryNative(skipped: SkippedBackend[]): Promise<string | undefined> {
+  for (const provider of NATIVE_PROVIDERS) {
+    const problem = nativeProblem(provider);
+    if (problem) {
+      skipped.push({ backend: provider, reason: problem });
+      continue;
+    }
+    try {
+      await import(provider);
+      if (!tf.findBackendFactory('tensorflow')) throw new Error('the package loaded but registered no "tensorflow" engine');
+      if (!(await tf.setBackend('tensorflow'))) throw new Error('the "tensorflow" engine failed to initialize');
+      return provider;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const reason =
+        code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
+          ? 'not installed'
+          : `cannot load its native binding (${firstLine(err)})`;
+      skipped.push({ backend: provider, reason });
+    }
+  }
+  return undefined;
+}
+
+async function trySet(name: 'wasm' | 'cpu', skipped: SkippedBackend[]): Promise<boolean> {
+  try {
+    if (await tf.setBackend(name)) return true;
+    skipped.push({ backend: name, reason: 'failed to initialize' });
+  } catch (err) {
+    skipped.push({ backend: name, reason: firstLine(err) });
+  }
+  return false;
+}
+
+let current: BackendChoice | undefined;
+
+/** The choice made by the last `initBackend`, if any. */
+export function currentBackend(): BackendChoice | undefined {
+  return current;
+}
+
+/**
+ * Selects and prepares the engine. Safe to call again: the same request returns the same choice.
+ * Throws `BackendUnavailableError` when an explicitly requested engine cannot run.
+ */
+export async function initBackend(options: InitBackendOptions = {}): Promise<BackendChoice> {
+  const request = options.backend ?? 'auto';
+  if (!BACKEND_NAMES.includes(request)) {
+    throw new Error(`unknown backend '${String(request)}': expected one of ${BACKEND_NAMES.join(', ')}`);
+  }
+  const log = options.log === false ? undefined : (options.log ?? ((l: string) => process.stderr.write(`${l}\n`)));
+  const skipped: SkippedBackend[] = [];
+  let backend: BackendName | undefined;
+  let provider = '';
+
+  if (request === 'auto' || request === 'tensorflow') {
+    const native = await tryNative(skipped);
+    if (native) {
+      backend = 'tensorflow';
+      provider = native;
+    }
+  }
+  if (!backend && (request === 'auto' || request === 'wasm')) {
+    if (await trySet('wasm', skipped)) {
+      backend = 'wasm';
+      provider = '@tensorflow/tfjs-backend-wasm';
+    }
+  }
+  if (!backend && (request === 'auto' || request === 'cpu')) {
+    if (await trySet('cpu', skipped)) {
+      backend = 'cpu';
+      provider = '@tensorflow/tfjs-backend-cpu';
+    }
+  }
+  if (!backend) throw new BackendUnavailableError(request, skipped);
+
+  let fixes: string[] = [];
+  if (backend === 'wasm') {
+    if (options.wasmFixes !== false) fixes = installWasmFixes();
+    installHeapGuard(options.heapBudgetBytes);
+  }
+  current = { backend, provider, skipped, fixes };
+  if (log) {
+    const why = skipped.length ? ` (skipped ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')})` : '';
+    log(`[peer] backend: ${backend} via ${provider}${why}`);
+  }
+  return current;
+}
