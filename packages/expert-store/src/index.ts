@@ -1,0 +1,1 @@
+export type { NamedArray, NamedArrayData, SafetensorsDtype } from './named-array.js';

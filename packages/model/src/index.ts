@@ -1,0 +1,1 @@
+export type { FeedForwardKind, FeedForwardLayer, FeedForwardOutput, UsageReport } from './feed-forward.js';
