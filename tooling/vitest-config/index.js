@@ -15,6 +15,8 @@ export function definePackageTest(options = {}) {
   return defineConfig({
     test: {
       passWithNoTests: false,
+      // The JSON report feeds the repository-wide summary line (tooling/scripts/test-summary.mjs).
+      reporters: ['default', ['json', { outputFile: 'test-results/vitest.json' }]],
       projects: [
         {
           test: {
