@@ -1,0 +1,102 @@
+// AdamW (decoupled weight decay, Loshchilov & Hutter) over tfjs ops, for the dense variables.
+// tf.train.adam has no decoupled decay and hides its moments; here they are plain variables that a
+// checkpoint saves and restores exactly. The update follows torch.optim.AdamW step for step.
+//
+// Per variable p with gradient g, step t (1-based):
+//   p <- p * (1 - lr * wd)                      (only for matrices, rank >= 2)
+//   m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
+//   p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+import * as tf from '@tensorflow/tfjs-core';
+import type { NamedArray } from '@peer/expert-store';
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+function zerosVariable(shape: number[]): tf.Variable {
+  const init = tf.zeros(shape);
+  const v = tf.variable(init, false);
+  // tf.variable keeps the initializer's tensor alive otherwise
+  init.dispose();
+  return v;
+}
+
+export class AdamW {
+  private readonly m: tf.Variable[];
+  private readonly v: tf.Variable[];
+  /** Number of updates applied so far (the bias corrections use step + 1). */
+  step = 0;
+
+  constructor(
+    readonly variables: readonly tf.Variable[],
+    readonly options: AdamWOptions,
+  ) {
+    this.m = variables.map((p) => zerosVariable(p.shape));
+    this.v = variables.map((p) => zerosVariable(p.shape));
+  }
+
+  /** Whether weight decay applies: matrices (embeddings, projections), not gains, biases or norms. */
+  static decays(p: tf.Variable): boolean {
+    return p.rank >= 2;
+  }
+
+  /** Applies one update. `grads[i]` belongs to `variables[i]`; the caller owns and disposes them. */
+  apply(grads: readonly tf.Tensor[], lr: number): void {
+    if (grads.length !== this.variables.length) {
+      throw new Error(`AdamW.apply: ${grads.length} gradients for ${this.variables.length} variables`);
+    }
+    const { beta1, beta2, eps, weightDecay } = this.options;
+    const t = this.step + 1;
+    const bc1 = 1 - beta1 ** t;
+    const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
+    tf.tidy(() => {
+      for (let i = 0; i < this.variables.length; i++) {
+        const p = this.variables[i]!;
+        const g = grads[i]!;
+        const m = tf.add(tf.mul(this.m[i]!, beta1), tf.mul(g, 1 - beta1));
+        const v = tf.add(tf.mul(this.v[i]!, beta2), tf.mul(tf.square(g), 1 - beta2));
+        this.m[i]!.assign(m);
+        this.v[i]!.assign(v);
+        const decayed = weightDecay > 0 && AdamW.decays(p) ? tf.mul(p, 1 - lr * weightDecay) : p;
+        const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), eps);
+        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), lr / bc1)));
+      }
+    });
+    this.step = t;
+  }
+
+  /** The moments as named arrays (`<prefix><i>/m`, `<prefix><i>/v`), i indexing `variables`. */
+  stateEntries(prefix = 'optim/adamw/'): NamedArray[] {
+    const out: NamedArray[] = [];
+    for (let i = 0; i < this.variables.length; i++) {
+      for (const [kind, slot] of [['m', this.m[i]!], ['v', this.v[i]!]] as const) {
+        out.push({ name: `${prefix}${i}/${kind}`, dtype: 'F32', shape: [...slot.shape], data: slot.dataSync() as Float32Array });
+      }
+    }
+    return out;
+  }
+
+  /** Restores moments saved by `stateEntries`; throws naming the entry when one is missing or misshapen. */
+  loadStateEntries(step: number, get: (name: string) => NamedArray | undefined, prefix = 'optim/adamw/'): void {
+    for (let i = 0; i < this.variables.length; i++) {
+      for (const [kind, slot] of [['m', this.m[i]!], ['v', this.v[i]!]] as const) {
+        const name = `${prefix}${i}/${kind}`;
+        const entry = get(name);
+        if (!entry) throw new Error(`optimizer state '${name}' is missing`);
+        if (entry.shape.join(',') !== slot.shape.join(',') || entry.data.length !== slot.size) {
+          throw new Error(`optimizer state '${name}' has shape [${entry.shape}], expected [${slot.shape}]`);
+        }
+        const data = entry.data instanceof Float32Array ? entry.data : Float32Array.from(entry.data as ArrayLike<number>);
+        tf.tidy(() => slot.assign(tf.tensor(data, slot.shape, 'float32')));
+      }
+    }
+    this.step = step;
+  }
+
+  dispose(): void {
+    tf.dispose([...this.m, ...this.v]);
+  }
+}
