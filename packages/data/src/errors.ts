@@ -1,0 +1,24 @@
+// One error type for everything that is wrong with the data (not with this library): a missing path,
+// a file that is not UTF-8 text, a bad JSONL line, a corpus too small for the requested batches.
+// The message always names the file (and line, where there is one) and the offending value.
+
+export interface DataErrorDetails {
+  /** The file or folder at fault, when there is one. */
+  file?: string;
+  /** 1-based line number inside `file` (JSONL and text files). */
+  line?: number;
+}
+
+export class DataError extends Error {
+  readonly file: string | undefined;
+  readonly line: number | undefined;
+
+  constructor(message: string, details: DataErrorDetails = {}) {
+    const where =
+      details.file === undefined ? '' : details.line === undefined ? `${details.file}: ` : `${details.file}:${details.line}: `;
+    super(`${where}${message}`);
+    this.name = 'DataError';
+    this.file = details.file;
+    this.line = details.line;
+  }
+}
