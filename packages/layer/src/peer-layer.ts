@@ -1,0 +1,263 @@
+// The PEER layer (He 2024, "Mixture of A Million Experts"), a drop-in feed-forward block.
+//
+// B batch, S sequence, T = B*S tokens, D model width (d), h heads, k experts per head,
+// dk sub-key width, F = h*2*dk query features (internal order: head, half, dk), N experts,
+// sqrtN sub-keys per half, R = h*k experts per token.
+//
+// Forward, following the paper's Algorithm 1 (peer_forward):
+//   indices, scores = get_indices(query_proj(x), sub_keys, top_k=k)    -> queries, retrieve
+//   w_down = w_down_embed(indices); w_up = w_up_embed(indices)         -> expertMixture gathers
+//   x = einsum('btd,bthkd->bthk', x, w_down)                           -> a = u . x
+//   x = activation(x)                                                  -> sigma(a)
+//   x = x * softmax(scores)                                            -> g * sigma(a)
+//   x = einsum('bthk,bthkd->btd', x, w_up)                             -> y = sum g sigma(a) v
+// with query_proj = BatchNorm(x Wq) (the paper's query BN) and per-head softmax over the k scores.
+//
+// Training: the dense parameters (Wq, norm gamma/beta, sub-keys) are tfjs variables for any tfjs
+// optimizer; the expert tables live outside tfjs, their row gradients accumulate during backward
+// and `sparseStep(lrScale)` applies the sparse optimizer once per step.
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '@peer/backend';
+import { ProductKeys, retrieve } from '@peer/product-keys';
+import type { NamedArray } from '@peer/expert-store';
+import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
+import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
+import { expertMixture, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
+import { ExpertTable, RowSparseGrad, SparseOptimizer } from './expert-tables.js';
+import { QueryNorm } from './query-norm.js';
+import { UsageCounter, type UsageReport } from './usage.js';
+
+let layerCount = 0;
+
+export interface PeerRouting {
+  /** Expert rows [T, h, k], best first per head (head offsets included with separate pools). */
+  indices: Int32Array;
+  /** Router weights g [T, h, k]. */
+  weights: Float32Array;
+}
+
+export class PeerLayer {
+  readonly kind = 'peer' as const;
+  /** Model width d. */
+  readonly dim: number;
+  readonly config: ResolvedPeerConfig;
+  /** Sub-keys (tfjs variables). */
+  readonly keys: ProductKeys;
+  /** Query projection Wq [d, F], features in (head, half, dk) order. */
+  readonly queryWeight: tf.Variable<tf.Rank.R2>;
+  readonly queryNorm: QueryNorm;
+  /** u rows, [tableRows, d] (PEER-pytorch weight_down_embed). */
+  readonly down: ExpertTable;
+  /** v rows, [tableRows, d] (PEER-pytorch weight_up_embed). */
+  readonly up: ExpertTable;
+  /** Row gradients of `down` accumulated by backward passes since the last sparse step. */
+  readonly downGrad: RowSparseGrad;
+  readonly upGrad: RowSparseGrad;
+  private readonly downOptimizer: SparseOptimizer;
+  private readonly upOptimizer: SparseOptimizer;
+  private readonly dropoutRng: Rng;
+  private usage: UsageCounter | undefined;
+  /** Where backward passes send row gradients (the sparse accumulators unless redirected). */
+  private gradientSinks: { down: RowGradientSink; up: RowGradientSink };
+  private disposed = false;
+
+  constructor(config: PeerLayerConfig) {
+    const c = resolvePeerConfig(config);
+    this.config = c;
+    this.dim = c.dim;
+    const name = `peer_${layerCount++}`;
+    const rng = new Rng(c.seed);
+    const f = c.heads * 2 * c.dimKey;
+    this.keys = new ProductKeys({
+      numKeys: c.numExperts,
+      heads: c.heads,
+      dimKey: c.dimKey,
+      sharedKeys: c.sharedKeys,
+      seed: rng.fork(),
+      name: `${name}/keys`,
+    });
+    // Glorot-uniform Wq.
+    const limit = Math.sqrt(6 / (c.dim + f));
+    const wqInit = tf.tensor2d(rng.fork().fillUniform(new Float32Array(c.dim * f), -limit, limit), [c.dim, f]);
+    this.queryWeight = tf.variable(wqInit, true, `${name}/query_weight`) as tf.Variable<tf.Rank.R2>;
+    wqInit.dispose();
+    this.queryNorm = new QueryNorm({ kind: c.queryNorm, features: f, momentum: c.normMomentum, eps: c.normEps, name: `${name}/query_norm` });
+    const std = 1 / Math.sqrt(c.dim);
+    this.down = new ExpertTable(c.tableRows, c.dim, { std, seed: rng.fork().int(2 ** 31) });
+    this.up = new ExpertTable(c.tableRows, c.dim, { std, seed: rng.fork().int(2 ** 31) });
+    this.downGrad = new RowSparseGrad(c.dim);
+    this.upGrad = new RowSparseGrad(c.dim);
+    this.gradientSinks = { down: this.downGrad, up: this.upGrad };
+    this.downOptimizer = new SparseOptimizer(c.expertOptimizer);
+    this.upOptimizer = new SparseOptimizer(c.expertOptimizer);
+    this.dropoutRng = rng.fork();
+  }
+
+  /** y [B, S, D] from x [B, S, D]. `training` selects batch statistics and dropout. */
+  apply(x: tf.Tensor3D, mode: { training: boolean }): { y: tf.Tensor3D } {
+    this.checkAlive();
+    if (!(x instanceof tf.Tensor) || x.rank !== 3 || x.shape[2] !== this.dim) {
+      throw new Error(`PeerLayer.apply: x must be a [batch, seq, ${this.dim}] tensor, got ${x instanceof tf.Tensor ? `shape [${x.shape.join(', ')}]` : String(x)}`);
+    }
+    const [b, s] = x.shape;
+    return tf.tidy(() => {
+      const y = this.applyTokens(tf.reshape(x, [b * s, this.dim]), mode.training);
+      return { y: tf.reshape(y, [b, s, this.dim]) };
+    });
+  }
+
+  /** The expert rows and router weights each token would use (no gradient, no state change). */
+  route(x: tf.Tensor, mode: { training: boolean }): PeerRouting {
+    this.checkAlive();
+    return tf.tidy(() => {
+      const x2 = tf.reshape(x, [-1, this.dim]) as tf.Tensor2D;
+      // Batch statistics without moving the running ones: normalize as training would.
+      const { indices, weights } = this.retrieveExperts(x2, mode.training, false);
+      return { indices, weights: weights.dataSync() as Float32Array };
+    });
+  }
+
+  private retrieveExperts(x: tf.Tensor2D, training: boolean, updateStats = true): { indices: Int32Array; weights: tf.Tensor2D } {
+    const c = this.config;
+    const tokens = x.shape[0];
+    // query_proj(x): q = BN(x Wq)  [T, F]
+    const q = tf.matMul(x, this.queryWeight);
+    const qn = this.queryNorm.apply(q, training, updateStats);
+    // get_indices(...): top-k over the product keys per head  [T, h, k]
+    const found = retrieve(tf.reshape(qn, [tokens, c.heads, 2 * c.dimKey]), this.keys, { k: c.topK, candidateK: c.candidateK });
+    const indices = found.indices.dataSync() as Int32Array;
+    found.indices.dispose();
+    if (c.separateExpertsPerHead) {
+      // Head h owns rows [h*N, (h+1)*N) of each table.
+      for (let i = 0; i < indices.length; i++) indices[i]! += Math.floor(i / c.topK) % c.heads * c.numExperts;
+    }
+    // Router weights: softmax(scores) over the k experts of each head (or relu).
+    const g = c.scores === 'softmax' ? tf.softmax(found.scores) : tf.relu(found.scores);
+    return { indices, weights: tf.reshape(g, [tokens, c.heads * c.topK]) };
+  }
+
+  private applyTokens(x: tf.Tensor2D, training: boolean): tf.Tensor2D {
+    const c = this.config;
+    const tokens = x.shape[0];
+    const perToken = c.heads * c.topK;
+    const { indices, weights } = this.retrieveExperts(x, training);
+    if (this.usage) this.usage.record(indices, weights.dataSync());
+    let g = weights;
+    if (training && c.dropout > 0) {
+      // Dropout on sigma(u . x) is a mask on its weight g: y = sum g m sigma(a) v.
+      const keep = 1 - c.dropout;
+      const mask = new Float32Array(tokens * perToken);
+      for (let i = 0; i < mask.length; i++) mask[i] = this.dropoutRng.float() < keep ? 1 / keep : 0;
+      g = tf.mul(g, tf.tensor2d(mask, [tokens, perToken]));
+    }
+    const tables: MixtureTables = { down: this.down, up: this.up, downGrad: this.gradientSinks.down, upGrad: this.gradientSinks.up };
+    const options = { activation: c.activation, keepRows: false };
+    const chunk = c.tokenChunk;
+    if (tokens <= chunk) return expertMixture(x, g, indices, tables, options);
+    // Token chunks bound the gathered [chunk*h*k, d] rows held at once (forward and backward).
+    const parts: tf.Tensor2D[] = [];
+    for (let t0 = 0; t0 < tokens; t0 += chunk) {
+      const size = Math.min(chunk, tokens - t0);
+      const xs = tf.slice(x, [t0, 0], [size, c.dim]);
+      const gs = tf.slice(g, [t0, 0], [size, perToken]);
+      parts.push(expertMixture(xs, gs, indices.subarray(t0 * perToken, (t0 + size) * perToken), tables, options));
+    }
+    return tf.concat(parts, 0);
+  }
+
+  /** Dense trainable variables: Wq, norm gamma and beta, sub-keys. */
+  trainableVariables(): tf.Variable[] {
+    return [this.queryWeight, ...this.queryNorm.trainableVariables(), ...this.keys.variables()];
+  }
+
+  /**
+   * Applies the sparse optimizer to the u and v rows touched since the last call, then clears their
+   * gradients. Call once per training step, after backward (with the schedule's factor).
+   */
+  sparseStep(lrScale: number): void {
+    this.checkAlive();
+    if (!(lrScale >= 0) || !Number.isFinite(lrScale)) throw new Error(`PeerLayer.sparseStep: lrScale must be a finite number >= 0, got ${lrScale}`);
+    this.downOptimizer.step(this.down, this.downGrad, lrScale);
+    this.upOptimizer.step(this.up, this.upGrad, lrScale);
+    this.zeroSparseGrads();
+  }
+
+  /** Drops the accumulated row gradients. */
+  zeroSparseGrads(): void {
+    this.downGrad.clear();
+    this.upGrad.clear();
+  }
+
+  /**
+   * Runs `fn` with the backward passes' row gradients sent to `down` / `up` instead of the sparse
+   * accumulators (e.g. dense gradients for interop checks).
+   */
+  withRowGradientSinks<T>(sinks: { down: RowGradientSink; up: RowGradientSink }, fn: () => T): T {
+    const saved = this.gradientSinks;
+    this.gradientSinks = sinks;
+    try {
+      return fn();
+    } finally {
+      this.gradientSinks = saved;
+    }
+  }
+
+  /** Forward FLOPs per token (a multiply-add is 2); see `peerFlops` for the formula. */
+  flopsPerToken(): number {
+    return peerFlops(this.config).total;
+  }
+
+  /** The parts of `flopsPerToken`. */
+  flops(): PeerFlops {
+    return peerFlops(this.config);
+  }
+
+  activeParamsPerToken(): number {
+    return peerActiveParams(this.config);
+  }
+
+  totalParams(): number {
+    return peerParams(this.config).total;
+  }
+
+  /** The parts of `totalParams`. */
+  params(): PeerParams {
+    return peerParams(this.config);
+  }
+
+  /** Starts (or restarts) accumulating router weights per expert in forward passes. */
+  startUsage(): void {
+    this.usage = new UsageCounter(this.config.tableRows);
+  }
+
+  /** The usage report (the paper's Table 2 metrics) since `startUsage`; stops accumulating. */
+  stopUsage(): UsageReport {
+    if (!this.usage) throw new Error('PeerLayer.stopUsage: startUsage was not called');
+    const report = this.usage.report();
+    this.usage = undefined;
+    return report;
+  }
+
+  stateEntries(prefix: string): NamedArray[] {
+    void prefix;
+    throw new Error('not yet');
+  }
+
+  loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void {
+    void prefix;
+    void get;
+    throw new Error('not yet');
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.keys.dispose();
+    this.queryWeight.dispose();
+    this.queryNorm.dispose();
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error('PeerLayer: used after dispose()');
+  }
+}

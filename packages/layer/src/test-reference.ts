@@ -1,0 +1,159 @@
+// A direct float64 PEER layer for tests, written as plainly as the spec: brute-force top-k over all
+// N full keys, BatchNorm with batch statistics, softmax, GELU through a float64 erf, the mixture.
+// Not exported by the package.
+//
+// T tokens, d model width, h heads, k experts per head, dk sub-key width, S = sqrt(N),
+// F = h * 2 * dk query features in (head, half, dk) order, H' key sets (1 shared, else h).
+
+export interface ReferenceParams {
+  /** [d, F] */
+  wq: Float64Array;
+  /** [F] (ignored for queryNorm 'none') */
+  gamma: Float64Array;
+  beta: Float64Array;
+  /** [F], used in evaluation mode */
+  runningMean: Float64Array;
+  runningVar: Float64Array;
+  /** [H', S, dk] */
+  subKeys1: Float64Array;
+  subKeys2: Float64Array;
+  /** [rows, d] */
+  down: Float64Array;
+  up: Float64Array;
+}
+
+export interface ReferenceConfig {
+  dim: number;
+  heads: number;
+  topK: number;
+  dimKey: number;
+  subKeys: number;
+  sharedKeys: boolean;
+  separateExpertsPerHead: boolean;
+  scores: 'softmax' | 'relu';
+  queryNorm: 'batch' | 'layer' | 'none';
+  activation: 'gelu' | 'gelu-tanh' | 'relu';
+  normEps: number;
+  numExperts: number;
+}
+
+export interface ReferenceOutput {
+  /** [T, d] */
+  y: Float64Array;
+  /** Expert rows [T, h, k] (head offsets included with separate pools), best first. */
+  indices: Int32Array;
+  /** Router weights [T, h, k]. */
+  weights: Float64Array;
+  /** Normalized queries [T, F]. */
+  queries: Float64Array;
+}
+
+/** erf in float64: erf(x) = 2/sqrt(pi) e^{-x^2} sum_n 2^n x^{2n+1} / (1*3*...*(2n+1)); all terms positive. */
+export function erf64(x: number): number {
+  if (x < 0) return -erf64(-x);
+  if (x > 6) return 1;
+  let term = x;
+  let sum = x;
+  for (let n = 1; n < 400; n++) {
+    term *= (2 * x * x) / (2 * n + 1);
+    sum += term;
+    if (term < 1e-17 * sum) break;
+  }
+  return (2 / Math.sqrt(Math.PI)) * Math.exp(-x * x) * sum;
+}
+
+export function activation64(a: number, kind: ReferenceConfig['activation']): number {
+  if (kind === 'relu') return a > 0 ? a : 0;
+  if (kind === 'gelu') return 0.5 * a * (1 + erf64(a / Math.SQRT2));
+  return 0.5 * a * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (a + 0.044715 * a * a * a)));
+}
+
+/** The PEER layer in float64. `training` selects batch statistics for queryNorm 'batch'. */
+export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParams, c: ReferenceConfig, training: boolean): ReferenceOutput {
+  const { dim: d, heads: h, topK: k, dimKey: dk, subKeys: s } = c;
+  const f = h * 2 * dk;
+  // q = x Wq
+  const q = new Float64Array(tokens * f);
+  for (let t = 0; t < tokens; t++) {
+    for (let j = 0; j < f; j++) {
+      let acc = 0;
+      for (let i = 0; i < d; i++) acc += x[t * d + i]! * p.wq[i * f + j]!;
+      q[t * f + j] = acc;
+    }
+  }
+  // Query normalization.
+  if (c.queryNorm === 'batch') {
+    for (let j = 0; j < f; j++) {
+      let mean = 0;
+      let variance = 0;
+      if (training) {
+        for (let t = 0; t < tokens; t++) mean += q[t * f + j]!;
+        mean /= tokens;
+        for (let t = 0; t < tokens; t++) variance += (q[t * f + j]! - mean) ** 2;
+        variance /= tokens;
+      } else {
+        mean = p.runningMean[j]!;
+        variance = p.runningVar[j]!;
+      }
+      for (let t = 0; t < tokens; t++) {
+        q[t * f + j] = ((q[t * f + j]! - mean) / Math.sqrt(variance + c.normEps)) * p.gamma[j]! + p.beta[j]!;
+      }
+    }
+  } else if (c.queryNorm === 'layer') {
+    for (let t = 0; t < tokens; t++) {
+      let mean = 0;
+      for (let j = 0; j < f; j++) mean += q[t * f + j]!;
+      mean /= f;
+      let variance = 0;
+      for (let j = 0; j < f; j++) variance += (q[t * f + j]! - mean) ** 2;
+      variance /= f;
+      for (let j = 0; j < f; j++) q[t * f + j] = ((q[t * f + j]! - mean) / Math.sqrt(variance + c.normEps)) * p.gamma[j]! + p.beta[j]!;
+    }
+  }
+  const n = s * s;
+  const y = new Float64Array(tokens * d);
+  const indices = new Int32Array(tokens * h * k);
+  const weights = new Float64Array(tokens * h * k);
+  const full = new Float64Array(n);
+  const order = new Int32Array(n);
+  for (let t = 0; t < tokens; t++) {
+    for (let head = 0; head < h; head++) {
+      const set = c.sharedKeys ? 0 : head;
+      const qo = t * f + head * 2 * dk;
+      // Every full key [C1_a ; C2_b] of expert a*S + b, scored directly.
+      for (let a = 0; a < s; a++) {
+        for (let b = 0; b < s; b++) {
+          let acc = 0;
+          for (let j = 0; j < dk; j++) {
+            acc += q[qo + j]! * p.subKeys1[(set * s + a) * dk + j]!;
+            acc += q[qo + dk + j]! * p.subKeys2[(set * s + b) * dk + j]!;
+          }
+          full[a * s + b] = acc;
+        }
+      }
+      for (let i = 0; i < n; i++) order[i] = i;
+      order.sort((i1, i2) => full[i2]! - full[i1]!);
+      const top = Array.from(order.subarray(0, k));
+      const scores = top.map((e) => full[e]!);
+      let g: number[];
+      if (c.scores === 'softmax') {
+        const m = Math.max(...scores);
+        const ex = scores.map((v) => Math.exp(v - m));
+        const z = ex.reduce((u, v) => u + v, 0);
+        g = ex.map((v) => v / z);
+      } else {
+        g = scores.map((v) => (v > 0 ? v : 0));
+      }
+      for (let i = 0; i < k; i++) {
+        const row = top[i]! + (c.separateExpertsPerHead ? head * n : 0);
+        indices[(t * h + head) * k + i] = row;
+        weights[(t * h + head) * k + i] = g[i]!;
+        let a = 0;
+        for (let j = 0; j < d; j++) a += p.down[row * d + j]! * x[t * d + j]!;
+        const w = g[i]! * activation64(a, c.activation);
+        for (let j = 0; j < d; j++) y[t * d + j] += w * p.up[row * d + j]!;
+      }
+    }
+  }
+  return { y, indices, weights, queries: q };
+}
