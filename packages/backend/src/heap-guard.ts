@@ -43,6 +43,29 @@ function wasmModule(): (WasmModule & { [GUARD]?: GuardState }) | undefined {
   return (tf.backend() as unknown as { wasm: WasmModule & { [GUARD]?: GuardState } }).wasm;
 }
 
+/**
+ * Replaces `wasm[name]` by `wrap(inner)` for good. Emscripten exports `_malloc`/`_free` as lazy
+ * stubs that, on their first call, overwrite `Module._malloc` with the raw export: a plain
+ * assignment of our wrapper would be dropped after one allocation. The setter keeps the wrapper
+ * and routes such overwrites to `inner`.
+ */
+function intercept<F extends (...args: never[]) => unknown>(
+  wasm: WasmModule,
+  name: '_malloc' | '_free',
+  wrap: (inner: () => F) => F,
+): void {
+  let inner = wasm[name] as unknown as F;
+  const wrapped = wrap(() => inner);
+  Object.defineProperty(wasm, name, {
+    configurable: true,
+    enumerable: true,
+    get: () => wrapped,
+    set: (f: F) => {
+      inner = f;
+    },
+  });
+}
+
 /** Wraps the wasm allocator once; later calls only change the budget. */
 export function installHeapGuard(budgetBytes: number = DEFAULT_HEAP_BUDGET_BYTES): void {
   const wasm = wasmModule();
@@ -52,27 +75,25 @@ export function installHeapGuard(budgetBytes: number = DEFAULT_HEAP_BUDGET_BYTES
     return;
   }
   const state: GuardState = { budget: budgetBytes, live: 0, sizes: new Map() };
-  const malloc = wasm._malloc.bind(wasm);
-  const free = wasm._free.bind(wasm);
-  wasm._malloc = (n: number): number => {
+  intercept<(n: number) => number>(wasm, '_malloc', (malloc) => (n: number): number => {
     if (state.live + n > state.budget) throw new HeapBudgetError(n, state.live, state.budget);
-    const p = malloc(n);
+    const p = malloc()(n);
     if (p === 0 && n > 0) {
       throw new Error(`wasm heap exhausted: the allocator refused ${fmt(n)} with ${fmt(state.live)} live`);
     }
     state.sizes.set(p >>> 0, n);
     state.live += n;
     return p;
-  };
-  wasm._free = (p: number): void => {
+  });
+  intercept<(p: number) => void>(wasm, '_free', (free) => (p: number): void => {
     const key = p >>> 0;
     const n = state.sizes.get(key);
     if (n !== undefined) {
       state.live -= n;
       state.sizes.delete(key);
     }
-    free(p);
-  };
+    free()(p);
+  });
   wasm[GUARD] = state;
 }
 

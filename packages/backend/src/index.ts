@@ -18,6 +18,6 @@ export {
   setHeapBudget,
   type HeapStats,
 } from './heap-guard.js';
-export { installWasmFixes } from './wasm/install-wasm-fixes.js';
+export { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
 export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';

@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { installHeapGuard } from './heap-guard.js';
-import { installWasmFixes } from './wasm/install-wasm-fixes.js';
+import { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
 export type BackendRequest = BackendName | 'auto';
@@ -20,7 +20,7 @@ export interface InitBackendOptions {
   backend?: BackendRequest;
   /** Where to report the choice; `false` keeps quiet. Default: one line on stderr. */
   log?: ((line: string) => void) | false;
-  /** Install the wasm kernel fixes (default true). Turning them off is for benchmarks only. */
+  /** Install the wasm kernel fixes (default true); `false` restores the built-in kernels (for benchmarks). */
   wasmFixes?: boolean;
   /** Heap budget for the wasm engine in bytes (default 3.5 GiB); see `setHeapBudget`. */
   heapBudgetBytes?: number;
@@ -160,6 +160,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   let fixes: string[] = [];
   if (backend === 'wasm') {
     if (options.wasmFixes !== false) fixes = installWasmFixes();
+    else uninstallWasmFixes();
     installHeapGuard(options.heapBudgetBytes);
   }
   current = { backend, provider, skipped, fixes };

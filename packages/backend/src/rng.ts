@@ -12,8 +12,9 @@ export class Rng {
 
   constructor(seed: number | readonly number[]) {
     if (typeof seed === 'number') {
-      if (!Number.isInteger(seed)) throw new Error(`seed must be an integer, got ${seed}`);
-      this.gen = xoroshiro128plus(seed | 0);
+      if (!Number.isSafeInteger(seed)) throw new Error(`seed must be a safe integer, got ${seed}`);
+      // The generator takes 32 bits: fold the high bits in so that large seeds (e.g. a clock) stay distinct.
+      this.gen = xoroshiro128plus((seed | 0) ^ (Math.trunc(seed / TWO_POW_32) | 0));
     } else {
       if (seed.length !== 4 || seed.some((s) => !Number.isInteger(s))) {
         throw new Error(`rng state must be 4 integers, got ${JSON.stringify(seed)}`);
@@ -29,13 +30,16 @@ export class Rng {
     return [...this.gen.getState()];
   }
 
-  /** An independent stream 2^64 draws away; this stream is unchanged. */
+  /**
+   * An independent stream: the child starts 2^64 draws ahead of this stream, and this stream
+   * jumps past it, so successive forks (and the parent) never overlap in practice.
+   */
   fork(): Rng {
     const child = new Rng(this.gen.getState());
     child.gen.jump();
-    // Advance the parent too, so successive forks are distinct.
     this.gen.jump();
     this.gen.jump();
+    this.spareNormal = undefined;
     return child;
   }
 

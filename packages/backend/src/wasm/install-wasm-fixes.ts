@@ -1,5 +1,19 @@
-// Side-effect-free entry: `installWasmFixes()` registers, once, the wasm kernels that make training
-// usable (see docs in the package README). Each fix lives in its own file.
+// Registers, once, the wasm kernels that make training usable (see the package README). Each fix
+// lives in its own file; they replace kernels for the 'wasm' engine only.
+import { gatherRowsFix } from './gather-rows.js';
+import { batchMatMulFix, fusedMatMulFix } from './transpose-first-mat-mul.js';
+import { unsortedSegmentSumFix } from './unsorted-segment-sum.js';
+import { installFix, isFixInstalled, uninstallFix, type WasmKernelFix } from './wasm-backend.js';
+
+const FIXES: readonly WasmKernelFix[] = [unsortedSegmentSumFix, batchMatMulFix, fusedMatMulFix, gatherRowsFix];
+
+/** Installs the wasm kernel fixes (idempotent) and returns their names. */
 export function installWasmFixes(): string[] {
-  return [];
+  for (const fix of FIXES) installFix(fix);
+  return FIXES.filter((f) => isFixInstalled(f.kernelName)).map((f) => f.name);
+}
+
+/** Restores the built-in wasm kernels (for benchmarks and tests that compare against them). */
+export function uninstallWasmFixes(): void {
+  for (const fix of FIXES) uninstallFix(fix);
 }

@@ -1,0 +1,103 @@
+// The slice of the wasm engine's backend object that the kernel fixes use, and the one way they
+// replace a registered kernel. The engine's own types need emscripten typings; these few members
+// are stable across tfjs 4.x.
+import * as tf from '@tensorflow/tfjs-core';
+import type { DataType, KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+
+export interface WasmTensorData {
+  id: number;
+  /** Byte offset into the wasm heap. */
+  memoryOffset: number;
+  shape: number[];
+  dtype: DataType;
+}
+
+export interface WasmBackend {
+  wasm: { HEAPU8: Uint8Array };
+  dataIdMap: { get(dataId: object): WasmTensorData | undefined };
+  /** Allocates on the heap (not zeroed); may grow the heap, which detaches earlier views. */
+  makeOutput(shape: number[], dtype: DataType): TensorInfo;
+  readSync(dataId: object): ArrayLike<number>;
+  disposeData(dataId: object): boolean;
+}
+
+export interface KernelArgs {
+  inputs: NamedTensorInfoMap;
+  backend: WasmBackend;
+  attrs: NamedAttrMap;
+}
+
+/** A view of the whole heap as float32 words. Take it only after the last allocation of a kernel. */
+export function heapF32(backend: WasmBackend): Float32Array {
+  return new Float32Array(backend.wasm.HEAPU8.buffer);
+}
+
+/** Word offset (float32/int32 elements) of a tensor's data on the heap. */
+export function wordOffset(backend: WasmBackend, info: TensorInfo): number {
+  const data = backend.dataIdMap.get(info.dataId);
+  if (!data) throw new Error('wasm kernel fix: tensor data is not on the wasm engine');
+  // malloc aligns to at least 8 bytes, so 4-byte elements start on a word boundary.
+  return data.memoryOffset >>> 2;
+}
+
+/** Runs a kernel registered for wasm (looked up per call, so it sees later overrides too). */
+export function runWasmKernel(name: string, inputs: NamedTensorInfoMap, backend: WasmBackend, attrs: NamedAttrMap = {}): TensorInfo {
+  const kernel = tf.getKernel(name, 'wasm');
+  if (!kernel) throw new Error(`wasm kernel '${name}' is not registered`);
+  return kernel.kernelFunc({ inputs, backend, attrs }) as TensorInfo;
+}
+
+/** `x` with its last two axes swapped, as a new tensor on the heap that the caller disposes. */
+export function transposeLastTwo(x: TensorInfo, backend: WasmBackend): TensorInfo {
+  const r = x.shape.length;
+  const perm = x.shape.map((_, i) => (i < r - 2 ? i : i === r - 2 ? r - 1 : r - 2));
+  return runWasmKernel(tf.Transpose, { x }, backend, { perm });
+}
+
+export interface WasmKernelFix {
+  /** Human-readable fix name reported by `initBackend`. */
+  name: string;
+  kernelName: string;
+  /** Builds the new kernel; `original` is the built-in kernel it replaces (if any). */
+  kernelFunc(original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo;
+}
+
+// Marks our kernel configs so that installing twice (or from both the ESM and CJS builds) is a no-op.
+const FIXED = Symbol.for('@peer/backend/wasm-fix');
+
+interface FixedKernelConfig extends KernelConfig {
+  [FIXED]?: { fix: string; original: KernelConfig | undefined };
+}
+
+/** Replaces the wasm kernel with the fix's; returns false if it was already installed. */
+export function installFix(fix: WasmKernelFix): boolean {
+  const current = tf.getKernel(fix.kernelName, 'wasm') as FixedKernelConfig | undefined;
+  if (current?.[FIXED]) return false;
+  const config: FixedKernelConfig = {
+    kernelName: fix.kernelName,
+    backendName: 'wasm',
+    kernelFunc: fix.kernelFunc(current?.kernelFunc) as unknown as KernelFunc,
+    // setBackend re-runs every setupFunc; the original's prepares the wasm functions we delegate to.
+    setupFunc: current?.setupFunc,
+    disposeFunc: current?.disposeFunc,
+    [FIXED]: { fix: fix.name, original: current },
+  };
+  if (current) tf.unregisterKernel(fix.kernelName, 'wasm');
+  tf.registerKernel(config);
+  return true;
+}
+
+/** Puts the built-in kernel back (or removes a kernel wasm did not have); returns false if the fix was not installed. */
+export function uninstallFix(fix: WasmKernelFix): boolean {
+  const current = tf.getKernel(fix.kernelName, 'wasm') as FixedKernelConfig | undefined;
+  const marker = current?.[FIXED];
+  if (!marker) return false;
+  tf.unregisterKernel(fix.kernelName, 'wasm');
+  if (marker.original) tf.registerKernel(marker.original);
+  return true;
+}
+
+/** Whether the named kernel currently runs a fix. */
+export function isFixInstalled(kernelName: string): boolean {
+  return Boolean((tf.getKernel(kernelName, 'wasm') as FixedKernelConfig | undefined)?.[FIXED]);
+}
