@@ -79,15 +79,15 @@ describe('axis-0 GatherV2 on wasm', () => {
   it('throws one clear error naming the index and the row count for out-of-range indices', async () => {
     await tf.setBackend('wasm');
     const table = tf.zeros([65, 4]);
+    const bad = tf.tensor1d([3, 65, 1], 'int32');
+    const negative = tf.tensor1d([-1], 'int32');
     const before = tf.memory().numTensors;
-    expect(() => tf.gather(table, tf.tensor1d([3, 65, 1], 'int32'))).toThrow(
-      /index 65 \(at position 1 of the indices\) is out of range for a tensor of 65 rows/,
-    );
-    expect(() => tf.gather(table, tf.tensor1d([-1], 'int32'))).toThrow(/index -1 .* 65 rows/);
+    expect(() => tf.gather(table, bad)).toThrow(/^gather: index 65 \(at position 1 of the indices\) is out of range for a tensor of 65 rows$/);
+    expect(() => tf.gather(table, negative)).toThrow(/index -1 .* 65 rows/);
+    expect(() => tf.gather(tf.zeros([2, 3]), tf.tensor1d([3], 'int32'), 1)).toThrow(/index 3 .* size 3 along axis 1/);
     // The failed calls allocated no output.
     expect(tf.memory().numTensors).toBe(before + 2);
-    tf.disposeVariables();
-    table.dispose();
+    tf.dispose([table, bad, negative]);
   });
 
   it('empty indices and empty rows give empty outputs', async () => {
