@@ -1,0 +1,3 @@
+export { ProductKeys, type ProductKeysConfig, type SubKeyTables } from './product-keys.js';
+export { DEFAULT_MAX_CHUNK_ELEMENTS, retrieve, type Retrieval, type RetrieveOptions } from './retrieve.js';
+export { MAX_SQRT_KEYS } from './checks.js';

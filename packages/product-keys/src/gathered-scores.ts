@@ -1,0 +1,113 @@
+// Differentiable scores of selected keys: score[t, h, j] = q1[t, h] . C1[h', a] + q2[t, h] . C2[h', b]
+// with (a, b) = the j-th selection of (t, h) and h' = h (per-head keys) or 0 (shared keys).
+// Axes: T tokens (Tb in a chunk), h heads, H' key sets, S = sqrt(N), dk key width, k results,
+// R = Tb * h rows.
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface ScorePlan {
+  heads: number;
+  dimKey: number;
+  sqrtN: number;
+  k: number;
+  /** Tokens per chunk of the backward pass. */
+  chunkTokens: number;
+}
+
+/**
+ * Returns `values` (the scores the selection computed) as a tensor whose gradient flows to
+ * `queries`, `subKeys1` and `subKeys2`. The backward gathers only the selected sub-key rows, so
+ * its cost is O(T * h * k * dk), independent of S; the sub-key gradients are dense tables with
+ * only the selected rows non-zero.
+ */
+export function gatheredScores(
+  queries: tf.Tensor3D,
+  subKeys1: tf.Tensor3D,
+  subKeys2: tf.Tensor3D,
+  values: tf.Tensor3D,
+  first: tf.Tensor3D,
+  second: tf.Tensor3D,
+  plan: ScorePlan,
+): tf.Tensor3D {
+  const scores = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [q, c1, c2, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+    save([q, c1, c2, first, second]);
+    return {
+      value: tf.clone(values),
+      gradFunc: (dy: tf.Tensor3D, saved: tf.Tensor[]) => {
+        const [sq, sc1, sc2, sa, sb] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
+        return scoreGradients(dy, sq, sc1, sc2, sa, sb, plan);
+      },
+    };
+  });
+  return scores(queries, subKeys1, subKeys2) as tf.Tensor3D;
+}
+
+function scoreGradients(
+  dy: tf.Tensor3D,
+  queries: tf.Tensor3D,
+  subKeys1: tf.Tensor3D,
+  subKeys2: tf.Tensor3D,
+  first: tf.Tensor3D,
+  second: tf.Tensor3D,
+  plan: ScorePlan,
+): tf.Tensor[] {
+  const { heads, dimKey, sqrtN, k, chunkTokens } = plan;
+  const tokens = queries.shape[0];
+  const sets = subKeys1.shape[0];
+  const tableRows = sets * sqrtN;
+  // Rows of the flattened [H' * S, dk] tables: per-head keys live at head * S + a.
+  const [rows1, rows2] = tf.tidy(() => {
+    if (sets === 1) return [tf.clone(first), tf.clone(second)];
+    const offsets = tf.reshape(tf.range(0, heads * sqrtN, sqrtN, 'int32'), [1, heads, 1]);
+    return [tf.add(first, offsets), tf.add(second, offsets)];
+  });
+  const table1 = tf.reshape(subKeys1, [tableRows, dimKey]) as tf.Tensor2D;
+  const table2 = tf.reshape(subKeys2, [tableRows, dimKey]) as tf.Tensor2D;
+  const queryGrads: tf.Tensor[] = [];
+  let grad1: tf.Tensor2D | undefined;
+  let grad2: tf.Tensor2D | undefined;
+  try {
+    for (let t0 = 0; t0 < tokens; t0 += chunkTokens) {
+      const size = Math.min(chunkTokens, tokens - t0);
+      const r = size * heads;
+      const [dq, d1, d2] = tf.tidy(() => {
+        const cut = <X extends tf.Tensor>(x: X): X => (size === tokens ? x : (tf.slice(x, t0, size) as X));
+        const dyRows = tf.reshape(cut(dy), [r, 1, k]);
+        const q = cut(queries);
+        const half = (offset: number, table: tf.Tensor2D, rows: tf.Tensor3D): [tf.Tensor, tf.Tensor2D] => {
+          const rowIds = tf.reshape(cut(rows), [r * k]);
+          const keys = tf.reshape(tf.gather(table, rowIds), [r, k, dimKey]);
+          // d score / d q = the selected sub-key; d score / d C[row] = q (summed over repeats).
+          const dq = tf.reshape(tf.matMul(dyRows, keys), [size, heads, dimKey]);
+          const qRows = tf.reshape(tf.slice(q, [0, 0, offset], [size, heads, dimKey]), [r, 1, dimKey]);
+          const updates = tf.reshape(tf.mul(tf.reshape(dyRows, [r, k, 1]), qRows), [r * k, dimKey]);
+          // ScatterNd sums repeated rows on every backend and exists on wasm without fixes.
+          const dTable = tf.scatterND(tf.reshape(rowIds, [r * k, 1]), updates, [tableRows, dimKey]) as tf.Tensor2D;
+          return [dq, dTable];
+        };
+        const [dq1, dTable1] = half(0, table1, rows1);
+        const [dq2, dTable2] = half(dimKey, table2, rows2);
+        return [tf.concat([dq1, dq2], 2), dTable1, dTable2] as [tf.Tensor, tf.Tensor2D, tf.Tensor2D];
+      });
+      queryGrads.push(dq);
+      grad1 = accumulate(grad1, d1);
+      grad2 = accumulate(grad2, d2);
+    }
+    const dQueries = queryGrads.length === 0 ? tf.zerosLike(queries) : queryGrads.length === 1 ? queryGrads[0]! : tf.concat(queryGrads, 0);
+    return [
+      dQueries,
+      grad1 ? tf.reshape(grad1, subKeys1.shape) : tf.zerosLike(subKeys1),
+      grad2 ? tf.reshape(grad2, subKeys2.shape) : tf.zerosLike(subKeys2),
+    ];
+  } finally {
+    if (queryGrads.length > 1) tf.dispose(queryGrads);
+    tf.dispose([rows1, rows2, table1, table2]);
+  }
+}
+
+function accumulate(total: tf.Tensor2D | undefined, part: tf.Tensor2D): tf.Tensor2D {
+  if (!total) return part;
+  const sum = tf.add(total, part) as tf.Tensor2D;
+  tf.dispose([total, part]);
+  return sum;
+}
