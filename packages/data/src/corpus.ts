@@ -2,8 +2,7 @@
 // fingerprint). Documents are the unit of splitting: each lands in exactly one of train / validation /
 // test. Path corpora are streamed, so a corpus larger than memory costs one document at a time.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { open, readdir, stat } from 'node:fs/promises';
 import { basename, extname, join, relative, resolve, sep } from 'node:path';
 import { BUILTIN_CORPORA, loadBuiltinCorpus, type BuiltinCorpusName } from './builtin-corpora.js';
 import { DataError } from './errors.js';
@@ -176,7 +175,18 @@ interface FileEntry {
 
 async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  const handle = await open(path, 'r');
+  try {
+    // One reused buffer: a stream would allocate a fresh chunk per read, and those pile up until GC.
+    const buffer = new Uint8Array(1 << 20);
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
   return hash.digest('hex');
 }
 

@@ -13,7 +13,8 @@ export type SplitFractions = Record<SplitName, number>;
 
 export const DEFAULT_FRACTIONS: Readonly<SplitFractions> = { train: 0.9, validation: 0.05, test: 0.05 };
 
-const TWO_POW_32 = 4294967296;
+const TWO_POW_21 = 2097152;
+const TWO_POW_53 = 9007199254740992;
 
 /** Fractions completed with the defaults' shape, checked: each in [0, 1], summing to 1. */
 export function checkFractions(fractions: Partial<SplitFractions> = DEFAULT_FRACTIONS): SplitFractions {
@@ -51,9 +52,9 @@ export function checkSeed(seed: number, what = 'seed'): number {
 /** A uniform number in [0, 1) determined by the seed and the document text (53 bits of SHA-256). */
 export function documentUniform(text: string, seed: number): number {
   const digest = createHash('sha256').update(`peer-data split v1\0${seed}\0`).update(text, 'utf8').digest();
-  const hi = digest.readUInt32BE(0) >>> 11; // 21 bits
-  const lo = digest.readUInt32BE(4); // 32 bits
-  return (hi * TWO_POW_32 + lo) / 2 ** 53;
+  const hi = digest.readUInt32BE(0); // bits 0-31
+  const lo = digest.readUInt32BE(4) >>> 11; // bits 32-52
+  return (hi * TWO_POW_21 + lo) / TWO_POW_53;
 }
 
 /** The split a document belongs to: `train` for u < f_train, then `validation`, then `test`. */
