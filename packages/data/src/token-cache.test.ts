@@ -187,6 +187,19 @@ describe('prepareTokens', () => {
     auto.close();
   });
 
+  it('passes corpusOptions to loadCorpus for a spec', async () => {
+    const path = await tmp.write('c10.jsonl', '{"body": "alpha"}\n{"body": "beta"}\n');
+    const file = await prepareTokens({
+      corpus: path,
+      corpusOptions: { textField: 'body' },
+      tokenizer: byte,
+      split: 'train',
+      cacheDir: await tmp.fresh(),
+      fractions: { train: 1 },
+    });
+    expect(Buffer.from(Uint8Array.from(file.tokens!)).toString()).toBe('alphabeta');
+  });
+
   it('uses uint32 files for vocabularies over 65 536 ids', async () => {
     const path = await tmp.write('c9.jsonl', jsonl(makeDocs(60)));
     const o200k = createTokenizer('o200k');

@@ -7,7 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadCorpus, type Corpus } from './corpus.js';
+import { loadCorpus, type Corpus, type CorpusOptions } from './corpus.js';
 import { DataError } from './errors.js';
 import { assignSplit, checkFractions, checkSeed, checkSplitName, SPLIT_NAMES, type SplitFractions, type SplitName } from './splits.js';
 import { resolveTokenizer, type Tokenizer, type TokenizerName, type TokenizerSpec } from './tokenizer.js';
@@ -58,6 +58,8 @@ export interface PrepareProgress {
 export interface PrepareTokensOptions {
   /** A loaded corpus, or a spec for `loadCorpus` (`sotu`, `moby-dick`, a path). */
   corpus: Corpus | string;
+  /** Options for `loadCorpus` when `corpus` is a spec. */
+  corpusOptions?: CorpusOptions;
   tokenizer: Tokenizer | TokenizerSpec;
   split: SplitName;
   cacheDir: string;
@@ -128,7 +130,7 @@ export async function prepareTokens(options: PrepareTokensOptions): Promise<Toke
     throw new DataError(`cacheDir must be a folder path, got ${JSON.stringify(options.cacheDir)}`);
   }
   const maxInMemoryBytes = options.maxInMemoryBytes ?? 2 ** 30;
-  const corpus = typeof options.corpus === 'string' ? await loadCorpus(options.corpus) : options.corpus;
+  const corpus = typeof options.corpus === 'string' ? await loadCorpus(options.corpus, options.corpusOptions) : options.corpus;
   const fingerprint = await corpus.fingerprint();
   const base = cacheBaseName(corpus, tokenizer.name, seed, fractions);
   const expected = {
