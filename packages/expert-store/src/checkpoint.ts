@@ -15,7 +15,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { namedArrayBytes, validateNamedArray, type NamedArray, type NamedArrayData, type NamedArraySpec, type SafetensorsDtype } from './named-array.js';
+import { markFresh, namedArrayBytes, validateNamedArray, type NamedArray, type NamedArrayData, type NamedArraySpec, type SafetensorsDtype } from './named-array.js';
 import { SafetensorsReader, writeSafetensors } from './safetensors.js';
 import { fsyncDir, sha256File, StoreFileError } from './file-io.js';
 
@@ -368,7 +368,11 @@ export function loadCheckpoint(dir: string, options: LoadOptions = {}): Checkpoi
       manifest,
       names,
       spec,
-      get: (name) => readerOf(name)?.read(name),
+      get: (name) => {
+        const entry = readerOf(name)?.read(name);
+        if (entry) markFresh(entry.data);
+        return entry;
+      },
       readInto: (name, out, start = 0) => {
         const r = readerOf(name);
         if (!r) throw new CheckpointError(root, `has no tensor named '${name}'`);

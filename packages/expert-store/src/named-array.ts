@@ -116,3 +116,18 @@ export function expectEntry(
   validateNamedArray(entry, 'state entry');
   return entry;
 }
+
+// Arrays that a reader allocated for its caller and nobody else holds (e.g. a lazy checkpoint's
+// reads): a consumer may take them over instead of copying, which keeps peak memory at one copy.
+const freshArrays = new WeakSet<NamedArrayData>();
+
+/** Marks `data` as freshly allocated for the caller, so that one consumer may take it over. */
+export function markFresh<T extends NamedArrayData>(data: T): T {
+  freshArrays.add(data);
+  return data;
+}
+
+/** True (once) if `data` was marked fresh: the caller may keep it without copying. */
+export function claimFresh(data: NamedArrayData): boolean {
+  return freshArrays.delete(data);
+}

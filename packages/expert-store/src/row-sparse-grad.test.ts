@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { testRng } from '@peer/test-utils';
+import { globalNorm, RowSparseGrad } from './row-sparse-grad.js';
+
+describe('RowSparseGrad', () => {
+  it('sums the gradients of repeated rows across calls, like a dense float64 scatter-add', () => {
+    const rng = testRng();
+    const rows = 97;
+    const d = 5;
+    const grad = new RowSparseGrad({ rows, dim: d }, { initialCapacity: 2 });
+    const dense = new Float64Array(rows * d);
+    const touched = new Set<number>();
+    for (let call = 0; call < 4; call++) {
+      const n = 30 + rng.int(40);
+      // Draw from a small pool so rows repeat within and across calls.
+      const indices = Int32Array.from({ length: n }, () => (rng.float() < 0.5 ? rng.int(8) : rng.int(rows)));
+      const g = Float32Array.from(rng.normals(n * d));
+      grad.accumulate(indices, g);
+      indices.forEach((r, k) => {
+        touched.add(r);
+        for (let j = 0; j < d; j++) dense[r * d + j]! += g[k * d + j]!;
+      });
+    }
+    expect(grad.size).toBe(touched.size);
+    expect(new Set(grad.uniqueRows())).toEqual(touched);
+    const unique = grad.uniqueRows();
+    const values = grad.rowGrads();
+    let sumSq = 0;
+    for (let s = 0; s < grad.size; s++) {
+      for (let j = 0; j < d; j++) {
+        const want = dense[unique[s]! * d + j]!;
+        expect(Math.abs(values[s * d + j]! - want), `seed ${rng.seed}`).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(want)));
+        sumSq += want * want;
+      }
+    }
+    for (let r = 0; r < rows; r++) expect(grad.gradOfRow(r) === undefined).toBe(!touched.has(r));
+    expect(grad.norm()).toBeCloseTo(Math.sqrt(sumSq), 4);
+    expect(globalNorm(grad, grad)).toBeCloseTo(Math.sqrt(2 * sumSq), 4);
+    grad.scale(2);
+    expect(grad.norm()).toBeCloseTo(2 * Math.sqrt(sumSq), 4);
+
+    grad.clear();
+    expect(grad.size).toBe(0);
+    for (let r = 0; r < rows; r++) expect(grad.gradOfRow(r)).toBeUndefined();
+    grad.accumulate(Int32Array.of(3, 3), Float32Array.from([1, 2, 3, 4, 5, 10, 20, 30, 40, 50]));
+    expect(Array.from(grad.uniqueRows())).toEqual([3]);
+    expect(Array.from(grad.slotGrad(0))).toEqual([11, 22, 33, 44, 55]);
+  });
+
+  it('refuses bad input with one clear error', () => {
+    const grad = new RowSparseGrad({ rows: 10, dim: 2 });
+    expect(() => grad.accumulate(Int32Array.of(1, 10), new Float32Array(4))).toThrow(/indices\[1\] = 10 is out of range \[0, 10\)/);
+    expect(() => grad.accumulate(Int32Array.of(1, -1), new Float32Array(4))).toThrow(/indices\[1\] = -1/);
+    expect(() => grad.accumulate(Int32Array.of(1), new Float32Array(3))).toThrow(/rowGrads has length 3, expected 1 indices x 2 = 2/);
+    expect(() => grad.accumulate([1] as unknown as Int32Array, new Float32Array(2))).toThrow(/indices must be an Int32Array, got Array/);
+    expect(() => new RowSparseGrad({ rows: 0, dim: 2 })).toThrow(/rows must be a positive integer, got 0/);
+    expect(grad.size).toBe(0);
+  });
+});

@@ -1,0 +1,147 @@
+// The gradient of one [N, d] table, kept row-sparse: only the rows a step touched, each once, with
+// the gradients of repeated lookups summed. A row -> slot map (one int per table row, reset in
+// O(touched) by `clear`) finds a row's slot; slot values live in one growable [slots, d] buffer.
+// No [N, d] buffer is ever built.
+//
+// Axes: N table rows, d row width, n looked-up rows, U unique rows (slots).
+
+export interface RowSparseGradOptions {
+  /** Slots allocated up front (default 4096; the buffer doubles when full). */
+  initialCapacity?: number;
+}
+
+export class RowSparseGrad {
+  readonly rows: number;
+  readonly dim: number;
+  /** slotOf[row] = slot + 1, or 0 for an untouched row. */
+  private readonly slotOf: Int32Array;
+  private slotRows: Int32Array;
+  private values: Float32Array;
+  private count = 0;
+
+  /** For a table (anything with `rows` and `dim`, e.g. an ExpertTable). */
+  constructor(table: { readonly rows: number; readonly dim: number }, options: RowSparseGradOptions = {}) {
+    const { rows, dim } = table;
+    if (!Number.isSafeInteger(rows) || rows <= 0) throw new Error(`RowSparseGrad: rows must be a positive integer, got ${rows}`);
+    if (!Number.isSafeInteger(dim) || dim <= 0) throw new Error(`RowSparseGrad: dim must be a positive integer, got ${dim}`);
+    const capacity = options.initialCapacity ?? 4096;
+    if (!Number.isSafeInteger(capacity) || capacity <= 0) throw new Error(`RowSparseGrad: initialCapacity must be a positive integer, got ${capacity}`);
+    this.rows = rows;
+    this.dim = dim;
+    this.slotOf = new Int32Array(rows);
+    this.slotRows = new Int32Array(Math.min(capacity, rows));
+    this.values = new Float32Array(this.slotRows.length * dim);
+  }
+
+  /** Number of distinct rows touched since the last clear (U). */
+  get size(): number {
+    return this.count;
+  }
+
+  /** The touched rows in first-touch order [U] (a view, valid until the next accumulate or clear). */
+  uniqueRows(): Int32Array {
+    return this.slotRows.subarray(0, this.count);
+  }
+
+  /** Summed gradients of the touched rows [U * d], in the order of `uniqueRows` (a live view). */
+  rowGrads(): Float32Array {
+    return this.values.subarray(0, this.count * this.dim);
+  }
+
+  /** The summed gradient of slot `s` (a live view). */
+  slotGrad(s: number): Float32Array {
+    if (!(s >= 0 && s < this.count)) throw new Error(`RowSparseGrad.slotGrad: slot ${s} is out of range [0, ${this.count})`);
+    return this.values.subarray(s * this.dim, (s + 1) * this.dim);
+  }
+
+  /** The summed gradient of table row `row`, or undefined if untouched (a live view). */
+  gradOfRow(row: number): Float32Array | undefined {
+    const s = this.slotOf[row];
+    return s ? this.values.subarray((s - 1) * this.dim, s * this.dim) : undefined;
+  }
+
+  private grow(needed: number): void {
+    let capacity = this.slotRows.length;
+    while (capacity < needed) capacity *= 2;
+    capacity = Math.min(capacity, this.rows);
+    const slotRows = new Int32Array(capacity);
+    slotRows.set(this.slotRows.subarray(0, this.count));
+    const values = new Float32Array(capacity * this.dim);
+    values.set(this.values.subarray(0, this.count * this.dim));
+    this.slotRows = slotRows;
+    this.values = values;
+  }
+
+  /**
+   * Adds `rowGrads` ([n * d]) to rows `indices` ([n]); a row listed several times (here or in
+   * earlier calls since `clear`) gets the sum. First touches copy, repeats add.
+   */
+  accumulate(indices: Int32Array, rowGrads: Float32Array): void {
+    const d = this.dim;
+    const n = indices.length;
+    if (!(indices instanceof Int32Array)) throw new Error(`RowSparseGrad.accumulate: indices must be an Int32Array, got ${(indices as object)?.constructor?.name}`);
+    if (!(rowGrads instanceof Float32Array)) throw new Error(`RowSparseGrad.accumulate: rowGrads must be a Float32Array, got ${(rowGrads as object)?.constructor?.name}`);
+    if (rowGrads.length !== n * d) throw new Error(`RowSparseGrad.accumulate: rowGrads has length ${rowGrads.length}, expected ${n} indices x ${d} = ${n * d}`);
+    const slotOf = this.slotOf;
+    let fresh = 0;
+    for (let k = 0; k < n; k++) {
+      const row = indices[k]!;
+      if (!(row >= 0 && row < this.rows)) throw new Error(`RowSparseGrad.accumulate: indices[${k}] = ${row} is out of range [0, ${this.rows})`);
+      if (slotOf[row] === 0) fresh++;
+    }
+    // `fresh` may count a row twice if it repeats within this call: an upper bound is enough.
+    if (this.count + fresh > this.slotRows.length) this.grow(this.count + fresh);
+    const values = this.values;
+    const slotRows = this.slotRows;
+    for (let k = 0; k < n; k++) {
+      const row = indices[k]!;
+      const src = k * d;
+      const s = slotOf[row]!;
+      if (s === 0) {
+        const slot = this.count++;
+        slotOf[row] = slot + 1;
+        slotRows[slot] = row;
+        values.set(rowGrads.subarray(src, src + d), slot * d);
+      } else {
+        const dst = (s - 1) * d;
+        for (let j = 0; j < d; j++) values[dst + j]! += rowGrads[src + j]!;
+      }
+    }
+  }
+
+  /** Multiplies every accumulated gradient by `factor` (e.g. a clipping scale). */
+  scale(factor: number): void {
+    const v = this.values;
+    const end = this.count * this.dim;
+    for (let i = 0; i < end; i++) v[i]! *= factor;
+  }
+
+  /** Sum of squares of the accumulated gradient, in float64. */
+  sumOfSquares(): number {
+    const v = this.values;
+    const end = this.count * this.dim;
+    let s = 0;
+    for (let i = 0; i < end; i++) s += v[i]! * v[i]!;
+    return s;
+  }
+
+  /** Euclidean norm of the accumulated gradient. */
+  norm(): number {
+    return Math.sqrt(this.sumOfSquares());
+  }
+
+  /** Forgets every touched row, in O(U). */
+  clear(): void {
+    const slotOf = this.slotOf;
+    const rows = this.slotRows;
+    for (let s = 0; s < this.count; s++) slotOf[rows[s]!] = 0;
+    this.count = 0;
+  }
+}
+
+/** The global norm over several row-sparse gradients (for clipping them together). */
+export function globalNorm(...grads: RowSparseGrad[]): number {
+  let s = 0;
+  for (const g of grads) s += g.sumOfSquares();
+  return Math.sqrt(s);
+}

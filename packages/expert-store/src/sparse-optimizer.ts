@@ -1,0 +1,143 @@
+// Optimizers for ExpertTables that update only the rows a step touched (lazy updates): a step costs
+// O(U * d) for U touched rows, never O(N * d). Their learning rate and clipping are separate from
+// the dense parameters' (common practice for memory tables).
+//
+// Axes: N table rows, d row width, U touched rows.
+import type { ExpertTable } from './expert-table.js';
+import type { RowSparseGrad } from './row-sparse-grad.js';
+import type { NamedArray } from './named-array.js';
+
+export interface SparseOptimizerOptions {
+  /** Base learning rate; `step`'s `lrScale` multiplies it (the schedule's factor). */
+  lr: number;
+  /**
+   * Decoupled weight decay (AdamW style): a touched row is multiplied by `1 - lr * weightDecay`
+   * before its update. Untouched rows do not decay. Default 0.
+   */
+  weightDecay?: number;
+  /** Clip each step's row-sparse gradient to this global L2 norm before the update. */
+  clipNorm?: number;
+}
+
+export interface SparseStepResult {
+  /** Rows updated (U). */
+  rows: number;
+  /** L2 norm of the gradient before clipping (computed only when `clipNorm` is set). */
+  gradNorm: number | undefined;
+  /** Factor the gradient was multiplied by (1 when not clipped). */
+  clipScale: number;
+}
+
+export function checkNonNegative(owner: string, what: string, value: number | undefined): void {
+  if (value !== undefined && !(Number.isFinite(value) && value >= 0)) throw new Error(`${owner}: ${what} must be a finite number >= 0, got ${value}`);
+}
+
+/** Shared bookkeeping: per-table state, clipping, validation, state entries. */
+export abstract class SparseOptimizer<State> {
+  lr: number;
+  readonly weightDecay: number;
+  readonly clipNorm: number | undefined;
+  protected readonly states = new Map<ExpertTable, State>();
+
+  constructor(options: SparseOptimizerOptions, tables: readonly ExpertTable[] = []) {
+    const owner = new.target.name;
+    if (!(Number.isFinite(options.lr) && options.lr >= 0)) throw new Error(`${owner}: lr must be a finite number >= 0, got ${options.lr}`);
+    checkNonNegative(owner, 'weightDecay', options.weightDecay);
+    if (options.clipNorm !== undefined && !(options.clipNorm > 0 && Number.isFinite(options.clipNorm))) {
+      throw new Error(`${owner}: clipNorm must be a finite number > 0, got ${options.clipNorm}`);
+    }
+    this.lr = options.lr;
+    this.weightDecay = options.weightDecay ?? 0;
+    this.clipNorm = options.clipNorm;
+    this.pendingTables = [...tables];
+  }
+
+  // Subclass fields are not set yet while the base constructor runs: tables given to the
+  // constructor are tracked on first use.
+  private pendingTables: ExpertTable[];
+
+  protected abstract createState(table: ExpertTable): State;
+  protected abstract applyRows(table: ExpertTable, state: State, grad: RowSparseGrad, lr: number, gradScale: number): void;
+  protected abstract entriesOf(table: ExpertTable, state: State, prefix: string): NamedArray[];
+  protected abstract loadInto(table: ExpertTable, state: State, prefix: string, get: (name: string) => NamedArray | undefined): void;
+
+  private flushPending(): void {
+    if (this.pendingTables.length === 0) return;
+    const tables = this.pendingTables;
+    this.pendingTables = [];
+    this.track(...tables);
+  }
+
+  /** Registers tables (state is allocated now), so that `loadStateEntries` knows them before any step. */
+  track(...tables: ExpertTable[]): this {
+    this.flushPending();
+    for (const table of tables) this.stateFor(table, 'track');
+    return this;
+  }
+
+  /** The tables this optimizer keeps state for. */
+  tables(): ExpertTable[] {
+    this.flushPending();
+    return [...this.states.keys()];
+  }
+
+  protected stateFor(table: ExpertTable, where: string): State {
+    const existing = this.states.get(table);
+    if (existing) return existing;
+    const owner = this.constructor.name;
+    if (table.storage !== 'float32') throw new Error(`${owner}.${where}: table '${table.name}' is stored as ${table.storage}; training needs float32 storage`);
+    for (const other of this.states.keys()) {
+      if (other.name === table.name) throw new Error(`${owner}.${where}: two tables are named '${table.name}'; give tables distinct names (their state entries are named after them)`);
+    }
+    const state = this.createState(table);
+    this.states.set(table, state);
+    return state;
+  }
+
+  /**
+   * Applies `grad` to the rows of `table` it touched, then clears `grad`. `lrScale` multiplies the
+   * learning rate (e.g. a warmup/decay schedule).
+   */
+  step(table: ExpertTable, grad: RowSparseGrad, lrScale = 1): SparseStepResult {
+    this.flushPending();
+    const owner = this.constructor.name;
+    if (grad.rows !== table.rows || grad.dim !== table.dim) {
+      throw new Error(`${owner}.step: gradient is [${grad.rows}, ${grad.dim}] but table '${table.name}' is [${table.rows}, ${table.dim}]`);
+    }
+    if (!(Number.isFinite(lrScale) && lrScale >= 0)) throw new Error(`${owner}.step: lrScale must be a finite number >= 0, got ${lrScale}`);
+    const state = this.stateFor(table, 'step');
+    let gradNorm: number | undefined;
+    let clipScale = 1;
+    if (this.clipNorm !== undefined) {
+      gradNorm = grad.norm();
+      if (gradNorm > this.clipNorm) clipScale = this.clipNorm / gradNorm;
+    }
+    const rows = grad.size;
+    if (rows > 0) this.applyRows(table, state, grad, this.lr * lrScale, clipScale);
+    grad.clear();
+    return { rows, gradNorm, clipScale };
+  }
+
+  /** Optimizer state of every tracked table, named `<prefix><table name>.<kind>.<slot>` (live views, no copy). */
+  stateEntries(prefix = ''): NamedArray[] {
+    this.flushPending();
+    const out: NamedArray[] = [];
+    for (const [table, state] of this.states) out.push(...this.entriesOf(table, state, prefix));
+    return out;
+  }
+
+  /** Restores the state of every tracked table; throws naming a missing or mis-shaped entry. */
+  loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void {
+    this.flushPending();
+    if (this.states.size === 0) {
+      throw new Error(`${this.constructor.name}.loadStateEntries: no tables are tracked; pass them to the constructor or call track(table) first`);
+    }
+    for (const [table, state] of this.states) this.loadInto(table, state, prefix, get);
+  }
+
+  /** Drops all state. */
+  dispose(): void {
+    this.states.clear();
+    this.pendingTables = [];
+  }
+}
