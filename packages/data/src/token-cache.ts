@@ -143,20 +143,20 @@ export async function prepareTokens(options: PrepareTokensOptions): Promise<Toke
     seed,
     fractions,
   };
-  const load = (header: TokenFileHeader, cache: TokenFile['cache']): Promise<TokenFile> =>
-    openTokenFile(options.cacheDir, base, header, cache, options.inMemory ?? 'auto', maxInMemoryBytes, options.verify ?? 'checksum');
-
   const paths = cachePaths(options.cacheDir, base, split);
-  const first = await checkCacheEntry(paths, expected, options.verify ?? 'checksum');
-  if (first.header) return finish(await load(first.header, { hit: true, reason: 'valid cache entry' }), corpus);
+  const use = (cache: TokenFile['cache']): Promise<{ file?: TokenFile; reason: string }> =>
+    openCacheEntry(paths, expected, { inMemory: options.inMemory ?? 'auto', maxInMemoryBytes, verify: options.verify ?? 'checksum', cache });
+
+  const first = await use({ hit: true, reason: 'valid cache entry' });
+  if (first.file) return finish(first.file, corpus);
 
   const key = join(options.cacheDir, base);
   for (;;) {
     const running = buildsInFlight.get(key);
     if (!running) break;
     await running.catch(() => undefined);
-    const again = await checkCacheEntry(paths, expected, options.verify ?? 'checksum');
-    if (again.header) return finish(await load(again.header, { hit: true, reason: 'built by a concurrent request' }), corpus);
+    const again = await use({ hit: true, reason: 'built by a concurrent request' });
+    if (again.file) return finish(again.file, corpus);
   }
   const build = buildAllSplits(corpus, fingerprint, tokenizer, seed, fractions, options.cacheDir, base, options.onProgress);
   buildsInFlight.set(key, build);
@@ -165,9 +165,9 @@ export async function prepareTokens(options: PrepareTokensOptions): Promise<Toke
   } finally {
     buildsInFlight.delete(key);
   }
-  const built = await checkCacheEntry(paths, expected, options.verify ?? 'checksum');
-  if (!built.header) throw new Error(`internal: freshly built cache entry failed its check (${built.reason})`);
-  return finish(await load(built.header, { hit: false, reason: first.reason }), corpus);
+  const built = await use({ hit: false, reason: first.reason });
+  if (!built.file) throw new Error(`internal: freshly built cache entry failed its check (${built.reason})`);
+  return finish(built.file, corpus);
 }
 
 function finish(file: TokenFile, corpus: Corpus): TokenFile {
@@ -194,11 +194,13 @@ interface Expected {
   fractions: SplitFractions;
 }
 
-/** Reads and validates a cache entry; `header` is set only when it can be used as is. */
-export async function checkCacheEntry(
+/**
+ * Reads a cache entry's header and checks it against the request and the token file's size; `header`
+ * is set only when those match (the checksum is checked while the tokens are read, see openCacheEntry).
+ */
+async function checkHeader(
   paths: { tokens: string; header: string },
   expected: Expected,
-  verify: 'checksum' | 'size',
 ): Promise<{ header?: TokenFileHeader; reason: string }> {
   let text: string;
   try {
@@ -241,10 +243,6 @@ export async function checkCacheEntry(
   }
   const wantedSize = header.numTokens * BYTES_PER_TOKEN[header.dtype];
   if (size !== wantedSize) return { reason: `corrupt: token file has ${size} bytes, header says ${wantedSize}` };
-  if (verify === 'checksum') {
-    const actual = await hashFile(paths.tokens);
-    if (actual !== header.checksum) return { reason: `corrupt: checksum ${actual} != ${header.checksum}` };
-  }
   return { header, reason: 'valid' };
 }
 
@@ -264,18 +262,27 @@ async function hashFile(path: string): Promise<string> {
   return `sha256:${hash.digest('hex')}`;
 }
 
-async function openTokenFile(
-  cacheDir: string,
-  base: string,
-  header: TokenFileHeader,
-  cache: TokenFile['cache'],
-  inMemory: boolean | 'auto',
-  maxInMemoryBytes: number,
-  verify: 'checksum' | 'size',
-): Promise<TokenFile> {
-  const paths = cachePaths(cacheDir, base, header.split);
+interface OpenOptions {
+  inMemory: boolean | 'auto';
+  maxInMemoryBytes: number;
+  verify: 'checksum' | 'size';
+  /** What to report in TokenFile.cache when the entry is usable. */
+  cache: TokenFile['cache'];
+}
+
+/**
+ * A usable TokenFile for a cache entry, or the reason it is not usable. The checksum is computed in
+ * the same pass that loads the tokens (or, for on-demand files, in one pass over the file).
+ */
+async function openCacheEntry(
+  paths: { tokens: string; header: string },
+  expected: Expected,
+  options: OpenOptions,
+): Promise<{ file?: TokenFile; reason: string }> {
+  const { header, reason } = await checkHeader(paths, expected);
+  if (!header) return { reason };
   const bytes = header.numTokens * BYTES_PER_TOKEN[header.dtype];
-  const loadIt = inMemory === 'auto' ? bytes <= maxInMemoryBytes : inMemory;
+  const loadIt = options.inMemory === 'auto' ? bytes <= options.maxInMemoryBytes : options.inMemory;
   const common = {
     numTokens: header.numTokens,
     numBytes: header.numBytes,
@@ -284,11 +291,18 @@ async function openTokenFile(
     path: paths.tokens,
     headerPath: paths.header,
     label: paths.tokens,
-    cache,
+    cache: options.cache,
   };
+  const checksumMismatch = (actual: string): { reason: string } => ({
+    reason: `corrupt: checksum ${actual} != ${header.checksum}`,
+  });
   if (!loadIt) {
+    if (options.verify === 'checksum') {
+      const actual = await hashFile(paths.tokens);
+      if (actual !== header.checksum) return checksumMismatch(actual);
+    }
     const reader = new TokenFileReader(paths.tokens, header.dtype, header.numTokens);
-    return { ...common, tokens: null, read: reader.read.bind(reader), close: () => reader.close() };
+    return { file: { ...common, tokens: null, read: reader.read.bind(reader), close: () => reader.close() }, reason: 'valid' };
   }
   const raw = new Uint8Array(bytes);
   const hash = createHash('sha256');
@@ -297,20 +311,20 @@ async function openTokenFile(
     let got = 0;
     while (got < bytes) {
       const { bytesRead } = await handle.read(raw, got, Math.min(bytes - got, 1 << 24), got);
-      if (bytesRead === 0) throw new DataError('token file shrank while loading', { file: paths.tokens });
-      hash.update(raw.subarray(got, got + bytesRead));
+      if (bytesRead === 0) return { reason: 'corrupt: token file shrank while loading' };
+      if (options.verify === 'checksum') hash.update(raw.subarray(got, got + bytesRead));
       got += bytesRead;
     }
   } finally {
     await handle.close();
   }
-  // The entry was verified before loading; check again in case the file changed in between.
-  if (verify === 'checksum' && `sha256:${hash.digest('hex')}` !== header.checksum) {
-    throw new DataError('token file changed while loading (checksum mismatch)', { file: paths.tokens });
+  if (options.verify === 'checksum') {
+    const actual = `sha256:${hash.digest('hex')}`;
+    if (actual !== header.checksum) return checksumMismatch(actual);
   }
   const tokens = header.dtype === 'uint16' ? new Uint16Array(raw.buffer) : new Uint32Array(raw.buffer);
   const source = arrayTokenSource(tokens, paths.tokens);
-  return { ...common, tokens, read: source.read, close: () => undefined };
+  return { file: { ...common, tokens, read: source.read, close: () => undefined }, reason: 'valid' };
 }
 
 /** One split's output while building: a buffered writer to a temporary file, with running counts. */
