@@ -1,0 +1,58 @@
+// peer-train eval: loss, perplexity and bits-per-byte of a run's checkpoint on a split of its corpus
+// or of another one.
+import type { SplitName } from '@peer/data';
+import { UsageError } from '../errors.js';
+import { loadRun } from '../run/load-run.js';
+import { openSplit } from '../run/open-data.js';
+import { evaluate, type EvalResult } from '../train/evaluate.js';
+
+export interface EvalCommandOptions {
+  run: string;
+  data?: string;
+  split?: string;
+  batches?: number;
+  batchSize?: number;
+  backend?: string;
+  json?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface EvalReport extends EvalResult {
+  run: string;
+  step: number;
+  corpus: string;
+  split: SplitName;
+  tokenizer: string;
+}
+
+export async function evalCommand(options: EvalCommandOptions): Promise<EvalReport> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const split = (options.split ?? 'validation') as SplitName;
+  if (!['train', 'validation', 'test'].includes(split)) throw new UsageError(`--split must be train, validation or test, got '${options.split}'`);
+  const loaded = await loadRun(options.run, { backend: options.backend });
+  const { config } = loaded.record;
+  try {
+    const data = await openSplit(config.data, split, { corpus: options.data, log });
+    try {
+      const r = evaluate(loaded.model, data.file, {
+        batchSize: options.batchSize ?? config.data.batchSize,
+        seqLen: config.data.seqLen,
+        maxBatches: options.batches ?? 0,
+        tokenizer: data.tokenizer,
+      });
+      const report: EvalReport = { run: loaded.run.dir, step: loaded.state.step, corpus: options.data ?? config.data.corpus, split, tokenizer: config.data.tokenizer, ...r };
+      if (options.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+      else {
+        process.stdout.write(
+          `${report.corpus} ${split} (${r.tokens.toLocaleString('en-US')} tokens, ${r.bytes.toLocaleString('en-US')} bytes) at step ${report.step}: ` +
+            `loss ${r.loss.toFixed(4)} | perplexity ${r.perplexity.toFixed(3)} | bits/byte ${r.bitsPerByte.toFixed(4)}\n`,
+        );
+      }
+      return report;
+    } finally {
+      data.file.close();
+    }
+  } finally {
+    loaded.model.dispose();
+  }
+}

@@ -1,0 +1,255 @@
+// peer-train train: resolve the config, prepare data and model, run the loop, write the run folder.
+import { BackendUnavailableError, initBackend, measureMatMulRate, type BackendRequest } from '@peer/backend';
+import { Batcher } from '@peer/data';
+import type { TransformerLM } from '@peer/model';
+import { join } from 'node:path';
+import { configToJson, resolveConfig, type ConfigFlags } from '../config/resolve.js';
+import type { TrainConfig } from '../config/schema.js';
+import { UsageError } from '../errors.js';
+import { buildModel } from '../run/build-model.js';
+import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from '../run/checkpoint.js';
+import { asUsageError, openSplit } from '../run/open-data.js';
+import { readRunRecord, type RunRecord } from '../run/run-record.js';
+import { RunFolder, writeJsonAtomic } from '../run/run-folder.js';
+import { formatSummary, type RunSummary } from '../run/summary.js';
+import { AdamW } from '../train/adamw.js';
+import { evaluate } from '../train/evaluate.js';
+import { flopsPerStep, formatCount, stepsForBudget, tokensPerStep } from '../train/flops.js';
+import { createProgress } from '../train/progress.js';
+import { trainLoop, type LoopPosition } from '../train/train-loop.js';
+import { packageVersions } from './doctor.js';
+
+export interface TrainCommandOptions extends ConfigFlags {
+  preset?: string;
+  config?: string;
+  out?: string;
+  set?: string[];
+  resume?: string;
+  /** Where status lines go (default stderr). */
+  log?: (line: string) => void;
+}
+
+/** Exit code of a run stopped by SIGINT / SIGTERM after saving its checkpoint (shell convention). */
+export const INTERRUPTED_EXIT_CODE = 130;
+
+function timestamp(d = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+/** Flags that choose a config; a resumed run keeps its own and refuses them. */
+const CONFIG_FLAGS: [keyof TrainCommandOptions, string][] = [
+  ['preset', '--preset'],
+  ['config', '--config'],
+  ['ffw', '--ffw'],
+  ['data', '--data'],
+  ['tokenizer', '--tokenizer'],
+  ['steps', '--steps'],
+  ['flops', '--flops'],
+  ['seed', '--seed'],
+  ['out', '--out'],
+];
+
+async function startBackend(requested: string) {
+  try {
+    return await initBackend({ backend: requested as BackendRequest, log: false });
+  } catch (err) {
+    if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
+    throw err;
+  }
+}
+
+/** Runs `peer-train train`; returns the exit code (0, or 130 after an interrupt). */
+export async function train(options: TrainCommandOptions): Promise<number> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+
+  // 1. The config: a new run's from preset/file/flags, a resumed run's from its config.json.
+  let run: RunFolder | undefined;
+  let record: RunRecord | undefined;
+  let config: TrainConfig;
+  let name: string;
+  let source: string;
+  let outDir: string;
+  if (options.resume !== undefined) {
+    const given = CONFIG_FLAGS.filter(([key]) => options[key] !== undefined).map(([, flag]) => flag);
+    if (options.set?.length) given.push('--set');
+    if (given.length > 0) {
+      throw new UsageError(`--resume continues a run with the config in its config.json; drop ${given.join(', ')}`);
+    }
+    run = RunFolder.open(options.resume, '--resume');
+    record = readRunRecord(run);
+    ({ config, name, source } = record);
+    outDir = run.dir;
+  } else {
+    const resolved = resolveConfig({
+      preset: options.preset,
+      configFile: options.config,
+      flags: { ffw: options.ffw, data: options.data, tokenizer: options.tokenizer, steps: options.steps, flops: options.flops, seed: options.seed, backend: options.backend },
+      sets: options.set,
+    });
+    ({ config, name, source } = resolved);
+    outDir = options.out ?? join('runs', `${name}-${timestamp()}`);
+    RunFolder.checkNew(outDir);
+  }
+  const hash = configHash(configToJson(config));
+
+  // 2. Engine, data, model. Nothing is written before all of them are known to work.
+  const backend = await startBackend(options.backend ?? config.backend);
+  log(`[peer] backend: ${backend.backend} via ${backend.provider}`);
+  const trainData = await openSplit(config.data, 'train', { log });
+  const valData = await openSplit(config.data, 'validation', { log });
+  const files = [trainData.file, valData.file];
+  let model: TransformerLM | undefined;
+  let optimizer: AdamW | undefined;
+  try {
+    const batcherOptions = { batchSize: config.data.batchSize, seqLen: config.data.seqLen, seed: config.train.seed };
+    let batcher: Batcher;
+    try {
+      batcher = new Batcher(trainData.file, batcherOptions);
+    } catch (err) {
+      throw asUsageError(err, `data ${config.data.corpus}`);
+    }
+    model = buildModel(config);
+    const tokens = tokensPerStep(config.data);
+    const fpt = model.flopsPerToken();
+    const stepFlops = flopsPerStep(fpt, tokens);
+    const totalSteps = config.train.steps ?? stepsForBudget(config.train.flops!, stepFlops);
+    const params = model.paramCounts();
+    optimizer = new AdamW(model.trainableVariables(), config.optim);
+    log(
+      `model: ${name} (${source}), ffw ${config.model.ffw.kind}, ${formatCount(params.total)} parameters, ` +
+        `${formatCount(params.activePerToken)} active/token, ${formatCount(fpt)} FLOPs/token; ${totalSteps} steps of ${tokens} tokens`,
+    );
+
+    // 3. The run folder: a new one, or the resumed one rewound to its checkpoint.
+    let start: LoopPosition = { step: 0, tokens: 0, trainSeconds: 0, wallSeconds: 0 };
+    if (run && record) {
+      if (run.hasCheckpoint()) {
+        const ckpt = readCheckpoint(run.checkpointDir, hash);
+        try {
+          model.loadStateEntries(ckpt.get);
+          optimizer.loadStateEntries(ckpt.state.step, ckpt.get);
+        } catch (err) {
+          if (err instanceof UsageError) throw err;
+          throw new UsageError(`the checkpoint in ${run.checkpointDir} does not fit this run's model: ${(err as Error).message}`);
+        }
+        try {
+          batcher = Batcher.resume(trainData.file, batcherOptions, ckpt.state.batcher);
+        } catch (err) {
+          throw asUsageError(err, `the checkpoint in ${run.checkpointDir}`);
+        }
+        const s = ckpt.state;
+        start = { step: s.step, tokens: s.tokens, trainSeconds: s.trainSeconds, wallSeconds: s.wallSeconds };
+        log(`resuming ${run.dir} at step ${s.step} of ${totalSteps}`);
+      } else {
+        log(`resuming ${run.dir}: no checkpoint yet, starting at step 0`);
+      }
+      run.truncateMetrics(start.step);
+      run.removeSummary();
+    } else {
+      run = RunFolder.create(outDir);
+      record = {
+        name,
+        source,
+        createdAt: new Date().toISOString(),
+        config,
+        versions: packageVersions(),
+        backend: { requested: options.backend ?? config.backend, name: backend.backend, provider: backend.provider },
+        derived: { steps: totalSteps, tokensPerStep: tokens, flopsPerToken: fpt, flopsPerStep: stepFlops, params },
+        node: process.version,
+      };
+      writeJsonAtomic(run.path('config'), record);
+      log(`run folder: ${run.dir}`);
+    }
+
+    // 4. Train.
+    const rate = await measureMatMulRate(512, 5);
+    const peak = rate.gflops > 0 ? rate.gflops * 1e9 : undefined;
+    const evalOptions = (maxBatches: number) => ({ batchSize: config.data.batchSize, seqLen: config.data.seqLen, maxBatches, tokenizer: valData.tokenizer });
+    const m = model;
+    const opt = optimizer;
+    const folder = run;
+    let stopSignal: string | undefined;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopSignal) process.exit(INTERRUPTED_EXIT_CODE); // a second Ctrl-C: quit now; the last checkpoint is intact
+      stopSignal = signal;
+      progress.log(`${signal}: finishing this step and saving a checkpoint (press Ctrl-C again to quit at once)`);
+    };
+    const progress = createProgress({ totalSteps, startStep: start.step });
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    let outcome;
+    try {
+      outcome = await trainLoop({
+        model: m,
+        optimizer: opt,
+        batcher,
+        config,
+        totalSteps,
+        start,
+        flopsPerStep: stepFlops,
+        peakFlopsPerSecond: peak,
+        progress,
+        evaluate: (maxBatches) => evaluate(m, valData.file, evalOptions(maxBatches)),
+        checkpoint: (position) => {
+          const state: TrainerState = { version: 1, ...position, batcher: batcher.state(), configHash: hash };
+          writeCheckpoint(folder.checkpointDir, [...m.stateEntries(), ...opt.stateEntries()], state);
+        },
+        writeMetrics: (r) => folder.appendMetrics(r),
+        stopRequested: () => stopSignal !== undefined,
+      });
+    } finally {
+      progress.stop();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+
+    if (outcome.kind === 'interrupted') {
+      log(`stopped at step ${outcome.position.step} of ${totalSteps}; checkpoint saved. Continue with: peer-train train --resume ${folder.dir}`);
+      return INTERRUPTED_EXIT_CODE;
+    }
+    if (outcome.kind === 'non-finite') {
+      const kept = folder.hasCheckpoint() ? `the last good checkpoint in ${folder.checkpointDir} is kept` : 'no checkpoint was saved yet';
+      throw new UsageError(
+        `non-finite ${outcome.what} (${outcome.value}) at step ${outcome.position.step + 1}: training stopped, nothing was updated; ${kept} ` +
+          `(try a lower optim.lr or optim.gradClip)`,
+        1,
+      );
+    }
+
+    // 5. Final evaluation and summary.
+    const final = evaluate(m, valData.file, evalOptions(config.train.finalEvalBatches));
+    const p = outcome.position;
+    folder.appendMetrics({ kind: 'eval', step: p.step, tokens: p.tokens, val_loss: final.loss, val_ppl: final.perplexity, val_bpb: final.bitsPerByte });
+    const tokensPerSecond = p.trainSeconds > 0 ? p.tokens / p.trainSeconds : 0;
+    const summary: RunSummary = {
+      run: folder.dir,
+      name,
+      ffw: config.model.ffw.kind,
+      params_total: params.total,
+      params_active_per_token: params.activePerToken,
+      params_embedding: params.embedding,
+      flops_per_token: fpt,
+      flops: flopsPerStep(fpt, p.tokens),
+      tokens: p.tokens,
+      steps: p.step,
+      val_loss: final.loss,
+      val_ppl: final.perplexity,
+      val_bpb: final.bitsPerByte,
+      val_tokens: final.tokens,
+      wall_seconds: p.wallSeconds,
+      tokens_per_s: tokensPerSecond,
+      mfu: peak && p.trainSeconds > 0 ? (3 * fpt * tokensPerSecond) / peak : null,
+      backend: backend.backend,
+      seed: config.train.seed,
+      finished_at: new Date().toISOString(),
+    };
+    writeJsonAtomic(folder.path('summary'), summary);
+    process.stdout.write(`${formatSummary(summary)}\n`);
+    return 0;
+  } finally {
+    optimizer?.dispose();
+    model?.dispose();
+    for (const f of files) f.close();
+  }
+}

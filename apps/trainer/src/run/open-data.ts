@@ -1,0 +1,55 @@
+// The token splits a run reads, from @peer/data's cache (tokenized once, then memory-mapped reads).
+// Data problems (a missing or empty path, a corpus too small for one batch) are the user's to fix:
+// they become one-line UsageErrors (exit 2).
+import { resolve } from 'node:path';
+import { createTokenizer, DataError, prepareTokens, type SplitName, type TokenFile, type Tokenizer, type TokenizerSpec } from '@peer/data';
+import { UsageError } from '../errors.js';
+import type { TrainConfig } from '../config/schema.js';
+
+export function asUsageError(err: unknown, what: string): unknown {
+  return err instanceof DataError ? new UsageError(`${what}: ${err.message}`) : err;
+}
+
+export interface OpenedSplit {
+  tokenizer: Tokenizer;
+  file: TokenFile;
+}
+
+/**
+ * One split of `data.corpus` (or `corpus` when given), tokenized with `data.tokenizer`.
+ * `log` receives one line about the cache (hit or built).
+ */
+export async function openSplit(
+  data: TrainConfig['data'],
+  split: SplitName,
+  options: { corpus?: string; log?: (line: string) => void } = {},
+): Promise<OpenedSplit> {
+  const corpus = options.corpus ?? data.corpus;
+  try {
+    const tokenizer = createTokenizer(data.tokenizer as TokenizerSpec);
+    let lastPercent = -10;
+    const file = await prepareTokens({
+      corpus,
+      tokenizer,
+      split,
+      cacheDir: resolve(data.cacheDir),
+      seed: data.splitSeed,
+      fractions: data.fractions,
+      onProgress: (p) => {
+        const percent = p.totalBytes > 0 ? Math.floor((100 * p.bytes) / p.totalBytes) : 100;
+        if (percent >= lastPercent + 10) {
+          lastPercent = percent;
+          options.log?.(`tokenizing ${corpus} (${data.tokenizer}): ${percent}%`);
+        }
+      },
+    });
+    if (file.numTokens === 0) throw new UsageError(`data ${corpus}: the ${split} split is empty (data.fractions gives it no documents)`);
+    options.log?.(
+      `data: ${corpus} ${split} split, ${file.numTokens.toLocaleString('en-US')} ${data.tokenizer} tokens ` +
+        `(${file.cache.hit ? 'cached' : `tokenized: ${file.cache.reason}`})`,
+    );
+    return { tokenizer, file };
+  } catch (err) {
+    throw asUsageError(err, `data ${corpus}`);
+  }
+}
