@@ -8,3 +8,29 @@ export {
   type DenseFfwConfig,
   type DenseFfwConfigInput,
 } from './dense-ffw-config.js';
+export { MoeTokenChoice, moeTokenChoiceForward, type MoeTensors, type MoeTokenChoiceResult } from './moe-token-choice.js';
+export { MoeExpertChoice, moeExpertChoiceForward, type MoeExpertChoiceResult } from './moe-expert-choice.js';
+export {
+  moeExpertChoiceConfigSchema,
+  moeTokenChoiceConfigSchema,
+  parseMoeExpertChoiceConfig,
+  parseMoeTokenChoiceConfig,
+  type MoeExpertChoiceConfig,
+  type MoeExpertChoiceOptions,
+  type MoeTokenChoiceConfig,
+  type MoeTokenChoiceOptions,
+} from './moe-config.js';
+export {
+  expertChoiceCapacity,
+  expertChoiceDispatch,
+  tokenChoiceCapacity,
+  tokenChoiceRouting,
+  type MoeDispatch,
+  type TokenChoiceRouting,
+} from './moe-routing.js';
+export { expertMixture, type ExpertParams } from './moe-expert-mixture.js';
+export type { MoeRoutingStats } from './moe-stats.js';
+export { ACTIVATIONS, activate, activationDerivative, activationForward, type Activation } from './activation.js';
+export { LayerConfigError, parseLayerConfig } from './layer-config.js';
+export { UsageAccumulator, usageReport } from './usage-report.js';
+export type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from './feed-forward-types.js';

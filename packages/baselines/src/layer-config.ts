@@ -1,0 +1,55 @@
+// Config validation shared by the layers: zod schemas, and one readable error per bad config that
+// names the layer, each offending field and the value it had.
+import { z } from 'zod';
+
+/** Thrown for a config that fails validation; `issues` lists `field = value: problem` lines. */
+export class LayerConfigError extends Error {
+  constructor(
+    readonly layer: string,
+    readonly issues: string[],
+  ) {
+    super(`invalid ${layer} config: ${issues.join('; ')}`);
+    this.name = 'LayerConfigError';
+  }
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v = input;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  const text = JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/**
+ * Validates `input` against `schema` (defaults filled in) or throws a `LayerConfigError` such as
+ * `invalid moe config: topK = 5: must be at most experts (4)`.
+ */
+export function parseLayerConfig<S extends z.ZodType>(layer: string, schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issues = result.error.issues.map((issue) => {
+    if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
+    const field = issue.path.length === 0 ? '(config)' : issue.path.map(String).join('.');
+    return `${field} = ${show(valueAt(input, issue.path))}: ${issue.message}`;
+  });
+  throw new LayerConfigError(layer, issues);
+}
+
+/** Field helpers shared by the layer schemas. */
+export const positiveInt = () => z.int().positive();
+export const nonNegative = () => z.number().nonnegative();
+export const seedField = () => z.int().default(0);
+
+/** Adds `message` at `field` when `ok` is false (for cross-field checks in superRefine). */
+export function requireThat(ctx: z.RefinementCtx, ok: boolean, field: string, message: string): void {
+  if (!ok) ctx.addIssue({ code: 'custom', path: [field], message });
+}
