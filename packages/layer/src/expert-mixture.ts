@@ -4,20 +4,26 @@
 //
 // T tokens, R = h*k retrieved experts per token, D model width.
 //
-// The u and v rows are gathered from tables held outside tfjs (they are not tfjs variables): the
-// backward pass returns dx and dg to autodiff and hands the row gradients dU, dV [T*R, D] to the
-// tables' row-sparse accumulators as a side effect. No dense [N, D] gradient and no autodiff through
-// the [T, R, D] gathers exist.
+// Inputs of the customGrad are x [T, D] and the router weights g [T, R]; the u and v rows are not
+// tfjs variables: they are copied from the expert tables (held outside tfjs) into the row kernels'
+// memory, and the products over them run as wasm SIMD loops (kernels/row-kernels.ts), because
+// tfjs-wasm's broadcasting element-wise ops are 10-30x slower on these [T, R, D] arrays. The small
+// [T, R] parts (sigma, sigma', g products) are tfjs ops.
+// Backward returns dx and dg to autodiff and hands the row gradients dU, dV [T*R, D] to the
+// tables' row-sparse accumulators as a side effect: no dense [N, D] gradient, no autodiff through
+// gathers.
 import * as tf from '@tensorflow/tfjs-core';
 import { activationDerivative, activationForward } from './activation.js';
 import type { ExpertActivation } from './config.js';
+import { RowKernels, type Region } from './kernels/row-kernels.js';
 
-/** Gathers expert rows into a tfjs tensor (an `ExpertTable`). */
+/** Expert rows held outside tfjs, row-major [rows, dim] (an `ExpertTable`). */
 export interface ExpertRows {
-  gather(indices: Int32Array): tf.Tensor2D;
+  readonly data: Float32Array;
+  readonly dim: number;
 }
 
-/** Sums row gradients by index (a `RowSparseGrad`). */
+/** Sums row gradients by index (a `RowSparseGrad`). `rowGrads` is only valid during the call. */
 export interface RowGradientSink {
   accumulate(indices: Int32Array, rowGrads: Float32Array): void;
 }
@@ -31,14 +37,61 @@ export interface MixtureTables {
   upGrad: RowGradientSink;
 }
 
+/**
+ * The row kernels and their memory, one per layer. The u and v rows gathered by a forward pass stay
+ * in this memory; the backward pass of that same call reuses them when nothing has overwritten them
+ * since (one chunk per batch), and gathers again otherwise (token chunks, several forward passes).
+ */
+export class MixtureWorkspace {
+  readonly kernels: RowKernels;
+  private generation = 0;
+  private resident: { generation: number; u: Region; v: Region; x: Region } | undefined;
+
+  constructor(options: { forceFallback?: boolean } = {}) {
+    this.kernels = new RowKernels(options);
+  }
+
+  /** Forgets resident rows (call when the tables change). */
+  invalidate(): void {
+    this.resident = undefined;
+  }
+
+  /** Records the rows of a new forward pass; returns its generation. */
+  beginForward(u: Region, v: Region, x: Region): number {
+    this.generation++;
+    this.resident = { generation: this.generation, u, v, x };
+    return this.generation;
+  }
+
+  /** The rows of forward pass `generation` if still in memory. */
+  residentRows(generation: number): { u: Region; v: Region; x: Region } | undefined {
+    return this.resident?.generation === generation ? this.resident : undefined;
+  }
+
+  /** Bytes of kernel memory held. */
+  get bytes(): number {
+    return this.kernels.capacityBytes;
+  }
+}
+
 export interface MixtureOptions {
   activation: ExpertActivation;
-  /** Keep the gathered rows from forward to backward instead of gathering again (faster, more memory). */
-  keepRows: boolean;
+}
+
+/** Copies rows `indices` of `table` into `out` (row i of out = row indices[i] of the table). */
+function gatherInto(table: ExpertRows, indices: Int32Array, out: Float32Array): void {
+  const d = table.dim;
+  const src = table.data;
+  const rows = src.length / d;
+  for (let i = 0; i < indices.length; i++) {
+    const r = indices[i]!;
+    if (!(r >= 0 && r < rows)) throw new Error(`expertMixture: expert row ${r} (at ${i}) is outside the table's ${rows} rows`);
+    out.set(src.subarray(r * d, r * d + d), i * d);
+  }
 }
 
 /**
- * y [T, D] from x [T, D], router weights g [T, R] and the expert ids `indices` (T*R rows, row-major
+ * y [T, D] from x [T, D], router weights g [T, R] and the expert rows `indices` (T*R, row-major
  * [T, R]). Differentiable in x and g; backward accumulates the u and v row gradients into
  * `tables.downGrad` / `tables.upGrad`.
  */
@@ -47,81 +100,92 @@ export function expertMixture(
   g: tf.Tensor2D,
   indices: Int32Array,
   tables: MixtureTables,
+  workspace: MixtureWorkspace,
   options: MixtureOptions,
 ): tf.Tensor2D {
   const [tokens, dim] = x.shape;
   const perToken = g.shape[1];
   if (g.shape[0] !== tokens) throw new Error(`expertMixture: g has ${g.shape[0]} tokens, x has ${tokens}`);
   if (indices.length !== tokens * perToken) {
-    throw new Error(`expertMixture: ${indices.length} expert ids for ${tokens} tokens x ${perToken} experts`);
+    throw new Error(`expertMixture: ${indices.length} expert rows for ${tokens} tokens x ${perToken} experts`);
   }
-  let kept: { u: tf.Tensor3D; v: tf.Tensor3D } | undefined;
-  const gatherRows = () =>
-    tf.tidy(() => ({
-      u: tf.reshape(tables.down.gather(indices), [tokens, perToken, dim]) as tf.Tensor3D,
-      v: tf.reshape(tables.up.gather(indices), [tokens, perToken, dim]) as tf.Tensor3D,
-    }));
+  if (tables.down.dim !== dim || tables.up.dim !== dim) {
+    throw new Error(`expertMixture: tables of width ${tables.down.dim} / ${tables.up.dim} for x of width ${dim}`);
+  }
+  const k = workspace.kernels;
+  const rowCount = tokens * perToken;
+  let generation = 0;
 
   const mixture = tf.customGrad((xIn: tf.Tensor, gIn: tf.Tensor, save: tf.GradSaveFunc) => {
     const x2 = xIn as tf.Tensor2D;
     const g2 = gIn as tf.Tensor2D;
-    const rows = gatherRows();
-    // a[t, r] = u_e . x[t]
-    const a = tf.sum(tf.mul(rows.u, tf.reshape(x2, [tokens, 1, dim])), 2) as tf.Tensor2D;
-    // w[t, r] = g[t, r] sigma(a[t, r])
-    const w = tf.mul(g2, activationForward(a, options.activation));
-    // y[t] = sum_r w[t, r] v_e
-    const y = tf.reshape(tf.matMul(tf.reshape(w, [tokens, 1, perToken]), rows.v), [tokens, dim]);
-    if (options.keepRows) kept = { u: tf.keep(rows.u), v: tf.keep(rows.v) };
+    // w_down = w_down_embed(indices); w_up = w_up_embed(indices)
+    k.reset();
+    const u = k.alloc(rowCount * dim);
+    const v = k.alloc(rowCount * dim);
+    const xr = k.alloc(tokens * dim);
+    const ar = k.alloc(rowCount);
+    const wr = k.alloc(rowCount);
+    const yr = k.alloc(tokens * dim);
+    gatherInto(tables.down, indices, k.view(u));
+    gatherInto(tables.up, indices, k.view(v));
+    k.view(xr).set(x2.dataSync());
+    generation = workspace.beginForward(u, v, xr);
+    // a = einsum('btd,bthkd->bthk', x, w_down)
+    k.dot(u, xr, ar, tokens, perToken, dim);
+    const a = tf.tensor2d(k.view(ar).slice(), [tokens, perToken]);
+    // w = activation(a) * g   (g: softmax(scores) of each head, dropout folded in)
+    const w = tf.tidy(() => tf.mul(g2, activationForward(a, options.activation)));
+    k.view(wr).set(w.dataSync());
+    w.dispose();
+    // y = einsum('bthk,bthkd->btd', w, w_up)
+    k.wsum(v, wr, yr, tokens, perToken, dim);
+    const y = tf.tensor2d(k.view(yr).slice(), [tokens, dim]);
     save([x2, g2, a]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, gs, as] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-        const dy2 = dy as tf.Tensor2D;
-        const rowsB = kept ?? gatherRows();
-        kept = undefined;
-        try {
-          return tf.tidy(() => {
-            const z = activationForward(as, options.activation);
-            // s[t, r] = v_e . dy[t]  (dy/dw)
-            const s = tf.sum(tf.mul(rowsB.v, tf.reshape(dy2, [tokens, 1, dim])), 2);
-            const dg = tf.mul(z, s);
-            // da = g s sigma'(a)
-            const da = tf.mul(tf.mul(gs, s), activationDerivative(as, options.activation));
-            // dx[t] = sum_r da[t, r] u_e
-            const dx = tf.reshape(tf.matMul(tf.reshape(da, [tokens, 1, perToken]), rowsB.u), [tokens, dim]);
-            // Row gradients: dU_e += da[t, r] x[t], dV_e += w[t, r] dy[t].
-            const du = tf.mul(tf.reshape(da, [tokens, perToken, 1]), tf.reshape(xs, [tokens, 1, dim]));
-            tables.downGrad.accumulate(indices, du.dataSync() as Float32Array);
-            du.dispose();
-            const wB = tf.mul(gs, z);
-            const dv = tf.mul(tf.reshape(wB, [tokens, perToken, 1]), tf.reshape(dy2, [tokens, 1, dim]));
-            tables.upGrad.accumulate(indices, dv.dataSync() as Float32Array);
-            dv.dispose();
-            return [dx, dg];
-          });
-        } finally {
-          rowsB.u.dispose();
-          rowsB.v.dispose();
+        let rows = workspace.residentRows(generation);
+        if (!rows) {
+          // Overwritten since this forward pass (a later chunk or call): gather again.
+          k.reset();
+          rows = { u: k.alloc(rowCount * dim), v: k.alloc(rowCount * dim), x: k.alloc(tokens * dim) };
+          gatherInto(tables.down, indices, k.view(rows.u));
+          gatherInto(tables.up, indices, k.view(rows.v));
+          k.view(rows.x).set(xs.dataSync());
         }
+        // The row buffers are about to hold gradients.
+        workspace.invalidate();
+        const dyr = k.alloc(tokens * dim);
+        const sr = k.alloc(rowCount);
+        const dar = k.alloc(rowCount);
+        const wbr = k.alloc(rowCount);
+        const dxr = k.alloc(tokens * dim);
+        k.view(dyr).set(dy.dataSync());
+        // s[t, r] = v_e . dy[t]  (= dy / dw)
+        k.dot(rows.v, dyr, sr, tokens, perToken, dim);
+        const s = tf.tensor2d(k.view(sr).slice(), [tokens, perToken]);
+        const [dg, da, wb] = tf.tidy(() => {
+          const z = activationForward(as, options.activation);
+          // dg = sigma(a) s;  da = g s sigma'(a);  w = g sigma(a)
+          return [tf.mul(z, s), tf.mul(tf.mul(gs, s), activationDerivative(as, options.activation)), tf.mul(gs, z)];
+        });
+        s.dispose();
+        k.view(dar).set(da.dataSync());
+        k.view(wbr).set(wb.dataSync());
+        tf.dispose([da, wb]);
+        // dx[t] = sum_r da[t, r] u_e
+        k.wsum(rows.u, dar, dxr, tokens, perToken, dim);
+        const dx = tf.tensor2d(k.view(dxr).slice(), [tokens, dim]);
+        // Row gradients, written over the rows they replace: dU_e += da[t, r] x[t], dV_e += w[t, r] dy[t].
+        k.outer(dar, rows.x, rows.u, tokens, perToken, dim);
+        tables.downGrad.accumulate(indices, k.view(rows.u));
+        k.outer(wbr, dyr, rows.v, tokens, perToken, dim);
+        tables.upGrad.accumulate(indices, k.view(rows.v));
+        return [dx, dg];
       },
     };
   });
-  try {
-    return mixture(x, g) as tf.Tensor2D;
-  } finally {
-    // Outside a gradient tape the backward pass never runs: release rows kept for it.
-    if (kept && !tapeActive()) {
-      kept.u.dispose();
-      kept.v.dispose();
-      kept = undefined;
-    }
-  }
-}
-
-/** Whether a gradient tape is recording (inside tf.grad / tf.variableGrads). */
-function tapeActive(): boolean {
-  const state = (tf.engine() as unknown as { state: { gradientDepth: number } }).state;
-  return state.gradientDepth > 0;
+  return mixture(x, g) as tf.Tensor2D;
 }

@@ -8,7 +8,7 @@ import type { PeerLayerConfig } from './config.js';
 import { referencePeer, type ReferenceParams } from './test-reference.js';
 import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './test-helpers.js';
 
-const SMALL: PeerLayerConfig = { dim: 12, numExperts: 49, heads: 2, topK: 3, dimKey: 5 };
+const SMALL: PeerLayerConfig = { dim: 16, numExperts: 49, heads: 2, topK: 3, dimKey: 5 };
 const B = 2;
 const S = 4;
 
@@ -76,15 +76,15 @@ describe('PeerLayer gradients match finite differences of the float64 reference'
     ['BN (batch stats), softmax, gelu', {}, true],
     ['BN in evaluation mode', {}, false],
     ['relu scores, gelu-tanh, shared keys, layer norm', { scores: 'relu', activation: 'gelu-tanh', sharedKeys: true, queryNorm: 'layer' }, true],
-    ['relu experts, no norm, separate pools, chunks of 3 tokens, candidateK 5', { activation: 'relu', queryNorm: 'none', separateExpertsPerHead: true, tokenChunk: 3, candidateK: 5 }, true],
+    ['relu experts, no norm, separate pools, chunks of 3 tokens, candidateK 5, width 12 (JS row loops)', { dim: 12, activation: 'relu', queryNorm: 'none', separateExpertsPerHead: true, tokenChunk: 3, candidateK: 5 }, true],
   ];
   for (const [name, overrides, training] of cases) {
     it(name, () => {
       const rng = testRng();
       const layer = new PeerLayer({ ...SMALL, ...overrides, seed: rng.int(1000) });
       perturbNorm(layer, rng);
-      const x = randomTensor<tf.Rank.R3>(rng, [B, S, SMALL.dim]);
-      const r = randomTensor<tf.Rank.R3>(rng, [B, S, SMALL.dim]);
+      const x = randomTensor<tf.Rank.R3>(rng, [B, S, layer.dim]);
+      const r = randomTensor<tf.Rank.R3>(rng, [B, S, layer.dim]);
       const before = tf.memory().numTensors;
       const analytic = analyticGradients(layer, x, r, training);
       expect(tf.memory().numTensors).toBe(before);

@@ -22,7 +22,7 @@ import { ProductKeys, retrieve } from '@peer/product-keys';
 import type { NamedArray } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
-import { expertMixture, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
+import { expertMixture, MixtureWorkspace, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
 import { ExpertTable, RowSparseGrad, SparseOptimizer } from './expert-tables.js';
 import { QueryNorm } from './query-norm.js';
 import { UsageCounter, type UsageReport } from './usage.js';
@@ -59,6 +59,8 @@ export class PeerLayer {
   private usage: UsageCounter | undefined;
   /** Where backward passes send row gradients (the sparse accumulators unless redirected). */
   private gradientSinks: { down: RowGradientSink; up: RowGradientSink };
+  /** Kernel memory of the expert mixture (gathered rows, row gradients). */
+  private readonly workspace = new MixtureWorkspace();
   private disposed = false;
 
   constructor(config: PeerLayerConfig) {
@@ -151,16 +153,16 @@ export class PeerLayer {
       g = tf.mul(g, tf.tensor2d(mask, [tokens, perToken]));
     }
     const tables: MixtureTables = { down: this.down, up: this.up, downGrad: this.gradientSinks.down, upGrad: this.gradientSinks.up };
-    const options = { activation: c.activation, keepRows: false };
+    const options = { activation: c.activation };
     const chunk = c.tokenChunk;
-    if (tokens <= chunk) return expertMixture(x, g, indices, tables, options);
+    if (tokens <= chunk) return expertMixture(x, g, indices, tables, this.workspace, options);
     // Token chunks bound the gathered [chunk*h*k, d] rows held at once (forward and backward).
     const parts: tf.Tensor2D[] = [];
     for (let t0 = 0; t0 < tokens; t0 += chunk) {
       const size = Math.min(chunk, tokens - t0);
       const xs = tf.slice(x, [t0, 0], [size, c.dim]);
       const gs = tf.slice(g, [t0, 0], [size, perToken]);
-      parts.push(expertMixture(xs, gs, indices.subarray(t0 * perToken, (t0 + size) * perToken), tables, options));
+      parts.push(expertMixture(xs, gs, indices.subarray(t0 * perToken, (t0 + size) * perToken), tables, this.workspace, options));
     }
     return tf.concat(parts, 0);
   }
@@ -179,6 +181,7 @@ export class PeerLayer {
     if (!(lrScale >= 0) || !Number.isFinite(lrScale)) throw new Error(`PeerLayer.sparseStep: lrScale must be a finite number >= 0, got ${lrScale}`);
     this.downOptimizer.step(this.down, this.downGrad, lrScale);
     this.upOptimizer.step(this.up, this.upGrad, lrScale);
+    this.workspace.invalidate();
     this.zeroSparseGrads();
   }
 

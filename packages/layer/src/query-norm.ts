@@ -84,22 +84,22 @@ export class QueryNorm {
       throw new Error(`query BatchNorm in training needs more than one token per batch, got ${tokens} (use queryNorm 'layer' or 'none', or evaluation mode)`);
     }
     return tf.tidy(() => {
-      const mean = tf.mean(q, 0);
-      const centered = tf.sub(q, mean);
-      const variance = tf.mean(tf.square(centered), 0);
+      const { y, mean, variance } = batchNormTraining(q, gamma, beta, this.eps);
       if (updateRunning) this.updateRunningStats(mean, variance, tokens);
-      const normalized = tf.mul(centered, tf.rsqrt(tf.add(variance, this.eps)));
-      return tf.add(tf.mul(normalized, gamma), beta) as tf.Tensor2D;
+      // Kept out of every scope by batchNormTraining: released here.
+      mean.dispose();
+      variance.dispose();
+      return y;
     });
   }
 
-  private updateRunningStats(mean: tf.Tensor, biasedVar: tf.Tensor, tokens: number): void {
+  private updateRunningStats(mean: tf.Tensor2D, biasedVar: tf.Tensor2D, tokens: number): void {
     const m = this.momentum;
     // Running statistics are state: no gradient reaches them (they do not feed the output).
     const [newMean, newVar] = tf.tidy(() => {
-      const unbiased = tf.mul(biasedVar, tokens / (tokens - 1));
+      const unbiased = tf.mul(tf.reshape(biasedVar, [-1]), tokens / (tokens - 1));
       return [
-        tf.add(tf.mul(this.runningMean!, 1 - m), tf.mul(mean, m)),
+        tf.add(tf.mul(this.runningMean!, 1 - m), tf.mul(tf.reshape(mean, [-1]), m)),
         tf.add(tf.mul(this.runningVar!, 1 - m), tf.mul(unbiased, m)),
       ];
     });
@@ -112,4 +112,46 @@ export class QueryNorm {
   dispose(): void {
     for (const v of this.variables()) v.dispose();
   }
+}
+
+/**
+ * BatchNorm with batch statistics, as one customGrad with the closed-form backward:
+ *   xhat = (q - mean) rstd,  y = xhat gamma + beta,
+ *   dbeta = sum_t dy,  dgamma = sum_t dy xhat,  dq = gamma rstd (dy - dbeta / T - xhat dgamma / T).
+ * Sums over tokens are [1, T] x [T, F] products: on wasm a reduction over axis 0 transposes first and
+ * runs about 50x slower than the product.
+ */
+function batchNormTraining(q: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): { y: tf.Tensor2D; mean: tf.Tensor2D; variance: tf.Tensor2D } {
+  const tokens = q.shape[0];
+  const stats: { mean?: tf.Tensor2D; variance?: tf.Tensor2D } = {};
+  const norm = tf.customGrad((qIn: tf.Tensor, gIn: tf.Tensor, bIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [xhat, rstd, y] = tf.tidy(() => {
+      const average = tf.fill([1, tokens], 1 / tokens);
+      const mean = tf.matMul(average, qIn as tf.Tensor2D);
+      const centered = tf.sub(qIn, mean);
+      const variance = tf.matMul(average, tf.square(centered));
+      stats.mean = tf.keep(mean);
+      stats.variance = tf.keep(variance);
+      const rstd = tf.rsqrt(tf.add(variance, eps));
+      const xhat = tf.mul(centered, rstd);
+      return [xhat, rstd, tf.add(tf.mul(xhat, gIn), bIn)];
+    });
+    save([xhat, rstd, gIn]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, sr, sg] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        return tf.tidy(() => {
+          const ones = tf.ones([1, tokens]);
+          const dbeta = tf.matMul(ones, dy as tf.Tensor2D);
+          const dgamma = tf.matMul(ones, tf.mul(dy, sx));
+          const inner = tf.sub(tf.sub(dy, tf.mul(dbeta, 1 / tokens)), tf.mul(sx, tf.mul(dgamma, 1 / tokens)));
+          const dq = tf.mul(inner, tf.mul(sr, sg));
+          return [dq, tf.reshape(dgamma, [-1]), tf.reshape(dbeta, [-1])];
+        });
+      },
+    };
+  });
+  const y = norm(q, gamma, beta) as tf.Tensor2D;
+  return { y, mean: stats.mean!, variance: stats.variance! };
 }
