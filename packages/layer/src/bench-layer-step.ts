@@ -81,9 +81,7 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
       // Reading the loss waits for the whole backward pass.
       value.dataSync();
       const t1 = performance.now();
-      const denseGrads: tf.NamedTensorMap = {};
-      for (const v of vars) denseGrads[v.name] = grads[v.name]!;
-      optimizer.applyGradients(denseGrads);
+      optimizer.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name]! })));
       vars[0]!.dataSync();
       const t2 = performance.now();
       tf.dispose([value, ...Object.values(grads)]);

@@ -21,6 +21,9 @@ export const ExpertOptimizerSchema = z.strictObject({
   beta1: z.number().min(0).lt(1).default(0.9),
   beta2: z.number().min(0).lt(1).default(0.999),
   eps: z.number().positive().default(1e-8),
+  /** Heavy-ball momentum of 'sgd'. */
+  momentum: z.number().min(0).lt(1).default(0),
+  /** Decoupled weight decay of the touched rows (AdamW style). */
   weightDecay: z.number().nonnegative().default(0),
 });
 

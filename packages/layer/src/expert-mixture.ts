@@ -116,9 +116,8 @@ export function expertMixture(
   const rowCount = tokens * perToken;
   let generation = 0;
 
-  const mixture = tf.customGrad((xIn: tf.Tensor, gIn: tf.Tensor, save: tf.GradSaveFunc) => {
-    const x2 = xIn as tf.Tensor2D;
-    const g2 = gIn as tf.Tensor2D;
+  const mixture = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [x2, g2, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
     // w_down = w_down_embed(indices); w_up = w_up_embed(indices)
     k.reset();
     const u = k.alloc(rowCount * dim);

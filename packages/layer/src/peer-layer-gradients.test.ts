@@ -31,8 +31,11 @@ function analyticGradients(layer: PeerLayer, x: tf.Tensor3D, r: tf.Tensor3D, tra
   tf.dispose(grads);
   xVar.dispose();
   const d = layer.dim;
-  layer.downGrad.forEachRow((row, g) => g.forEach((v, j) => (out.down[row * d + j] = v)));
-  layer.upGrad.forEachRow((row, g) => g.forEach((v, j) => (out.up[row * d + j] = v)));
+  for (const [grad, dense] of [[layer.downGrad, out.down], [layer.upGrad, out.up]] as const) {
+    const rows = grad.uniqueRows();
+    const values = grad.rowGrads();
+    rows.forEach((row, s) => dense.set(values.subarray(s * d, (s + 1) * d), row * d));
+  }
   layer.zeroSparseGrads();
   return out;
 }

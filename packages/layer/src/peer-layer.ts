@@ -19,15 +19,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { ProductKeys, retrieve } from '@peer/product-keys';
-import type { NamedArray } from '@peer/expert-store';
+import { ExpertTable, RowSparseGrad, SparseAdam, SparseSgd, UsageStats, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
 import { expertMixture, MixtureWorkspace, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
-import { ExpertTable, RowSparseGrad, SparseOptimizer } from './expert-tables.js';
 import { QueryNorm } from './query-norm.js';
-import { UsageCounter, type UsageReport } from './usage.js';
 
 let layerCount = 0;
+
+/** PEER-pytorch's names of the u and v tables. */
+export const DOWN_NAME = 'weight_down_embed.weight';
+export const UP_NAME = 'weight_up_embed.weight';
 
 export interface PeerRouting {
   /** Expert rows [T, h, k], best first per head (head offsets included with separate pools). */
@@ -53,10 +55,10 @@ export class PeerLayer {
   /** Row gradients of `down` accumulated by backward passes since the last sparse step. */
   readonly downGrad: RowSparseGrad;
   readonly upGrad: RowSparseGrad;
-  private readonly downOptimizer: SparseOptimizer;
-  private readonly upOptimizer: SparseOptimizer;
+  /** The sparse optimizer of both tables (its own constant learning rate, scaled by `sparseStep`). */
+  readonly expertOptimizer: SparseAdam | SparseSgd;
   private readonly dropoutRng: Rng;
-  private usage: UsageCounter | undefined;
+  private usage: UsageStats | undefined;
   /** Where backward passes send row gradients (the sparse accumulators unless redirected). */
   private gradientSinks: { down: RowGradientSink; up: RowGradientSink };
   /** Kernel memory of the expert mixture (gathered rows, row gradients). */
@@ -84,14 +86,18 @@ export class PeerLayer {
     this.queryWeight = tf.variable(wqInit, true, `${name}/query_weight`) as tf.Variable<tf.Rank.R2>;
     wqInit.dispose();
     this.queryNorm = new QueryNorm({ kind: c.queryNorm, features: f, momentum: c.normMomentum, eps: c.normEps, name: `${name}/query_norm` });
-    const std = 1 / Math.sqrt(c.dim);
-    this.down = new ExpertTable(c.tableRows, c.dim, { std, seed: rng.fork().int(2 ** 31) });
-    this.up = new ExpertTable(c.tableRows, c.dim, { std, seed: rng.fork().int(2 ** 31) });
-    this.downGrad = new RowSparseGrad(c.dim);
-    this.upGrad = new RowSparseGrad(c.dim);
+    // u, v ~ normal(0, 1/sqrt(d)); named as PEER-pytorch's embeddings (optimizer state is named after them).
+    const init = { kind: 'normal', std: 1 / Math.sqrt(c.dim) } as const;
+    this.down = new ExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: DOWN_NAME });
+    this.up = new ExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: UP_NAME });
+    this.downGrad = new RowSparseGrad(this.down);
+    this.upGrad = new RowSparseGrad(this.up);
     this.gradientSinks = { down: this.downGrad, up: this.upGrad };
-    this.downOptimizer = new SparseOptimizer(c.expertOptimizer);
-    this.upOptimizer = new SparseOptimizer(c.expertOptimizer);
+    const o = c.expertOptimizer;
+    this.expertOptimizer =
+      o.kind === 'adam'
+        ? new SparseAdam({ lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay }, [this.down, this.up])
+        : new SparseSgd({ lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay }, [this.down, this.up]);
     this.dropoutRng = rng.fork();
   }
 
@@ -123,7 +129,7 @@ export class PeerLayer {
     const c = this.config;
     const tokens = x.shape[0];
     // query_proj(x): q = BN(x Wq)  [T, F]
-    const q = tf.matMul(x, this.queryWeight);
+    const q = tf.matMul(x, this.queryWeight) as tf.Tensor2D;
     const qn = this.queryNorm.apply(q, training, updateStats);
     // get_indices(...): top-k over the product keys per head  [T, h, k]
     const found = retrieve(tf.reshape(qn, [tokens, c.heads, 2 * c.dimKey]), this.keys, { k: c.topK, candidateK: c.candidateK });
@@ -143,7 +149,7 @@ export class PeerLayer {
     const tokens = x.shape[0];
     const perToken = c.heads * c.topK;
     const { indices, weights } = this.retrieveExperts(x, training);
-    if (this.usage) this.usage.record(indices, weights.dataSync());
+    if (this.usage) this.usage.record(indices, weights.dataSync() as Float32Array);
     let g = weights;
     if (training && c.dropout > 0) {
       // Dropout on sigma(u . x) is a mask on its weight g: y = sum g m sigma(a) v.
@@ -179,8 +185,8 @@ export class PeerLayer {
   sparseStep(lrScale: number): void {
     this.checkAlive();
     if (!(lrScale >= 0) || !Number.isFinite(lrScale)) throw new Error(`PeerLayer.sparseStep: lrScale must be a finite number >= 0, got ${lrScale}`);
-    this.downOptimizer.step(this.down, this.downGrad, lrScale);
-    this.upOptimizer.step(this.up, this.upGrad, lrScale);
+    this.expertOptimizer.step(this.down, this.downGrad, lrScale);
+    this.expertOptimizer.step(this.up, this.upGrad, lrScale);
     this.workspace.invalidate();
     this.zeroSparseGrads();
   }
@@ -230,11 +236,11 @@ export class PeerLayer {
 
   /** Starts (or restarts) accumulating router weights per expert in forward passes. */
   startUsage(): void {
-    this.usage = new UsageCounter(this.config.tableRows);
+    this.usage = new UsageStats(this.config.tableRows);
   }
 
   /** The usage report (the paper's Table 2 metrics) since `startUsage`; stops accumulating. */
-  stopUsage(): UsageReport {
+  stopUsage(): UsageStatsReport {
     if (!this.usage) throw new Error('PeerLayer.stopUsage: startUsage was not called');
     const report = this.usage.report();
     this.usage = undefined;
@@ -258,6 +264,9 @@ export class PeerLayer {
     this.keys.dispose();
     this.queryWeight.dispose();
     this.queryNorm.dispose();
+    this.expertOptimizer.dispose();
+    this.down.dispose();
+    this.up.dispose();
   }
 
   private checkAlive(): void {

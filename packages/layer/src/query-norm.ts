@@ -124,12 +124,13 @@ export class QueryNorm {
 function batchNormTraining(q: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): { y: tf.Tensor2D; mean: tf.Tensor2D; variance: tf.Tensor2D } {
   const tokens = q.shape[0];
   const stats: { mean?: tf.Tensor2D; variance?: tf.Tensor2D } = {};
-  const norm = tf.customGrad((qIn: tf.Tensor, gIn: tf.Tensor, bIn: tf.Tensor, save: tf.GradSaveFunc) => {
+  const norm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [qIn, gIn, bIn, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
     const [xhat, rstd, y] = tf.tidy(() => {
       const average = tf.fill([1, tokens], 1 / tokens);
-      const mean = tf.matMul(average, qIn as tf.Tensor2D);
+      const mean = tf.matMul(average, qIn) as tf.Tensor2D;
       const centered = tf.sub(qIn, mean);
-      const variance = tf.matMul(average, tf.square(centered));
+      const variance = tf.matMul(average, tf.square(centered)) as tf.Tensor2D;
       stats.mean = tf.keep(mean);
       stats.variance = tf.keep(variance);
       const rstd = tf.rsqrt(tf.add(variance, eps));

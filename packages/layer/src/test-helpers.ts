@@ -61,5 +61,5 @@ export function perturbNorm(layer: PeerLayer, rng: TestRng): void {
 /** A float32 tensor of normals. */
 export function randomTensor<R extends tf.Rank>(rng: TestRng, shape: number[], std = 1): tf.Tensor<R> {
   const n = shape.reduce((a, b) => a * b, 1);
-  return tf.tensor(Float32Array.from(rng.normals(n, std)), shape) as tf.Tensor<R>;
+  return tf.tensor<tf.Rank>(Float32Array.from(rng.normals(n, std)), shape) as tf.Tensor<R>;
 }

@@ -15,8 +15,23 @@ import { emitModule, FunctionBuilder, I32, V128 } from './wasm-emitter.js';
 
 const PAGE = 65536;
 
+// The WebAssembly JS API, typed here: the project compiles against ES2022 + Node types only, and
+// neither declares it.
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmModule {
+  readonly __brand?: 'WebAssembly.Module';
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule) => { exports: unknown };
+}
+const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
 interface KernelExports {
-  memory: WebAssembly.Memory;
+  memory: WasmMemory;
   dot(rows: number, x: number, out: number, t: number, r: number, d: number): void;
   wsum(rows: number, w: number, y: number, t: number, r: number, d: number): void;
   outer(a: number, x: number, out: number, t: number, r: number, d: number): void;
@@ -120,18 +135,19 @@ function buildOuter(): FunctionBuilder {
   return f;
 }
 
-let compiled: WebAssembly.Module | null | undefined;
+let compiled: WasmModule | null | undefined;
 
-/** The compiled kernel module, or null where the host has no wasm SIMD. */
-function kernelModule(): WebAssembly.Module | null {
+/** The compiled kernel module, or null where the host has no WebAssembly or no wasm SIMD. */
+function kernelModule(): WasmModule | null {
   if (compiled !== undefined) return compiled;
+  if (!wasmApi) return (compiled = null);
   const bytes = emitModule([
     { name: 'dot', builder: buildDot() },
     { name: 'wsum', builder: buildWsum() },
     { name: 'outer', builder: buildOuter() },
   ]);
   try {
-    compiled = new WebAssembly.Module(bytes);
+    compiled = new wasmApi.Module(bytes);
   } catch {
     compiled = null;
   }
@@ -158,7 +174,7 @@ export class RowKernels {
 
   constructor(options: { forceFallback?: boolean } = {}) {
     const module = options.forceFallback ? null : kernelModule();
-    this.exports = module ? (new WebAssembly.Instance(module).exports as unknown as KernelExports) : undefined;
+    this.exports = module ? (new wasmApi!.Instance(module).exports as KernelExports) : undefined;
     this.simd = this.exports !== undefined;
   }
 
@@ -230,7 +246,7 @@ export class RowKernels {
   }
 
   private buffer(): ArrayBuffer {
-    return this.exports ? (this.exports.memory.buffer as ArrayBuffer) : this.fallbackBuffer;
+    return this.exports ? this.exports.memory.buffer : this.fallbackBuffer;
   }
 
   private ensure(bytes: number): void {
