@@ -8,6 +8,7 @@ import { Rng } from '@peer/backend';
 import { bfloat16ToFloat32, float16ToFloat32, float32ToBFloat16, float32ToFloat16 } from './half-float.js';
 import { claimFresh, expectEntry, type NamedArray, type SafetensorsDtype } from './named-array.js';
 import { fillNormalSeeded, fillUniformSeeded } from './seeded-fill.js';
+import { Arena, ArenaArray, MAX_ARENA_BYTES } from './wasm/arena.js';
 
 export type TableInit = { kind: 'normal'; std: number } | { kind: 'uniform'; limit: number } | { kind: 'zeros' };
 
@@ -27,6 +28,20 @@ export interface ExpertTableOptions {
   storage?: TableStorage;
   /** Names the table in checkpoints and optimizer state (default 'table'). */
   name?: string;
+  /**
+   * Where float32 rows live. 'arena' (what 'auto', the default, picks when it fits): a
+   * WebAssembly.Memory of the table's own, with room reserved for optimizer state and gradient
+   * slots, so that SIMD kernels update rows in place; 4 GiB at most (rows, optimizer state and
+   * gradient slots together). 'plain': an ordinary Float32Array (any size; JS kernels).
+   */
+  backing?: 'auto' | 'arena' | 'plain';
+  /**
+   * Float32 values per table element to reserve in the arena for optimizer state (default 2,
+   * Adam's two moments). Reserved address space costs no memory until used.
+   */
+  reserveStateSlots?: number;
+  /** Gradient slots (rows) to reserve in the arena (default min(rows, 65536)). */
+  reserveGradRows?: number;
 }
 
 const STORAGE_DTYPE: Record<TableStorage, SafetensorsDtype> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' };
@@ -54,8 +69,13 @@ export class ExpertTable {
   readonly name: string;
   readonly init: TableInit;
   readonly seed: number;
-  private f32: Float32Array | undefined;
+  private plain: Float32Array | undefined;
+  private arenaRows: ArenaArray<Float32Array> | undefined;
   private half: Uint16Array | undefined;
+  private readonly backing: 'auto' | 'arena' | 'plain';
+  private readonly reserveBytes: number;
+  /** The arena holding the float32 rows, when they live in one (internal: used by grads and optimizers). */
+  arena: Arena | undefined;
   private kind: TableStorage;
   private disposed = false;
 
@@ -72,19 +92,56 @@ export class ExpertTable {
     this.init = options.init ?? { kind: 'normal', std: 1 / Math.sqrt(dim) };
     const storage = options.storage ?? 'float32';
     if (!(storage in STORAGE_DTYPE)) throw new Error(`ExpertTable: storage must be 'float32', 'float16' or 'bfloat16', got ${JSON.stringify(storage)}`);
-    this.kind = 'float32';
-    this.f32 = new Float32Array(rows * dim);
+    this.backing = options.backing ?? 'auto';
+    if (!['auto', 'arena', 'plain'].includes(this.backing)) throw new Error(`ExpertTable: backing must be 'auto', 'arena' or 'plain', got ${JSON.stringify(this.backing)}`);
+    const slots = options.reserveStateSlots ?? 2;
+    if (!Number.isSafeInteger(slots) || slots < 0) throw new Error(`ExpertTable: reserveStateSlots must be an integer >= 0, got ${slots}`);
+    const gradRows = options.reserveGradRows ?? Math.min(rows, 65536);
+    if (!Number.isSafeInteger(gradRows) || gradRows < 0) throw new Error(`ExpertTable: reserveGradRows must be an integer >= 0, got ${gradRows}`);
+    // rows + state slots + gradient slots (values, row ids, per-row coefficients) + alignment slack
+    this.reserveBytes = rows * dim * 4 * (1 + slots) + gradRows * (dim * 4 + 12) + 4096;
     const init = this.init;
     if (init.kind === 'normal') {
       if (!(init.std >= 0) || !Number.isFinite(init.std)) throw new Error(`ExpertTable: init.std must be a finite number >= 0, got ${init.std}`);
-      if (init.std > 0) fillNormalSeeded(this.f32, new Rng(this.seed), init.std);
     } else if (init.kind === 'uniform') {
       if (!(init.limit >= 0) || !Number.isFinite(init.limit)) throw new Error(`ExpertTable: init.limit must be a finite number >= 0, got ${init.limit}`);
-      if (init.limit > 0) fillUniformSeeded(this.f32, new Rng(this.seed), -init.limit, init.limit);
     } else if (init.kind !== 'zeros') {
       throw new Error(`ExpertTable: init.kind must be 'normal', 'uniform' or 'zeros', got ${JSON.stringify((init as { kind: unknown }).kind)}`);
     }
+    this.kind = 'float32';
+    const data = this.allocateFloat32();
+    if (init.kind === 'normal' && init.std > 0) fillNormalSeeded(data, new Rng(this.seed), init.std);
+    if (init.kind === 'uniform' && init.limit > 0) fillUniformSeeded(data, new Rng(this.seed), -init.limit, init.limit);
     if (storage !== 'float32') this.toStorage(storage);
+  }
+
+  /** Zeroed float32 rows in an arena (when backing allows and it fits) or a plain array. */
+  private allocateFloat32(): Float32Array {
+    const size = this.rows * this.dim;
+    if (this.backing !== 'plain') {
+      const arena = this.reserveBytes <= MAX_ARENA_BYTES ? Arena.create(this.reserveBytes) : undefined;
+      const rows = arena ? ArenaArray.alloc(arena, size, Float32Array) : undefined;
+      if (arena && rows) {
+        this.arena = arena;
+        this.arenaRows = rows;
+        this.plain = undefined;
+        return rows.array;
+      }
+      if (this.backing === 'arena') {
+        throw new Error(
+          `ExpertTable '${this.name}': backing 'arena' needs ${(this.reserveBytes / 2 ** 30).toFixed(2)} GiB of wasm memory (4 GiB at most, and WebAssembly SIMD); use backing 'plain' or 'auto', or reserve fewer state slots`,
+        );
+      }
+    }
+    this.arena = undefined;
+    this.arenaRows = undefined;
+    this.plain = new Float32Array(size);
+    return this.plain;
+  }
+
+  /** The float32 rows, live, if stored as float32. */
+  private get f32(): Float32Array | undefined {
+    return this.arenaRows ? this.arenaRows.array : this.plain;
   }
 
   /** A float32 table holding `entry` ([rows, dim], F32/F16/BF16), stored as `storage` (default: as in the entry). */
@@ -106,6 +163,16 @@ export class ExpertTable {
     return this.kind;
   }
 
+  /** Where the float32 rows live: 'arena' (SIMD optimizer kernels), 'plain', or 'half' for float16/bfloat16 storage. */
+  get backingKind(): 'arena' | 'plain' | 'half' {
+    return this.arenaRows ? 'arena' : this.plain ? 'plain' : 'half';
+  }
+
+  /** Byte offset of the rows in `arena` (internal: for the SIMD kernels). */
+  get arenaOffset(): number | undefined {
+    return this.arenaRows?.offset;
+  }
+
   /** Bytes held by the rows. */
   get bytes(): number {
     return this.rows * this.dim * (this.kind === 'float32' ? 4 : 2);
@@ -113,7 +180,8 @@ export class ExpertTable {
 
   /**
    * The rows, row-major [N * d], live (writes change the table). Only for float32 storage; half
-   * storage is reachable through `halfData`, `row`, `gather`.
+   * storage is reachable through `halfData`, `row`, `gather`. Read it when needed rather than keeping
+   * it: an arena that grows (rare: a gradient with more rows than reserved) detaches older views.
    */
   get data(): Float32Array {
     this.live();
@@ -201,13 +269,16 @@ export class ExpertTable {
     this.live();
     if (storage === this.kind) return this;
     if (!(storage in STORAGE_DTYPE)) throw new Error(`ExpertTable '${this.name}'.toStorage: storage must be 'float32', 'float16' or 'bfloat16', got ${JSON.stringify(storage)}`);
-    const f32 = this.f32 ?? (this.kind === 'float16' ? float16ToFloat32(this.half!) : bfloat16ToFloat32(this.half!));
     if (storage === 'float32') {
-      this.f32 = f32;
+      const half = this.half!;
+      const widen = this.kind === 'float16' ? float16ToFloat32 : bfloat16ToFloat32;
+      widen(half, this.allocateFloat32());
       this.half = undefined;
     } else {
-      this.half = storage === 'float16' ? float32ToFloat16(f32) : float32ToBFloat16(f32);
-      this.f32 = undefined;
+      this.half = storage === 'float16' ? float32ToFloat16(this.f32!) : float32ToBFloat16(this.f32!);
+      this.plain = undefined;
+      this.arenaRows = undefined;
+      this.arena = undefined;
     }
     this.kind = storage;
     return this;
@@ -229,22 +300,27 @@ export class ExpertTable {
     const entry = expectEntry(name, get(name), { shape: [this.rows, this.dim], dtypes: ['F32', 'F16', 'BF16'] });
     const from = DTYPE_STORAGE[entry.dtype]!;
     const fresh = claimFresh(entry.data);
+    if (this.kind === 'float32') {
+      // Arena rows are copied into; a plain table takes over an array read freshly for it.
+      if (from === 'float32' && fresh && !this.arenaRows) this.plain = entry.data as Float32Array;
+      else if (from === 'float32') this.f32!.set(entry.data as Float32Array);
+      else (from === 'float16' ? float16ToFloat32 : bfloat16ToFloat32)(entry.data as Uint16Array, this.f32!);
+      return;
+    }
     if (from === this.kind) {
-      if (from === 'float32') {
-        if (fresh) this.f32 = entry.data as Float32Array;
-        else this.f32!.set(entry.data as Float32Array);
-      } else if (fresh) this.half = entry.data as Uint16Array;
+      if (fresh) this.half = entry.data as Uint16Array;
       else this.half!.set(entry.data as Uint16Array);
       return;
     }
     const f32 = from === 'float32' ? (entry.data as Float32Array) : from === 'float16' ? float16ToFloat32(entry.data as Uint16Array) : bfloat16ToFloat32(entry.data as Uint16Array);
-    if (this.kind === 'float32') this.f32 = f32;
-    else this.half = this.kind === 'float16' ? float32ToFloat16(f32) : float32ToBFloat16(f32);
+    this.half = this.kind === 'float16' ? float32ToFloat16(f32) : float32ToBFloat16(f32);
   }
 
   /** Releases the rows; any later use throws. */
   dispose(): void {
-    this.f32 = undefined;
+    this.plain = undefined;
+    this.arenaRows = undefined;
+    this.arena = undefined;
     this.half = undefined;
     this.disposed = true;
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { testRng } from '@peer/test-utils';
 import { globalNorm, RowSparseGrad } from './row-sparse-grad.js';
+import { ExpertTable } from './expert-table.js';
 
 describe('RowSparseGrad', () => {
   it('sums the gradients of repeated rows across calls, like a dense float64 scatter-add', () => {
@@ -45,6 +46,33 @@ describe('RowSparseGrad', () => {
     grad.accumulate(Int32Array.of(3, 3), Float32Array.from([1, 2, 3, 4, 5, 10, 20, 30, 40, 50]));
     expect(Array.from(grad.uniqueRows())).toEqual([3]);
     expect(Array.from(grad.slotGrad(0))).toEqual([11, 22, 33, 44, 55]);
+  });
+
+  it("keeps its slots in the table's arena, also after growing past the reserved space", () => {
+    const rng = testRng();
+    const d = 8;
+    // Reserve no gradient rows: every growth allocates past the arena's initial size.
+    const table = new ExpertTable({ rows: 5000, dim: d, seed: 1, reserveGradRows: 0, reserveStateSlots: 0 });
+    expect(table.backingKind).toBe('arena');
+    const before = Float32Array.from(table.data);
+    const grad = new RowSparseGrad(table, { initialCapacity: 2 });
+    const dense = new Float64Array(5000 * d);
+    for (let call = 0; call < 3; call++) {
+      const indices = Int32Array.from({ length: 1500 }, () => rng.int(5000));
+      const g = Float32Array.from(rng.normals(indices.length * d));
+      grad.accumulate(indices, g);
+      indices.forEach((r, k) => {
+        for (let j = 0; j < d; j++) dense[r * d + j]! += g[k * d + j]!;
+      });
+    }
+    expect(grad.arenaLayout(table.arena!)).toBeDefined();
+    const rows = grad.uniqueRows();
+    const values = grad.rowGrads();
+    for (let s = 0; s < grad.size; s++) {
+      for (let j = 0; j < d; j++) expect(values[s * d + j]).toBeCloseTo(dense[rows[s]! * d + j]!, 4);
+    }
+    // The table's rows are intact and readable through a fresh view after the memory grew.
+    expect(Array.from(table.data)).toEqual(Array.from(before));
   });
 
   it('refuses bad input with one clear error', () => {

@@ -3,10 +3,17 @@
 // O(touched) by `clear`) finds a row's slot; slot values live in one growable [slots, d] buffer.
 // No [N, d] buffer is ever built.
 //
+// When the table keeps its rows in an arena, the slots live in the same arena, where the SIMD
+// optimizer kernels read them in place.
+//
 // Axes: N table rows, d row width, n looked-up rows, U unique rows (slots).
+import { Arena, ArenaArray } from './wasm/arena.js';
 
 export interface RowSparseGradOptions {
-  /** Slots allocated up front (default 4096; the buffer doubles when full). */
+  /**
+   * Slots allocated up front (default: min(rows, 65536) in a table's arena, where the space is
+   * reserved and costs nothing until used; else 4096). The buffer doubles when full.
+   */
   initialCapacity?: number;
 }
 
@@ -15,22 +22,70 @@ export class RowSparseGrad {
   readonly dim: number;
   /** slotOf[row] = slot + 1, or 0 for an untouched row. */
   private readonly slotOf: Int32Array;
-  private slotRows: Int32Array;
-  private values: Float32Array;
+  private plainRows: Int32Array | undefined;
+  private plainValues: Float32Array | undefined;
+  private arenaRows: ArenaArray<Int32Array> | undefined;
+  private arenaValues: ArenaArray<Float32Array> | undefined;
+  private capacity = 0;
   private count = 0;
+  /** The arena of the table, where slots are kept while they fit. */
+  private readonly arena: Arena | undefined;
 
   /** For a table (anything with `rows` and `dim`, e.g. an ExpertTable). */
-  constructor(table: { readonly rows: number; readonly dim: number }, options: RowSparseGradOptions = {}) {
+  constructor(table: { readonly rows: number; readonly dim: number; readonly arena?: Arena | undefined }, options: RowSparseGradOptions = {}) {
     const { rows, dim } = table;
     if (!Number.isSafeInteger(rows) || rows <= 0) throw new Error(`RowSparseGrad: rows must be a positive integer, got ${rows}`);
     if (!Number.isSafeInteger(dim) || dim <= 0) throw new Error(`RowSparseGrad: dim must be a positive integer, got ${dim}`);
-    const capacity = options.initialCapacity ?? 4096;
+    this.arena = table.arena instanceof Arena ? table.arena : undefined;
+    const capacity = options.initialCapacity ?? (this.arena ? Math.min(rows, 65536) : 4096);
     if (!Number.isSafeInteger(capacity) || capacity <= 0) throw new Error(`RowSparseGrad: initialCapacity must be a positive integer, got ${capacity}`);
     this.rows = rows;
     this.dim = dim;
     this.slotOf = new Int32Array(rows);
-    this.slotRows = new Int32Array(Math.min(capacity, rows));
-    this.values = new Float32Array(this.slotRows.length * dim);
+    this.allocate(Math.min(capacity, rows));
+  }
+
+  /** Slot storage for `capacity` rows (in the arena while it fits), keeping current slots. */
+  private allocate(capacity: number): void {
+    const oldRows = this.capacity > 0 ? this.slotRows.subarray(0, this.count) : undefined;
+    const oldValues = this.capacity > 0 ? this.values.subarray(0, this.count * this.dim) : undefined;
+    const inArena = this.arena ? ArenaArray.alloc(this.arena, capacity, Int32Array) : undefined;
+    const inArenaValues = inArena ? ArenaArray.alloc(this.arena!, capacity * this.dim, Float32Array) : undefined;
+    if (inArena && inArenaValues) {
+      // Allocation may have grown the memory: copy from fresh views of the old slots.
+      const rows = oldRows && this.arenaRows ? this.arenaRows.array.subarray(0, this.count) : oldRows;
+      const values = oldValues && this.arenaValues ? this.arenaValues.array.subarray(0, this.count * this.dim) : oldValues;
+      if (rows) inArena.array.set(rows);
+      if (values) inArenaValues.array.set(values);
+      this.arenaRows = inArena;
+      this.arenaValues = inArenaValues;
+      this.plainRows = undefined;
+      this.plainValues = undefined;
+    } else {
+      const rows = new Int32Array(capacity);
+      const values = new Float32Array(capacity * this.dim);
+      if (oldRows) rows.set(this.slotRows.subarray(0, this.count));
+      if (oldValues) values.set(this.values.subarray(0, this.count * this.dim));
+      this.plainRows = rows;
+      this.plainValues = values;
+      this.arenaRows = undefined;
+      this.arenaValues = undefined;
+    }
+    this.capacity = capacity;
+  }
+
+  private get slotRows(): Int32Array {
+    return this.arenaRows ? this.arenaRows.array : this.plainRows!;
+  }
+
+  private get values(): Float32Array {
+    return this.arenaValues ? this.arenaValues.array : this.plainValues!;
+  }
+
+  /** Byte offsets of the slot rows and values in `arena`, if they live there (internal: for the SIMD kernels). */
+  arenaLayout(arena: Arena): { rowsOffset: number; valuesOffset: number } | undefined {
+    if (!this.arenaRows || !this.arenaValues || this.arenaRows.arena !== arena) return undefined;
+    return { rowsOffset: this.arenaRows.offset, valuesOffset: this.arenaValues.offset };
   }
 
   /** Number of distinct rows touched since the last clear (U). */
@@ -61,15 +116,9 @@ export class RowSparseGrad {
   }
 
   private grow(needed: number): void {
-    let capacity = this.slotRows.length;
+    let capacity = this.capacity;
     while (capacity < needed) capacity *= 2;
-    capacity = Math.min(capacity, this.rows);
-    const slotRows = new Int32Array(capacity);
-    slotRows.set(this.slotRows.subarray(0, this.count));
-    const values = new Float32Array(capacity * this.dim);
-    values.set(this.values.subarray(0, this.count * this.dim));
-    this.slotRows = slotRows;
-    this.values = values;
+    this.allocate(Math.min(capacity, this.rows));
   }
 
   /**
@@ -90,7 +139,7 @@ export class RowSparseGrad {
       if (slotOf[row] === 0) fresh++;
     }
     // `fresh` may count a row twice if it repeats within this call: an upper bound is enough.
-    if (this.count + fresh > this.slotRows.length) this.grow(this.count + fresh);
+    if (this.count + fresh > this.capacity) this.grow(this.count + fresh);
     const values = this.values;
     const slotRows = this.slotRows;
     for (let k = 0; k < n; k++) {

@@ -8,6 +8,7 @@ import { SparseOptimizer, type SparseOptimizerOptions } from './sparse-optimizer
 import { claimFresh, expectEntry, type NamedArray } from './named-array.js';
 import type { ExpertTable } from './expert-table.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
+import { ArenaArray } from './wasm/arena.js';
 
 export interface SparseSgdOptions extends SparseOptimizerOptions {
   /** Heavy-ball momentum in [0, 1) (default 0: plain SGD, no state). */
@@ -19,7 +20,13 @@ export interface SgdState {
   momentum: Float32Array;
 }
 
-export class SparseSgd extends SparseOptimizer<SgdState> {
+interface SgdSlots {
+  momentum: ArenaArray<Float32Array> | Float32Array;
+}
+
+const live = (a: ArenaArray<Float32Array> | Float32Array): Float32Array => (a instanceof ArenaArray ? a.array : a);
+
+export class SparseSgd extends SparseOptimizer<SgdSlots> {
   readonly momentum: number;
 
   constructor(options: SparseSgdOptions, tables: readonly ExpertTable[] = []) {
@@ -30,21 +37,31 @@ export class SparseSgd extends SparseOptimizer<SgdState> {
   }
 
   stateOf(table: ExpertTable): SgdState | undefined {
-    return this.states.get(table);
+    const slots = this.states.get(table);
+    return slots ? { momentum: live(slots.momentum) } : undefined;
   }
 
-  protected createState(table: ExpertTable): SgdState {
-    return { momentum: new Float32Array(this.momentum > 0 ? table.rows * table.dim : 0) };
+  protected createState(table: ExpertTable): SgdSlots {
+    const size = this.momentum > 0 ? table.rows * table.dim : 0;
+    const inArena = size > 0 && table.arena ? ArenaArray.alloc(table.arena, size, Float32Array) : undefined;
+    return { momentum: inArena ?? new Float32Array(size) };
   }
 
-  protected applyRows(table: ExpertTable, state: SgdState, grad: RowSparseGrad, lr: number, gradScale: number): void {
-    const w = table.data;
-    const b = state.momentum;
-    const rows = grad.uniqueRows();
-    const grads = grad.rowGrads();
+  protected applyRows(table: ExpertTable, state: SgdSlots, grad: RowSparseGrad, lr: number, gradScale: number): void {
     const d = table.dim;
     const mu = this.momentum;
     const decay = 1 - lr * this.weightDecay;
+    const arena = table.arena;
+    const layout = arena ? grad.arenaLayout(arena) : undefined;
+    if (arena && layout && d % 4 === 0 && (mu === 0 || state.momentum instanceof ArenaArray)) {
+      const bOffset = state.momentum instanceof ArenaArray ? state.momentum.offset : 0;
+      arena.kernels.sgd(grad.size, layout.rowsOffset, layout.valuesOffset, table.arenaOffset!, bOffset, d * 4, lr, mu, decay, gradScale, mu > 0 ? 1 : 0);
+      return;
+    }
+    const w = table.data;
+    const b = live(state.momentum);
+    const rows = grad.uniqueRows();
+    const grads = grad.rowGrads();
     for (let s = 0; s < rows.length; s++) {
       const o = rows[s]! * d;
       const go = s * d;
@@ -60,16 +77,17 @@ export class SparseSgd extends SparseOptimizer<SgdState> {
     }
   }
 
-  protected entriesOf(table: ExpertTable, state: SgdState, prefix: string): NamedArray[] {
+  protected entriesOf(table: ExpertTable, state: SgdSlots, prefix: string): NamedArray[] {
     if (this.momentum === 0) return [];
-    return [{ name: `${prefix}${table.name}.sgd.momentum`, dtype: 'F32', shape: [table.rows, table.dim], data: state.momentum }];
+    return [{ name: `${prefix}${table.name}.sgd.momentum`, dtype: 'F32', shape: [table.rows, table.dim], data: live(state.momentum) }];
   }
 
-  protected loadInto(table: ExpertTable, state: SgdState, prefix: string, get: (name: string) => NamedArray | undefined): void {
+  protected loadInto(table: ExpertTable, state: SgdSlots, prefix: string, get: (name: string) => NamedArray | undefined): void {
     if (this.momentum === 0) return;
     const name = `${prefix}${table.name}.sgd.momentum`;
     const entry = expectEntry(name, get(name), { shape: [table.rows, table.dim], dtypes: ['F32'] });
-    if (claimFresh(entry.data)) state.momentum = entry.data as Float32Array;
+    if (state.momentum instanceof ArenaArray) state.momentum.array.set(entry.data as Float32Array);
+    else if (claimFresh(entry.data)) state.momentum = entry.data as Float32Array;
     else state.momentum.set(entry.data as Float32Array);
   }
 }

@@ -1,0 +1,98 @@
+// A table's arena: one WebAssembly.Memory (outside the tfjs heap; each table has its own) that
+// holds the table's rows, its optimizer state and its gradient slots, so that the SIMD optimizer
+// kernels can update them in place. A wasm32 memory holds at most 4 GiB; tables whose rows and state
+// do not fit use plain typed arrays and the JS kernels instead.
+//
+// Views into the memory are re-created when it grows (growing detaches every earlier view):
+// ArenaArray.array always returns a live view.
+import { instantiateOptimizerKernels, type OptimizerKernelExports } from './optimizer-kernels.js';
+import { wasmApi, type WasmMemory } from './wasm-api.js';
+
+const PAGE_BYTES = 65536;
+const MAX_PAGES = 65536;
+/** Largest arena: 4 GiB, the wasm32 limit. */
+export const MAX_ARENA_BYTES = PAGE_BYTES * MAX_PAGES;
+const ALIGN = 64;
+
+export class Arena {
+  readonly memory: WasmMemory;
+  readonly kernels: OptimizerKernelExports;
+  private top = 0;
+
+  private constructor(memory: WasmMemory, kernels: OptimizerKernelExports) {
+    this.memory = memory;
+    this.kernels = kernels;
+  }
+
+  /**
+   * An arena with `reserveBytes` addressable up front (pages are only backed by memory once
+   * written), or undefined where wasm SIMD is missing or the size is past 4 GiB.
+   */
+  static create(reserveBytes: number): Arena | undefined {
+    const pages = Math.ceil(reserveBytes / PAGE_BYTES);
+    if (pages > MAX_PAGES) return undefined;
+    if (!wasmApi) return undefined;
+    let memory: WasmMemory;
+    try {
+      memory = new wasmApi.Memory({ initial: Math.max(1, pages), maximum: MAX_PAGES });
+    } catch {
+      return undefined;
+    }
+    const kernels = instantiateOptimizerKernels(memory);
+    return kernels ? new Arena(memory, kernels) : undefined;
+  }
+
+  /** Bytes handed out so far. */
+  get used(): number {
+    return this.top;
+  }
+
+  /** Byte offset of a new zeroed block of `bytes`, growing the memory if needed; undefined if it cannot fit in 4 GiB. */
+  alloc(bytes: number): number | undefined {
+    const offset = Math.ceil(this.top / ALIGN) * ALIGN;
+    const end = offset + bytes;
+    if (end > MAX_ARENA_BYTES) return undefined;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      try {
+        this.memory.grow(Math.ceil((end - have) / PAGE_BYTES));
+      } catch {
+        return undefined;
+      }
+    }
+    this.top = end;
+    return offset;
+  }
+}
+
+type ArenaArrayKind = Float32Array | Int32Array;
+
+/** A typed array living in an arena; `array` is always a live view. */
+export class ArenaArray<T extends ArenaArrayKind> {
+  private view: T;
+
+  constructor(
+    readonly arena: Arena,
+    readonly offset: number,
+    readonly length: number,
+    private readonly Ctor: new (buffer: ArrayBuffer, byteOffset: number, length: number) => T,
+  ) {
+    this.view = new Ctor(arena.memory.buffer, offset, length);
+  }
+
+  /** Allocates `length` elements in `arena`, or returns undefined if it is full. */
+  static alloc<T extends ArenaArrayKind>(
+    arena: Arena,
+    length: number,
+    Ctor: (new (buffer: ArrayBuffer, byteOffset: number, length: number) => T) & { BYTES_PER_ELEMENT: number },
+  ): ArenaArray<T> | undefined {
+    const offset = arena.alloc(length * Ctor.BYTES_PER_ELEMENT);
+    return offset === undefined ? undefined : new ArenaArray(arena, offset, length, Ctor);
+  }
+
+  get array(): T {
+    const buffer = this.arena.memory.buffer;
+    if (this.view.buffer !== buffer) this.view = new this.Ctor(buffer, this.offset, this.length);
+    return this.view;
+  }
+}

@@ -1,0 +1,20 @@
+// The few pieces of the WebAssembly JS API this package uses, typed here: the project compiles
+// against ES2022 + Node types, which do not declare the WebAssembly namespace.
+
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+
+export interface WasmModule {
+  readonly __brand?: 'WebAssembly.Module';
+}
+
+interface WasmApi {
+  Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
+}
+
+/** The host's WebAssembly API, or undefined where there is none. */
+export const wasmApi: WasmApi | undefined = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
