@@ -9,9 +9,9 @@
 // memory, and the products over them run as wasm SIMD loops (kernels/row-kernels.ts), because
 // tfjs-wasm's broadcasting element-wise ops are 10-30x slower on these [T, R, D] arrays. The small
 // [T, R] parts (sigma, sigma', g products) are tfjs ops.
-// Backward returns dx and dg to autodiff and hands the row gradients dU, dV [T*R, D] to the
-// tables' row-sparse accumulators as a side effect: no dense [N, D] gradient, no autodiff through
-// gathers.
+// Backward returns dx and dg to autodiff and hands the row gradients dU, dV (summed per distinct
+// expert, [U, D] for U distinct rows among the T*R) to the tables' row-sparse accumulators as a
+// side effect: no dense [N, D] gradient, no autodiff through gathers.
 import * as tf from '@tensorflow/tfjs-core';
 import { activationDerivative, activationForward } from './activation.js';
 import type { ExpertActivation } from './config.js';
@@ -71,6 +71,49 @@ export class MixtureWorkspace {
   /** Bytes of kernel memory held. */
   get bytes(): number {
     return this.kernels.capacityBytes;
+  }
+
+  private slotOf = new Int32Array(0);
+
+  /**
+   * Groups the occurrences of `indices` by row: writes `order` (occurrences, grouped by row) and
+   * `groupEnd` (one end offset per distinct row) into kernel memory and returns the distinct rows in
+   * first-occurrence order. O(n) integer work with a row -> slot map cleared after use.
+   */
+  groupByRow(indices: Int32Array, tableRows: number): { rows: Int32Array; order: Region; groupEnd: Region } {
+    const n = indices.length;
+    if (this.slotOf.length < tableRows) this.slotOf = new Int32Array(tableRows);
+    const slotOf = this.slotOf;
+    const slotOfOccurrence = new Int32Array(n);
+    const rows = new Int32Array(n);
+    const counts = new Int32Array(n);
+    let distinct = 0;
+    for (let o = 0; o < n; o++) {
+      const row = indices[o]!;
+      let s = slotOf[row]!;
+      if (s === 0) {
+        s = ++distinct;
+        slotOf[row] = s;
+        rows[s - 1] = row;
+      }
+      slotOfOccurrence[o] = s - 1;
+      counts[s - 1]!++;
+    }
+    for (let s = 0; s < distinct; s++) slotOf[rows[s]!] = 0;
+    const k = this.kernels;
+    const order = k.alloc(n);
+    const groupEnd = k.alloc(distinct);
+    const ends = k.viewInt(groupEnd);
+    const next = new Int32Array(distinct);
+    let total = 0;
+    for (let s = 0; s < distinct; s++) {
+      next[s] = total;
+      total += counts[s]!;
+      ends[s] = total;
+    }
+    const ord = k.viewInt(order);
+    for (let o = 0; o < n; o++) ord[next[slotOfOccurrence[o]!]!++] = o;
+    return { rows: rows.subarray(0, distinct), order, groupEnd };
   }
 }
 
@@ -177,11 +220,16 @@ export function expertMixture(
         // dx[t] = sum_r da[t, r] u_e
         k.wsum(rows.u, dar, dxr, tokens, perToken, dim);
         const dx = tf.tensor2d(k.view(dxr).slice(), [tokens, dim]);
-        // Row gradients, written over the rows they replace: dU_e += da[t, r] x[t], dV_e += w[t, r] dy[t].
-        k.outer(dar, rows.x, rows.u, tokens, perToken, dim);
-        tables.downGrad.accumulate(indices, k.view(rows.u));
-        k.outer(wbr, dyr, rows.v, tokens, perToken, dim);
-        tables.upGrad.accumulate(indices, k.view(rows.v));
+        // Row gradients summed per distinct expert e, written over the rows they replace:
+        //   dU_e = sum_{(t,r) -> e} da[t, r] x[t],   dV_e = sum_{(t,r) -> e} w[t, r] dy[t]
+        const groups = workspace.groupByRow(indices, tables.down.data.length / dim);
+        const distinct = groups.rows.length;
+        const du = { offset: rows.u.offset, length: distinct * dim };
+        const dv = { offset: rows.v.offset, length: distinct * dim };
+        k.groupSum(groups.order, groups.groupEnd, dar, rows.x, du, distinct, perToken, dim);
+        tables.downGrad.accumulate(groups.rows, k.view(du));
+        k.groupSum(groups.order, groups.groupEnd, wbr, dyr, dv, distinct, perToken, dim);
+        tables.upGrad.accumulate(groups.rows, k.view(dv));
         return [dx, dg];
       },
     };

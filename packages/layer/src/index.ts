@@ -24,3 +24,17 @@ export {
   queryWeightFromPytorch,
   queryWeightToPytorch,
 } from './query-layout.js';
+export { MixtureWorkspace } from './expert-mixture.js';
+export { RowKernels, type Region } from './kernels/row-kernels.js';
+export {
+  DOWN_NAME,
+  PYTORCH_NAMES,
+  UP_NAME,
+  exportPeerPytorch,
+  loadPeerPytorchInto,
+  peerConfigFromPytorch,
+  type EntryGetter,
+} from './pytorch-layout.js';
+export { importPeerPytorch, loadPeerPytorch, savePeerPytorch } from './pytorch-files.js';
+export { DenseRowGradient, parseLayerOverrides, runLayerIo, type LayerIoOptions, type LayerIoResult } from './layer-io.js';
+export { benchLayerStep, type LayerStepBenchOptions, type LayerStepBenchResult } from './bench-layer-step.js';

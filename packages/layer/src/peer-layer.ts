@@ -24,12 +24,12 @@ import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
 import { expertMixture, MixtureWorkspace, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
 import { QueryNorm } from './query-norm.js';
+import { DOWN_NAME, UP_NAME, exportPeerPytorch, loadPeerPytorchInto } from './pytorch-layout.js';
 
 let layerCount = 0;
 
-/** PEER-pytorch's names of the u and v tables. */
-export const DOWN_NAME = 'weight_down_embed.weight';
-export const UP_NAME = 'weight_up_embed.weight';
+/** State entry of the dropout stream. */
+const RNG_NAME = 'dropout_rng';
 
 export interface PeerRouting {
   /** Expert rows [T, h, k], best first per head (head offsets included with separate pools). */
@@ -57,7 +57,7 @@ export class PeerLayer {
   readonly upGrad: RowSparseGrad;
   /** The sparse optimizer of both tables (its own constant learning rate, scaled by `sparseStep`). */
   readonly expertOptimizer: SparseAdam | SparseSgd;
-  private readonly dropoutRng: Rng;
+  private dropoutRng: Rng;
   private usage: UsageStats | undefined;
   /** Where backward passes send row gradients (the sparse accumulators unless redirected). */
   private gradientSinks: { down: RowGradientSink; up: RowGradientSink };
@@ -247,15 +247,34 @@ export class PeerLayer {
     return report;
   }
 
+  /**
+   * Every piece of state, names prefixed with `prefix`: the weights under PEER-pytorch's names
+   * (tables as live memory), the sparse optimizer's moments and step counts, the dropout stream.
+   */
   stateEntries(prefix: string): NamedArray[] {
-    void prefix;
-    throw new Error('not yet');
+    this.checkAlive();
+    return [
+      ...exportPeerPytorch(this, prefix),
+      ...this.expertOptimizer.stateEntries(prefix),
+      { name: `${prefix}${RNG_NAME}`, dtype: 'I32', shape: [4], data: Int32Array.from(this.dropoutRng.state()) },
+    ];
   }
 
+  /** Restores what `stateEntries` produced; throws naming a missing or mis-shaped entry. */
   loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void {
-    void prefix;
-    void get;
-    throw new Error('not yet');
+    this.checkAlive();
+    const rng = get(`${prefix}${RNG_NAME}`);
+    if (!rng || rng.dtype !== 'I32' || rng.shape.length !== 1 || rng.shape[0] !== 4) {
+      throw new Error(`PeerLayer.loadStateEntries: entry '${prefix}${RNG_NAME}' is ${rng ? `${rng.dtype} [${rng.shape.join(', ')}]` : 'missing'}, expected I32 [4]`);
+    }
+    loadPeerPytorchInto(this, get, prefix);
+    this.expertOptimizer.loadStateEntries(prefix, get);
+    this.dropoutRng = new Rng(Array.from(rng.data as Int32Array));
+  }
+
+  /** Call after changing the expert tables' rows directly (drops rows cached for a backward pass). */
+  expertTablesChanged(): void {
+    this.workspace.invalidate();
   }
 
   dispose(): void {

@@ -13,11 +13,6 @@ function wsum64(rows: Float64Array, w: Float64Array, t: number, r: number, d: nu
   for (let a = 0; a < t; a++) for (let b = 0; b < r; b++) for (let j = 0; j < d; j++) y[a * d + j]! += w[a * r + b]! * rows[(a * r + b) * d + j]!;
   return y;
 }
-function outer64(s: Float64Array, x: Float64Array, t: number, r: number, d: number): Float64Array {
-  const out = new Float64Array(t * r * d);
-  for (let a = 0; a < t; a++) for (let b = 0; b < r; b++) for (let j = 0; j < d; j++) out[(a * r + b) * d + j] = s[a * r + b]! * x[a * d + j]!;
-  return out;
-}
 
 describe('RowKernels', () => {
   it('builds the SIMD module on this host', () => {
@@ -29,7 +24,7 @@ describe('RowKernels', () => {
     ['JS fallback', true, 24],
     ['width not a multiple of 8 (JS loops)', false, 10],
   ] as const) {
-    it(`${label}: dot, wsum and outer equal float64 references (d = ${d})`, () => {
+    it(`${label}: dot and wsum equal float64 references (d = ${d})`, () => {
       const rng = testRng();
       const k = new RowKernels({ forceFallback });
       const [t, r] = [5, 7];
@@ -44,20 +39,16 @@ describe('RowKernels', () => {
       const w = k.alloc(t * r);
       const out = k.alloc(t * r);
       const y = k.alloc(t * d);
-      const o = k.alloc(t * r * d);
       k.view(rows).set(rows64);
       k.view(x).set(x64);
       k.view(w).set(w64);
       // Garbage in the outputs: the kernels must overwrite, not accumulate.
       k.view(y).fill(7);
-      k.view(o).fill(7);
       k.dot(rows, x, out, t, r, d);
       k.wsum(rows, w, y, t, r, d);
-      k.outer(w, x, o, t, r, d);
       const label2 = `${label} seed ${rng.seed}`;
       expectClose(k.view(out), dot64(rows64, x64, t, r, d), { rtol: 1e-4, atol: 1e-5, label: `dot ${label2}` });
       expectClose(k.view(y), wsum64(rows64, w64, t, r, d), { rtol: 1e-4, atol: 1e-5, label: `wsum ${label2}` });
-      expectClose(k.view(o), outer64(w64, x64, t, r, d), { rtol: 1e-6, atol: 1e-7, label: `outer ${label2}` });
     });
   }
   it('grows its memory across allocations and keeps earlier regions', () => {
@@ -71,4 +62,49 @@ describe('RowKernels', () => {
     expect(big.offset % 16).toBe(0);
     expect(Array.from(k.view(a))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
+});
+
+describe('RowKernels.groupSum', () => {
+  for (const [label, forceFallback, d] of [
+    ['wasm SIMD', false, 24],
+    ['JS fallback', true, 24],
+  ] as const) {
+    it(`${label}: sums c[o] x[o / r] over each group (float64 reference)`, () => {
+      const rng = testRng();
+      const k = new RowKernels({ forceFallback });
+      const [t, r] = [4, 5];
+      const n = t * r;
+      // Random groups over the n occurrences: a random permutation cut at random ends.
+      const order = Array.from({ length: n }, (_, i) => i);
+      for (let i = n - 1; i > 0; i--) {
+        const j = rng.int(i + 1);
+        [order[i], order[j]] = [order[j]!, order[i]!];
+      }
+      const ends: number[] = [];
+      for (let i = 1; i <= n; i++) if (i === n || rng.float() < 0.4) ends.push(i);
+      const x64 = rng.normals(t * d);
+      const c64 = rng.normals(n);
+      const expected = new Float64Array(ends.length * d);
+      let i = 0;
+      ends.forEach((end, g) => {
+        for (; i < end; i++) {
+          const o = order[i]!;
+          for (let j = 0; j < d; j++) expected[g * d + j]! += c64[o]! * x64[Math.floor(o / r) * d + j]!;
+        }
+      });
+      k.reset();
+      const ord = k.alloc(n);
+      const endR = k.alloc(ends.length);
+      const c = k.alloc(n);
+      const x = k.alloc(t * d);
+      const out = k.alloc(ends.length * d);
+      k.viewInt(ord).set(order);
+      k.viewInt(endR).set(ends);
+      k.view(c).set(c64);
+      k.view(x).set(x64);
+      k.view(out).fill(3);
+      k.groupSum(ord, endR, c, x, out, ends.length, r, d);
+      expectClose(k.view(out), expected, { rtol: 1e-4, atol: 1e-5, label: `${label} seed ${rng.seed}` });
+    });
+  }
 });

@@ -6,7 +6,8 @@
 //
 //   dot:   out[t, r]    = rows[t, r, :] . x[t, :]            (a = u . x;  s = v . dy)
 //   wsum:  y[t, :]      = sum_r w[t, r] rows[t, r, :]        (y = sum w v;  dx = sum da u)
-//   outer: out[t, r, :] = a[t, r] x[t, :]                     (dU = da x;  dV = w dy)
+//   groupSum: out[u, :] = sum_{o in group u} c[o] x[o / R, :]
+//                                          (dU_e = sum da x, dV_e = sum w dy per distinct expert e)
 //
 // Why: these are memory-bound products over [T, R, D] rows (64 MiB per table at T = 512, R = 128,
 // D = 256). Measured on one core here, the wasm SIMD loops run one pass in about 3-5 ms, where
@@ -34,7 +35,7 @@ interface KernelExports {
   memory: WasmMemory;
   dot(rows: number, x: number, out: number, t: number, r: number, d: number): void;
   wsum(rows: number, w: number, y: number, t: number, r: number, d: number): void;
-  outer(a: number, x: number, out: number, t: number, r: number, d: number): void;
+  group_sum(order: number, groupEnd: number, c: number, x: number, out: number, u: number, r: number, d: number): void;
 }
 
 /** An f32x4 inner loop over a row: j from 0 to D*4 bytes in steps of 32 (two vectors). */
@@ -109,28 +110,39 @@ function buildWsum(): FunctionBuilder {
   return f;
 }
 
-function buildOuter(): FunctionBuilder {
-  const [a, x, out, tCount, rCount, d] = [0, 1, 2, 3, 4, 5];
-  const f = new FunctionBuilder(6);
-  const t = f.local(I32);
-  const r = f.local(I32);
+function buildGroupSum(): FunctionBuilder {
+  const [order, groupEnd, coef, src, out, uCount, perToken, d] = [0, 1, 2, 3, 4, 5, 6, 7];
+  const f = new FunctionBuilder(8);
+  const u = f.local(I32);
+  const i = f.local(I32);
+  const end = f.local(I32);
+  const o = f.local(I32);
   const j = f.local(I32);
   const dBytes = f.local(I32);
-  const av = f.local(V128);
+  const row = f.local(I32);
+  const cv = f.local(V128);
   f.get(d).i32(2).shl().set(dBytes);
-  f.forLoop(t, tCount, 1, () => {
-    f.forLoop(r, rCount, 1, () => {
-      f.get(a).f32Load().f32x4Splat().set(av);
-      f.increment(a, 4);
+  f.i32(0).set(i);
+  f.forLoop(u, uCount, 1, () => {
+    rowLoop(f, j, dBytes, (offset) => {
+      f.get(out).get(j).add().v128Zero().v128Store(offset);
+    });
+    f.get(groupEnd).i32Load().set(end);
+    f.increment(groupEnd, 4);
+    f.whileBelow(i, end, 1, () => {
+      // o = order[i]; cv = splat(c[o]); row = src + (o / R) * D * 4
+      f.get(order).get(i).i32(2).shl().add().i32Load().set(o);
+      f.get(coef).get(o).i32(2).shl().add().f32Load().f32x4Splat().set(cv);
+      f.get(src).get(o).get(perToken).divU().get(dBytes).mul().add().set(row);
       rowLoop(f, j, dBytes, (offset) => {
         f.get(out).get(j).add();
-        f.get(av);
-        f.get(x).get(j).add().v128Load(offset);
-        f.f32x4Mul().v128Store(offset);
+        f.get(out).get(j).add().v128Load(offset);
+        f.get(cv);
+        f.get(row).get(j).add().v128Load(offset);
+        f.f32x4Mul().f32x4Add().v128Store(offset);
       });
-      f.increment(out, () => f.get(dBytes));
     });
-    f.increment(x, () => f.get(dBytes));
+    f.increment(out, () => f.get(dBytes));
   });
   return f;
 }
@@ -144,7 +156,7 @@ function kernelModule(): WasmModule | null {
   const bytes = emitModule([
     { name: 'dot', builder: buildDot() },
     { name: 'wsum', builder: buildWsum() },
-    { name: 'outer', builder: buildOuter() },
+    { name: 'group_sum', builder: buildGroupSum() },
   ]);
   try {
     compiled = new wasmApi.Module(bytes);
@@ -233,16 +245,32 @@ export class RowKernels {
     }
   }
 
-  outer(a: Region, x: Region, out: Region, t: number, r: number, d: number): void {
-    if (this.useSimd(d)) return this.exports!.outer(a.offset, x.offset, out.offset, t, r, d);
-    const [av, xv, ov] = [this.view(a), this.view(x), this.view(out)];
-    for (let ti = 0; ti < t; ti++) {
-      for (let ri = 0; ri < r; ri++) {
-        const o = (ti * r + ri) * d;
-        const s = av[ti * r + ri]!;
-        for (let j = 0; j < d; j++) ov[o + j] = s * xv[ti * d + j]!;
+  /**
+   * out[u, :] = sum over i in [groupEnd[u-1], groupEnd[u]) of c[o] x[o / r, :] with o = order[i]:
+   * the row gradients of each distinct expert, summed over its occurrences o (o = t*r + slot).
+   * `order` and `groupEnd` are int32 regions.
+   */
+  groupSum(order: Region, groupEnd: Region, c: Region, x: Region, out: Region, u: number, r: number, d: number): void {
+    if (this.useSimd(d)) return this.exports!.group_sum(order.offset, groupEnd.offset, c.offset, x.offset, out.offset, u, r, d);
+    const buffer = this.buffer();
+    const ord = new Int32Array(buffer, order.offset, order.length);
+    const ends = new Int32Array(buffer, groupEnd.offset, groupEnd.length);
+    const [cv, xv, ov] = [this.view(c), this.view(x), this.view(out)];
+    ov.fill(0, 0, u * d);
+    let i = 0;
+    for (let g = 0; g < u; g++) {
+      for (; i < ends[g]!; i++) {
+        const o = ord[i]!;
+        const s = cv[o]!;
+        const src = Math.floor(o / r) * d;
+        for (let j = 0; j < d; j++) ov[g * d + j]! += s * xv[src + j]!;
       }
     }
+  }
+
+  /** An Int32Array over `region` (valid until the next `alloc`). */
+  viewInt(region: Region): Int32Array {
+    return new Int32Array(this.buffer(), region.offset, region.length);
   }
 
   private buffer(): ArrayBuffer {

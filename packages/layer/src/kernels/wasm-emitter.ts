@@ -93,8 +93,14 @@ export class FunctionBuilder {
   geU(): this {
     return this.op(0x4f);
   }
+  divU(): this {
+    return this.op(0x6e);
+  }
 
   // memory (natural alignment hints: f32 2^2, v128 2^4 would claim too much; 2^2 is always valid)
+  i32Load(offset = 0): this {
+    return this.op(0x28, 0x02, ...uleb(offset));
+  }
   f32Load(offset = 0): this {
     return this.op(0x2a, 0x02, ...uleb(offset));
   }
@@ -140,6 +146,11 @@ export class FunctionBuilder {
    */
   forLoop(counter: number, limit: number, step: number, body: () => void): this {
     this.i32(0).set(counter);
+    return this.whileBelow(counter, limit, step, body);
+  }
+
+  /** `for (; counter < limit; counter += step) body()`: like forLoop, without resetting the counter. */
+  whileBelow(counter: number, limit: number, step: number, body: () => void): this {
     this.op(0x02, 0x40); // block
     this.op(0x03, 0x40); // loop
     this.get(counter).get(limit).geU().op(0x0d, 1); // br_if 1 (leave the block)
