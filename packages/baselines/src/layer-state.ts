@@ -44,3 +44,24 @@ export function requireScalar(get: StateEntryGetter, name: string): number {
   if (entry.data.length !== 1) throw new Error(`state entry '${name}' has ${entry.data.length} values, expected 1`);
   return Number(entry.data[0]);
 }
+
+export interface ExpectedEntry {
+  name: string;
+  shape: readonly number[];
+  dtypes: readonly string[];
+}
+
+/**
+ * Checks that every expected entry is present with its shape and an accepted dtype, before a layer
+ * changes anything: a bad source then leaves the layer as it was.
+ */
+export function checkEntries(expected: readonly ExpectedEntry[], get: StateEntryGetter): void {
+  for (const e of expected) {
+    const entry = get(e.name);
+    if (!entry) throw new Error(`state entry '${e.name}' is missing`);
+    if (entry.shape.length !== e.shape.length || entry.shape.some((s, i) => s !== e.shape[i])) {
+      throw new Error(`state entry '${e.name}' has shape [${entry.shape.join(', ')}], expected [${e.shape.join(', ')}]`);
+    }
+    if (!e.dtypes.includes(entry.dtype)) throw new Error(`state entry '${e.name}' has dtype ${entry.dtype}, expected ${e.dtypes.join(' or ')}`);
+  }
+}

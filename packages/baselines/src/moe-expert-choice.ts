@@ -19,8 +19,8 @@
 // of its prefix: evaluate on batches of the same composition (size and length) as in training;
 // autoregressive generation token by token is not equivalent to the batched forward.
 import * as tf from '@tensorflow/tfjs-core';
-import type { NamedArray } from '@peer/expert-store';
-import type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from './feed-forward-types.js';
+import type { NamedArray, UsageStatsReport } from '@peer/expert-store';
+import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
 import { parseMoeExpertChoiceConfig, type MoeExpertChoiceConfig, type MoeExpertChoiceOptions } from './moe-config.js';
 import { expertMixture, expertSlotFlops } from './moe-expert-mixture.js';
 import { MoeParameters, routerZLoss } from './moe-parameters.js';
@@ -152,7 +152,7 @@ export class MoeExpertChoice {
     this.usage.start();
   }
 
-  stopUsage(): UsageReport {
+  stopUsage(): UsageStatsReport {
     return this.usage.stop();
   }
 

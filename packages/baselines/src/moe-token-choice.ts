@@ -15,8 +15,8 @@
 // A token's combine weights sum to p_t,top1 for K = 1, to 1 for K >= 2 with normalizeGates when no
 // assignment is dropped, and lose exactly the dropped assignments' gates otherwise.
 import * as tf from '@tensorflow/tfjs-core';
-import type { NamedArray } from '@peer/expert-store';
-import type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from './feed-forward-types.js';
+import type { NamedArray, UsageStatsReport } from '@peer/expert-store';
+import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
 import { parseMoeTokenChoiceConfig, type MoeTokenChoiceConfig, type MoeTokenChoiceOptions } from './moe-config.js';
 import { expertMixture, expertSlotFlops, type ExpertParams } from './moe-expert-mixture.js';
 import { MoeParameters, routerZLoss } from './moe-parameters.js';
@@ -150,7 +150,7 @@ export class MoeTokenChoice {
           weights.push(result.combineWeights[i]!);
         }
       }
-      this.usage.add(targets, weights);
+      this.usage.add(Int32Array.from(targets), Float64Array.from(weights));
     }
   }
 
@@ -187,7 +187,7 @@ export class MoeTokenChoice {
     this.usage.start();
   }
 
-  stopUsage(): UsageReport {
+  stopUsage(): UsageStatsReport {
     return this.usage.stop();
   }
 

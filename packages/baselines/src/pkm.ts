@@ -1,0 +1,318 @@
+// Product-key memory (Lample et al. 2019), the PEER paper's PKM baseline.
+//
+// Axes: B batch, S sequence, T = B*S tokens, D model width, h heads, k slots per head,
+// dk sub-key width, F = h*2*dk query features (order: head, half, dk), N memory slots,
+// sqrtN sub-keys per half, H' key sets (1 shared, else h).
+//
+//   q = BN(x Wq)                       [T, F] query BatchNorm (batch statistics in training)
+//   for each head: the top-k slots by q_h . [C1_a ; C2_b] over all N = sqrtN^2 slots, found by
+//   @peer/product-keys from the top-k of each half (exact); scores re-gathered, differentiable
+//   w = softmax over the k scores of each head
+//   y = sum_h sum_i w_hi V[idx_hi]     no per-slot nonlinearity (unlike PEER)
+//
+// The value table V [N, D] lives outside tfjs (an ExpertTable). Its gradient is row-sparse: the
+// backward pass hands w_hi * dy for the T*h*k read rows to a RowSparseGrad, and `sparseStep`
+// applies the table's own optimizer (default Adam, lr 1e-3) to the touched rows only.
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '@peer/backend';
+import { ProductKeys, retrieve, type SubKeyTables } from '@peer/product-keys';
+import { ExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
+import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
+import { checkEntries, requireEntry, variableEntry, type ExpectedEntry } from './layer-state.js';
+import { checkInput3D } from './moe-stats.js';
+import { parsePkmConfig, type PkmConfig, type PkmOptions } from './pkm-config.js';
+import { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
+import { batchNormInference, batchNormTraining, updateRunningStats } from './query-batch-norm.js';
+import { UsageAccumulator } from './usage-report.js';
+
+export interface PkmQueryNormTensors {
+  /** gamma [F] */
+  weight: tf.Tensor1D;
+  /** beta [F] */
+  bias: tf.Tensor1D;
+  /** [F] */
+  runningMean: tf.Tensor1D;
+  /** [F] */
+  runningVar: tf.Tensor1D;
+}
+
+export interface PkmTensors {
+  /** Wq [D, F] */
+  queryWeight: tf.Tensor2D;
+  /** null for queryNorm 'none'. */
+  queryNorm: PkmQueryNormTensors | null;
+  keys: SubKeyTables;
+  values: ExpertTable;
+}
+
+export interface PkmForwardOptions {
+  /** Pins the retrieved slots [T*h*k] (e.g. for finite differences); scores are then computed for them. */
+  indices?: Int32Array;
+  /** Receives the batch statistics of the query BatchNorm in training (disposed after the call). */
+  onBatchStats?: (stats: { mean: tf.Tensor1D; variance: tf.Tensor1D }) => void;
+}
+
+export interface PkmForwardResult {
+  /** [T, D] */
+  y: tf.Tensor2D;
+  /** [T*h*k] retrieved slots, best first per head. */
+  indices: Int32Array;
+  /** [T, h*k] softmax weights. */
+  weights: tf.Tensor2D;
+}
+
+/**
+ * Scores q_h . [C1_a ; C2_b] of given slots idx = a * sqrtN + b: [T, h, k], differentiable in the
+ * queries and sub-keys (plain gathers; used when the retrieval is pinned).
+ */
+export function scoresForSlots(queries: tf.Tensor3D, keys: SubKeyTables, indices: Int32Array, k: number): tf.Tensor3D {
+  const [T, h, twoDk] = queries.shape;
+  const dk = twoDk / 2;
+  const [sets, sqrtN] = keys.subKeys1.shape as [number, number, number];
+  if (indices.length !== T * h * k) throw new Error(`scoresForSlots: ${indices.length} indices, expected T * h * k = ${T * h * k}`);
+  const first = new Int32Array(indices.length);
+  const second = new Int32Array(indices.length);
+  for (let i = 0; i < indices.length; i++) {
+    const offset = sets === 1 ? 0 : (Math.floor(i / k) % h) * sqrtN;
+    first[i] = Math.floor(indices[i]! / sqrtN) + offset;
+    second[i] = (indices[i]! % sqrtN) + offset;
+  }
+  const half = (table: tf.Tensor, rows: Int32Array, begin: number): tf.Tensor => {
+    const picked = tf.reshape(tf.gather(tf.reshape(table, [sets * sqrtN, dk]), tf.tensor1d(rows, 'int32')), [T, h, k, dk]);
+    const q = tf.reshape(tf.slice(queries, [0, 0, begin], [T, h, dk]), [T, h, 1, dk]);
+    return tf.sum(tf.mul(picked, q), 3);
+  };
+  return tf.add(half(keys.subKeys1, first, 0), half(keys.subKeys2, second, dk)) as tf.Tensor3D;
+}
+
+/** The layer as a function of explicit tensors; value-row gradients go to `sink` on backward. */
+export function pkmForward(x: tf.Tensor2D, params: PkmTensors, config: PkmConfig, training: boolean, sink: RowGradientSink, options: PkmForwardOptions = {}): PkmForwardResult {
+  const T = x.shape[0];
+  const { heads: h, topK: k, dimKey: dk } = config;
+  let q = tf.matMul(x, params.queryWeight) as tf.Tensor2D;
+  const norm = params.queryNorm;
+  if (norm && training) {
+    const bn = batchNormTraining(q, norm.weight, norm.bias, config.normEps);
+    try {
+      options.onBatchStats?.({ mean: bn.mean, variance: bn.variance });
+    } finally {
+      tf.dispose([bn.mean, bn.variance]);
+    }
+    q = bn.y;
+  } else if (norm) {
+    q = batchNormInference(q, norm.weight, norm.bias, norm.runningMean, norm.runningVar, config.normEps);
+  }
+  const queries = tf.reshape(q, [T, h, 2 * dk]) as tf.Tensor3D;
+  let indices: Int32Array;
+  let scores: tf.Tensor3D;
+  if (options.indices) {
+    indices = options.indices;
+    scores = scoresForSlots(queries, params.keys, indices, k);
+  } else {
+    const found = retrieve(queries, params.keys, { k, candidateK: config.candidateK });
+    indices = Int32Array.from(found.indices.dataSync() as Int32Array);
+    found.indices.dispose();
+    scores = found.scores;
+  }
+  const weights = tf.reshape(tf.softmax(scores), [T, h * k]) as tf.Tensor2D;
+  const chunk = config.tokenChunk;
+  let y: tf.Tensor2D;
+  if (T <= chunk) {
+    y = valueMixture(weights, indices, params.values, sink);
+  } else {
+    const parts: tf.Tensor2D[] = [];
+    for (let t0 = 0; t0 < T; t0 += chunk) {
+      const size = Math.min(chunk, T - t0);
+      const w = tf.slice(weights, [t0, 0], [size, h * k]);
+      parts.push(valueMixture(w, indices.subarray(t0 * h * k, (t0 + size) * h * k), params.values, sink));
+    }
+    y = tf.concat(parts, 0);
+  }
+  return { y, indices, weights };
+}
+
+function variableFrom(values: Float32Array, shape: number[], trainable: boolean): tf.Variable {
+  return tf.tidy(() => tf.variable(tf.tensor(values, shape, 'float32'), trainable));
+}
+
+/** Product-key memory layer (kind 'pkm'); conforms to @peer/model's FeedForwardLayer. */
+export class ProductKeyMemory {
+  readonly kind = 'pkm' as const;
+  readonly dim: number;
+  readonly config: Readonly<PkmConfig>;
+  readonly keys: ProductKeys;
+  /** Wq [D, F] */
+  readonly queryWeight: tf.Variable;
+  /** gamma, beta [F] (trainable) and the running statistics [F] (not trainable); null without BN. */
+  readonly queryNorm: { weight: tf.Variable; bias: tf.Variable; runningMean: tf.Variable; runningVar: tf.Variable } | null;
+  /** V [N, D], outside tfjs. */
+  readonly values: ExpertTable;
+  /** Value-row gradients accumulated by backward passes since the last sparse step. */
+  readonly valueGrad: RowSparseGrad;
+  readonly valueOptimizer: SparseAdam | SparseSgd;
+  private readonly usage: UsageAccumulator;
+  private disposed = false;
+
+  constructor(options: PkmOptions) {
+    const c = parsePkmConfig(options);
+    this.config = Object.freeze(c);
+    this.dim = c.dim;
+    const F = c.queryFeatures;
+    // Independent streams per part, so that changing one size does not reshuffle the others.
+    const rng = new Rng(c.seed);
+    this.keys = new ProductKeys({ numKeys: c.memories, heads: c.heads, dimKey: c.dimKey, sharedKeys: c.sharedKeys, seed: rng.fork() });
+    const limit = Math.sqrt(6 / (c.dim + F));
+    this.queryWeight = variableFrom(rng.fork().fillUniform(new Float32Array(c.dim * F), -limit, limit), [c.dim, F], true);
+    this.queryNorm =
+      c.queryNorm === 'batch'
+        ? {
+            weight: variableFrom(new Float32Array(F).fill(1), [F], true),
+            bias: variableFrom(new Float32Array(F), [F], true),
+            runningMean: variableFrom(new Float32Array(F), [F], false),
+            runningVar: variableFrom(new Float32Array(F).fill(1), [F], false),
+          }
+        : null;
+    this.values = new ExpertTable({ rows: c.memories, dim: c.dim, init: { kind: 'normal', std: c.valueInitStd }, seed: rng.fork().int(2 ** 31), name: 'values' });
+    this.valueGrad = new RowSparseGrad(this.values);
+    const o = c.valueOptimizer;
+    const common = { lr: o.lr, weightDecay: o.weightDecay, ...(o.clipNorm === undefined ? {} : { clipNorm: o.clipNorm }) };
+    this.valueOptimizer = o.kind === 'adam' ? new SparseAdam({ ...common, beta1: o.beta1, beta2: o.beta2, eps: o.eps }, [this.values]) : new SparseSgd(common, [this.values]);
+    this.valueOptimizer.track(this.values);
+    this.usage = new UsageAccumulator(c.memories);
+  }
+
+  /** The parameters as tensors, for `pkmForward`. */
+  tensors(): PkmTensors {
+    this.checkAlive();
+    const n = this.queryNorm;
+    return {
+      queryWeight: this.queryWeight as tf.Variable<tf.Rank.R2>,
+      queryNorm: n ? { weight: n.weight as tf.Variable<tf.Rank.R1>, bias: n.bias as tf.Variable<tf.Rank.R1>, runningMean: n.runningMean as tf.Variable<tf.Rank.R1>, runningVar: n.runningVar as tf.Variable<tf.Rank.R1> } : null,
+      keys: this.keys,
+      values: this.values,
+    };
+  }
+
+  apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput {
+    this.checkAlive();
+    const [B, S] = checkInput3D('pkm', x, this.dim);
+    const T = B * S;
+    const n = this.queryNorm;
+    return tf.tidy(() => {
+      const result = pkmForward(tf.reshape(x, [T, this.dim]), this.tensors(), this.config, mode.training, this.valueGrad, {
+        onBatchStats: n ? (stats) => updateRunningStats(n.runningMean, n.runningVar, stats, T, this.config.normMomentum) : undefined,
+      });
+      if (this.usage.active) this.usage.add(result.indices, result.weights.dataSync() as Float32Array);
+      return { y: tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D };
+    });
+  }
+
+  /** Wq, BN gamma and beta, the sub-keys (dense, for the model's optimizer). */
+  trainableVariables(): tf.Variable[] {
+    this.checkAlive();
+    return [this.queryWeight, ...(this.queryNorm ? [this.queryNorm.weight, this.queryNorm.bias] : []), ...this.keys.variables()];
+  }
+
+  /** Applies the value optimizer to the rows touched since the last call (lr times `lrScale`), then clears their gradients. */
+  sparseStep(lrScale: number): void {
+    this.checkAlive();
+    this.valueOptimizer.step(this.values, this.valueGrad, lrScale);
+  }
+
+  zeroSparseGrads(): void {
+    this.valueGrad.clear();
+  }
+
+  /**
+   * Forward FLOPs per token (multiply-add = 2): query 2 D F + sub-key scores 2 h 2 sqrtN dk +
+   * candidate sums h c^2 + value read 2 h k D. BN, softmax and top-k comparisons are not counted.
+   */
+  flopsPerToken(): number {
+    const { dim: D, heads: h, topK: k, dimKey: dk, subKeys: s, candidateK: c, queryFeatures: F } = this.config;
+    return 2 * D * F + 2 * h * 2 * s * dk + h * c * c + 2 * h * k * D;
+  }
+
+  private denseParams(): number {
+    const { dim: D, heads: h, dimKey: dk, subKeys: s, queryFeatures: F, sharedKeys } = this.config;
+    return D * F + (this.queryNorm ? 2 * F : 0) + (sharedKeys ? 1 : h) * 2 * s * dk;
+  }
+
+  /** Wq, BN gamma/beta, every sub-key (all are scored), and the h*k value rows read. */
+  activeParamsPerToken(): number {
+    return this.denseParams() + this.config.heads * this.config.topK * this.config.dim;
+  }
+
+  totalParams(): number {
+    return this.denseParams() + this.config.memories * this.config.dim;
+  }
+
+  /** Starts accumulating, per memory slot, the softmax weights of its reads (and their count). */
+  startUsage(): void {
+    this.usage.start();
+  }
+
+  stopUsage(): UsageStatsReport {
+    return this.usage.stop();
+  }
+
+  private denseNamed(): [string, tf.Variable][] {
+    const n = this.queryNorm;
+    return [
+      ['query.weight', this.queryWeight],
+      ...(n
+        ? ([
+            ['query_norm.weight', n.weight],
+            ['query_norm.bias', n.bias],
+            ['query_norm.running_mean', n.runningMean],
+            ['query_norm.running_var', n.runningVar],
+          ] as [string, tf.Variable][])
+        : []),
+      ['keys.sub_keys1', this.keys.subKeys1],
+      ['keys.sub_keys2', this.keys.subKeys2],
+    ];
+  }
+
+  /**
+   * `query.weight` [D, F], `query_norm.{weight,bias,running_mean,running_var}` [F], `keys.sub_keys1`,
+   * `keys.sub_keys2` [H', sqrtN, dk], `values` [N, D] and the value optimizer's state
+   * (`values.adam.m`, `values.adam.v` [N, D], `values.adam.steps` [N]). The table and optimizer
+   * entries are live views of the layer's memory (no copy of gigabytes): write them out before the
+   * next step.
+   */
+  stateEntries(prefix: string): NamedArray[] {
+    this.checkAlive();
+    return [...this.denseNamed().map(([name, v]) => variableEntry(prefix + name, v)), ...this.values.stateEntries(prefix), ...this.valueOptimizer.stateEntries(prefix)];
+  }
+
+  /** Restores `stateEntries`; every entry is checked before anything changes. */
+  loadStateEntries(prefix: string, get: StateEntryGetter): void {
+    this.checkAlive();
+    const expected: ExpectedEntry[] = [
+      ...this.denseNamed().map(([name, v]) => ({ name: prefix + name, shape: v.shape, dtypes: ['F32', 'F64'] })),
+      { name: prefix + this.values.name, shape: [this.values.rows, this.values.dim], dtypes: ['F32', 'F16', 'BF16'] },
+      ...this.valueOptimizer.stateEntries(prefix).map((e) => ({ name: e.name, shape: e.shape, dtypes: [e.dtype] })),
+    ];
+    checkEntries(expected, get);
+    const dense = this.denseNamed().map(([name, v]) => [v, requireEntry(get, prefix + name, v.shape)] as const);
+    this.values.loadStateEntries(prefix, get);
+    this.valueOptimizer.loadStateEntries(prefix, get);
+    tf.tidy(() => {
+      for (const [v, data] of dense) v.assign(tf.tensor(data, v.shape, 'float32'));
+    });
+    this.valueGrad.clear();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.keys.dispose();
+    this.queryWeight.dispose();
+    if (this.queryNorm) for (const v of Object.values(this.queryNorm)) v.dispose();
+    this.valueOptimizer.dispose();
+    this.values.dispose();
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error('pkm: used after dispose()');
+  }
+}
