@@ -3,6 +3,7 @@
 // Axes: T tokens (Tb in a chunk), h heads, H' key sets, S = sqrt(N), dk key width, k results,
 // R = Tb * h rows.
 import * as tf from '@tensorflow/tfjs-core';
+import { leadingRow, leadingRows } from './leading-rows.js';
 
 export interface ScorePlan {
   heads: number;
@@ -71,23 +72,28 @@ function scoreGradients(
       const size = Math.min(chunkTokens, tokens - t0);
       const r = size * heads;
       const [dq, d1, d2] = tf.tidy(() => {
-        const cut = <X extends tf.Tensor>(x: X): X => (size === tokens ? x : (tf.slice(x, t0, size) as X));
-        const dyRows = tf.reshape(cut(dy), [r, 1, k]);
-        const q = cut(queries);
-        const half = (offset: number, table: tf.Tensor2D, rows: tf.Tensor3D): [tf.Tensor, tf.Tensor2D] => {
-          const rowIds = tf.reshape(cut(rows), [r * k]);
-          const keys = tf.reshape(tf.gather(table, rowIds), [r, k, dimKey]);
-          // d score / d q = the selected sub-key; d score / d C[row] = q (summed over repeats).
-          const dq = tf.reshape(tf.matMul(dyRows, keys), [size, heads, dimKey]);
-          const qRows = tf.reshape(tf.slice(q, [0, 0, offset], [size, heads, dimKey]), [r, 1, dimKey]);
-          const updates = tf.reshape(tf.mul(tf.reshape(dyRows, [r, k, 1]), qRows), [r * k, dimKey]);
-          // ScatterNd sums repeated rows on every backend and exists on wasm without fixes.
-          const dTable = tf.scatterND(tf.reshape(rowIds, [r * k, 1]), updates, [tableRows, dimKey]) as tf.Tensor2D;
-          return [dq, dTable];
+        const cut = <X extends tf.Tensor>(x: X): X => (size === tokens ? x : leadingRows(x, t0, size));
+        const dyFlat = tf.reshape(cut(dy), [r * k, 1]);
+        // Both reductions are scatter-adds (ScatterNd: C++ on wasm, sums repeats on every backend);
+        // batched matMuls and sums over a middle axis are slow on wasm. Selection i belongs to row i / k.
+        const ownRow = tf.reshape(tf.floorDiv(tf.range(0, r * k, 1, 'int32'), tf.scalar(k, 'int32')), [r * k, 1]);
+        // [2, R, dk]: each half of the queries a leading row.
+        const halves = tf.reshape(tf.transpose(tf.reshape(cut(queries), [r, 2, dimKey]), [1, 0, 2]), [2, r, dimKey]);
+        const half = (which: number, table: tf.Tensor2D, rows: tf.Tensor3D): [tf.Tensor, tf.Tensor2D] => {
+          const rowIds = tf.reshape(cut(rows), [r * k, 1]);
+          const keys = tf.gather(table, tf.reshape(rowIds, [r * k]));
+          // d score / d q = the selected sub-key, summed over the row's k selections.
+          const dq = tf.scatterND(ownRow, tf.mul(keys, dyFlat), [r, dimKey]);
+          // d score / d C[row] = q, summed over every selection of that row.
+          const qRows = tf.reshape(leadingRow(halves, which), [r, 1, dimKey]);
+          const updates = tf.reshape(tf.mul(tf.reshape(dyFlat, [r, k, 1]), qRows), [r * k, dimKey]);
+          return [dq, tf.scatterND(rowIds, updates, [tableRows, dimKey]) as tf.Tensor2D];
         };
         const [dq1, dTable1] = half(0, table1, rows1);
-        const [dq2, dTable2] = half(dimKey, table2, rows2);
-        return [tf.concat([dq1, dq2], 2), dTable1, dTable2] as [tf.Tensor, tf.Tensor2D, tf.Tensor2D];
+        const [dq2, dTable2] = half(1, table2, rows2);
+        // [2, R, dk] -> [Tb, h, 2 * dk]
+        const dq = tf.reshape(tf.transpose(tf.stack([dq1, dq2]), [1, 0, 2]), [size, heads, 2 * dimKey]);
+        return [dq, dTable1, dTable2] as [tf.Tensor, tf.Tensor2D, tf.Tensor2D];
       });
       queryGrads.push(dq);
       grad1 = accumulate(grad1, d1);

@@ -3,8 +3,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { checkInteger, checkShape, checkTensor, MAX_SQRT_KEYS, show } from './checks.js';
 import { gatheredScores } from './gathered-scores.js';
+import { leadingRow } from './leading-rows.js';
 import type { SubKeyTables } from './product-keys.js';
-import { PACKED_FIRST, PACKED_SCORE, PACKED_SECOND, selectTopK } from './select-top-k.js';
+import { candidatePairs, PACKED_FIRST, PACKED_SCORE, PACKED_SECOND, selectTopK } from './select-top-k.js';
 import { untaped } from './untaped.js';
 
 /** Default cap on the elements of the largest temporary of one chunk (64 MiB of float32). */
@@ -13,11 +14,15 @@ export const DEFAULT_MAX_CHUNK_ELEMENTS = 2 ** 24;
 export interface RetrieveOptions {
   /** Keys retrieved per token and head, 1 <= k <= sqrt(N). */
   k: number;
-  /** Sub-keys kept from each half, k <= candidateK <= sqrt(N). Default k (already exact). */
+  /**
+   * Sub-keys kept from each half, k <= candidateK <= sqrt(N). Default k. The result is the exact
+   * top-k for every allowed value, so values above k change nothing (not even the work): the option
+   * exists for parity with implementations that expose it (PEER-pytorch's `product_key_topk`).
+   */
   candidateK?: number;
   /**
-   * Tokens per chunk. Default: as many as keep the largest temporary ([chunk, h, max(S, candidateK^2)]
-   * in the forward pass, [chunk, h, k, dk] in the backward) under `maxChunkElements`.
+   * Tokens per chunk. Default: as many as keep the largest temporary ([chunk, h, S] in the forward
+   * pass, [chunk, h, k, dk] in the backward) under `maxChunkElements`.
    */
   chunkSize?: number;
   /** Element cap that picks the default chunk size. Default 2^24. */
@@ -35,9 +40,9 @@ const WHERE = 'retrieve';
 
 /**
  * For each token t and head h, the k keys with the largest `queries[t, h] . [C1[h, a] ; C2[h, b]]`
- * over all N = sqrt(N)^2 pairs (a, b), found from the top-candidateK of each half and their
- * candidateK^2 sums. The first dk features of each head's query meet C1, the last dk meet C2.
- * The caller owns both returned tensors.
+ * over all N = sqrt(N)^2 pairs (a, b), found from the top-k of each half and the sums of the rank
+ * pairs that can reach the top-k. The first dk features of each head's query meet C1, the last dk
+ * meet C2. Runs in chunks of tokens to bound memory. The caller owns both returned tensors.
  */
 export function retrieve(queries: tf.Tensor, keys: SubKeyTables, options: RetrieveOptions): Retrieval {
   const plan = planRetrieval(queries, keys, options);
@@ -51,7 +56,7 @@ export function retrieve(queries: tf.Tensor, keys: SubKeyTables, options: Retrie
         chunkTokens: plan.forwardChunk,
       }),
     );
-    const parts = tf.unstack(packed, 3) as tf.Tensor3D[];
+    const parts = [0, 1, 2].map((i) => leadingRow(packed, i)) as tf.Tensor3D[];
     const first = tf.cast(parts[PACKED_FIRST]!, 'int32');
     const second = tf.cast(parts[PACKED_SECOND]!, 'int32');
     const indices = tf.add(tf.mul(first, tf.scalar(plan.sqrtN, 'int32')), second) as tf.Tensor3D;
@@ -69,7 +74,6 @@ interface RetrievalPlan {
   dimKey: number;
   sqrtN: number;
   k: number;
-  candidateK: number;
   forwardChunk: number;
   backwardChunk: number;
 }
@@ -94,7 +98,7 @@ function planRetrieval(queries: tf.Tensor, keys: SubKeyTables, options: Retrieve
 
   if (typeof options !== 'object' || options === null) throw new Error(`${WHERE}: options must be an object like { k: 16 }, got ${show(options)}`);
   const k = checkIntegerIn('options.k', options.k, 1, sqrtN, `sqrt(numKeys) = ${sqrtN}`);
-  const candidateK = options.candidateK === undefined ? k : checkIntegerIn('options.candidateK', options.candidateK, k, sqrtN, `k = ${k} and sqrt(numKeys) = ${sqrtN}`);
+  if (options.candidateK !== undefined) checkIntegerIn('options.candidateK', options.candidateK, k, sqrtN, `k = ${k} and sqrt(numKeys) = ${sqrtN}`);
   const maxElements = options.maxChunkElements === undefined ? DEFAULT_MAX_CHUNK_ELEMENTS : checkInteger(WHERE, 'options.maxChunkElements', options.maxChunkElements, 1);
   const chunkSize = options.chunkSize === undefined ? undefined : checkInteger(WHERE, 'options.chunkSize', options.chunkSize, 1);
 
@@ -105,8 +109,7 @@ function planRetrieval(queries: tf.Tensor, keys: SubKeyTables, options: Retrieve
     dimKey,
     sqrtN,
     k,
-    candidateK,
-    forwardChunk: chunkSize ?? perToken(Math.max(sqrtN, candidateK * candidateK)),
+    forwardChunk: chunkSize ?? perToken(Math.max(sqrtN, candidatePairs(k).first.length)),
     backwardChunk: chunkSize ?? perToken(k * dimKey),
   };
 }

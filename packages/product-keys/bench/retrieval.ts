@@ -1,0 +1,86 @@
+// Retrieval throughput at N = 128^2, 512^2, 1024^2 (h = 8, k = 16, dk = 128, T = 512) on the default
+// engine: forward, and forward + backward (gradients w.r.t. queries and both sub-key tables).
+// Usage: pnpm bench [--repeats=7] [--tokens=512] [--backend=auto|wasm|cpu|tensorflow]
+// Axes: T tokens, h heads, S = sqrt(N), dk key width, k results.
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, type BackendRequest } from '@peer/backend';
+import { ProductKeys, retrieve } from '../src/index.js';
+
+function flag(name: string, fallback: string): string {
+  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
+  return hit ? hit.slice(name.length + 3) : fallback;
+}
+
+const repeats = Number(flag('repeats', '7'));
+const tokens = Number(flag('tokens', '512'));
+const heads = 8;
+const k = 16;
+const dimKey = 128;
+const sizes = [128, 512, 1024];
+
+const choice = await initBackend({ backend: flag('backend', 'auto') as BackendRequest, log: false });
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Median wall time of `run` in ms; `run` must read its results back so that the work is done. */
+function time(run: () => void): number {
+  run(); // warm-up: kernel setup, heap growth
+  const ms: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    run();
+    ms.push(performance.now() - t0);
+  }
+  return median(ms);
+}
+
+interface Row {
+  sqrtN: number;
+  forwardMs: number;
+  trainMs: number;
+}
+
+const rows: Row[] = [];
+for (const sqrtN of sizes) {
+  const keys = new ProductKeys({ numKeys: sqrtN * sqrtN, heads, dimKey, seed: 1 });
+  const queries = tf.randomNormal([tokens, heads, 2 * dimKey], 0, 1, 'float32', 2) as tf.Tensor3D;
+  const weights = tf.randomNormal([tokens, heads, k], 0, 1, 'float32', 3);
+  const forwardMs = time(() => {
+    const r = retrieve(queries, keys, { k });
+    r.indices.dataSync();
+    r.scores.dataSync();
+    tf.dispose([r.indices, r.scores]);
+  });
+  const trainMs = time(() => {
+    const grads = tf.grads((q: tf.Tensor, c1: tf.Tensor, c2: tf.Tensor) => {
+      const r = retrieve(q, { subKeys1: c1, subKeys2: c2, heads }, { k });
+      return tf.sum(tf.mul(r.scores, weights));
+    })([queries, keys.subKeys1, keys.subKeys2]);
+    grads.forEach((g) => g.dataSync());
+    tf.dispose(grads);
+  });
+  rows.push({ sqrtN, forwardMs, trainMs });
+  tf.dispose([queries, weights]);
+  keys.dispose();
+}
+
+const perSecond = (ms: number) => Math.round((tokens * 1000) / ms).toLocaleString('en-US');
+console.log(`backend ${choice.backend} (${choice.provider}${choice.fixes.length ? `, fixes: ${choice.fixes.join(', ')}` : ''})`);
+console.log(`T = ${tokens} tokens, h = ${heads}, k = ${k}, dk = ${dimKey}, medians of ${repeats} runs; a token is h = ${heads} queries\n`);
+console.log('| N | sqrt(N) | forward ms | forward tokens/s | fwd+bwd ms | fwd+bwd tokens/s |');
+console.log('|---|---|---|---|---|---|');
+for (const r of rows) {
+  console.log(
+    `| ${r.sqrtN}^2 | ${r.sqrtN} | ${r.forwardMs.toFixed(1)} | ${perSecond(r.forwardMs)} | ${r.trainMs.toFixed(1)} | ${perSecond(r.trainMs)} |`,
+  );
+}
+const first = rows[0]!;
+const last = rows[rows.length - 1]!;
+console.log(
+  `\ntime(${last.sqrtN}^2) / time(${first.sqrtN}^2): forward ${(last.forwardMs / first.forwardMs).toFixed(2)}x, ` +
+    `fwd+bwd ${(last.trainMs / first.trainMs).toFixed(2)}x (keys grow ${(last.sqrtN / first.sqrtN) ** 2}x, sub-keys ${last.sqrtN / first.sqrtN}x; target <= 10x)`,
+);
