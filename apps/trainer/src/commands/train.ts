@@ -1,6 +1,6 @@
 // peer-train train: resolve the config, prepare data and model, run the loop, write the run folder.
 import { BackendUnavailableError, initBackend, measureMatMulRate, type BackendRequest } from '@peer/backend';
-import { Batcher } from '@peer/data';
+import { Batcher, type TokenFile } from '@peer/data';
 import type { TransformerLM } from '@peer/model';
 import { join } from 'node:path';
 import { configToJson, resolveConfig, type ConfigFlags } from '../config/resolve.js';
@@ -8,7 +8,7 @@ import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { buildModel } from '../run/build-model.js';
 import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from '../run/checkpoint.js';
-import { asUsageError, openSplit } from '../run/open-data.js';
+import { asUsageError, openCorpus, openSplit } from '../run/open-data.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
 import { RunFolder, writeJsonAtomic } from '../run/run-folder.js';
 import { formatSummary, type RunSummary } from '../run/summary.js';
@@ -93,15 +93,24 @@ export async function train(options: TrainCommandOptions): Promise<number> {
   }
   const hash = configHash(configToJson(config));
 
-  // 2. Engine, data, model. Nothing is written before all of them are known to work.
+  // 2. Corpus, engine, model, data. Nothing is written before all of them are known to work, and
+  // the cheap checks come first.
+  const corpus = await openCorpus(config.data.corpus);
   const backend = await startBackend(options.backend ?? config.backend);
-  log(`[peer] backend: ${backend.backend} via ${backend.provider}`);
-  const trainData = await openSplit(config.data, 'train', { log });
-  const valData = await openSplit(config.data, 'validation', { log });
-  const files = [trainData.file, valData.file];
+  const files: TokenFile[] = [];
   let model: TransformerLM | undefined;
   let optimizer: AdamW | undefined;
   try {
+    model = buildModel(config);
+    const tokens = tokensPerStep(config.data);
+    const fpt = model.flopsPerToken();
+    const stepFlops = flopsPerStep(fpt, tokens);
+    const totalSteps = config.train.steps ?? stepsForBudget(config.train.flops!, stepFlops);
+    const params = model.paramCounts();
+    const trainData = await openSplit(config.data, 'train', { corpus, log });
+    files.push(trainData.file);
+    const valData = await openSplit(config.data, 'validation', { corpus, log });
+    files.push(valData.file);
     const batcherOptions = { batchSize: config.data.batchSize, seqLen: config.data.seqLen, seed: config.train.seed };
     let batcher: Batcher;
     try {
@@ -109,13 +118,8 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     } catch (err) {
       throw asUsageError(err, `data ${config.data.corpus}`);
     }
-    model = buildModel(config);
-    const tokens = tokensPerStep(config.data);
-    const fpt = model.flopsPerToken();
-    const stepFlops = flopsPerStep(fpt, tokens);
-    const totalSteps = config.train.steps ?? stepsForBudget(config.train.flops!, stepFlops);
-    const params = model.paramCounts();
     optimizer = new AdamW(model.trainableVariables(), config.optim);
+    log(`[peer] backend: ${backend.backend} via ${backend.provider}`);
     log(
       `model: ${name} (${source}), ffw ${config.model.ffw.kind}, ${formatCount(params.total)} parameters, ` +
         `${formatCount(params.activePerToken)} active/token, ${formatCount(fpt)} FLOPs/token; ${totalSteps} steps of ${tokens} tokens`,

@@ -84,6 +84,7 @@ export const TrainConfigSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['train', hasSteps ? 'flops' : 'steps'],
+        input: hasSteps ? c.train.flops : undefined,
         message: hasSteps ? 'set train.steps or train.flops, not both (--steps and --flops replace each other)' : 'set train.steps or train.flops',
       });
     }

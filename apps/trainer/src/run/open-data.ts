@@ -2,12 +2,23 @@
 // Data problems (a missing or empty path, a corpus too small for one batch) are the user's to fix:
 // they become one-line UsageErrors (exit 2).
 import { resolve } from 'node:path';
-import { createTokenizer, DataError, prepareTokens, type SplitName, type TokenFile, type Tokenizer, type TokenizerSpec } from '@peer/data';
+import { createTokenizer, DataError, loadCorpus, prepareTokens, type Corpus, type SplitName, type TokenFile, type Tokenizer, type TokenizerSpec } from '@peer/data';
 import { UsageError } from '../errors.js';
 import type { TrainConfig } from '../config/schema.js';
 
+/** A DataError as a UsageError: prefixed with `what` (e.g. `data sotu`), or just `data` when it names its file itself. */
 export function asUsageError(err: unknown, what: string): unknown {
-  return err instanceof DataError ? new UsageError(`${what}: ${err.message}`) : err;
+  if (!(err instanceof DataError)) return err;
+  return new UsageError(err.file !== undefined ? `data: ${err.message}` : `${what}: ${err.message}`);
+}
+
+/** The corpus behind `spec` (a built-in name or a path), checked to exist and not be empty. */
+export async function openCorpus(spec: string): Promise<Corpus> {
+  try {
+    return await loadCorpus(spec);
+  } catch (err) {
+    throw asUsageError(err, `data ${spec}`);
+  }
 }
 
 export interface OpenedSplit {
@@ -22,12 +33,13 @@ export interface OpenedSplit {
 export async function openSplit(
   data: TrainConfig['data'],
   split: SplitName,
-  options: { corpus?: string; log?: (line: string) => void } = {},
+  options: { corpus?: Corpus | string; log?: (line: string) => void } = {},
 ): Promise<OpenedSplit> {
   const corpus = options.corpus ?? data.corpus;
+  const label = typeof corpus === 'string' ? corpus : corpus.name;
   try {
     const tokenizer = createTokenizer(data.tokenizer as TokenizerSpec);
-    let lastPercent = -10;
+    let lastPercent = -25;
     const file = await prepareTokens({
       corpus,
       tokenizer,
@@ -37,19 +49,19 @@ export async function openSplit(
       fractions: data.fractions,
       onProgress: (p) => {
         const percent = p.totalBytes > 0 ? Math.floor((100 * p.bytes) / p.totalBytes) : 100;
-        if (percent >= lastPercent + 10) {
+        if (percent >= lastPercent + 25) {
           lastPercent = percent;
-          options.log?.(`tokenizing ${corpus} (${data.tokenizer}): ${percent}%`);
+          options.log?.(`tokenizing ${label} (${data.tokenizer}): ${percent}%`);
         }
       },
     });
-    if (file.numTokens === 0) throw new UsageError(`data ${corpus}: the ${split} split is empty (data.fractions gives it no documents)`);
+    if (file.numTokens === 0) throw new UsageError(`data ${label}: the ${split} split is empty (data.fractions gives it no documents)`);
     options.log?.(
-      `data: ${corpus} ${split} split, ${file.numTokens.toLocaleString('en-US')} ${data.tokenizer} tokens ` +
+      `data: ${label} ${split} split, ${file.numTokens.toLocaleString('en-US')} ${data.tokenizer} tokens ` +
         `(${file.cache.hit ? 'cached' : `tokenized: ${file.cache.reason}`})`,
     );
     return { tokenizer, file };
   } catch (err) {
-    throw asUsageError(err, `data ${corpus}`);
+    throw asUsageError(err, `data ${label}`);
   }
 }
