@@ -27,9 +27,37 @@ export interface DenseFfwParams {
 const PARAM_NAMES = ['w1', 'b1', 'w2', 'b2', 'w3', 'b3'] as const;
 type ParamName = (typeof PARAM_NAMES)[number];
 
+/**
+ * Sums of the columns of x [T, F]. On wasm and cpu this reads the data once and adds in float64 on
+ * the host: wasm's tf.sum over axis 0 transposes its input first and a ones-vector matMul repacks
+ * all of x, both several times slower. Elsewhere (GPU engines, where a read stalls) it is tf.sum.
+ */
+function columnSums(x: tf.Tensor2D): tf.Tensor1D {
+  const backend = tf.getBackend();
+  if (backend !== 'wasm' && backend !== 'cpu') return tf.sum(x, 0);
+  const [rows, cols] = x.shape;
+  const values = x.dataSync();
+  const acc = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    for (let c = 0; c < cols; c++) acc[c]! += values[base + c]!;
+  }
+  return tf.tensor1d(Float32Array.from(acc));
+}
+
+/** x + b over rows, with the bias gradient from `columnSums`. */
+const addBias = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, b] = args as [tf.Tensor2D, tf.Tensor1D];
+  return {
+    value: tf.add(x, b),
+    // A new handle on dy (reshape shares the data), never dy itself: the tape disposes both.
+    gradFunc: (dy: tf.Tensor) => [tf.reshape(dy, dy.shape), columnSums(dy as tf.Tensor2D)],
+  };
+});
+
 function affine(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D | undefined): tf.Tensor2D {
   const y = tf.matMul(x, w) as tf.Tensor2D;
-  return b ? (tf.add(y, b) as tf.Tensor2D) : y;
+  return b ? (addBias(y, b) as tf.Tensor2D) : y;
 }
 
 /**

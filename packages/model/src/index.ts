@@ -1,1 +1,33 @@
 export type { FeedForwardKind, FeedForwardLayer, FeedForwardOutput, UsageReport } from './feed-forward.js';
+export {
+  FEED_FORWARD_KINDS,
+  FeedForwardConfigSchema,
+  ModelConfigError,
+  ModelConfigSchema,
+  blockKinds,
+  parseModelConfig,
+  type ModelConfig,
+  type ModelConfigInput,
+} from './config.js';
+export {
+  createFeedForward,
+  registerFeedForward,
+  registeredFeedForwardKinds,
+  unregisterFeedForward,
+  type FeedForwardFactory,
+  type FeedForwardFactoryArgs,
+} from './registry.js';
+export {
+  TransformerLM,
+  type ForwardMode,
+  type GenerateOptions,
+  type LossOutput,
+  type NamedVariable,
+  type TransformerOptions,
+} from './transformer.js';
+export { attentionFlopsPerToken, modelFlopsPerToken, modelParamCounts, type FeedForwardCosts, type ParamCounts } from './accounting.js';
+export { causalMask, causalSelfAttention, type AttentionContext, type AttentionMode } from './causal-attention.js';
+export { crossEntropy } from './cross-entropy.js';
+export { columnSums, layerNorm, rmsNorm, type NormKind } from './norm.js';
+export { ropeTables, rotateHalfMatrix, type RopeFactors } from './rope.js';
+export { argmax, sampleToken, samplingProbabilities, type SamplingOptions } from './sampling.js';
