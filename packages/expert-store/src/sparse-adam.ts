@@ -69,7 +69,7 @@ export class SparseAdam extends SparseOptimizer<AdamSlots> {
 
   /** The moments and step counts of `table` (live views), or undefined if it has none yet. */
   stateOf(table: ExpertTable): AdamState | undefined {
-    const slots = this.states.get(table);
+    const slots = this.lookup(table);
     return slots ? { m: live(slots.m), v: live(slots.v), steps: slots.steps } : undefined;
   }
 

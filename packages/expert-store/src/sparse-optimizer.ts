@@ -75,6 +75,12 @@ export abstract class SparseOptimizer<State> {
     return this;
   }
 
+  /** The state of `table`, if tracked (tables given to the constructor count as tracked). */
+  protected lookup(table: ExpertTable): State | undefined {
+    this.flushPending();
+    return this.states.get(table);
+  }
+
   /** The tables this optimizer keeps state for. */
   tables(): ExpertTable[] {
     this.flushPending();

@@ -37,7 +37,7 @@ export class SparseSgd extends SparseOptimizer<SgdSlots> {
   }
 
   stateOf(table: ExpertTable): SgdState | undefined {
-    const slots = this.states.get(table);
+    const slots = this.lookup(table);
     return slots ? { momentum: live(slots.momentum) } : undefined;
   }
 
