@@ -6,7 +6,7 @@ import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
 import { isFixInstalled } from './wasm-backend.js';
 import { onEngine, scaledError } from './test-support.js';
 
-const KERNELS = [tf.UnsortedSegmentSum, tf.BatchMatMul, tf._FusedMatMul, tf.GatherV2];
+const KERNELS = [tf.UnsortedSegmentSum, tf.BatchMatMul, tf._FusedMatMul, tf.GatherV2, tf.Transpose];
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', log: false });
@@ -21,7 +21,7 @@ describe('installWasmFixes', () => {
     const configs = KERNELS.map((k) => tf.getKernel(k, 'wasm'));
     const second = installWasmFixes();
     expect(second).toEqual(first);
-    expect(first).toHaveLength(4);
+    expect(first).toHaveLength(5);
     expect(first[0]).toBe('UnsortedSegmentSum');
     // Same registered objects: the second call did not wrap the fixes again.
     KERNELS.forEach((k, i) => expect(tf.getKernel(k, 'wasm')).toBe(configs[i]));
@@ -31,7 +31,7 @@ describe('installWasmFixes', () => {
     installWasmFixes();
     uninstallWasmFixes();
     expect(tf.getKernel(tf.UnsortedSegmentSum, 'wasm')).toBeUndefined();
-    for (const k of [tf.BatchMatMul, tf._FusedMatMul, tf.GatherV2]) {
+    for (const k of [tf.BatchMatMul, tf._FusedMatMul, tf.GatherV2, tf.Transpose]) {
       expect(isFixInstalled(k)).toBe(false);
       expect(tf.getKernel(k, 'wasm')?.kernelFunc).toBeTypeOf('function');
     }
@@ -48,7 +48,7 @@ describe('installWasmFixes', () => {
     expect(off.fixes).toEqual([]);
     expect(isFixInstalled(tf.BatchMatMul)).toBe(false);
     const on = await initBackend({ backend: 'wasm', log: false });
-    expect(on.fixes).toHaveLength(4);
+    expect(on.fixes).toHaveLength(5);
     expect(isFixInstalled(tf.BatchMatMul)).toBe(true);
   });
 

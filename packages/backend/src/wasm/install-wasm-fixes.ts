@@ -2,10 +2,11 @@
 // lives in its own file; they replace kernels for the 'wasm' engine only.
 import { gatherRowsFix } from './gather-rows.js';
 import { batchMatMulFix, fusedMatMulFix } from './transpose-first-mat-mul.js';
+import { transposeFix } from './transpose.js';
 import { unsortedSegmentSumFix } from './unsorted-segment-sum.js';
 import { installFix, isFixInstalled, uninstallFix, type WasmKernelFix } from './wasm-backend.js';
 
-const FIXES: readonly WasmKernelFix[] = [unsortedSegmentSumFix, batchMatMulFix, fusedMatMulFix, gatherRowsFix];
+const FIXES: readonly WasmKernelFix[] = [unsortedSegmentSumFix, batchMatMulFix, fusedMatMulFix, gatherRowsFix, transposeFix];
 
 /** Installs the wasm kernel fixes (idempotent) and returns their names. */
 export function installWasmFixes(): string[] {

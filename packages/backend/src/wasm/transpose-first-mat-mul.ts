@@ -8,7 +8,8 @@
 // B batch (flattened), M rows of the output, N columns, K the contracted axis.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BatchMatMulAttrs, KernelFunc, TensorInfo, _FusedMatMulAttrs } from '@tensorflow/tfjs-core';
-import { runWasmKernel, transposeLastTwo, type KernelArgs, type WasmBackend, type WasmKernelFix } from './wasm-backend.js';
+import { transposeLastTwo } from './blocked-transpose.js';
+import { runWasmKernel, type KernelArgs, type WasmBackend, type WasmKernelFix } from './wasm-backend.js';
 
 /** Calls `product` with both operands in plain layout; disposes the transposed copies. */
 function withPlainOperands(

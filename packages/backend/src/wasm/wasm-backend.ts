@@ -18,6 +18,7 @@ export interface WasmBackend {
   /** Allocates on the heap (not zeroed); may grow the heap, which detaches earlier views. */
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
   readSync(dataId: object): ArrayLike<number>;
+  incRef(dataId: object): void;
   disposeData(dataId: object): boolean;
 }
 
@@ -45,13 +46,6 @@ export function runWasmKernel(name: string, inputs: NamedTensorInfoMap, backend:
   const kernel = tf.getKernel(name, 'wasm');
   if (!kernel) throw new Error(`wasm kernel '${name}' is not registered`);
   return kernel.kernelFunc({ inputs, backend, attrs }) as TensorInfo;
-}
-
-/** `x` with its last two axes swapped, as a new tensor on the heap that the caller disposes. */
-export function transposeLastTwo(x: TensorInfo, backend: WasmBackend): TensorInfo {
-  const r = x.shape.length;
-  const perm = x.shape.map((_, i) => (i < r - 2 ? i : i === r - 2 ? r - 1 : r - 2));
-  return runWasmKernel(tf.Transpose, { x }, backend, { perm });
 }
 
 export interface WasmKernelFix {
