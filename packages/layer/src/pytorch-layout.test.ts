@@ -7,12 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
-import type { NamedArray } from '@peer/expert-store';
 import { PeerLayer } from './peer-layer.js';
 import { exportPeerPytorch, peerConfigFromPytorch } from './pytorch-layout.js';
 import { importPeerPytorch, loadPeerPytorch, savePeerPytorch } from './pytorch-files.js';
 import { pytorchToInternalFeature, queryWeightFromPytorch, queryWeightToPytorch, featuresFromPytorch, featuresToPytorch } from './query-layout.js';
-import { activation64 } from './test-reference.js';
+import { pytorchReference } from './test-reference.js';
 import { perturbNorm, randomTensor } from './test-helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'peer-layer-pt-'));
@@ -48,65 +47,6 @@ describe('query feature layout', () => {
   });
 });
 
-/**
- * PEER-pytorch's forward on its own tensors, in float64, brute force: queries = BN(x W^T) split as
- * (p h d), sim over keys[h, i, p], full score of expert i*S + j = sim0[i] + sim1[j], top-k, softmax,
- * gelu(x . w_down[e]) * g * w_up[e].
- */
-function pytorchForward(arrays: Map<string, NamedArray>, x: Float64Array, tokens: number, topK: number, training: boolean): Float64Array {
-  const get = (n: string) => Float64Array.from(arrays.get(n)!.data as Float32Array);
-  const [h, s, , dk] = arrays.get('keys')!.shape as [number, number, number, number];
-  const [rows, d] = arrays.get('weight_down_embed.weight')!.shape as [number, number];
-  const f = 2 * h * dk;
-  const w = get('to_queries.0.weight');
-  const keys = get('keys');
-  const down = get('weight_down_embed.weight');
-  const up = get('weight_up_embed.weight');
-  const q = new Float64Array(tokens * f);
-  for (let t = 0; t < tokens; t++) for (let o = 0; o < f; o++) for (let i = 0; i < d; i++) q[t * f + o]! += w[o * d + i]! * x[t * d + i]!;
-  if (arrays.has('query_norm.running_mean')) {
-    const [gamma, beta, rm, rv] = ['weight', 'bias', 'running_mean', 'running_var'].map((n) => get(`query_norm.${n}`));
-    for (let o = 0; o < f; o++) {
-      let mean = rm![o]!;
-      let variance = rv![o]!;
-      if (training) {
-        mean = 0;
-        for (let t = 0; t < tokens; t++) mean += q[t * f + o]! / tokens;
-        variance = 0;
-        for (let t = 0; t < tokens; t++) variance += (q[t * f + o]! - mean) ** 2 / tokens;
-      }
-      for (let t = 0; t < tokens; t++) q[t * f + o] = ((q[t * f + o]! - mean) / Math.sqrt(variance + 1e-5)) * gamma![o]! + beta![o]!;
-    }
-  }
-  const n = s * s;
-  const y = new Float64Array(tokens * d);
-  for (let t = 0; t < tokens; t++) {
-    for (let head = 0; head < h; head++) {
-      // queries[p, t, head, :] = q[t, p*h*dk + head*dk + :]
-      const sim = [0, 1].map((p) =>
-        Array.from({ length: s }, (_, i) => {
-          let acc = 0;
-          for (let j = 0; j < dk; j++) acc += q[t * f + p * h * dk + head * dk + j]! * keys[((head * s + i) * 2 + p) * dk + j]!;
-          return acc;
-        }),
-      );
-      const all = Array.from({ length: n }, (_, e) => ({ e, score: sim[0]![Math.floor(e / s)]! + sim[1]![e % s]! }));
-      all.sort((a, b) => b.score - a.score);
-      const top = all.slice(0, topK);
-      const m = top[0]!.score;
-      const z = top.reduce((acc, c) => acc + Math.exp(c.score - m), 0);
-      for (const { e, score } of top) {
-        const row = rows === n ? e : head * n + e;
-        let a = 0;
-        for (let j = 0; j < d; j++) a += x[t * d + j]! * down[row * d + j]!;
-        const coef = activation64(a, 'gelu') * (Math.exp(score - m) / z);
-        for (let j = 0; j < d; j++) y[t * d + j]! += coef * up[row * d + j]!;
-      }
-    }
-  }
-  return y;
-}
-
 describe('PEER-pytorch weights', () => {
   for (const [label, separate] of [['one shared pool', false], ['a pool per head', true]] as const) {
     it(`our layer equals PEER-pytorch's forward on the exported tensors (${label}, BN train and eval)`, () => {
@@ -121,9 +61,9 @@ describe('PEER-pytorch weights', () => {
       const x = randomTensor<tf.Rank.R3>(rng, [1, 6, 16]);
       const x64 = Float64Array.from(x.dataSync());
       const yEval = tf.tidy(() => layer.apply(x, { training: false }).y.dataSync());
-      expectClose(yEval, pytorchForward(arrays, x64, 6, 3, false), { rtol: 1e-3, atol: 1e-5, label: `eval seed ${rng.seed}` });
+      expectClose(yEval, pytorchReference(arrays, x64, 6, 3, false).y, { rtol: 1e-3, atol: 1e-5, label: `eval seed ${rng.seed}` });
       const yTrain = tf.tidy(() => layer.apply(x, { training: true }).y.dataSync());
-      expectClose(yTrain, pytorchForward(arrays, x64, 6, 3, true), { rtol: 1e-3, atol: 1e-5, label: `train seed ${rng.seed}` });
+      expectClose(yTrain, pytorchReference(arrays, x64, 6, 3, true).y, { rtol: 1e-3, atol: 1e-5, label: `train seed ${rng.seed}` });
       x.dispose();
       layer.dispose();
     });

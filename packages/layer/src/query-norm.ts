@@ -40,11 +40,18 @@ export class QueryNorm {
     this.momentum = options.momentum;
     this.eps = options.eps;
     if (kind === 'none') return;
-    this.weight = tf.variable(tf.ones([f]), true, `${name}/weight`) as tf.Variable<tf.Rank.R1>;
-    this.bias = tf.variable(tf.zeros([f]), true, `${name}/bias`) as tf.Variable<tf.Rank.R1>;
+    // tf.variable copies its initializer: release each one.
+    const make = (value: number, trainable: boolean, suffix: string): tf.Variable<tf.Rank.R1> => {
+      const init = tf.fill([f], value);
+      const v = tf.variable(init, trainable, `${name}/${suffix}`) as tf.Variable<tf.Rank.R1>;
+      init.dispose();
+      return v;
+    };
+    this.weight = make(1, true, 'weight');
+    this.bias = make(0, true, 'bias');
     if (kind === 'batch') {
-      this.runningMean = tf.variable(tf.zeros([f]), false, `${name}/running_mean`) as tf.Variable<tf.Rank.R1>;
-      this.runningVar = tf.variable(tf.ones([f]), false, `${name}/running_var`) as tf.Variable<tf.Rank.R1>;
+      this.runningMean = make(0, false, 'running_mean');
+      this.runningVar = make(1, false, 'running_var');
     }
   }
 
