@@ -11,6 +11,7 @@ export {
 } from './config.js';
 export {
   createFeedForward,
+  feedForwardFactory,
   registerFeedForward,
   registeredFeedForwardKinds,
   unregisterFeedForward,

@@ -1,8 +1,20 @@
 // Which layer builds each feed-forward kind. The model names kinds in its config and asks this
-// registry for them, so that layers from any package (or a user's own) plug in without the model
-// importing them. 'dense' is registered here; the sparse kinds are registered by their packages'
-// users (the trainer) with `registerFeedForward`.
-import { DenseFfw } from '@peer/baselines';
+// registry for them, so that layers from any package (or a user's own) plug in through
+// `registerFeedForward`. Every kind starts registered with the project's layer, built from
+// `{ seed, ...options, dim }`: dense FFW, MoE token choice ('moe'), MoE expert choice ('moe-ec') and
+// PKM from @peer/baselines, PEER from @peer/layer. Applications replace them to add settings the
+// options do not carry (the trainer passes its sparse-table optimizer this way).
+import {
+  DenseFfw,
+  MoeExpertChoice,
+  MoeTokenChoice,
+  ProductKeyMemory,
+  type DenseFfwConfigInput,
+  type MoeExpertChoiceOptions,
+  type MoeTokenChoiceOptions,
+  type PkmOptions,
+} from '@peer/baselines';
+import { PeerLayer, type PeerLayerConfig } from '@peer/layer';
 import { FEED_FORWARD_KINDS } from './config.js';
 import type { FeedForwardKind, FeedForwardLayer } from './feed-forward.js';
 
@@ -46,6 +58,11 @@ export function unregisterFeedForward(kind: FeedForwardKind): boolean {
   return registry.delete(kind);
 }
 
+/** The factory registered for `kind`, if any (e.g. to restore it after replacing it). */
+export function feedForwardFactory(kind: FeedForwardKind): FeedForwardFactory | undefined {
+  return registry.get(kind);
+}
+
 /** The kinds a model can be built with right now. */
 export function registeredFeedForwardKinds(): FeedForwardKind[] {
   return FEED_FORWARD_KINDS.filter((k) => registry.has(k));
@@ -69,4 +86,18 @@ export function createFeedForward(kind: FeedForwardKind, args: FeedForwardFactor
   return layer;
 }
 
-if (!registry.has('dense')) registerFeedForward('dense', ({ dim, seed, options }) => new DenseFfw({ dim, seed, ...options }));
+/** The layer's options: the config's `ffw.options` with the model's seed and width; each layer validates them. */
+function layerOptions<T>({ dim, seed, options }: FeedForwardFactoryArgs): T {
+  return { seed, ...options, dim } as T;
+}
+
+const DEFAULT_FACTORIES: Record<FeedForwardKind, FeedForwardFactory> = {
+  dense: (args) => new DenseFfw(layerOptions<DenseFfwConfigInput>(args)),
+  moe: (args) => new MoeTokenChoice(layerOptions<MoeTokenChoiceOptions>(args)),
+  'moe-ec': (args) => new MoeExpertChoice(layerOptions<MoeExpertChoiceOptions>(args)),
+  pkm: (args) => new ProductKeyMemory(layerOptions<PkmOptions>(args)),
+  peer: (args) => new PeerLayer(layerOptions<PeerLayerConfig>(args)),
+};
+
+// Registered once per process; a registration made earlier (e.g. by the other build of this package) wins.
+for (const kind of FEED_FORWARD_KINDS) if (!registry.has(kind)) registry.set(kind, DEFAULT_FACTORIES[kind]);

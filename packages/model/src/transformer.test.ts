@@ -6,7 +6,7 @@ import type { NamedArray } from '@peer/expert-store';
 import type { ModelConfigInput } from './config.js';
 import type { FeedForwardLayer } from './feed-forward.js';
 import { referenceLogits, referenceLoss, type Weights } from './reference-model.test-util.js';
-import { registerFeedForward, unregisterFeedForward } from './registry.js';
+import { feedForwardFactory, registerFeedForward, unregisterFeedForward } from './registry.js';
 import { TransformerLM } from './transformer.js';
 
 const TINY = { vocabSize: 11, dim: 8, heads: 2, layers: 2, seqLen: 6, ffw: { hidden: 16 } } satisfies ModelConfigInput;
@@ -347,8 +347,9 @@ describe('TransformerLM state', () => {
 });
 
 describe('TransformerLM construction', () => {
+  const peerDefault = feedForwardFactory('peer')!;
   afterEach(() => {
-    unregisterFeedForward('peer');
+    registerFeedForward('peer', peerDefault);
   });
 
   it.each([
@@ -360,6 +361,7 @@ describe('TransformerLM construction', () => {
   });
 
   it('refuses an unregistered FFW kind before allocating anything', () => {
+    unregisterFeedForward('peer');
     const before = tf.memory().numTensors;
     expect(() => new TransformerLM({ ...TINY, ffw: { kind: 'peer' } })).toThrow(
       "no feed-forward layer is registered for kind 'peer' (ffw.kind, block 1): call registerFeedForward('peer', factory)",
