@@ -33,7 +33,7 @@ describe('PeerLayer training step', () => {
     const step = () => {
       tf.tidy(() => {
         const { value, grads } = tf.variableGrads(() => lossOf(layer, x, r), layer.trainableVariables());
-        optimizer.applyGradients(grads);
+        optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
         value.dataSync();
       });
       layer.sparseStep(1);
@@ -144,10 +144,11 @@ describe('PeerLayer training step', () => {
     const a = new PeerLayer(config);
     const x = randomTensor<tf.Rank.R3>(rng, [1, 8, SMALL.dim]);
     const r = randomTensor<tf.Rank.R3>(rng, [1, 8, SMALL.dim]);
+    const optimizer = tf.train.sgd(0.1);
     const sgd = (layer: PeerLayer) => {
       tf.tidy(() => {
         const { value, grads } = tf.variableGrads(() => lossOf(layer, x, r), layer.trainableVariables());
-        tf.train.sgd(0.1).applyGradients(grads);
+        optimizer.applyGradients(Object.entries(grads).map(([name, tensor]) => ({ name, tensor })));
         value.dataSync();
       });
       layer.sparseStep(1);
@@ -169,6 +170,7 @@ describe('PeerLayer training step', () => {
       expect(Array.from(eb.data as Float32Array)).toEqual(Array.from(ea.data as Float32Array));
     }
     expect(() => b.loadStateEntries('nope.', (n) => byName.get(n))).toThrow("'nope.dropout_rng' is missing");
+    optimizer.dispose();
     tf.dispose([x, r]);
     a.dispose();
     b.dispose();

@@ -53,7 +53,7 @@ describe('PEER-pytorch weights', () => {
       const rng = testRng();
       const layer = new PeerLayer({ dim: 16, numExperts: 36, heads: 2, topK: 3, dimKey: 4, separateExpertsPerHead: separate, seed: rng.int(1000) });
       perturbNorm(layer, rng);
-      const arrays = new Map(exportPeerPytorch(layer).map((a) => [a.name, a]));
+      const arrays = new Map(exportPeerPytorch(layer).map((a) => [a.name, { shape: a.shape, data: a.data as Float32Array }]));
       expect(arrays.get('to_queries.0.weight')!.shape).toEqual([16, 16]);
       expect(arrays.get('keys')!.shape).toEqual([2, 6, 2, 4]);
       expect(arrays.get('weight_down_embed.weight')!.shape).toEqual([separate ? 72 : 36, 16]);
