@@ -10,15 +10,15 @@ const TILE = 16;
 
 /**
  * `x` (4-byte elements) with its last two axes swapped, as a new tensor on the heap that the caller
- * disposes.
+ * disposes. `outShape` overrides the output's shape (same size; e.g. with size-1 axes put back).
  */
-export function transposeLastTwo(x: TensorInfo, backend: WasmBackend): TensorInfo {
+export function transposeLastTwo(x: TensorInfo, backend: WasmBackend, outShape?: number[]): TensorInfo {
   if (x.dtype !== 'float32' && x.dtype !== 'int32') throw new Error(`transposeLastTwo: 4-byte dtypes only, got ${x.dtype}`);
   const r = x.shape.length;
   const rows = x.shape[r - 2]!;
   const cols = x.shape[r - 1]!;
   const batch = x.shape.slice(0, -2).reduce((p, d) => p * d, 1);
-  const out = backend.makeOutput([...x.shape.slice(0, -2), cols, rows], x.dtype);
+  const out = backend.makeOutput(outShape ?? [...x.shape.slice(0, -2), cols, rows], x.dtype);
   // An int32 view moves every bit pattern exactly (a float32 view would canonicalize NaNs).
   const heap = new Int32Array(backend.wasm.HEAPU8.buffer);
   const src0 = wordOffset(backend, x);

@@ -26,8 +26,7 @@ function transpose(original: KernelFunc | undefined): (args: KernelArgs) => Tens
     const swapsLastTwo = k >= 2 && inOrder(k - 2) && moved[k - 1]! < moved[k - 2]! && (k < 3 || moved[k - 3]! < moved[k - 1]!);
     if (swapsLastTwo && (x.dtype === 'float32' || x.dtype === 'int32')) {
       const kept = x.shape.filter((d) => d !== 1);
-      const out = transposeLastTwo({ dataId: x.dataId, shape: kept, dtype: x.dtype }, backend);
-      return { ...out, shape: outShape };
+      return transposeLastTwo({ dataId: x.dataId, shape: kept, dtype: x.dtype }, backend, outShape);
     }
     return original({ inputs, backend, attrs }) as TensorInfo;
   };
