@@ -1,3 +1,5 @@
+// N tokens in the stream, T seqLen, B batch size, W windows per epoch.
+//
 // Training batches: the token stream cut into windows of seqLen + 1 tokens (inputs = the first
 // seqLen, targets = the last seqLen, i.e. the inputs shifted by one), visited in a seeded random order
 // that changes every epoch. Layout of a batch: B windows, row-major [B, seqLen] Int32Arrays.

@@ -1,3 +1,5 @@
+// N tokens in the split, T seqLen, B batch size, W windows.
+//
 // Evaluation batches: every window of a split exactly once, in a fixed order (stream order), windows
 // not overlapping, so each target token is scored once. Layout as in training: [rows, seqLen].
 // With W = floor((N - 1) / seqLen) windows, the targets cover W * seqLen of the N - 1 predictable
