@@ -17,6 +17,12 @@ export interface LayerStepBenchOptions {
   steps?: number;
   /** Untimed steps first (page faults of fresh tables and optimizer moments, kernel warm-up). Default 1. */
   warmup?: number;
+  /**
+   * Touch every page of the tables' optimizer state before timing (default true). A fresh Float32Array
+   * is lazily mapped zero pages: a short run would time page faults on first touches of the moment
+   * rows (and report an RSS below the state's size), where a long training run has touched them all.
+   */
+  prefault?: boolean;
   /** Learning rate of the dense Adam. Default 1e-3. */
   denseLr?: number;
   /** Called after each timed step. */
@@ -66,6 +72,9 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
   if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`benchLayerStep: warmup must be an integer >= 0, got ${warmup}`);
   const layer = new PeerLayer(options.layer);
   const c = layer.config;
+  if (options.prefault ?? true) {
+    for (const entry of layer.expertOptimizer.stateEntries()) touchPages(entry.data as Float32Array | Int32Array);
+  }
   const rng = new Rng(c.seed + 1);
   const x = tf.variable(tf.tensor3d(rng.fillNormal(new Float32Array(tokens * c.dim), 0, 1), [1, tokens, c.dim]), true, `bench_x_${Date.now()}`);
   // The loss sum(y * r): its gradient dy = r is a dense, non-trivial output gradient.
@@ -134,6 +143,12 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
     r.dispose();
     layer.dispose();
   }
+}
+
+/** Writes one element per 4 KiB page (its own value: nothing changes). */
+function touchPages(data: Float32Array | Int32Array): void {
+  for (let i = 0; i < data.length; i += 1024) data[i] = data[i]!;
+  if (data.length > 0) data[data.length - 1] = data[data.length - 1]!;
 }
 
 function round(v: number, digits = 1): number {

@@ -17,10 +17,12 @@ import { activationDerivative, activationForward } from './activation.js';
 import type { ExpertActivation } from './config.js';
 import { RowKernels, type Region } from './kernels/row-kernels.js';
 
-/** Expert rows held outside tfjs, row-major [rows, dim] (an `ExpertTable`). */
+/** Expert rows held outside tfjs, [rows, dim] (an `ExpertTable`). */
 export interface ExpertRows {
-  readonly data: Float32Array;
+  readonly rows: number;
   readonly dim: number;
+  /** Copies rows `indices` into `out` ([indices.length * dim]); throws on an index out of range. */
+  gatherInto(indices: Int32Array, out: Float32Array): Float32Array;
 }
 
 /** Sums row gradients by index (a `RowSparseGrad`). `rowGrads` is only valid during the call. */
@@ -121,18 +123,6 @@ export interface MixtureOptions {
   activation: ExpertActivation;
 }
 
-/** Copies rows `indices` of `table` into `out` (row i of out = row indices[i] of the table). */
-function gatherInto(table: ExpertRows, indices: Int32Array, out: Float32Array): void {
-  const d = table.dim;
-  const src = table.data;
-  const rows = src.length / d;
-  for (let i = 0; i < indices.length; i++) {
-    const r = indices[i]!;
-    if (!(r >= 0 && r < rows)) throw new Error(`expertMixture: expert row ${r} (at ${i}) is outside the table's ${rows} rows`);
-    out.set(src.subarray(r * d, r * d + d), i * d);
-  }
-}
-
 /**
  * y [T, D] from x [T, D], router weights g [T, R] and the expert rows `indices` (T*R, row-major
  * [T, R]). Differentiable in x and g; backward accumulates the u and v row gradients into
@@ -169,8 +159,8 @@ export function expertMixture(
     const ar = k.alloc(rowCount);
     const wr = k.alloc(rowCount);
     const yr = k.alloc(tokens * dim);
-    gatherInto(tables.down, indices, k.view(u));
-    gatherInto(tables.up, indices, k.view(v));
+    tables.down.gatherInto(indices, k.view(u));
+    tables.up.gatherInto(indices, k.view(v));
     k.view(xr).set(x2.dataSync());
     generation = workspace.beginForward(u, v, xr);
     // a = einsum('btd,bthkd->bthk', x, w_down)
@@ -193,8 +183,8 @@ export function expertMixture(
           // Overwritten since this forward pass (a later chunk or call): gather again.
           k.reset();
           rows = { u: k.alloc(rowCount * dim), v: k.alloc(rowCount * dim), x: k.alloc(tokens * dim) };
-          gatherInto(tables.down, indices, k.view(rows.u));
-          gatherInto(tables.up, indices, k.view(rows.v));
+          tables.down.gatherInto(indices, k.view(rows.u));
+          tables.up.gatherInto(indices, k.view(rows.v));
           k.view(rows.x).set(xs.dataSync());
         }
         // The row buffers are about to hold gradients.
@@ -222,7 +212,7 @@ export function expertMixture(
         const dx = tf.tensor2d(k.view(dxr).slice(), [tokens, dim]);
         // Row gradients summed per distinct expert e, written over the rows they replace:
         //   dU_e = sum_{(t,r) -> e} da[t, r] x[t],   dV_e = sum_{(t,r) -> e} w[t, r] dy[t]
-        const groups = workspace.groupByRow(indices, tables.down.data.length / dim);
+        const groups = workspace.groupByRow(indices, tables.down.rows);
         const distinct = groups.rows.length;
         const du = { offset: rows.u.offset, length: distinct * dim };
         const dv = { offset: rows.v.offset, length: distinct * dim };
