@@ -40,6 +40,11 @@ export interface LayerStepBenchResult {
   tokens: number;
   steps: number;
   ms_per_step_median: number;
+  /**
+   * Median CPU time (user + system) of the process per step. The layer runs on one thread, so on a
+   * machine shared with other work this is the better estimate of the one-core step time.
+   */
+  cpu_ms_per_step_median: number;
   tokens_per_second: number;
   /** Medians of the step's parts. */
   phases_ms_median: { forward_backward: number; dense_update: number; sparse_update: number };
@@ -83,6 +88,7 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
   const vars = layer.trainableVariables();
   const parts = { fb: [] as number[], dense: [] as number[], sparse: [] as number[], fwd: [] as number[] };
   const stepMs: number[] = [];
+  const cpuMs: number[] = [];
   try {
     const step = (): [number, number, number] => {
       const t0 = performance.now();
@@ -100,7 +106,10 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
     };
     for (let i = 0; i < warmup; i++) step();
     for (let i = 0; i < steps; i++) {
+      const cpu0 = process.cpuUsage();
       const [fb, dense, sparse] = step();
+      const cpu = process.cpuUsage(cpu0);
+      cpuMs.push((cpu.user + cpu.system) / 1000);
       parts.fb.push(fb);
       parts.dense.push(dense);
       parts.sparse.push(sparse);
@@ -128,6 +137,7 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
       tokens,
       steps,
       ms_per_step_median: round(ms),
+      cpu_ms_per_step_median: round(median(cpuMs)),
       tokens_per_second: round((tokens * 1000) / ms),
       phases_ms_median: { forward_backward: round(median(parts.fb)), dense_update: round(median(parts.dense)), sparse_update: round(median(parts.sparse)) },
       forward_ms_median: round(median(parts.fwd)),

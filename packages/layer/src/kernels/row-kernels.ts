@@ -282,8 +282,8 @@ export class RowKernels {
     if (bytes > 4 * 1024 ** 3 - PAGE) {
       throw new Error(`expert-mixture kernels: ${(bytes / 1024 ** 3).toFixed(2)} GiB of rows exceed a wasm memory (4 GiB); lower tokenChunk`);
     }
-    // Grow by at least half again, to amortize (the memory never shrinks).
-    const target = Math.min(Math.max(bytes, Math.floor(this.capacityBytes * 1.5)), 4 * 1024 ** 3 - PAGE);
+    // Exactly what is needed (a step asks for the same sizes every time; the memory never shrinks).
+    const target = bytes;
     if (this.exports) {
       this.exports.memory.grow(Math.ceil((target - this.capacityBytes) / PAGE));
     } else {
