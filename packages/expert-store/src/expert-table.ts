@@ -218,6 +218,13 @@ export class ExpertTable {
     const n = indices.length;
     if (out.length !== n * d) throw new Error(`ExpertTable '${this.name}'.gatherInto: out has length ${out.length}, expected ${n} x ${d} = ${n * d}`);
     for (let k = 0; k < n; k++) this.checkIndex(indices[k]!, 'gather', k);
+    return this.copyRows(indices, out);
+  }
+
+  /** Row copies without checks (indices already validated). */
+  private copyRows(indices: Int32Array, out: Float32Array): Float32Array {
+    const d = this.dim;
+    const n = indices.length;
     if (this.f32) {
       const src = this.f32;
       for (let k = 0; k < n; k++) {
@@ -251,7 +258,7 @@ export class ExpertTable {
       const info = wasm.makeOutput(shape, 'float32');
       try {
         // Take the heap view after allocating: an allocation may grow the heap and detach older views.
-        this.gatherInto(indices, wasm.typedArrayFromHeap(info));
+        this.copyRows(indices, wasm.typedArrayFromHeap(info));
       } catch (err) {
         tf.backend().disposeData(info.dataId);
         throw err;
