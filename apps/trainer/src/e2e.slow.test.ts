@@ -1,4 +1,4 @@
-// End to end through the built CLI: train a tiny model, checkpoint, evaluate, generate; two identical
+// End to end through the built CLI: train a tiny PEER model, checkpoint, evaluate, generate; two identical
 // runs give identical metrics; a run killed (SIGKILL) or interrupted (SIGINT) and resumed ends where
 // the uninterrupted run ends; bad checkpoints and configs are refused without touching anything.
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -71,17 +71,24 @@ async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_00
   }
 }
 
-describe('peer-train end to end (tiny model)', () => {
+describe('peer-train end to end (tiny PEER model)', () => {
   it('writes the run folder: resolved config, metrics, checkpoint, summary', () => {
-    const record = readJson<{ config: { model: { dim: number }; train: { steps: number } }; versions: Record<string, string>; backend: { name: string }; derived: { steps: number; flopsPerToken: number } }>(
+    const record = readJson<{
+      config: { model: { dim: number; ffw: { kind: string } }; train: { steps: number } };
+      versions: Record<string, string>;
+      backend: { name: string };
+      derived: { steps: number; flopsPerToken: number; params: { total: number; activePerToken: number } };
+    }>(
       join(runA, 'config.json'),
     );
     expect(record.config.model.dim).toBe(32);
+    expect(record.config.model.ffw.kind).toBe('peer');
     expect(record.config.train.steps).toBe(STEPS);
     expect(record.versions['@peer/model']).toMatch(/^\d+\.\d+\.\d+/);
     expect(record.versions['@tensorflow/tfjs-core']).toBe('4.22.0');
     expect(record.backend.name).toBe(summaryA.backend);
-    expect(record.derived).toMatchObject({ steps: STEPS, flopsPerToken: 57344 });
+    // hand-counted in flops.test.ts
+    expect(record.derived).toMatchObject({ steps: STEPS, flopsPerToken: 56352 });
 
     const m = metrics(runA);
     const train = m.filter((x) => x.kind === 'train');
@@ -98,9 +105,10 @@ describe('peer-train end to end (tiny model)', () => {
     expect(checkpointStep(runA)).toBe(STEPS);
 
     const s = summaryA;
-    expect(s).toMatchObject({ ffw: 'dense', steps: STEPS, tokens: STEPS * 128, flops_per_token: 57344, flops: 3 * 57344 * STEPS * 128, seed: 1337 });
-    expect(s.params_total).toBe(25088);
-    expect(s.params_active_per_token).toBe(25088);
+    expect(s).toMatchObject({ ffw: 'peer', steps: STEPS, tokens: STEPS * 128, flops_per_token: 56352, flops: 3 * 56352 * STEPS * 128, seed: 1337 });
+    expect(s.params_total).toBe(record.derived.params.total);
+    expect(s.params_active_per_token).toBe(record.derived.params.activePerToken);
+    expect(s.params_active_per_token as number).toBeLessThan(s.params_total as number);
     const final = m.at(-1)!;
     expect(final).toMatchObject({ kind: 'eval', step: STEPS, val_loss: s.val_loss });
     expect(s.val_ppl as number).toBeCloseTo(Math.exp(s.val_loss as number), 10);

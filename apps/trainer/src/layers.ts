@@ -1,23 +1,31 @@
 // The one place that plugs feed-forward layers into @peer/model. The model builds 'dense' itself;
-// the sparse kinds come from @peer/layer (PEER) and @peer/baselines (MoE, PKM). The trainer's
-// optim.sparseLr / optim.sparseOptimizer become each sparse layer's table optimizer here, so that a
-// config states them once, next to the dense optimizer.
+// the sparse kinds come from @peer/layer (PEER) and @peer/baselines (MoE token/expert choice, PKM).
+// The trainer's optim.sparseLr / optim.sparseOptimizer become the table optimizer of PEER's expert
+// tables and PKM's value table here, so that a config states them once, next to the dense optimizer.
+import { MoeExpertChoice, MoeTokenChoice, ProductKeyMemory } from '@peer/baselines';
 import { PeerLayer } from '@peer/layer';
 import { registerFeedForward, type FeedForwardFactoryArgs, type FeedForwardLayer } from '@peer/model';
 import type { TrainConfig } from './config/schema.js';
 
 type SparseOptim = Pick<TrainConfig['optim'], 'sparseLr' | 'sparseOptimizer'>;
 
-function expertOptimizer(options: Record<string, unknown>, optim: SparseOptim): Record<string, unknown> {
-  const given = typeof options.expertOptimizer === 'object' && options.expertOptimizer !== null ? options.expertOptimizer : {};
-  return { ...given, kind: optim.sparseOptimizer, lr: optim.sparseLr };
+/** `options[key]` (an optimizer section the user may have given) with kind and lr from optim. */
+function tableOptimizer(options: Record<string, unknown>, key: string, optim: SparseOptim): Record<string, unknown> {
+  const given = options[key];
+  const base = typeof given === 'object' && given !== null ? (given as Record<string, unknown>) : {};
+  return { ...base, kind: optim.sparseOptimizer, lr: optim.sparseLr };
 }
 
-/** Registers every available layer kind, with the sparse-table optimizer of `optim`. */
+/** Registers every sparse layer kind, with the sparse-table optimizer of `optim`. */
 export function registerLayers(optim: SparseOptim): void {
-  registerFeedForward(
-    'peer',
-    ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer =>
-      new PeerLayer({ seed, ...options, dim, expertOptimizer: expertOptimizer(options, optim) }) as unknown as FeedForwardLayer,
-  );
+  const peer = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer =>
+    new PeerLayer({ seed, ...options, dim, expertOptimizer: tableOptimizer(options, 'expertOptimizer', optim) });
+  const pkm = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer =>
+    new ProductKeyMemory({ seed, ...options, dim, valueOptimizer: tableOptimizer(options, 'valueOptimizer', optim) });
+  const moe = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new MoeTokenChoice({ seed, experts: 8, ...options, dim });
+  const moeEc = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new MoeExpertChoice({ seed, experts: 8, ...options, dim });
+  registerFeedForward('peer', peer);
+  registerFeedForward('pkm', pkm);
+  registerFeedForward('moe', moe);
+  registerFeedForward('moe-ec', moeEc);
 }

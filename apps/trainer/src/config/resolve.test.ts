@@ -44,7 +44,8 @@ describe('presets', () => {
     expect(config.optim.lr).toBe(3e-3);
     // schema defaults
     expect(config.optim.beta2).toBe(0.95);
-    expect(config.optim.sparseLr).toBe(1e-3);
+    expect(config.optim.sparseLr).toBe(3e-3);
+    expect(config.optim.sparseOptimizer).toBe('adam');
     expect(config.data.cacheDir).toBe('.cache/peer');
     expect(config.data.fractions).toEqual({ train: 0.9, validation: 0.05, test: 0.05 });
     expect(config.backend).toBe('auto');
@@ -99,11 +100,13 @@ describe('flags and --set', () => {
   });
 
   it('--ffw switches the layer kind and drops the old kind\'s settings', () => {
-    const { config } = resolveConfig({ preset: 'tiny', flags: { ffw: 'peer' } });
-    expect(config.model.ffw.kind).toBe('peer');
-    // tiny sets hidden 64 for dense; the switch starts from the defaults (4 * dim)
+    const { config } = resolveConfig({ preset: 'tiny', flags: { ffw: 'dense' } });
+    expect(config.model.ffw.kind).toBe('dense');
+    // tiny sets PEER options and hidden 64; the switch starts from the defaults (4 * dim)
     expect(config.model.ffw.hidden).toBe(4 * 32);
     expect(config.model.ffw.options).toEqual({});
+    // the same kind keeps its settings
+    expect(resolveConfig({ preset: 'tiny', flags: { ffw: 'peer' } }).config.model.ffw.options).toMatchObject({ numExperts: 256 });
   });
 
   it('--tokenizer sets the vocabulary size too; a too small vocabulary is refused', () => {

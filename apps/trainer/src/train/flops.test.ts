@@ -5,20 +5,19 @@ import { buildModel } from '../run/build-model.js';
 import { flopsPerStep, formatCount, stepsForBudget, tokensPerStep } from './flops.js';
 
 describe('FLOP accounting', () => {
-  it('matches a hand count for the tiny dense model, and a budget buys floor(F / FLOPs per step) steps', () => {
-    const { config } = resolveConfig({ preset: 'tiny' });
-    // tiny: D = 32, L = 2 blocks, H = 2 heads, S = 32, V = 256 (bytes), dense FFW hidden F = 64; batch B = 4.
-    const D = 32, L = 2, S = 32, V = 256, F = 64, B = 4;
-    // Forward multiply-adds per token, each counted as 2 FLOPs:
-    const qkv = 2 * D * (3 * D); // fused query/key/value projection
-    const scores = 2 * S * D; // q . k against S keys, all heads together (H * S * D/H)
-    const mix = 2 * S * D; // attention weights times values
-    const proj = 2 * D * D; // attention output projection
-    const ffw = 2 * D * F + 2 * F * D; // W1 and W2
-    const logits = 2 * D * V; // output projection (tied embedding)
-    const perToken = L * (qkv + scores + mix + proj + ffw) + logits;
-    expect(perToken).toBe(57344);
+  // tiny: D = 32, L = 2 blocks, S = 32, V = 256 (bytes), batch B = 4; block 0 dense FFW (F = 64),
+  // block 1 PEER (N = 16^2, h = 2 heads, k = 4, dk = 16). Forward multiply-adds per token, 2 FLOPs each.
+  const D = 32, L = 2, S = 32, V = 256, F = 64, B = 4;
+  const attention = 2 * D * (3 * D) /* fused q, k, v */ + 2 * S * D /* q . k over S keys, all heads */ + 2 * S * D /* weights x values */ + 2 * D * D; /* output */
+  const dense = 2 * D * F + 2 * F * D; // W1, W2
+  const logits = 2 * D * V; // tied output projection
+  const h = 2, k = 4, dk = 16, sqrtN = 16;
+  const peer = 2 * D * (h * 2 * dk) /* query */ + 2 * h * 2 * sqrtN * dk /* sub-key scores */ + h * k * k /* k^2 candidate sums */ + 2 * (2 * h * k * D); /* u.x and v */
 
+  it('matches a hand count for the tiny PEER model, and a budget buys floor(F / FLOPs per step) steps', () => {
+    const { config } = resolveConfig({ preset: 'tiny' });
+    const perToken = L * attention + dense + peer + logits;
+    expect(perToken).toBe(56352);
     const model = buildModel(config);
     try {
       expect(model.flopsPerToken()).toBe(perToken);
@@ -30,6 +29,25 @@ describe('FLOP accounting', () => {
       expect(stepsForBudget(10 * step, step)).toBe(10);
       expect(stepsForBudget(10.999 * step, step)).toBe(10);
       expect(stepsForBudget(step, step)).toBe(1);
+      // parameters: embedding, 2 blocks of norms + attention, final norm, dense FFW with biases, PEER
+      const blocks = L * (2 * 2 * D + 4 * D * D);
+      const denseParams = D * F + F + F * D + D;
+      const peerQuery = D * h * 2 * dk + 2 * h * 2 * dk; // Wq + BatchNorm gamma, beta
+      const subKeys = h * 2 * sqrtN * dk;
+      const total = V * D + blocks + 2 * D + denseParams + peerQuery + subKeys + 2 * sqrtN * sqrtN * D;
+      const active = total - 2 * sqrtN * sqrtN * D + 2 * h * k * D;
+      expect(model.paramCounts()).toEqual({ total, activePerToken: active, embedding: V * D });
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it('matches a hand count for the dense variant', () => {
+    const { config } = resolveConfig({ preset: 'tiny', flags: { ffw: 'dense' }, sets: ['model.ffw.hidden=64'] });
+    const model = buildModel(config);
+    try {
+      expect(model.flopsPerToken()).toBe(L * (attention + dense) + logits);
+      expect(model.flopsPerToken()).toBe(57344);
     } finally {
       model.dispose();
     }

@@ -71,6 +71,8 @@ describe('trainLoop', () => {
     const s = setup(['train.logEvery=2', 'train.evalEvery=3', 'train.checkpointEvery=4']);
     live.push(s);
     const before = snapshot(s.model.trainableVariables());
+    const table = () => Array.from(s.model.stateEntries().find((e) => e.name === 'blocks.1.ffw.weight_up_embed.weight')!.data);
+    const tableBefore = table();
     const metrics: MetricsRecord[] = [];
     const checkpoints: number[] = [];
     const out = await trainLoop(
@@ -90,6 +92,10 @@ describe('trainLoop', () => {
     expect(train.grad_norm as number).toBeGreaterThan(0);
     const after = snapshot(s.model.trainableVariables());
     after.forEach((w, i) => expect(w).not.toEqual(before[i]));
+    // the PEER expert table (held outside tfjs) is updated by the sparse step
+    const tableAfter = table();
+    const rowsMoved = Array.from({ length: 256 }, (_, r) => tableAfter.slice(32 * r, 32 * r + 32).some((x, j) => x !== tableBefore[32 * r + j])).filter(Boolean).length;
+    expect(rowsMoved).toBeGreaterThan(0);
   });
 
   it('stops on a non-finite loss without updating anything and drops the sparse gradients', async () => {
