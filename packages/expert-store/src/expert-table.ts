@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { bfloat16ToFloat32, float16ToFloat32, float32ToBFloat16, float32ToFloat16 } from './half-float.js';
-import { claimFresh, expectEntry, type NamedArray, type SafetensorsDtype } from './named-array.js';
+import { claimFresh, expectEntry, type NamedArray, type NamedArrayData, type NamedArraySpec, type SafetensorsDtype } from './named-array.js';
 import { fillNormalSeeded, fillUniformSeeded } from './seeded-fill.js';
 import { Arena, ArenaArray, MAX_ARENA_BYTES } from './wasm/arena.js';
 
@@ -135,7 +135,11 @@ export class ExpertTable {
     }
     this.arena = undefined;
     this.arenaRows = undefined;
-    this.plain = new Float32Array(size);
+    try {
+      this.plain = new Float32Array(size);
+    } catch (err) {
+      throw new Error(`ExpertTable '${this.name}': cannot allocate ${this.rows} x ${this.dim} float32 rows (${(size * 4 / 2 ** 30).toFixed(2)} GiB): ${(err as Error).message}`);
+    }
     return this.plain;
   }
 
@@ -298,8 +302,43 @@ export class ExpertTable {
   }
 
   /**
+   * Restores `<prefix><name>` straight from a file source (a lazy `Checkpoint`, or anything with
+   * `spec` and `readInto`), in chunks: peak memory is the table plus one chunk, never two tables.
+   * Converts F32/F16/BF16 to this table's storage.
+   */
+  restoreFrom(prefix: string, source: { spec(name: string): NamedArraySpec | undefined; readInto(name: string, out: NamedArrayData, start?: number): void }): void {
+    this.live();
+    const name = `${prefix}${this.name}`;
+    const spec = source.spec(name);
+    if (!spec) throw new Error(`state entry '${name}' is missing`);
+    if (!['F32', 'F16', 'BF16'].includes(spec.dtype)) throw new Error(`state entry '${name}' has dtype ${spec.dtype}, expected F32 or F16 or BF16`);
+    if (spec.shape.length !== 2 || spec.shape[0] !== this.rows || spec.shape[1] !== this.dim) {
+      throw new Error(`state entry '${name}' has shape ${JSON.stringify(spec.shape)}, expected ${JSON.stringify([this.rows, this.dim])}`);
+    }
+    const from = DTYPE_STORAGE[spec.dtype]!;
+    const total = this.rows * this.dim;
+    if (from === this.kind) {
+      source.readInto(name, this.f32 ?? this.half!, 0);
+      return;
+    }
+    const chunk = Math.min(total, 1 << 22);
+    const scratch = from === 'float32' ? new Float32Array(chunk) : new Uint16Array(chunk);
+    for (let start = 0; start < total; start += chunk) {
+      const n = Math.min(chunk, total - start);
+      const part = scratch.subarray(0, n);
+      source.readInto(name, part, start);
+      if (this.kind === 'float32') {
+        (from === 'float16' ? float16ToFloat32 : bfloat16ToFloat32)(part as Uint16Array, this.f32!.subarray(start, start + n));
+      } else {
+        const f32 = from === 'float32' ? (part as Float32Array) : (from === 'float16' ? float16ToFloat32 : bfloat16ToFloat32)(part as Uint16Array);
+        (this.kind === 'float16' ? float32ToFloat16 : float32ToBFloat16)(f32, this.half!.subarray(start, start + n));
+      }
+    }
+  }
+
+  /**
    * Restores `<prefix><name>` (F32, F16 or BF16, shape [N, d]), converting to this table's storage.
-   * An array freshly read by a lazy checkpoint is taken over without a copy.
+   * An array freshly read by a lazy checkpoint is taken over without a copy by a plain table.
    */
   loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void {
     this.live();
