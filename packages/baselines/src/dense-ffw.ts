@@ -55,8 +55,28 @@ const addBias = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   };
 });
 
+/**
+ * x W with a backward pass of untransposed matMuls: dx = dy W^T (one explicit transpose of the small
+ * W), and dW = x^T dy or (dy^T x)^T when D_in <= D_out, the product with the narrower output, which
+ * XNNPACK runs faster on wasm (W1 [256, 1024] at 4096 rows: 435 ms against 578 ms).
+ */
+const linear = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, w] = args as [tf.Tensor2D, tf.Tensor2D];
+  const save = args[2] as tf.GradSaveFunc;
+  save([x, w]);
+  return {
+    value: tf.matMul(x, w),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const g = dy as tf.Tensor2D;
+      const dw = ws.shape[0] <= ws.shape[1] ? tf.transpose(tf.matMul(tf.transpose(g), xs)) : tf.matMul(tf.transpose(xs), g);
+      return [tf.matMul(g, tf.transpose(ws)), dw];
+    },
+  };
+});
+
 function affine(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D | undefined): tf.Tensor2D {
-  const y = tf.matMul(x, w) as tf.Tensor2D;
+  const y = linear(x, w) as tf.Tensor2D;
   return b ? (addBias(y, b) as tf.Tensor2D) : y;
 }
 

@@ -11,7 +11,7 @@
 // and model FLOPs utilization against the engine's measured 512^3 matMul rate.
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend, measureMatMulRate, type BackendRequest } from '@peer/backend';
+import { Rng, initBackend, measureMatMulRate, type BackendRequest } from '@peer/backend';
 import { TransformerLM, type ModelConfigInput } from '../src/index.js';
 
 const { values: args } = parseArgs({
@@ -46,7 +46,8 @@ async function main(): Promise<void> {
   const model = new TransformerLM(config, { attention: args.attention as 'auto' | 'sliced' | 'batched' });
   const { seqLen, vocabSize } = model.config;
   const tokens = batch * seqLen;
-  const data = new Int32Array(batch * (seqLen + 1)).map(() => Math.floor(Math.random() * vocabSize));
+  const rng = new Rng(0);
+  const data = new Int32Array(batch * (seqLen + 1)).map(() => rng.int(vocabSize));
   const inputs = tf.tensor2d(
     Int32Array.from({ length: batch * seqLen }, (_, i) => data[Math.floor(i / seqLen) * (seqLen + 1) + (i % seqLen)]!),
     [batch, seqLen],

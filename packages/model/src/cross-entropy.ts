@@ -13,15 +13,17 @@ export function crossEntropy(logits: tf.Tensor2D, targets: tf.Tensor1D): tf.Scal
     const x = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;
     const shifted = tf.sub(x, tf.max(x, -1, true));
-    const logProbs = tf.sub(shifted, tf.log(tf.sum(tf.exp(shifted), -1, true)));
+    const exps = tf.exp(shifted);
+    const sums = tf.sum(exps, -1, true);
     // int32 then cast: the wasm OneHot kernel writes int32 words even when asked for float32.
     const onehot = tf.cast(tf.oneHot(targets, V), 'float32');
-    save([logProbs, onehot]);
+    // Saving the probabilities (not the log-probabilities) spares the backward pass an exp over [T, V].
+    save([tf.div(exps, sums), onehot]);
     return {
-      value: tf.neg(tf.div(tf.sum(tf.mul(logProbs, onehot)), T)),
+      value: tf.div(tf.sub(tf.sum(tf.log(sums)), tf.sum(tf.mul(shifted, onehot))), T),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [lp, oh] = saved as [tf.Tensor2D, tf.Tensor2D];
-        return [tf.mul(tf.sub(tf.exp(lp), oh), tf.div(dy, T))];
+        const [probs, oh] = saved as [tf.Tensor2D, tf.Tensor2D];
+        return [tf.mul(tf.sub(probs, oh), tf.div(dy, T))];
       },
     };
   });

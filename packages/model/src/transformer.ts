@@ -13,6 +13,7 @@ import { causalMask, causalSelfAttention, type AttentionMode } from './causal-at
 import { blockKinds, parseModelConfig, type ModelConfig, type ModelConfigInput } from './config.js';
 import { crossEntropy } from './cross-entropy.js';
 import type { FeedForwardLayer } from './feed-forward.js';
+import { linear } from './linear.js';
 import { layerNorm, rmsNorm } from './norm.js';
 import { createFeedForward, registeredFeedForwardKinds } from './registry.js';
 import { ropeTables, rotateHalfMatrix, type RopeFactors } from './rope.js';
@@ -232,9 +233,9 @@ export class TransformerLM {
     };
     const auxLosses: tf.Scalar[] = [];
     for (const block of this.blocks) {
-      const qkv = tf.matMul(this.norm(h, block.norm1), block.qkv) as tf.Tensor2D;
+      const qkv = linear(this.norm(h, block.norm1), block.qkv as tf.Tensor2D);
       const attended = causalSelfAttention(qkv, attention);
-      h = tf.add(h, dropout(tf.matMul(attended, block.proj) as tf.Tensor2D));
+      h = tf.add(h, dropout(linear(attended, block.proj as tf.Tensor2D)));
       const out = block.ffw.apply(tf.reshape(this.norm(h, block.norm2), [B, S, D]), { training });
       if (out.auxLoss) auxLosses.push(out.auxLoss);
       h = tf.add(h, dropout(tf.reshape(out.y, [T, D])));
@@ -244,9 +245,7 @@ export class TransformerLM {
 
   /** Logits [T, V] of hidden rows [T, D]. */
   private project(hidden: tf.Tensor2D): tf.Tensor2D {
-    return (this.outputProjection
-      ? tf.matMul(hidden, this.outputProjection)
-      : tf.matMul(hidden, this.tokenEmbedding, false, true)) as tf.Tensor2D;
+    return linear(hidden, (this.outputProjection ?? tf.transpose(this.tokenEmbedding)) as tf.Tensor2D);
   }
 
   private norm(x: tf.Tensor2D, p: NormParams): tf.Tensor2D {
