@@ -8,12 +8,12 @@
 // tfjs variables: they are copied from the expert tables (held outside tfjs) into the row kernels'
 // memory, and the products over them run as wasm SIMD loops (kernels/row-kernels.ts), because
 // tfjs-wasm's broadcasting element-wise ops are 10-30x slower on these [T, R, D] arrays. The small
-// [T, R] parts (sigma, sigma', g products) are tfjs ops.
+// [T, R] parts (sigma, sigma', products with g) are JS loops (activation.ts).
 // Backward returns dx and dg to autodiff and hands the row gradients dU, dV (summed per distinct
 // expert, [U, D] for U distinct rows among the T*R) to the tables' row-sparse accumulators as a
 // side effect: no dense [N, D] gradient, no autodiff through gathers.
 import * as tf from '@tensorflow/tfjs-core';
-import { activationDerivative, activationForward } from './activation.js';
+import { activate, activationDerivative } from './activation.js';
 import type { ExpertActivation } from './config.js';
 import { RowKernels, type Region } from './kernels/row-kernels.js';
 
@@ -150,7 +150,7 @@ export function expertMixture(
   let generation = 0;
 
   const mixture = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x2, g2, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+    const [x2, g2] = args as [tf.Tensor2D, tf.Tensor2D];
     // w_down = w_down_embed(indices); w_up = w_up_embed(indices)
     k.reset();
     const u = k.alloc(rowCount * dim);
@@ -161,23 +161,25 @@ export function expertMixture(
     const yr = k.alloc(tokens * dim);
     tables.down.gatherInto(indices, k.view(u));
     tables.up.gatherInto(indices, k.view(v));
-    k.view(xr).set(x2.dataSync());
+    const xValues = x2.dataSync() as Float32Array;
+    k.view(xr).set(xValues);
     generation = workspace.beginForward(u, v, xr);
     // a = einsum('btd,bthkd->bthk', x, w_down)
     k.dot(u, xr, ar, tokens, perToken, dim);
-    const a = tf.tensor2d(k.view(ar).slice(), [tokens, perToken]);
+    const a = k.view(ar).slice();
     // w = activation(a) * g   (g: softmax(scores) of each head, dropout folded in)
-    const w = tf.tidy(() => tf.mul(g2, activationForward(a, options.activation)));
-    k.view(wr).set(w.dataSync());
-    w.dispose();
+    const gValues = g2.dataSync() as Float32Array;
+    const z = new Float32Array(rowCount);
+    activate(a, options.activation, z);
+    const w = k.view(wr);
+    for (let i = 0; i < rowCount; i++) w[i] = gValues[i]! * z[i]!;
     // y = einsum('bthk,bthkd->btd', w, w_up)
     k.wsum(v, wr, yr, tokens, perToken, dim);
     const y = tf.tensor2d(k.view(yr).slice(), [tokens, dim]);
-    save([x2, g2, a]);
+    // The backward pass needs only these [T, R] and [T, D] values, kept as JS arrays.
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, gs, as] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+      gradFunc: (dy: tf.Tensor) => {
         let rows = workspace.residentRows(generation);
         if (!rows) {
           // Overwritten since this forward pass (a later chunk or call): gather again.
@@ -185,7 +187,7 @@ export function expertMixture(
           rows = { u: k.alloc(rowCount * dim), v: k.alloc(rowCount * dim), x: k.alloc(tokens * dim) };
           tables.down.gatherInto(indices, k.view(rows.u));
           tables.up.gatherInto(indices, k.view(rows.v));
-          k.view(rows.x).set(xs.dataSync());
+          k.view(rows.x).set(xValues);
         }
         // The row buffers are about to hold gradients.
         workspace.invalidate();
@@ -197,16 +199,17 @@ export function expertMixture(
         k.view(dyr).set(dy.dataSync());
         // s[t, r] = v_e . dy[t]  (= dy / dw)
         k.dot(rows.v, dyr, sr, tokens, perToken, dim);
-        const s = tf.tensor2d(k.view(sr).slice(), [tokens, perToken]);
-        const [dg, da, wb] = tf.tidy(() => {
-          const z = activationForward(as, options.activation);
-          // dg = sigma(a) s;  da = g s sigma'(a);  w = g sigma(a)
-          return [tf.mul(z, s), tf.mul(tf.mul(gs, s), activationDerivative(as, options.activation)), tf.mul(gs, z)];
-        });
-        s.dispose();
-        k.view(dar).set(da.dataSync());
-        k.view(wbr).set(wb.dataSync());
-        tf.dispose([da, wb]);
+        // dg = sigma(a) s;  da = g s sigma'(a);  w = g sigma(a)
+        const s = k.view(sr);
+        const da = k.view(dar);
+        const wb = k.view(wbr);
+        const dg = new Float32Array(rowCount);
+        activationDerivative(a, options.activation, da);
+        for (let i = 0; i < rowCount; i++) {
+          dg[i] = z[i]! * s[i]!;
+          da[i] = gValues[i]! * s[i]! * da[i]!;
+          wb[i] = gValues[i]! * z[i]!;
+        }
         // dx[t] = sum_r da[t, r] u_e
         k.wsum(rows.u, dar, dxr, tokens, perToken, dim);
         const dx = tf.tensor2d(k.view(dxr).slice(), [tokens, dim]);
@@ -220,7 +223,7 @@ export function expertMixture(
         tables.downGrad.accumulate(groups.rows, k.view(du));
         k.groupSum(groups.order, groups.groupEnd, wbr, dyr, dv, distinct, perToken, dim);
         tables.upGrad.accumulate(groups.rows, k.view(dv));
-        return [dx, dg];
+        return [dx, tf.tensor2d(dg, [tokens, perToken])];
       },
     };
   });
