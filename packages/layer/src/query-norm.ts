@@ -93,27 +93,25 @@ export class QueryNorm {
     return tf.tidy(() => {
       const { y, mean, variance } = batchNormTraining(q, gamma, beta, this.eps);
       if (updateRunning) this.updateRunningStats(mean, variance, tokens);
-      // Kept out of every scope by batchNormTraining: released here.
-      mean.dispose();
-      variance.dispose();
       return y;
     });
   }
 
-  private updateRunningStats(mean: tf.Tensor2D, biasedVar: tf.Tensor2D, tokens: number): void {
+  private updateRunningStats(mean: Float64Array, biasedVar: Float64Array, tokens: number): void {
     const m = this.momentum;
-    // Running statistics are state: no gradient reaches them (they do not feed the output).
-    const [newMean, newVar] = tf.tidy(() => {
-      const unbiased = tf.mul(tf.reshape(biasedVar, [-1]), tokens / (tokens - 1));
-      return [
-        tf.add(tf.mul(this.runningMean!, 1 - m), tf.mul(tf.reshape(mean, [-1]), m)),
-        tf.add(tf.mul(this.runningVar!, 1 - m), tf.mul(unbiased, m)),
-      ];
+    const oldMean = this.runningMean!.dataSync();
+    const oldVar = this.runningVar!.dataSync();
+    const f = this.features;
+    const newMean = new Float32Array(f);
+    const newVar = new Float32Array(f);
+    for (let j = 0; j < f; j++) {
+      newMean[j] = (1 - m) * oldMean[j]! + m * mean[j]!;
+      newVar[j] = (1 - m) * oldVar[j]! + m * biasedVar[j]! * (tokens / (tokens - 1));
+    }
+    tf.tidy(() => {
+      this.runningMean!.assign(tf.tensor1d(newMean));
+      this.runningVar!.assign(tf.tensor1d(newVar));
     });
-    this.runningMean!.assign(newMean as tf.Tensor1D);
-    this.runningVar!.assign(newVar as tf.Tensor1D);
-    newMean.dispose();
-    newVar.dispose();
   }
 
   dispose(): void {
@@ -125,41 +123,70 @@ export class QueryNorm {
  * BatchNorm with batch statistics, as one customGrad with the closed-form backward:
  *   xhat = (q - mean) rstd,  y = xhat gamma + beta,
  *   dbeta = sum_t dy,  dgamma = sum_t dy xhat,  dq = gamma rstd (dy - dbeta / T - xhat dgamma / T).
- * Sums over tokens are [1, T] x [T, F] products: on wasm a reduction over axis 0 transposes first and
- * runs about 50x slower than the product.
+ * Both passes are JS loops over the [T, F] values with float64 sums: on wasm, tfjs's reductions over
+ * axis 0 transpose first, and the dozen element-wise ops of the two passes cost about 35 ms at
+ * T = 512, F = 2048, where the loops take a few.
  */
-function batchNormTraining(q: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): { y: tf.Tensor2D; mean: tf.Tensor2D; variance: tf.Tensor2D } {
-  const tokens = q.shape[0];
-  const stats: { mean?: tf.Tensor2D; variance?: tf.Tensor2D } = {};
+function batchNormTraining(q: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): { y: tf.Tensor2D; mean: Float64Array; variance: Float64Array } {
+  const [tokens, features] = q.shape;
+  const mean = new Float64Array(features);
+  const variance = new Float64Array(features);
   const norm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [qIn, gIn, bIn, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
-    const [xhat, rstd, y] = tf.tidy(() => {
-      const average = tf.fill([1, tokens], 1 / tokens);
-      const mean = tf.matMul(average, qIn) as tf.Tensor2D;
-      const centered = tf.sub(qIn, mean);
-      const variance = tf.matMul(average, tf.square(centered)) as tf.Tensor2D;
-      stats.mean = tf.keep(mean);
-      stats.variance = tf.keep(variance);
-      const rstd = tf.rsqrt(tf.add(variance, eps));
-      const xhat = tf.mul(centered, rstd);
-      return [xhat, rstd, tf.add(tf.mul(xhat, gIn), bIn)];
-    });
-    save([xhat, rstd, gIn]);
+    const [qIn, gIn, bIn] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
+    const qv = qIn.dataSync() as Float32Array;
+    const g = gIn.dataSync() as Float32Array;
+    const b = bIn.dataSync() as Float32Array;
+    for (let t = 0; t < tokens; t++) {
+      const o = t * features;
+      for (let j = 0; j < features; j++) mean[j]! += qv[o + j]!;
+    }
+    for (let j = 0; j < features; j++) mean[j]! /= tokens;
+    for (let t = 0; t < tokens; t++) {
+      const o = t * features;
+      for (let j = 0; j < features; j++) {
+        const c = qv[o + j]! - mean[j]!;
+        variance[j]! += c * c;
+      }
+    }
+    const rstd = new Float64Array(features);
+    for (let j = 0; j < features; j++) {
+      variance[j]! /= tokens;
+      rstd[j] = 1 / Math.sqrt(variance[j]! + eps);
+    }
+    const xhat = new Float32Array(tokens * features);
+    const y = new Float32Array(tokens * features);
+    for (let t = 0; t < tokens; t++) {
+      const o = t * features;
+      for (let j = 0; j < features; j++) {
+        const h = (qv[o + j]! - mean[j]!) * rstd[j]!;
+        xhat[o + j] = h;
+        y[o + j] = h * g[j]! + b[j]!;
+      }
+    }
     return {
-      value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sx, sr, sg] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
-        return tf.tidy(() => {
-          const ones = tf.ones([1, tokens]);
-          const dbeta = tf.matMul(ones, dy as tf.Tensor2D);
-          const dgamma = tf.matMul(ones, tf.mul(dy, sx));
-          const inner = tf.sub(tf.sub(dy, tf.mul(dbeta, 1 / tokens)), tf.mul(sx, tf.mul(dgamma, 1 / tokens)));
-          const dq = tf.mul(inner, tf.mul(sr, sg));
-          return [dq, tf.reshape(dgamma, [-1]), tf.reshape(dbeta, [-1])];
-        });
+      value: tf.tensor2d(y, [tokens, features]),
+      gradFunc: (dy: tf.Tensor) => {
+        const dyv = dy.dataSync() as Float32Array;
+        const dbeta = new Float64Array(features);
+        const dgamma = new Float64Array(features);
+        for (let t = 0; t < tokens; t++) {
+          const o = t * features;
+          for (let j = 0; j < features; j++) {
+            dbeta[j]! += dyv[o + j]!;
+            dgamma[j]! += dyv[o + j]! * xhat[o + j]!;
+          }
+        }
+        const dq = new Float32Array(tokens * features);
+        for (let t = 0; t < tokens; t++) {
+          const o = t * features;
+          for (let j = 0; j < features; j++) {
+            dq[o + j] = g[j]! * rstd[j]! * (dyv[o + j]! - dbeta[j]! / tokens - (xhat[o + j]! * dgamma[j]!) / tokens);
+          }
+        }
+        return [tf.tensor2d(dq, [tokens, features]), tf.tensor1d(Float32Array.from(dgamma)), tf.tensor1d(Float32Array.from(dbeta))];
       },
     };
   });
   const y = norm(q, gamma, beta) as tf.Tensor2D;
-  return { y, mean: stats.mean!, variance: stats.variance! };
+  return { y, mean, variance };
 }
