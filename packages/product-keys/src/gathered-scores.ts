@@ -79,15 +79,21 @@ function scoreGradients(
         const ownRow = tf.reshape(tf.floorDiv(tf.range(0, r * k, 1, 'int32'), tf.scalar(k, 'int32')), [r * k, 1]);
         // [2, R, dk]: each half of the queries a leading row.
         const halves = tf.reshape(tf.transpose(tf.reshape(cut(queries), [r, 2, dimKey]), [1, 0, 2]), [2, r, dimKey]);
+        // The [R * k, dk] temporaries are the largest of the backward pass: free each when used.
         const half = (which: number, table: tf.Tensor2D, rows: tf.Tensor3D): [tf.Tensor, tf.Tensor2D] => {
           const rowIds = tf.reshape(cut(rows), [r * k, 1]);
-          const keys = tf.gather(table, tf.reshape(rowIds, [r * k]));
           // d score / d q = the selected sub-key, summed over the row's k selections.
-          const dq = tf.scatterND(ownRow, tf.mul(keys, dyFlat), [r, dimKey]);
+          const keys = tf.gather(table, tf.reshape(rowIds, [r * k]));
+          const weighted = tf.mul(keys, dyFlat);
+          keys.dispose();
+          const dq = tf.scatterND(ownRow, weighted, [r, dimKey]);
+          weighted.dispose();
           // d score / d C[row] = q, summed over every selection of that row.
           const qRows = tf.reshape(leadingRow(halves, which), [r, 1, dimKey]);
           const updates = tf.reshape(tf.mul(tf.reshape(dyFlat, [r, k, 1]), qRows), [r * k, dimKey]);
-          return [dq, tf.scatterND(rowIds, updates, [tableRows, dimKey]) as tf.Tensor2D];
+          const dTable = tf.scatterND(rowIds, updates, [tableRows, dimKey]) as tf.Tensor2D;
+          updates.dispose();
+          return [dq, dTable];
         };
         const [dq1, dTable1] = half(0, table1, rows1);
         const [dq2, dTable2] = half(1, table2, rows2);

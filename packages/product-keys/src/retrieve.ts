@@ -56,11 +56,13 @@ export function retrieve(queries: tf.Tensor, keys: SubKeyTables, options: Retrie
         chunkTokens: plan.forwardChunk,
       }),
     );
-    const parts = [0, 1, 2].map((i) => leadingRow(packed, i)) as tf.Tensor3D[];
-    const first = tf.cast(parts[PACKED_FIRST]!, 'int32');
-    const second = tf.cast(parts[PACKED_SECOND]!, 'int32');
-    const indices = tf.add(tf.mul(first, tf.scalar(plan.sqrtN, 'int32')), second) as tf.Tensor3D;
-    const scores = gatheredScores(q, c1, c2, parts[PACKED_SCORE]!, first, second, {
+    // Unpacking runs off the tape too: a taped gather would keep the packed tensor for a backward.
+    const values = untaped(() => leadingRow(packed, PACKED_SCORE) as tf.Tensor3D);
+    const first = untaped(() => tf.cast(leadingRow(packed, PACKED_FIRST), 'int32') as tf.Tensor3D);
+    const second = untaped(() => tf.cast(leadingRow(packed, PACKED_SECOND), 'int32') as tf.Tensor3D);
+    packed.dispose();
+    const indices = untaped(() => tf.add(tf.mul(first, tf.scalar(plan.sqrtN, 'int32')), second) as tf.Tensor3D);
+    const scores = gatheredScores(q, c1, c2, values, first, second, {
       ...plan,
       chunkTokens: plan.backwardChunk,
     });
