@@ -66,7 +66,14 @@ program
   .description("loss, perplexity and bits-per-byte of a run's checkpoint")
   .requiredOption('--run <dir>', 'run folder')
   .option('--data <name|path>', "another corpus (default: the run's)")
-  .addOption(new Option('--split <name>', 'split to evaluate').choices(['train', 'validation', 'test']).default('validation'))
+  .addOption(
+    new Option('--split <name>', "split to evaluate (default: validation of the run's corpus, all of another corpus)").choices([
+      'train',
+      'validation',
+      'test',
+      'all',
+    ]),
+  )
   .option('--batches <n>', 'evaluate this many evenly spaced batches (default: the whole split)', intArg(1))
   .option('--batch-size <n>', "rows per batch (default: the run's)", intArg(1))
   .option('--json', 'print one JSON object')

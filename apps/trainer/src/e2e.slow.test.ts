@@ -131,6 +131,17 @@ describe('peer-train end to end (tiny PEER model)', () => {
     expect(test.loss).toBeGreaterThan(1);
     expect(test.loss).toBeLessThan(4);
 
+    // another corpus is scored whole
+    const other = join(dir, 'other-corpus.txt');
+    writeFileSync(other, 'It was the best of times, it was the worst of times, it was the age of wisdom. '.repeat(40));
+    const o = await runCli(['eval', '--run', runA, '--data', other, '--json'], { cwd: dir });
+    expect(o.code, o.stderr).toBe(0);
+    const whole = JSON.parse(o.stdout) as { loss: number; bitsPerByte: number; tokens: number; split: string };
+    expect(whole.split).toBe('all');
+    // 3,160 bytes: floor(3159 / 32) = 98 windows of 32 targets
+    expect(whole.tokens).toBe(98 * 32);
+    expect(whole.bitsPerByte).toBeCloseTo(whole.loss / Math.LN2, 10);
+
     const g1 = await runCli(['generate', '--run', runA, '--prompt', 'The whale', '--max-tokens', '24', '--temperature', '0'], { cwd: dir });
     expect(g1.code, g1.stderr).toBe(0);
     expect(g1.stdout.startsWith('The whale')).toBe(true);

@@ -3,7 +3,7 @@
 import type { SplitName } from '@peer/data';
 import { UsageError } from '../errors.js';
 import { loadRun } from '../run/load-run.js';
-import { openSplit } from '../run/open-data.js';
+import { openCorpus, openSplit } from '../run/open-data.js';
 import { evaluate, type EvalResult } from '../train/evaluate.js';
 
 export interface EvalCommandOptions {
@@ -17,22 +17,28 @@ export interface EvalCommandOptions {
   log?: (line: string) => void;
 }
 
+export type EvalSplit = SplitName | 'all';
+
 export interface EvalReport extends EvalResult {
   run: string;
   step: number;
   corpus: string;
-  split: SplitName;
+  split: EvalSplit;
   tokenizer: string;
 }
 
 export async function evalCommand(options: EvalCommandOptions): Promise<EvalReport> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const split = (options.split ?? 'validation') as SplitName;
-  if (!['train', 'validation', 'test'].includes(split)) throw new UsageError(`--split must be train, validation or test, got '${options.split}'`);
+  // Another corpus is scored whole by default; the run's own corpus on its validation split.
+  const split = (options.split ?? (options.data === undefined ? 'validation' : 'all')) as EvalSplit;
+  if (!['train', 'validation', 'test', 'all'].includes(split)) throw new UsageError(`--split must be train, validation, test or all, got '${options.split}'`);
+  if (options.data !== undefined) await openCorpus(options.data);
   const loaded = await loadRun(options.run, { backend: options.backend });
   const { config } = loaded.record;
   try {
-    const data = await openSplit(config.data, split, { corpus: options.data, log });
+    // 'all': one split holding every document
+    const dataConfig = split === 'all' ? { ...config.data, fractions: { train: 0, validation: 1, test: 0 } } : config.data;
+    const data = await openSplit(dataConfig, split === 'all' ? 'validation' : split, { corpus: options.data, log });
     try {
       const r = evaluate(loaded.model, data.file, {
         batchSize: options.batchSize ?? config.data.batchSize,

@@ -71,7 +71,7 @@ describe('trainLoop', () => {
     const s = setup(['train.logEvery=2', 'train.evalEvery=3', 'train.checkpointEvery=4']);
     live.push(s);
     const before = snapshot(s.model.trainableVariables());
-    const table = () => Array.from(s.model.stateEntries().find((e) => e.name === 'blocks.1.ffw.weight_up_embed.weight')!.data);
+    const table = () => Array.from(s.model.stateEntries().find((e) => e.name === 'blocks.1.ffw.weight_up_embed.weight')!.data as Float32Array);
     const tableBefore = table();
     const metrics: MetricsRecord[] = [];
     const checkpoints: number[] = [];
