@@ -4,7 +4,7 @@
 //
 // T tokens, D model width.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@peer/backend';
+import { heapStats, Rng } from '@peer/backend';
 import type { PeerLayerConfig } from './config.js';
 import { PeerLayer } from './peer-layer.js';
 
@@ -58,6 +58,10 @@ export interface LayerStepBenchResult {
   optimizer_state_bytes: number;
   /** peak_rss_bytes / (table_bytes + optimizer_state_bytes). */
   rss_ratio: number;
+  /** Size of the tfjs wasm heap after the run (it never shrinks: its high-water mark); 0 elsewhere. */
+  wasm_heap_bytes: number;
+  /** Memory of the expert-mixture row kernels (gathered rows and row gradients). */
+  kernel_bytes: number;
   step_ms: number[];
 }
 
@@ -145,6 +149,8 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
       table_bytes: tableBytes,
       optimizer_state_bytes: optimizerBytes,
       rss_ratio: round(peak / (tableBytes + optimizerBytes), 3),
+      wasm_heap_bytes: heapStats()?.heapBytes ?? 0,
+      kernel_bytes: layer.workspaceBytes,
       step_ms: stepMs.map((v) => round(v)),
     };
   } finally {

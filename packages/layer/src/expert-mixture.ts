@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { activate, activationDerivative } from './activation.js';
 import type { ExpertActivation } from './config.js';
-import { RowKernels, type Region } from './kernels/row-kernels.js';
+import { KernelArena, type Region } from './kernels/kernel-arena.js';
 
 /** Expert rows held outside tfjs, [rows, dim] (an `ExpertTable`). */
 export interface ExpertRows {
@@ -45,12 +45,12 @@ export interface MixtureTables {
  * since (one chunk per batch), and gathers again otherwise (token chunks, several forward passes).
  */
 export class MixtureWorkspace {
-  readonly kernels: RowKernels;
+  readonly kernels: KernelArena;
   private generation = 0;
   private resident: { generation: number; u: Region; v: Region; x: Region } | undefined;
 
   constructor(options: { forceFallback?: boolean } = {}) {
-    this.kernels = new RowKernels(options);
+    this.kernels = new KernelArena(options);
   }
 
   /** Forgets resident rows (call when the tables change). */

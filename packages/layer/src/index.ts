@@ -25,7 +25,7 @@ export {
   queryWeightToPytorch,
 } from './query-layout.js';
 export { MixtureWorkspace } from './expert-mixture.js';
-export { RowKernels, type Region } from './kernels/row-kernels.js';
+export { KernelArena, type Region } from './kernels/kernel-arena.js';
 export {
   DOWN_NAME,
   PYTORCH_NAMES,

@@ -272,6 +272,11 @@ export class PeerLayer {
     this.dropoutRng = new Rng(Array.from(rng.data as Int32Array));
   }
 
+  /** Bytes held by the expert mixture's kernel memory (gathered rows and row gradients). */
+  get workspaceBytes(): number {
+    return this.workspace.bytes;
+  }
+
   /** Call after changing the expert tables' rows directly (drops rows cached for a backward pass). */
   expertTablesChanged(): void {
     this.workspace.invalidate();

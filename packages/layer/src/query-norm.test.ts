@@ -4,9 +4,9 @@ import { expectClose, testRng } from '@peer/test-utils';
 import { QueryNorm } from './query-norm.js';
 
 describe('QueryNorm (batch)', () => {
-  it('normalizes with batch statistics and moves running stats PyTorch-style (unbiased variance, momentum)', () => {
+  for (const f of [5, 16]) it(`normalizes with batch statistics and moves running stats PyTorch-style (unbiased variance, momentum), ${f} features`, () => {
     const rng = testRng();
-    const [t, f, m] = [7, 5, 0.3];
+    const [t, m] = [7, 0.3];
     const norm = new QueryNorm({ kind: 'batch', features: f, momentum: m, eps: 1e-5, name: `qn_${rng.seed}_a` });
     const gamma = rng.uniforms(f, 0.5, 1.5);
     const beta = rng.normals(f);
@@ -41,6 +41,50 @@ describe('QueryNorm (batch)', () => {
     norm.apply(q, true, false);
     expectClose(norm.runningMean!.dataSync(), expectedMean, { rtol: 1e-4, atol: 1e-6, label: 'running mean frozen' });
     tf.dispose([q, y, yEval]);
+    norm.dispose();
+  });
+
+  for (const f of [6, 16]) it(`backward equals finite differences of a float64 BatchNorm, ${f} features`, () => {
+    const rng = testRng();
+    const t = 9;
+    const norm = new QueryNorm({ kind: 'batch', features: f, momentum: 0.1, eps: 1e-5, name: `qn_${rng.seed}_g${f}` });
+    const gamma = rng.uniforms(f, 0.5, 1.5);
+    const beta = rng.normals(f);
+    tf.tidy(() => {
+      norm.weight!.assign(tf.tensor1d(Float32Array.from(gamma)));
+      norm.bias!.assign(tf.tensor1d(Float32Array.from(beta)));
+    });
+    const q64 = rng.normals(t * f, 2);
+    const r64 = rng.normals(t * f);
+    const loss64 = (q: Float64Array, g: Float64Array, b: Float64Array): number => {
+      let l = 0;
+      for (let j = 0; j < f; j++) {
+        let mean = 0;
+        for (let i = 0; i < t; i++) mean += q[i * f + j]! / t;
+        let v = 0;
+        for (let i = 0; i < t; i++) v += (q[i * f + j]! - mean) ** 2 / t;
+        for (let i = 0; i < t; i++) l += (((q[i * f + j]! - mean) / Math.sqrt(v + 1e-5)) * g[j]! + b[j]!) * r64[i * f + j]!;
+      }
+      return l;
+    };
+    const q = tf.tensor2d(Float32Array.from(q64), [t, f]);
+    const r = tf.tensor2d(Float32Array.from(r64), [t, f]);
+    const { grads } = tf.variableGrads(() => tf.sum(tf.mul(norm.apply(q, true, false), r)) as tf.Scalar, [norm.weight!, norm.bias!]);
+    const dq = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(norm.apply(x as tf.Tensor2D, true, false), r)))(q);
+    const inputs = [q64, gamma, beta];
+    const analytic = [dq.dataSync(), grads[norm.weight!.name]!.dataSync(), grads[norm.bias!.name]!.dataSync()];
+    inputs.forEach((base, which) => {
+      for (let index = 0; index < base.length; index++) {
+        const at = (delta: number) => {
+          const args = inputs.map((v) => Float64Array.from(v));
+          args[which]![index]! += delta;
+          return loss64(args[0]!, args[1]!, args[2]!);
+        };
+        const numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
+        expect(Math.abs(analytic[which]![index]! - numeric)).toBeLessThanOrEqual(1e-3 * Math.abs(numeric) + 2e-4);
+      }
+    });
+    tf.dispose([q, r, dq, ...Object.values(grads)]);
     norm.dispose();
   });
 

@@ -9,6 +9,7 @@
 // none: identity.
 import * as tf from '@tensorflow/tfjs-core';
 import type { QueryNorm as QueryNormKind } from './config.js';
+import { KernelArena } from './kernels/kernel-arena.js';
 
 export interface QueryNormOptions {
   kind: QueryNormKind;
@@ -32,6 +33,8 @@ export class QueryNorm {
   readonly runningMean: tf.Variable<tf.Rank.R1> | undefined;
   /** Running (unbiased) variance [F] ('batch' only); not trainable. */
   readonly runningVar: tf.Variable<tf.Rank.R1> | undefined;
+  /** SIMD kernels and their memory for the training-mode passes (created on first use). */
+  private kernels: KernelArena | undefined;
 
   constructor(options: QueryNormOptions) {
     const { kind, features: f, name } = options;
@@ -91,7 +94,8 @@ export class QueryNorm {
       throw new Error(`query BatchNorm in training needs more than one token per batch, got ${tokens} (use queryNorm 'layer' or 'none', or evaluation mode)`);
     }
     return tf.tidy(() => {
-      const { y, mean, variance } = batchNormTraining(q, gamma, beta, this.eps);
+      this.kernels ??= new KernelArena();
+      const { y, mean, variance } = batchNormTraining(q, gamma, beta, this.eps, this.kernels);
       if (updateRunning) this.updateRunningStats(mean, variance, tokens);
       return y;
     });
@@ -123,67 +127,69 @@ export class QueryNorm {
  * BatchNorm with batch statistics, as one customGrad with the closed-form backward:
  *   xhat = (q - mean) rstd,  y = xhat gamma + beta,
  *   dbeta = sum_t dy,  dgamma = sum_t dy xhat,  dq = gamma rstd (dy - dbeta / T - xhat dgamma / T).
- * Both passes are JS loops over the [T, F] values with float64 sums: on wasm, tfjs's reductions over
- * axis 0 transpose first, and the dozen element-wise ops of the two passes cost about 35 ms at
- * T = 512, F = 2048, where the loops take a few.
+ * The passes over [T, F] are SIMD column kernels (kernels/column-kernels.ts): on wasm, tfjs reduces
+ * over axis 0 by transposing first, and the two passes as tfjs ops cost about 35 ms per step at
+ * T = 512, F = 2048.
  */
-function batchNormTraining(q: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): { y: tf.Tensor2D; mean: Float64Array; variance: Float64Array } {
+function batchNormTraining(
+  q: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+  k: KernelArena,
+): { y: tf.Tensor2D; mean: Float64Array; variance: Float64Array } {
   const [tokens, features] = q.shape;
-  const mean = new Float64Array(features);
-  const variance = new Float64Array(features);
+  let mean = new Float64Array(0);
+  let variance = new Float64Array(0);
   const norm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [qIn, gIn, bIn] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
-    const qv = qIn.dataSync() as Float32Array;
     const g = gIn.dataSync() as Float32Array;
-    const b = bIn.dataSync() as Float32Array;
-    for (let t = 0; t < tokens; t++) {
-      const o = t * features;
-      for (let j = 0; j < features; j++) mean[j]! += qv[o + j]!;
-    }
-    for (let j = 0; j < features; j++) mean[j]! /= tokens;
-    for (let t = 0; t < tokens; t++) {
-      const o = t * features;
-      for (let j = 0; j < features; j++) {
-        const c = qv[o + j]! - mean[j]!;
-        variance[j]! += c * c;
-      }
-    }
-    const rstd = new Float64Array(features);
+    k.reset();
+    const [qr, xr, yr] = [0, 1, 2].map(() => k.alloc(tokens * features));
+    const [meanR, varR, rstdR, zeroR, oneR, gammaR, betaR] = [0, 1, 2, 3, 4, 5, 6].map(() => k.alloc(features));
+    k.view(qr!).set(qIn.dataSync());
+    k.view(zeroR!).fill(0);
+    k.view(oneR!).fill(1);
+    k.view(gammaR!).set(g);
+    k.view(betaR!).set(bIn.dataSync());
+    k.colSum(qr!, meanR!, tokens, features);
+    const m = k.view(meanR!);
+    for (let j = 0; j < features; j++) m[j]! /= tokens;
+    // centered = q - mean; variance = mean of centered^2; xhat = centered * rstd
+    k.affine(qr!, meanR!, oneR!, zeroR!, xr!, tokens, features);
+    k.colSumProd(xr!, xr!, varR!, tokens, features);
+    const v = k.view(varR!);
+    const rstd = k.view(rstdR!);
     for (let j = 0; j < features; j++) {
-      variance[j]! /= tokens;
-      rstd[j] = 1 / Math.sqrt(variance[j]! + eps);
+      v[j]! /= tokens;
+      rstd[j] = 1 / Math.sqrt(v[j]! + eps);
     }
-    const xhat = new Float32Array(tokens * features);
-    const y = new Float32Array(tokens * features);
-    for (let t = 0; t < tokens; t++) {
-      const o = t * features;
-      for (let j = 0; j < features; j++) {
-        const h = (qv[o + j]! - mean[j]!) * rstd[j]!;
-        xhat[o + j] = h;
-        y[o + j] = h * g[j]! + b[j]!;
-      }
-    }
+    mean = Float64Array.from(m);
+    variance = Float64Array.from(v);
+    const rstdValues = rstd.slice();
+    k.affine(xr!, zeroR!, rstdR!, zeroR!, xr!, tokens, features);
+    k.affine(xr!, zeroR!, gammaR!, betaR!, yr!, tokens, features);
+    const xhat = k.view(xr!).slice();
     return {
-      value: tf.tensor2d(y, [tokens, features]),
+      value: tf.tensor2d(k.view(yr!).slice(), [tokens, features]),
       gradFunc: (dy: tf.Tensor) => {
-        const dyv = dy.dataSync() as Float32Array;
-        const dbeta = new Float64Array(features);
-        const dgamma = new Float64Array(features);
-        for (let t = 0; t < tokens; t++) {
-          const o = t * features;
-          for (let j = 0; j < features; j++) {
-            dbeta[j]! += dyv[o + j]!;
-            dgamma[j]! += dyv[o + j]! * xhat[o + j]!;
-          }
+        k.reset();
+        const [dyr, xhr, outr] = [0, 1, 2].map(() => k.alloc(tokens * features));
+        const [dbetaR, dgammaR, pR, qR, cR] = [0, 1, 2, 3, 4].map(() => k.alloc(features));
+        k.view(dyr!).set(dy.dataSync());
+        k.view(xhr!).set(xhat);
+        k.colSum(dyr!, dbetaR!, tokens, features);
+        k.colSumProd(dyr!, xhr!, dgammaR!, tokens, features);
+        const dbeta = k.view(dbetaR!);
+        const dgamma = k.view(dgammaR!);
+        const [p, qv, c] = [k.view(pR!), k.view(qR!), k.view(cR!)];
+        for (let j = 0; j < features; j++) {
+          p[j] = dbeta[j]! / tokens;
+          qv[j] = dgamma[j]! / tokens;
+          c[j] = g[j]! * rstdValues[j]!;
         }
-        const dq = new Float32Array(tokens * features);
-        for (let t = 0; t < tokens; t++) {
-          const o = t * features;
-          for (let j = 0; j < features; j++) {
-            dq[o + j] = g[j]! * rstd[j]! * (dyv[o + j]! - dbeta[j]! / tokens - (xhat[o + j]! * dgamma[j]!) / tokens);
-          }
-        }
-        return [tf.tensor2d(dq, [tokens, features]), tf.tensor1d(Float32Array.from(dgamma)), tf.tensor1d(Float32Array.from(dbeta))];
+        k.bnGrad(dyr!, xhr!, pR!, qR!, cR!, outr!, tokens, features);
+        return [tf.tensor2d(k.view(outr!).slice(), [tokens, features]), tf.tensor1d(dgamma.slice()), tf.tensor1d(dbeta.slice())];
       },
     };
   });

@@ -1,0 +1,220 @@
+// A WebAssembly SIMD kernel module (built at load time by wasm-emitter.ts from the builders in
+// row-kernels.ts and column-kernels.ts) with its own growable memory, managed as an arena, and the
+// plain JS loops of the same semantics that run where the kernels cannot (no wasm SIMD, widths not
+// a multiple of 8).
+import { emitModule } from './wasm-emitter.js';
+import { buildDot, buildGroupSum, buildWsum } from './row-kernels.js';
+import { buildAffine, buildBnGrad, buildColSum } from './column-kernels.js';
+
+const PAGE = 65536;
+
+// The WebAssembly JS API, typed here: the project compiles against ES2022 + Node types only, and
+// neither declares it.
+interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmModule {
+  readonly __brand?: 'WebAssembly.Module';
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => WasmModule;
+  Instance: new (module: WasmModule) => { exports: unknown };
+}
+const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+
+interface KernelExports {
+  memory: WasmMemory;
+  dot(rows: number, x: number, out: number, t: number, r: number, d: number): void;
+  wsum(rows: number, w: number, y: number, t: number, r: number, d: number): void;
+  group_sum(order: number, groupEnd: number, c: number, x: number, out: number, u: number, r: number, d: number): void;
+  col_sum(a: number, out: number, t: number, f: number): void;
+  col_sum_prod(a: number, b: number, out: number, t: number, f: number): void;
+  affine(a: number, sub: number, mul: number, add: number, out: number, t: number, f: number): void;
+  bn_grad(dy: number, xhat: number, p: number, q: number, c: number, out: number, t: number, f: number): void;
+}
+
+
+let compiled: WasmModule | null | undefined;
+
+/** The compiled kernel module, or null where the host has no WebAssembly or no wasm SIMD. */
+function kernelModule(): WasmModule | null {
+  if (compiled !== undefined) return compiled;
+  if (!wasmApi) return (compiled = null);
+  const bytes = emitModule([
+    { name: 'dot', builder: buildDot() },
+    { name: 'wsum', builder: buildWsum() },
+    { name: 'group_sum', builder: buildGroupSum() },
+    { name: 'col_sum', builder: buildColSum(false) },
+    { name: 'col_sum_prod', builder: buildColSum(true) },
+    { name: 'affine', builder: buildAffine() },
+    { name: 'bn_grad', builder: buildBnGrad() },
+  ]);
+  try {
+    compiled = new wasmApi.Module(bytes);
+  } catch {
+    compiled = null;
+  }
+  return compiled;
+}
+
+/** A region of kernel memory: byte offset and float count. */
+export interface Region {
+  offset: number;
+  length: number;
+}
+
+/**
+ * One instance of the kernels with its own growable memory, managed as an arena: `reset`, then
+ * `alloc` regions, fill them through `view`, run kernels. Views are re-created after every
+ * allocation (growing the memory detaches earlier views).
+ */
+export class KernelArena {
+  /** True when the wasm SIMD kernels run; false means the JS fallback. */
+  readonly simd: boolean;
+  private readonly exports: KernelExports | undefined;
+  private fallbackBuffer = new ArrayBuffer(0);
+  private top = 0;
+
+  constructor(options: { forceFallback?: boolean } = {}) {
+    const module = options.forceFallback ? null : kernelModule();
+    this.exports = module ? (new wasmApi!.Instance(module).exports as KernelExports) : undefined;
+    this.simd = this.exports !== undefined;
+  }
+
+  /** Bytes the arena holds (the wasm memory never shrinks). */
+  get capacityBytes(): number {
+    return this.exports ? this.exports.memory.buffer.byteLength : this.fallbackBuffer.byteLength;
+  }
+
+  /** Frees every region. */
+  reset(): void {
+    this.top = 0;
+  }
+
+  /** A new region of `floats` float32s, 16-byte aligned; contents undefined. */
+  alloc(floats: number): Region {
+    const offset = this.top;
+    const end = offset + ((floats * 4 + 15) & ~15);
+    this.ensure(end);
+    this.top = end;
+    return { offset, length: floats };
+  }
+
+  /** A Float32Array over `region` (valid until the next `alloc`). */
+  view(region: Region): Float32Array {
+    return new Float32Array(this.buffer(), region.offset, region.length);
+  }
+
+  /** Whether the SIMD kernels can run rows of width `d` (else the JS loops run: multiples of 8 only). */
+  private useSimd(d: number): boolean {
+    return this.exports !== undefined && d % 8 === 0;
+  }
+
+  dot(rows: Region, x: Region, out: Region, t: number, r: number, d: number): void {
+    if (this.useSimd(d)) return this.exports!.dot(rows.offset, x.offset, out.offset, t, r, d);
+    const [rv, xv, ov] = [this.view(rows), this.view(x), this.view(out)];
+    for (let ti = 0; ti < t; ti++) {
+      for (let ri = 0; ri < r; ri++) {
+        const o = (ti * r + ri) * d;
+        let acc = 0;
+        for (let j = 0; j < d; j++) acc += rv[o + j]! * xv[ti * d + j]!;
+        ov[ti * r + ri] = acc;
+      }
+    }
+  }
+
+  wsum(rows: Region, w: Region, y: Region, t: number, r: number, d: number): void {
+    if (this.useSimd(d)) return this.exports!.wsum(rows.offset, w.offset, y.offset, t, r, d);
+    const [rv, wv, yv] = [this.view(rows), this.view(w), this.view(y)];
+    yv.fill(0, 0, t * d);
+    for (let ti = 0; ti < t; ti++) {
+      for (let ri = 0; ri < r; ri++) {
+        const o = (ti * r + ri) * d;
+        const s = wv[ti * r + ri]!;
+        for (let j = 0; j < d; j++) yv[ti * d + j]! += s * rv[o + j]!;
+      }
+    }
+  }
+
+  /**
+   * out[u, :] = sum over i in [groupEnd[u-1], groupEnd[u]) of c[o] x[o / r, :] with o = order[i]:
+   * the row gradients of each distinct expert, summed over its occurrences o (o = t*r + slot).
+   * `order` and `groupEnd` are int32 regions.
+   */
+  groupSum(order: Region, groupEnd: Region, c: Region, x: Region, out: Region, u: number, r: number, d: number): void {
+    if (this.useSimd(d)) return this.exports!.group_sum(order.offset, groupEnd.offset, c.offset, x.offset, out.offset, u, r, d);
+    const buffer = this.buffer();
+    const ord = new Int32Array(buffer, order.offset, order.length);
+    const ends = new Int32Array(buffer, groupEnd.offset, groupEnd.length);
+    const [cv, xv, ov] = [this.view(c), this.view(x), this.view(out)];
+    ov.fill(0, 0, u * d);
+    let i = 0;
+    for (let g = 0; g < u; g++) {
+      for (; i < ends[g]!; i++) {
+        const o = ord[i]!;
+        const s = cv[o]!;
+        const src = Math.floor(o / r) * d;
+        for (let j = 0; j < d; j++) ov[g * d + j]! += s * xv[src + j]!;
+      }
+    }
+  }
+
+  /** out[j] = sum_t a[t, j] over a [t, f] matrix. */
+  colSum(a: Region, out: Region, t: number, f: number): void {
+    if (this.useSimd(f)) return this.exports!.col_sum(a.offset, out.offset, t, f);
+    const [av, ov] = [this.view(a), this.view(out)];
+    ov.fill(0, 0, f);
+    for (let i = 0; i < t; i++) for (let j = 0; j < f; j++) ov[j]! += av[i * f + j]!;
+  }
+
+  /** out[j] = sum_t a[t, j] b[t, j]. */
+  colSumProd(a: Region, b: Region, out: Region, t: number, f: number): void {
+    if (this.useSimd(f)) return this.exports!.col_sum_prod(a.offset, b.offset, out.offset, t, f);
+    const [av, bv, ov] = [this.view(a), this.view(b), this.view(out)];
+    ov.fill(0, 0, f);
+    for (let i = 0; i < t; i++) for (let j = 0; j < f; j++) ov[j]! += av[i * f + j]! * bv[i * f + j]!;
+  }
+
+  /** out[t, j] = (a[t, j] - sub[j]) mul[j] + add[j]; `out` may be `a`. */
+  affine(a: Region, sub: Region, mul: Region, add: Region, out: Region, t: number, f: number): void {
+    if (this.useSimd(f)) return this.exports!.affine(a.offset, sub.offset, mul.offset, add.offset, out.offset, t, f);
+    const [av, sv, mv, dv, ov] = [this.view(a), this.view(sub), this.view(mul), this.view(add), this.view(out)];
+    for (let i = 0; i < t; i++) for (let j = 0; j < f; j++) ov[i * f + j] = (av[i * f + j]! - sv[j]!) * mv[j]! + dv[j]!;
+  }
+
+  /** out[t, j] = (dy[t, j] - p[j] - xhat[t, j] q[j]) c[j]. */
+  bnGrad(dy: Region, xhat: Region, p: Region, q: Region, c: Region, out: Region, t: number, f: number): void {
+    if (this.useSimd(f)) return this.exports!.bn_grad(dy.offset, xhat.offset, p.offset, q.offset, c.offset, out.offset, t, f);
+    const [dv, xv, pv, qv, cv, ov] = [this.view(dy), this.view(xhat), this.view(p), this.view(q), this.view(c), this.view(out)];
+    for (let i = 0; i < t; i++) {
+      for (let j = 0; j < f; j++) ov[i * f + j] = (dv[i * f + j]! - pv[j]! - xv[i * f + j]! * qv[j]!) * cv[j]!;
+    }
+  }
+
+  /** An Int32Array over `region` (valid until the next `alloc`). */
+  viewInt(region: Region): Int32Array {
+    return new Int32Array(this.buffer(), region.offset, region.length);
+  }
+
+  private buffer(): ArrayBuffer {
+    return this.exports ? this.exports.memory.buffer : this.fallbackBuffer;
+  }
+
+  private ensure(bytes: number): void {
+    if (bytes <= this.capacityBytes) return;
+    if (bytes > 4 * 1024 ** 3 - PAGE) {
+      throw new Error(`layer kernels: ${(bytes / 1024 ** 3).toFixed(2)} GiB of rows exceed a wasm memory (4 GiB); lower tokenChunk`);
+    }
+    // Exactly what is needed (a step asks for the same sizes every time; the memory never shrinks).
+    const target = bytes;
+    if (this.exports) {
+      this.exports.memory.grow(Math.ceil((target - this.capacityBytes) / PAGE));
+    } else {
+      const grown = new ArrayBuffer(Math.ceil(target / PAGE) * PAGE);
+      new Uint8Array(grown).set(new Uint8Array(this.fallbackBuffer, 0, this.top));
+      this.fallbackBuffer = grown;
+    }
+  }
+}
