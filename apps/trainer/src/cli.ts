@@ -9,6 +9,7 @@ import { evalCommand } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
 import { train } from './commands/train.js';
 import { UsageError } from './errors.js';
+import { addExperimentCommands } from './experiment-commands.js';
 
 let exitCode = 0;
 
@@ -101,6 +102,8 @@ program
   .description('print versions, the tfjs engine chosen (and why others were skipped) and a matMul timing')
   .addOption(backendOption('auto'))
   .action(async (opts: { backend: string }) => doctor(opts));
+
+addExperimentCommands(program);
 
 async function main(argv: string[]): Promise<number> {
   try {

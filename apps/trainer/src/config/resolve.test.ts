@@ -20,6 +20,12 @@ function usageMessage(f: () => unknown): string {
 }
 
 describe('presets', () => {
+  it('the default preset is a small PEER model on sotu with bytes', () => {
+    const { config } = resolveConfig({});
+    expect(config.model.ffw.kind).toBe('peer');
+    expect(config.data).toMatchObject({ corpus: 'sotu', tokenizer: 'byte' });
+  });
+
   it('every preset resolves to a valid config', () => {
     expect(presetNames()).toEqual(expect.arrayContaining(['default', 'dense', 'tiny']));
     for (const name of presetNames()) {
@@ -57,10 +63,13 @@ describe('presets', () => {
 
   it('merges "extends" chains, later files winning', () => {
     const dense = loadPreset('dense');
-    const def = loadPreset('default');
-    expect(def.model).toEqual(dense.model);
-    expect(def).not.toHaveProperty('extends');
-    expect(def).not.toHaveProperty('description');
+    const peer = loadPreset('peer');
+    // peer = dense with the middle block's FFW replaced
+    expect({ ...(peer.model as object), ffw: undefined }).toEqual({ ...(dense.model as object), ffw: undefined });
+    expect(peer.model).toMatchObject({ dim: 256, ffw: { kind: 'peer', hidden: 1024, options: { numExperts: 65536 } } });
+    expect(peer.train).toEqual(dense.train);
+    expect(peer).not.toHaveProperty('extends');
+    expect(peer).not.toHaveProperty('description');
   });
 
   it('names the unknown preset and lists the known ones', () => {

@@ -1,0 +1,87 @@
+// peer-train sweep: an isoFLOP experiment. For each compute budget, method and model size of the sweep
+// config: plan the run (steps = floor(budget / FLOPs per step)), train it in its own process (final
+// evaluation included), then write summary.csv, summary.md, the isoFLOP plot and report.html.
+// Rerunning the same command continues an interrupted sweep: finished runs are skipped, unfinished
+// ones resume from their last checkpoint.
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UsageError } from '../errors.js';
+import { writeSweepOutputs, type SweepOutputs } from '../report/sweep-report.js';
+import { checkSweepFolder, planSweep, writeSweepFolder, type PlannedRun } from '../sweep/plan.js';
+import { executeSweep, isFinished, type RunOutcome } from '../sweep/run-sweep.js';
+import { loadSweep } from '../sweep/sweep-config.js';
+import { formatCount } from '../train/flops.js';
+
+export interface SweepCommandOptions {
+  preset?: string;
+  config?: string;
+  /** Sweep folder (default runs/sweep-<name>). */
+  out?: string;
+  backend?: string;
+  /** Runs trained at the same time (default 1). */
+  jobs?: number;
+  /** Print the plan and stop. */
+  dryRun?: boolean;
+  /** The CLI to spawn for each run (default: this package's dist/cli.js). */
+  cli?: string;
+  log?: (line: string) => void;
+  /** Where the final table goes (default stdout). */
+  print?: (text: string) => void;
+}
+
+export interface SweepResult {
+  dir: string;
+  runs: PlannedRun[];
+  outcomes: RunOutcome[];
+  interrupted: boolean;
+  outputs?: SweepOutputs;
+}
+
+function planTable(dir: string, runs: readonly PlannedRun[]): string {
+  const header = ['run', 'params', 'active', 'FLOPs/token', 'steps', 'tokens', 'state'];
+  const rows = runs.map((r) => [
+    r.id,
+    formatCount(r.paramsTotal),
+    formatCount(r.paramsActive),
+    formatCount(r.flopsPerToken),
+    r.steps.toLocaleString('en-US'),
+    formatCount(r.steps * r.tokensPerStep),
+    isFinished(dir, r) ? 'finished' : '',
+  ]);
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
+  const line = (cells: string[]) => cells.map((cell, c) => (c === 0 || c === 6 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+export async function sweepCommand(options: SweepCommandOptions): Promise<SweepResult> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const print = options.print ?? ((text: string) => process.stdout.write(text));
+  if (options.jobs !== undefined && (!Number.isInteger(options.jobs) || options.jobs < 1)) throw new UsageError(`--jobs must be an integer >= 1, got ${options.jobs}`);
+  const loaded = loadSweep({ preset: options.preset, config: options.config });
+  const dir = resolve(options.out ?? join('runs', `sweep-${loaded.name}`));
+  const existing = checkSweepFolder(dir);
+  const plan = await planSweep(loaded, { backend: options.backend });
+  const { sweep } = loaded;
+  log(
+    `sweep ${loaded.name} (${loaded.source}): ${sweep.budgets.length} budget(s) x ${Object.keys(sweep.methods).length} method(s) x ` +
+      `${sweep.sizes.length} size(s) = ${plan.runs.length} runs in ${dir}${existing ? ' (continuing)' : ''}`,
+  );
+  log(planTable(dir, plan.runs));
+  if (options.dryRun) return { dir, runs: plan.runs, outcomes: [], interrupted: false };
+
+  const record = writeSweepFolder(dir, loaded, plan, existing);
+  const { outcomes, interrupted } = await executeSweep(dir, plan.runs, { jobs: options.jobs, log, cli: options.cli });
+  const outputs = await writeSweepOutputs(dir, new Map(outcomes.map((o) => [o.id, o.status])), record);
+  print(readFileSync(outputs.mdPath, 'utf8'));
+  print(`table: ${outputs.csvPath} | plot: ${join(dir, 'isoflop.png')} | report: ${outputs.htmlPath}\n`);
+  const failed = outcomes.filter((o) => o.status === 'failed');
+  if (interrupted) {
+    log(`sweep interrupted: rerun the same command (with --out ${dir}) to continue`);
+  } else if (failed.length > 0) {
+    throw new UsageError(
+      `${failed.length} of ${outcomes.length} sweep runs failed (${failed.map((f) => f.id).join(', ')}); see their logs in ${join(dir, 'logs')}`,
+      1,
+    );
+  }
+  return { dir, runs: plan.runs, outcomes, interrupted, outputs };
+}

@@ -1,0 +1,180 @@
+// From a sweep config to the list of runs: each run's train config is resolved and validated the way
+// `peer-train train --config` will resolve it, and its model is built once (on the cpu engine, then
+// disposed) for its FLOPs per token and parameter counts, hence its number of steps. Every problem
+// (a bad config, a budget below one step) is found here, before anything is written or trained.
+//
+// The sweep folder:
+//   sweep.json         the sweep config and the plan (written once; a restart must match it)
+//   configs/<id>.json  each run's train config (given to `peer-train train --config`)
+//   runs/<id>/         each run's folder
+//   logs/<id>.log      each run's output
+//   summary.csv, summary.md, isoflop.svg, isoflop.png, report.html
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { initBackend } from '@peer/backend';
+import { diffPaths, type Json, type JsonObject } from '../config/overrides.js';
+import { configToJson, resolveConfig } from '../config/resolve.js';
+import { UsageError } from '../errors.js';
+import { buildModel } from '../run/build-model.js';
+import { configHash } from '../run/checkpoint.js';
+import { readJsonFile, writeJsonAtomic } from '../run/run-folder.js';
+import { flopsPerStep, stepsForBudget, tokensPerStep } from '../train/flops.js';
+import { budgetLabel, runConfig, type LoadedSweep, type SweepConfig } from './sweep-config.js';
+
+export const SWEEP_FILE = 'sweep.json';
+export const SWEEP_FORMAT = 'peer-train-sweep';
+
+export interface PlannedRun {
+  /** `<budget>-<method>-<size>`, e.g. `1e14-peer-m`. */
+  id: string;
+  budget: number;
+  budgetLabel: string;
+  method: string;
+  size: string;
+  /** Paths relative to the sweep folder. */
+  config: string;
+  dir: string;
+  log: string;
+  /** Hash of the resolved train config (a resumed run folder must have the same). */
+  configHash: string;
+  ffw: string;
+  flopsPerToken: number;
+  paramsTotal: number;
+  paramsActive: number;
+  tokensPerStep: number;
+  steps: number;
+}
+
+export interface SweepRecord {
+  format: typeof SWEEP_FORMAT;
+  version: 1;
+  name: string;
+  source: string;
+  description: string;
+  createdAt: string;
+  sweep: SweepConfig;
+  runs: PlannedRun[];
+}
+
+/** What `dir` holds: nothing yet, or a sweep (its record). Anything else is refused. */
+export function checkSweepFolder(dir: string, flag = '--out'): SweepRecord | undefined {
+  const abs = resolve(dir);
+  if (!existsSync(abs)) return undefined;
+  if (!statSync(abs).isDirectory()) throw new UsageError(`${flag} ${dir} exists and is not a folder`);
+  if (existsSync(join(abs, SWEEP_FILE))) {
+    const record = readJsonFile<SweepRecord>(join(abs, SWEEP_FILE), 'sweep record');
+    if (record?.format !== SWEEP_FORMAT || !Array.isArray(record.runs)) throw new UsageError(`${join(abs, SWEEP_FILE)} is not a peer-train sweep record`);
+    return record;
+  }
+  if (readdirSync(abs).length > 0) throw new UsageError(`${flag} ${dir} is not empty and holds no sweep (no ${SWEEP_FILE}); choose an empty or new folder`);
+  return undefined;
+}
+
+export interface SweepPlan {
+  runs: PlannedRun[];
+  /** Each run's raw train config, as written to its config file. */
+  configs: Map<string, JsonObject>;
+}
+
+/** Plans every run of `loaded`; `backend` (when given) replaces the runs' config.backend. */
+export async function planSweep(loaded: LoadedSweep, options: { backend?: string } = {}): Promise<SweepPlan> {
+  const { sweep } = loaded;
+  const runs: PlannedRun[] = [];
+  const configs = new Map<string, JsonObject>();
+  await initBackend({ backend: 'cpu', log: false });
+  const tmp = mkdtempSync(join(tmpdir(), 'peer-sweep-plan-'));
+  try {
+    for (const budget of sweep.budgets) {
+      for (const size of sweep.sizes) {
+        for (const method of Object.keys(sweep.methods)) {
+          const label = budgetLabel(budget);
+          const id = `${label}-${method}-${size.name}`;
+          const raw: JsonObject = {
+            description: `sweep ${loaded.name}: budget ${label} FLOPs, method ${method}, size ${size.name}`,
+            ...runConfig(sweep, budget, method, size),
+          };
+          if (options.backend !== undefined) raw.backend = options.backend;
+          configs.set(id, raw);
+          // Resolve from a file of the run's name, exactly as the child `train --config` will.
+          const file = join(tmp, `${id}.json`);
+          writeFileSync(file, `${JSON.stringify(raw, null, 2)}\n`);
+          let plannedRun: PlannedRun;
+          try {
+            const { config } = resolveConfig({ configFile: file });
+            const model = buildModel(config);
+            try {
+              const fpt = model.flopsPerToken();
+              const tokens = tokensPerStep(config.data);
+              const params = model.paramCounts();
+              plannedRun = {
+                id,
+                budget,
+                budgetLabel: label,
+                method,
+                size: size.name,
+                config: join('configs', `${id}.json`),
+                dir: join('runs', id),
+                log: join('logs', `${id}.log`),
+                configHash: configHash(configToJson(config)),
+                ffw: config.model.ffw.kind,
+                flopsPerToken: fpt,
+                paramsTotal: params.total,
+                paramsActive: params.activePerToken,
+                tokensPerStep: tokens,
+                steps: stepsForBudget(budget, flopsPerStep(fpt, tokens)),
+              };
+            } finally {
+              model.dispose();
+            }
+          } catch (err) {
+            if (err instanceof UsageError) throw new UsageError(`sweep run ${id} (budget ${label}, method ${method}, size ${size.name}): ${err.message}`, err.exitCode);
+            throw err;
+          }
+          runs.push(plannedRun);
+        }
+      }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return { runs, configs };
+}
+
+/**
+ * Creates the sweep folder (or checks that an existing one holds this same sweep) and writes
+ * sweep.json and the runs' config files. Returns the record.
+ */
+export function writeSweepFolder(dir: string, loaded: LoadedSweep, plan: SweepPlan, existing: SweepRecord | undefined): SweepRecord {
+  const abs = resolve(dir);
+  if (existing) {
+    const diff = diffPaths(existing.sweep as unknown as Json, JSON.parse(JSON.stringify(loaded.sweep)) as Json);
+    if (diff.length > 0) {
+      throw new UsageError(
+        `--out ${dir} holds a sweep with a different config (differs at ${diff.slice(0, 3).join(', ')}${diff.length > 3 ? ', ...' : ''}); ` +
+          'choose another --out, or rerun with the config it was started with',
+      );
+    }
+  }
+  mkdirSync(join(abs, 'configs'), { recursive: true });
+  mkdirSync(join(abs, 'runs'), { recursive: true });
+  mkdirSync(join(abs, 'logs'), { recursive: true });
+  for (const run of plan.runs) writeFileSync(join(abs, run.config), `${JSON.stringify(plan.configs.get(run.id), null, 2)}\n`);
+  const record: SweepRecord = {
+    format: SWEEP_FORMAT,
+    version: 1,
+    name: loaded.name,
+    source: loaded.source,
+    description: loaded.description,
+    createdAt: existing?.createdAt ?? new Date().toISOString(),
+    sweep: loaded.sweep,
+    runs: plan.runs,
+  };
+  writeJsonAtomic(join(abs, SWEEP_FILE), record);
+  return record;
+}
+
+/** `path` relative to the sweep folder, for messages. */
+export function sweepRelative(dir: string, path: string): string {
+  return relative(resolve(dir), path) || '.';
+}
