@@ -30,7 +30,7 @@ export {
 } from './moe-routing.js';
 export { expertMixture, type ExpertParams } from './moe-expert-mixture.js';
 export type { MoeRoutingStats } from './moe-stats.js';
-export { ACTIVATIONS, activate, activationDerivative, activationForward, type Activation } from './activation.js';
+export { ACTIVATIONS, activate, activationDerivative, activationForward, activationWithCache, type Activation, type ActivationResult } from './activation.js';
 export { LayerConfigError, parseLayerConfig } from './layer-config.js';
 export { UsageAccumulator } from './usage-report.js';
 export type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from './feed-forward-types.js';
@@ -39,3 +39,16 @@ export { PKM_QUERY_NORMS, VALUE_OPTIMIZERS, parsePkmConfig, pkmConfigSchema, val
 export { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
 export { batchNormInference, batchNormTraining, updateRunningStats, type BatchNormResult } from './query-batch-norm.js';
 export { loadLayerState, saveLayerState, type StatefulLayer } from './layer-io.js';
+export {
+  BASELINE_KINDS,
+  baselineBenchConfig,
+  benchBaselineLayer,
+  createBaselineLayer,
+  timeLayerStep,
+  type BaselineBenchOptions,
+  type BaselineBenchResult,
+  type BaselineKind,
+  type BenchableLayer,
+  type LayerStepTiming,
+  type TimeLayerStepOptions,
+} from './bench-layer-step.js';

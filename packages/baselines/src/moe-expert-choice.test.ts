@@ -3,8 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { MoeExpertChoice, moeExpertChoiceForward } from './moe-expert-choice.js';
 import type { MoeExpertChoiceOptions } from './moe-config.js';
-import type { MoeTensors } from './moe-token-choice.js';
-import { awayFromKinks, randomizeWeights, referenceExpertChoice, referenceOf } from './moe-reference.test-util.js';
+import { awayFromKinks, flattenParams, randomizeWeights, referenceExpertChoice, referenceOf, unflattenParams } from './moe-reference.test-util.js';
 
 function makeLayer(rng: TestRng, options: Partial<MoeExpertChoiceOptions> = {}): MoeExpertChoice {
   const layer = new MoeExpertChoice({ dim: 8, experts: 4, hidden: 6, seed: rng.int(1000), ...options });
@@ -90,12 +89,10 @@ describe('MoeExpertChoice gradients', () => {
       const p = layer.tensors();
       const base = moeExpertChoiceForward(x, p, c, true);
       const pinned = base.dispatch;
-      const inputs = [x, p.router, p.experts.w1, ...(c.bias ? [p.experts.b1!] : []), p.experts.w2, ...(c.bias ? [p.experts.b2!] : [])].map((t) => tf.clone(t));
+      const inputs = [x, ...flattenParams(p)].map((t) => tf.clone(t));
       const loss = (...xs: tf.Tensor[]): tf.Scalar => {
-        const [xi, router, w1, ...rest] = xs;
-        const params: MoeTensors = c.bias
-          ? { router: router as tf.Tensor2D, experts: { w1: w1 as tf.Tensor3D, b1: rest[0] as tf.Tensor2D, w2: rest[1] as tf.Tensor3D, b2: rest[2] as tf.Tensor2D } }
-          : { router: router as tf.Tensor2D, experts: { w1: w1 as tf.Tensor3D, b1: null, w2: rest[0] as tf.Tensor3D, b2: null } };
+        const [xi, ...rest] = xs;
+        const params = unflattenParams(rest, c.experts, c.bias);
         const r = moeExpertChoiceForward(xi as tf.Tensor2D, params, c, true, pinned);
         return tf.add(tf.sum(tf.mul(r.y, proj)), r.auxLoss!) as tf.Scalar;
       };

@@ -1,9 +1,11 @@
 // The parameters both MoE layers share: a linear router and E expert FFWs, as tfjs variables.
+// Each expert's weights are variables of their own (2-D matMuls need no slicing of a stacked
+// tensor, which is slow on wasm); files hold them stacked as [E, ...].
 //
 // Axes: D model width, E experts, H expert hidden width.
 //
-// Initialization (seeded, draws in this order): router N(0, 0.1 / D) (Switch's reduced scale); W1 and
-// W2 Glorot-uniform, U(+-sqrt(6 / (D + H))), as the dense FFW, expert by expert; biases 0.
+// Initialization (seeded, draws in this order): router N(0, 0.1 / D) (Switch's reduced scale); W1
+// then W2 Glorot-uniform, U(+-sqrt(6 / (D + H))), as the dense FFW, expert after expert; biases 0.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedArray } from '@peer/expert-store';
 import { Rng } from '@peer/backend';
@@ -19,45 +21,51 @@ export interface MoeShape {
   seed: number;
 }
 
-function initVariable(shape: number[], fill: (values: Float32Array) => void): tf.Variable {
-  const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  fill(values);
+function variableFrom(values: Float32Array, shape: number[]): tf.Variable {
   return tf.tidy(() => tf.variable(tf.tensor(values, shape, 'float32'), true));
 }
+
+/** E variables of `shape` from one stacked array [E * size]. */
+function perExpert(stacked: Float32Array, experts: number, shape: number[]): tf.Variable[] {
+  const size = shape.reduce((a, b) => a * b, 1);
+  return Array.from({ length: experts }, (_, e) => variableFrom(stacked.subarray(e * size, (e + 1) * size), shape));
+}
+
+type Group = 'w1' | 'b1' | 'w2' | 'b2';
 
 export class MoeParameters {
   /** [D, E] */
   readonly router: tf.Variable;
-  /** [E, D, H] */
-  readonly w1: tf.Variable;
-  /** [E, H] or null */
-  readonly b1: tf.Variable | null;
-  /** [E, H, D] */
-  readonly w2: tf.Variable;
-  /** [E, D] or null */
-  readonly b2: tf.Variable | null;
+  /** E x [D, H] */
+  readonly w1: tf.Variable[];
+  /** E x [H], empty without biases */
+  readonly b1: tf.Variable[];
+  /** E x [H, D] */
+  readonly w2: tf.Variable[];
+  /** E x [D], empty without biases */
+  readonly b2: tf.Variable[];
 
   constructor(readonly shape: MoeShape) {
     const { dim: D, experts: E, hidden: H, bias, seed } = shape;
     const rng = new Rng(seed);
-    this.router = initVariable([D, E], (v) => rng.fillNormal(v, 0, Math.sqrt(0.1 / D)));
+    this.router = variableFrom(rng.fillNormal(new Float32Array(D * E), 0, Math.sqrt(0.1 / D)), [D, E]);
     const glorot = Math.sqrt(6 / (D + H));
-    this.w1 = initVariable([E, D, H], (v) => rng.fillUniform(v, -glorot, glorot));
-    this.w2 = initVariable([E, H, D], (v) => rng.fillUniform(v, -glorot, glorot));
-    this.b1 = bias ? initVariable([E, H], () => {}) : null;
-    this.b2 = bias ? initVariable([E, D], () => {}) : null;
+    this.w1 = perExpert(rng.fillUniform(new Float32Array(E * D * H), -glorot, glorot), E, [D, H]);
+    this.w2 = perExpert(rng.fillUniform(new Float32Array(E * H * D), -glorot, glorot), E, [H, D]);
+    this.b1 = bias ? perExpert(new Float32Array(E * H), E, [H]) : [];
+    this.b2 = bias ? perExpert(new Float32Array(E * D), E, [D]) : [];
   }
 
   variables(): tf.Variable[] {
-    return [this.router, this.w1, ...(this.b1 ? [this.b1] : []), this.w2, ...(this.b2 ? [this.b2] : [])];
+    return [this.router, ...this.w1, ...this.b1, ...this.w2, ...this.b2];
   }
 
   experts(): ExpertParams {
     return {
-      w1: this.w1 as tf.Variable<tf.Rank.R3>,
-      b1: this.b1 as tf.Variable<tf.Rank.R2> | null,
-      w2: this.w2 as tf.Variable<tf.Rank.R3>,
-      b2: this.b2 as tf.Variable<tf.Rank.R2> | null,
+      w1: this.w1 as tf.Variable<tf.Rank.R2>[],
+      b1: this.shape.bias ? (this.b1 as tf.Variable<tf.Rank.R1>[]) : null,
+      w2: this.w2 as tf.Variable<tf.Rank.R2>[],
+      b2: this.shape.bias ? (this.b2 as tf.Variable<tf.Rank.R1>[]) : null,
     };
   }
 
@@ -75,26 +83,41 @@ export class MoeParameters {
     return this.routerParams() + this.shape.experts * this.paramsPerExpert();
   }
 
-  private named(): [string, tf.Variable][] {
+  private groups(): [string, Group, number[]][] {
+    const { dim: D, hidden: H, bias } = this.shape;
     return [
-      ['router.weight', this.router],
-      ['experts.w1', this.w1],
-      ...(this.b1 ? [['experts.b1', this.b1] as [string, tf.Variable]] : []),
-      ['experts.w2', this.w2],
-      ...(this.b2 ? [['experts.b2', this.b2] as [string, tf.Variable]] : []),
+      ['experts.w1', 'w1', [D, H]],
+      ...(bias ? [['experts.b1', 'b1', [H]] as [string, Group, number[]]] : []),
+      ['experts.w2', 'w2', [H, D]],
+      ...(bias ? [['experts.b2', 'b2', [D]] as [string, Group, number[]]] : []),
     ];
   }
 
   /** `router.weight` [D, E], `experts.w1` [E, D, H], `experts.b1` [E, H], `experts.w2` [E, H, D], `experts.b2` [E, D]. */
   stateEntries(prefix: string): NamedArray[] {
-    return this.named().map(([name, v]) => variableEntry(prefix + name, v));
+    const E = this.shape.experts;
+    return [
+      variableEntry(prefix + 'router.weight', this.router),
+      ...this.groups().map(([name, group, shape]): NamedArray => {
+        const size = shape.reduce((a, b) => a * b, 1);
+        const data = new Float32Array(E * size);
+        this[group].forEach((v, e) => data.set(v.dataSync() as Float32Array, e * size));
+        return { name: prefix + name, dtype: 'F32', shape: [E, ...shape], data };
+      }),
+    ];
   }
 
   loadStateEntries(prefix: string, get: StateEntryGetter): void {
+    const E = this.shape.experts;
     // Read and check every entry before assigning any, so that a bad file leaves the layer unchanged.
-    const loaded = this.named().map(([name, v]) => [v, requireEntry(get, prefix + name, v.shape)] as const);
+    const router = requireEntry(get, prefix + 'router.weight', this.router.shape);
+    const groups = this.groups().map(([name, group, shape]) => [group, shape, requireEntry(get, prefix + name, [E, ...shape])] as const);
     tf.tidy(() => {
-      for (const [v, data] of loaded) v.assign(tf.tensor(data, v.shape, 'float32'));
+      this.router.assign(tf.tensor(router, this.router.shape, 'float32'));
+      for (const [group, shape, data] of groups) {
+        const size = shape.reduce((a, b) => a * b, 1);
+        this[group].forEach((v, e) => v.assign(tf.tensor(data.subarray(e * size, (e + 1) * size), shape, 'float32')));
+      }
     });
   }
 

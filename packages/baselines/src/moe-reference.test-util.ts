@@ -221,13 +221,39 @@ interface MoeLikeLayer {
   loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void;
 }
 
-const f64 = (t: tf.Tensor | null): Float64Array | null => (t ? Float64Array.from(t.dataSync()) : null);
+const stacked = (ts: tf.Tensor[] | null): Float64Array | null => {
+  if (!ts) return null;
+  const parts = ts.map((t) => t.dataSync());
+  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+};
 
 /** The layer's current weights as a float64 reference model. */
 export function referenceOf(layer: MoeLikeLayer): ReferenceMoe {
   const p = layer.tensors();
   const c = layer.config;
-  return { dim: c.dim, experts: c.experts, hidden: c.hidden, activation: c.activation, router: f64(p.router)!, w1: f64(p.experts.w1)!, b1: f64(p.experts.b1), w2: f64(p.experts.w2)!, b2: f64(p.experts.b2) };
+  return { dim: c.dim, experts: c.experts, hidden: c.hidden, activation: c.activation, router: stacked([p.router])!, w1: stacked(p.experts.w1)!, b1: stacked(p.experts.b1), w2: stacked(p.experts.w2)!, b2: stacked(p.experts.b2) };
+}
+
+/** The parameters as one list (router, then w1, b1, w2, b2 of every expert), for tf.grads and finite differences. */
+export function flattenParams(p: MoeTensors): tf.Tensor[] {
+  return [p.router, ...p.experts.w1, ...(p.experts.b1 ?? []), ...p.experts.w2, ...(p.experts.b2 ?? [])];
+}
+
+/** Inverse of `flattenParams`. */
+export function unflattenParams(xs: tf.Tensor[], experts: number, bias: boolean): MoeTensors {
+  const E = experts;
+  const take = (from: number) => xs.slice(from, from + E);
+  const w1 = take(1) as tf.Tensor2D[];
+  const b1 = bias ? (take(1 + E) as tf.Tensor1D[]) : null;
+  const w2 = take(bias ? 1 + 2 * E : 1 + E) as tf.Tensor2D[];
+  const b2 = bias ? (take(1 + 3 * E) as tf.Tensor1D[]) : null;
+  return { router: xs[0] as tf.Tensor2D, experts: { w1, b1, w2, b2 } };
 }
 
 /** Random weights of the scale that makes routing decisive (the default router init is near-uniform on purpose). */

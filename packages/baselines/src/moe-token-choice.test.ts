@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
-import { MoeTokenChoice, moeTokenChoiceForward, type MoeTensors } from './moe-token-choice.js';
+import { MoeTokenChoice, moeTokenChoiceForward } from './moe-token-choice.js';
 import type { MoeTokenChoiceOptions } from './moe-config.js';
-import { awayFromKinks, randomizeWeights, referenceOf, referenceTokenChoice } from './moe-reference.test-util.js';
+import { awayFromKinks, flattenParams, randomizeWeights, referenceOf, referenceTokenChoice, unflattenParams } from './moe-reference.test-util.js';
 
 function makeLayer(rng: TestRng, options: Partial<MoeTokenChoiceOptions> = {}): MoeTokenChoice {
   const layer = new MoeTokenChoice({ dim: 8, experts: 4, hidden: 6, seed: rng.int(1000), ...options });
@@ -94,12 +94,10 @@ describe('MoeTokenChoice gradients', () => {
       // Pin the routing of the base point: the loss is then smooth, and finite differences valid.
       const base = moeTokenChoiceForward(x, p, c, true);
       const pinned = base.routing;
-      const inputs = [x, p.router, p.experts.w1, ...(c.bias ? [p.experts.b1!] : []), p.experts.w2, ...(c.bias ? [p.experts.b2!] : [])].map((t) => tf.clone(t));
+      const inputs = [x, ...flattenParams(p)].map((t) => tf.clone(t));
       const loss = (...xs: tf.Tensor[]): tf.Scalar => {
-        const [xi, router, w1, ...rest] = xs;
-        const params: MoeTensors = c.bias
-          ? { router: router as tf.Tensor2D, experts: { w1: w1 as tf.Tensor3D, b1: rest[0] as tf.Tensor2D, w2: rest[1] as tf.Tensor3D, b2: rest[2] as tf.Tensor2D } }
-          : { router: router as tf.Tensor2D, experts: { w1: w1 as tf.Tensor3D, b1: null, w2: rest[0] as tf.Tensor3D, b2: null } };
+        const [xi, ...rest] = xs;
+        const params = unflattenParams(rest, c.experts, c.bias);
         const r = moeTokenChoiceForward(xi as tf.Tensor2D, params, c, true, pinned);
         return tf.add(tf.sum(tf.mul(r.y, proj)), r.auxLoss!) as tf.Scalar;
       };
@@ -123,14 +121,18 @@ describe('MoeTokenChoice gradients', () => {
       };
       const { grads } = tf.variableGrads(f, layer.trainableVariables());
       const p = layer.tensors();
-      const functional = tf.grads((router, w1, b1, w2, b2) => {
-        const r = moeTokenChoiceForward(tf.reshape(x, [10, 8]), { router: router as tf.Tensor2D, experts: { w1: w1 as tf.Tensor3D, b1: b1 as tf.Tensor2D, w2: w2 as tf.Tensor3D, b2: b2 as tf.Tensor2D } }, layer.config, true);
+      const functional = tf.grads((...xs: tf.Tensor[]) => {
+        const r = moeTokenChoiceForward(tf.reshape(x, [10, 8]), unflattenParams(xs, 4, true), layer.config, true);
         return tf.add(tf.sum(tf.square(r.y)), r.auxLoss!) as tf.Scalar;
-      })([p.router, p.experts.w1, p.experts.b1!, p.experts.w2, p.experts.b2!]);
+      })(flattenParams(p));
+      const load = layer.lastRoutingStats()!.expertLoad;
       layer.trainableVariables().forEach((v, i) => {
         expect(grads[v.name], v.name).toBeDefined();
         expectClose(grads[v.name]!, functional[i]!, { rtol: 1e-5, atol: 1e-7 });
-        expect(tf.max(tf.abs(functional[i]!)).dataSync()[0]).toBeGreaterThan(0);
+        // router first, then w1, b1, w2, b2 of experts 0..3: non-zero exactly where the expert had tokens
+        const expert = i === 0 ? -1 : (i - 1) % 4;
+        const nonZero = tf.max(tf.abs(functional[i]!)).dataSync()[0]! > 0;
+        expect(nonZero, `gradient ${i}`).toBe(expert < 0 || load[expert]! > 0);
       });
     });
     x.dispose();
