@@ -5,8 +5,8 @@
 // T tokens, R = h*k retrieved experts per token, D model width.
 //
 // Inputs of the customGrad are x [T, D] and the router weights g [T, R]; the u and v rows are not
-// tfjs variables: they are copied from the expert tables (held outside tfjs) into the row kernels'
-// memory, and the products over them run as wasm SIMD loops (kernels/row-kernels.ts), because
+// tfjs variables: the distinct ones are copied (once each) from the expert tables (held outside
+// tfjs) into the row kernels' memory, and the products over them run as wasm SIMD loops (kernels/row-kernels.ts), because
 // tfjs-wasm's broadcasting element-wise ops are 10-30x slower on these [T, R, D] arrays. The small
 // [T, R] parts (sigma, sigma', products with g) are JS loops (activation.ts).
 // Backward returns dx and dg to autodiff and hands the row gradients dU, dV (summed per distinct
@@ -39,15 +39,39 @@ export interface MixtureTables {
   upGrad: RowGradientSink;
 }
 
+/** The distinct rows of one call and where each occurrence finds its row, in kernel memory. */
+export interface RowGroups {
+  /** The distinct table rows, in first-occurrence order [U]. */
+  rows: Int32Array;
+  /** slot[o]: which distinct row occurrence o uses (int32 [n]). */
+  slot: Region;
+  /** The occurrences grouped by distinct row (int32 [n]). */
+  order: Region;
+  /** End offset into `order` of each distinct row's group (int32 [U]). */
+  groupEnd: Region;
+}
+
+interface ResidentRows {
+  generation: number;
+  groups: RowGroups;
+  u: Region;
+  v: Region;
+  x: Region;
+}
+
 /**
- * The row kernels and their memory, one per layer. The u and v rows gathered by a forward pass stay
- * in this memory; the backward pass of that same call reuses them when nothing has overwritten them
- * since (one chunk per batch), and gathers again otherwise (token chunks, several forward passes).
+ * The row kernels and their memory, one per layer. The distinct u and v rows gathered by a forward
+ * pass stay in this memory; the backward pass of that same call reuses them when nothing has
+ * overwritten them since (one chunk per batch), and gathers again otherwise (token chunks, several
+ * forward passes in one tape).
  */
 export class MixtureWorkspace {
   readonly kernels: KernelArena;
   private generation = 0;
-  private resident: { generation: number; u: Region; v: Region; x: Region } | undefined;
+  private resident: ResidentRows | undefined;
+  /** slotOf[row] = distinct slot + 1 while grouping; all zero between calls. */
+  private slotOf = new Int32Array(0);
+  private counts = new Int32Array(0);
 
   constructor(options: { forceFallback?: boolean } = {}) {
     this.kernels = new KernelArena(options);
@@ -59,14 +83,14 @@ export class MixtureWorkspace {
   }
 
   /** Records the rows of a new forward pass; returns its generation. */
-  beginForward(u: Region, v: Region, x: Region): number {
+  beginForward(rows: Omit<ResidentRows, 'generation'>): number {
     this.generation++;
-    this.resident = { generation: this.generation, u, v, x };
+    this.resident = { generation: this.generation, ...rows };
     return this.generation;
   }
 
   /** The rows of forward pass `generation` if still in memory. */
-  residentRows(generation: number): { u: Region; v: Region; x: Region } | undefined {
+  residentRows(generation: number): ResidentRows | undefined {
     return this.resident?.generation === generation ? this.resident : undefined;
   }
 
@@ -75,20 +99,21 @@ export class MixtureWorkspace {
     return this.kernels.capacityBytes;
   }
 
-  private slotOf = new Int32Array(0);
-
   /**
-   * Groups the occurrences of `indices` by row: writes `order` (occurrences, grouped by row) and
-   * `groupEnd` (one end offset per distinct row) into kernel memory and returns the distinct rows in
-   * first-occurrence order. O(n) integer work with a row -> slot map cleared after use.
+   * Groups the occurrences of `indices` by table row, allocating `slot`, `order` and `groupEnd` in
+   * kernel memory. O(n) integer work with a row -> slot map that is cleared again after use.
    */
-  groupByRow(indices: Int32Array, tableRows: number): { rows: Int32Array; order: Region; groupEnd: Region } {
+  groupByRow(indices: Int32Array, tableRows: number): RowGroups {
     const n = indices.length;
     if (this.slotOf.length < tableRows) this.slotOf = new Int32Array(tableRows);
+    if (this.counts.length < n) this.counts = new Int32Array(n);
+    const k = this.kernels;
+    const slot = k.alloc(n);
+    const order = k.alloc(n);
     const slotOf = this.slotOf;
-    const slotOfOccurrence = new Int32Array(n);
-    const rows = new Int32Array(n);
-    const counts = new Int32Array(n);
+    const counts = this.counts;
+    const slots = k.viewInt(slot);
+    const distinctRows = new Int32Array(n);
     let distinct = 0;
     for (let o = 0; o < n; o++) {
       const row = indices[o]!;
@@ -96,26 +121,28 @@ export class MixtureWorkspace {
       if (s === 0) {
         s = ++distinct;
         slotOf[row] = s;
-        rows[s - 1] = row;
+        distinctRows[s - 1] = row;
+        counts[s - 1] = 0;
       }
-      slotOfOccurrence[o] = s - 1;
+      slots[o] = s - 1;
       counts[s - 1]!++;
     }
-    for (let s = 0; s < distinct; s++) slotOf[rows[s]!] = 0;
-    const k = this.kernels;
-    const order = k.alloc(n);
+    for (let s = 0; s < distinct; s++) slotOf[distinctRows[s]!] = 0;
     const groupEnd = k.alloc(distinct);
+    // Views again: the allocation may have grown (and detached) the memory.
     const ends = k.viewInt(groupEnd);
-    const next = new Int32Array(distinct);
+    const ord = k.viewInt(order);
+    const slotsAgain = k.viewInt(slot);
+    // counts become each group's next write position.
     let total = 0;
     for (let s = 0; s < distinct; s++) {
-      next[s] = total;
-      total += counts[s]!;
+      const c = counts[s]!;
+      counts[s] = total;
+      total += c;
       ends[s] = total;
     }
-    const ord = k.viewInt(order);
-    for (let o = 0; o < n; o++) ord[next[slotOfOccurrence[o]!]!++] = o;
-    return { rows: rows.subarray(0, distinct), order, groupEnd };
+    for (let o = 0; o < n; o++) ord[counts[slotsAgain[o]!]!++] = o;
+    return { rows: distinctRows.slice(0, distinct), slot, order, groupEnd };
   }
 }
 
@@ -149,23 +176,30 @@ export function expertMixture(
   const rowCount = tokens * perToken;
   let generation = 0;
 
+  // Groups, then the distinct u and v rows: w_down = w_down_embed(indices); w_up = w_up_embed(indices)
+  const gatherRows = (xValues: Float32Array): Omit<ResidentRows, 'generation'> => {
+    k.reset();
+    const groups = workspace.groupByRow(indices, tables.down.rows);
+    const distinct = groups.rows.length;
+    const u = k.alloc(distinct * dim);
+    const v = k.alloc(distinct * dim);
+    const xr = k.alloc(tokens * dim);
+    tables.down.gatherInto(groups.rows, k.view(u));
+    tables.up.gatherInto(groups.rows, k.view(v));
+    k.view(xr).set(xValues);
+    return { groups, u, v, x: xr };
+  };
+
   const mixture = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x2, g2] = args as [tf.Tensor2D, tf.Tensor2D];
-    // w_down = w_down_embed(indices); w_up = w_up_embed(indices)
-    k.reset();
-    const u = k.alloc(rowCount * dim);
-    const v = k.alloc(rowCount * dim);
-    const xr = k.alloc(tokens * dim);
+    const xValues = x2.dataSync() as Float32Array;
+    const rows = gatherRows(xValues);
+    generation = workspace.beginForward(rows);
     const ar = k.alloc(rowCount);
     const wr = k.alloc(rowCount);
     const yr = k.alloc(tokens * dim);
-    tables.down.gatherInto(indices, k.view(u));
-    tables.up.gatherInto(indices, k.view(v));
-    const xValues = x2.dataSync() as Float32Array;
-    k.view(xr).set(xValues);
-    generation = workspace.beginForward(u, v, xr);
     // a = einsum('btd,bthkd->bthk', x, w_down)
-    k.dot(u, xr, ar, tokens, perToken, dim);
+    k.dot(rows.u, rows.groups.slot, rows.x, ar, tokens, perToken, dim);
     const a = k.view(ar).slice();
     // w = activation(a) * g   (g: softmax(scores) of each head, dropout folded in)
     const gValues = g2.dataSync() as Float32Array;
@@ -174,21 +208,15 @@ export function expertMixture(
     const w = k.view(wr);
     for (let i = 0; i < rowCount; i++) w[i] = gValues[i]! * z[i]!;
     // y = einsum('bthk,bthkd->btd', w, w_up)
-    k.wsum(v, wr, yr, tokens, perToken, dim);
+    k.wsum(rows.v, rows.groups.slot, wr, yr, tokens, perToken, dim);
     const y = tf.tensor2d(k.view(yr).slice(), [tokens, dim]);
     // The backward pass needs only these [T, R] and [T, D] values, kept as JS arrays.
     return {
       value: y,
       gradFunc: (dy: tf.Tensor) => {
-        let rows = workspace.residentRows(generation);
-        if (!rows) {
-          // Overwritten since this forward pass (a later chunk or call): gather again.
-          k.reset();
-          rows = { u: k.alloc(rowCount * dim), v: k.alloc(rowCount * dim), x: k.alloc(tokens * dim) };
-          tables.down.gatherInto(indices, k.view(rows.u));
-          tables.up.gatherInto(indices, k.view(rows.v));
-          k.view(rows.x).set(xValues);
-        }
+        // Gathered again if a later forward pass (a later chunk or call) overwrote them.
+        const resident = workspace.residentRows(generation) ?? gatherRows(xValues);
+        const { groups, u, v } = resident;
         // The row buffers are about to hold gradients.
         workspace.invalidate();
         const dyr = k.alloc(tokens * dim);
@@ -198,7 +226,7 @@ export function expertMixture(
         const dxr = k.alloc(tokens * dim);
         k.view(dyr).set(dy.dataSync());
         // s[t, r] = v_e . dy[t]  (= dy / dw)
-        k.dot(rows.v, dyr, sr, tokens, perToken, dim);
+        k.dot(v, groups.slot, dyr, sr, tokens, perToken, dim);
         // dg = sigma(a) s;  da = g s sigma'(a);  w = g sigma(a)
         const s = k.view(sr);
         const da = k.view(dar);
@@ -211,18 +239,15 @@ export function expertMixture(
           wb[i] = gValues[i]! * z[i]!;
         }
         // dx[t] = sum_r da[t, r] u_e
-        k.wsum(rows.u, dar, dxr, tokens, perToken, dim);
+        k.wsum(u, groups.slot, dar, dxr, tokens, perToken, dim);
         const dx = tf.tensor2d(k.view(dxr).slice(), [tokens, dim]);
-        // Row gradients summed per distinct expert e, written over the rows they replace:
+        // Row gradients per distinct expert e, written over the rows they replace:
         //   dU_e = sum_{(t,r) -> e} da[t, r] x[t],   dV_e = sum_{(t,r) -> e} w[t, r] dy[t]
-        const groups = workspace.groupByRow(indices, tables.down.rows);
         const distinct = groups.rows.length;
-        const du = { offset: rows.u.offset, length: distinct * dim };
-        const dv = { offset: rows.v.offset, length: distinct * dim };
-        k.groupSum(groups.order, groups.groupEnd, dar, rows.x, du, distinct, perToken, dim);
-        tables.downGrad.accumulate(groups.rows, k.view(du));
-        k.groupSum(groups.order, groups.groupEnd, wbr, dyr, dv, distinct, perToken, dim);
-        tables.upGrad.accumulate(groups.rows, k.view(dv));
+        k.groupSum(groups.order, groups.groupEnd, dar, resident.x, u, distinct, perToken, dim);
+        tables.downGrad.accumulate(groups.rows, k.view(u));
+        k.groupSum(groups.order, groups.groupEnd, wbr, dyr, v, distinct, perToken, dim);
+        tables.upGrad.accumulate(groups.rows, k.view(v));
         return [dx, tf.tensor2d(dg, [tokens, perToken])];
       },
     };

@@ -2,15 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
 import { KernelArena } from './kernel-arena.js';
 
-// Plain float64 references of the three products.
-function dot64(rows: Float64Array, x: Float64Array, t: number, r: number, d: number): Float64Array {
+// Plain float64 references of the products (rows indexed through slots).
+function dot64(rows: Float64Array, slot: number[], x: Float64Array, t: number, r: number, d: number): Float64Array {
   const out = new Float64Array(t * r);
-  for (let a = 0; a < t; a++) for (let b = 0; b < r; b++) for (let j = 0; j < d; j++) out[a * r + b]! += rows[(a * r + b) * d + j]! * x[a * d + j]!;
+  for (let a = 0; a < t; a++) for (let b = 0; b < r; b++) for (let j = 0; j < d; j++) out[a * r + b]! += rows[slot[a * r + b]! * d + j]! * x[a * d + j]!;
   return out;
 }
-function wsum64(rows: Float64Array, w: Float64Array, t: number, r: number, d: number): Float64Array {
+function wsum64(rows: Float64Array, slot: number[], w: Float64Array, t: number, r: number, d: number): Float64Array {
   const y = new Float64Array(t * d);
-  for (let a = 0; a < t; a++) for (let b = 0; b < r; b++) for (let j = 0; j < d; j++) y[a * d + j]! += w[a * r + b]! * rows[(a * r + b) * d + j]!;
+  for (let a = 0; a < t; a++) for (let b = 0; b < r; b++) for (let j = 0; j < d; j++) y[a * d + j]! += w[a * r + b]! * rows[slot[a * r + b]! * d + j]!;
   return y;
 }
 
@@ -27,28 +27,32 @@ describe('KernelArena', () => {
     it(`${label}: dot and wsum equal float64 references (d = ${d})`, () => {
       const rng = testRng();
       const k = new KernelArena({ forceFallback });
-      const [t, r] = [5, 7];
-      const rows64 = rng.normals(t * r * d);
+      const [t, r, u] = [5, 7, 9];
+      // u distinct rows, referenced by random slots (with repeats).
+      const rows64 = rng.normals(u * d);
+      const slots = Array.from({ length: t * r }, () => rng.int(u));
       const x64 = rng.normals(t * d);
       const w64 = rng.normals(t * r);
       k.reset();
       // Allocate a region first so that offsets are not all zero.
       k.alloc(3);
-      const rows = k.alloc(t * r * d);
+      const rows = k.alloc(u * d);
+      const slot = k.alloc(t * r);
       const x = k.alloc(t * d);
       const w = k.alloc(t * r);
       const out = k.alloc(t * r);
       const y = k.alloc(t * d);
       k.view(rows).set(rows64);
+      k.viewInt(slot).set(slots);
       k.view(x).set(x64);
       k.view(w).set(w64);
       // Garbage in the outputs: the kernels must overwrite, not accumulate.
       k.view(y).fill(7);
-      k.dot(rows, x, out, t, r, d);
-      k.wsum(rows, w, y, t, r, d);
+      k.dot(rows, slot, x, out, t, r, d);
+      k.wsum(rows, slot, w, y, t, r, d);
       const label2 = `${label} seed ${rng.seed}`;
-      expectClose(k.view(out), dot64(rows64, x64, t, r, d), { rtol: 1e-4, atol: 1e-5, label: `dot ${label2}` });
-      expectClose(k.view(y), wsum64(rows64, w64, t, r, d), { rtol: 1e-4, atol: 1e-5, label: `wsum ${label2}` });
+      expectClose(k.view(out), dot64(rows64, slots, x64, t, r, d), { rtol: 1e-4, atol: 1e-5, label: `dot ${label2}` });
+      expectClose(k.view(y), wsum64(rows64, slots, w64, t, r, d), { rtol: 1e-4, atol: 1e-5, label: `wsum ${label2}` });
     });
   }
   it('grows its memory across allocations and keeps earlier regions', () => {

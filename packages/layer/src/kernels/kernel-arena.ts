@@ -26,8 +26,8 @@ const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly
 
 interface KernelExports {
   memory: WasmMemory;
-  dot(rows: number, x: number, out: number, t: number, r: number, d: number): void;
-  wsum(rows: number, w: number, y: number, t: number, r: number, d: number): void;
+  dot(rows: number, slot: number, x: number, out: number, t: number, r: number, d: number): void;
+  wsum(rows: number, slot: number, w: number, y: number, t: number, r: number, d: number): void;
   group_sum(order: number, groupEnd: number, c: number, x: number, out: number, u: number, r: number, d: number): void;
   col_sum(a: number, out: number, t: number, f: number): void;
   col_sum_prod(a: number, b: number, out: number, t: number, f: number): void;
@@ -112,12 +112,13 @@ export class KernelArena {
     return this.exports !== undefined && d % 8 === 0;
   }
 
-  dot(rows: Region, x: Region, out: Region, t: number, r: number, d: number): void {
-    if (this.useSimd(d)) return this.exports!.dot(rows.offset, x.offset, out.offset, t, r, d);
-    const [rv, xv, ov] = [this.view(rows), this.view(x), this.view(out)];
+  /** out[t, r] = rows[slot[t, r], :] . x[t, :]; `slot` is an int32 region of t*r entries. */
+  dot(rows: Region, slot: Region, x: Region, out: Region, t: number, r: number, d: number): void {
+    if (this.useSimd(d)) return this.exports!.dot(rows.offset, slot.offset, x.offset, out.offset, t, r, d);
+    const [rv, sv, xv, ov] = [this.view(rows), this.viewInt(slot), this.view(x), this.view(out)];
     for (let ti = 0; ti < t; ti++) {
       for (let ri = 0; ri < r; ri++) {
-        const o = (ti * r + ri) * d;
+        const o = sv[ti * r + ri]! * d;
         let acc = 0;
         for (let j = 0; j < d; j++) acc += rv[o + j]! * xv[ti * d + j]!;
         ov[ti * r + ri] = acc;
@@ -125,13 +126,14 @@ export class KernelArena {
     }
   }
 
-  wsum(rows: Region, w: Region, y: Region, t: number, r: number, d: number): void {
-    if (this.useSimd(d)) return this.exports!.wsum(rows.offset, w.offset, y.offset, t, r, d);
-    const [rv, wv, yv] = [this.view(rows), this.view(w), this.view(y)];
+  /** y[t, :] = sum_r w[t, r] rows[slot[t, r], :]. */
+  wsum(rows: Region, slot: Region, w: Region, y: Region, t: number, r: number, d: number): void {
+    if (this.useSimd(d)) return this.exports!.wsum(rows.offset, slot.offset, w.offset, y.offset, t, r, d);
+    const [rv, sv, wv, yv] = [this.view(rows), this.viewInt(slot), this.view(w), this.view(y)];
     yv.fill(0, 0, t * d);
     for (let ti = 0; ti < t; ti++) {
       for (let ri = 0; ri < r; ri++) {
-        const o = (ti * r + ri) * d;
+        const o = sv[ti * r + ri]! * d;
         const s = wv[ti * r + ri]!;
         for (let j = 0; j < d; j++) yv[ti * d + j]! += s * rv[o + j]!;
       }

@@ -1,11 +1,11 @@
 // Row kernels of the expert mixture (WebAssembly SIMD builders and the JS loops of the same
 // semantics, used for widths that are not a multiple of 8 and hosts without wasm SIMD).
 //
-// T tokens, R rows per token (h*k retrieved experts), D row width. Rows are token-major:
-// row (t, r) starts at element (t*R + r)*D.
+// T tokens, R retrieved experts per token (h*k), U distinct experts, D row width. `rows` holds the
+// U distinct rows once each; slot[t, r] (int32) says which of them is the r-th expert of token t.
 //
-//   dot:   out[t, r]    = rows[t, r, :] . x[t, :]            (a = u . x;  s = v . dy)
-//   wsum:  y[t, :]      = sum_r w[t, r] rows[t, r, :]        (y = sum w v;  dx = sum da u)
+//   dot:   out[t, r]    = rows[slot[t, r], :] . x[t, :]            (a = u . x;  s = v . dy)
+//   wsum:  y[t, :]      = sum_r w[t, r] rows[slot[t, r], :]        (y = sum w v;  dx = sum da u)
 //   groupSum: out[u, :] = sum_{o in group u} c[o] x[o / R, :]
 //                                          (dU_e = sum da x, dV_e = sum w dy per distinct expert e)
 //
@@ -23,22 +23,26 @@ export function rowLoop(f: FunctionBuilder, j: number, dBytes: number, body: (of
 }
 
 export function buildDot(): FunctionBuilder {
-  const [rows, x, out, tCount, rCount, d] = [0, 1, 2, 3, 4, 5];
-  const f = new FunctionBuilder(6);
+  const [rows, slot, x, out, tCount, rCount, d] = [0, 1, 2, 3, 4, 5, 6];
+  const f = new FunctionBuilder(7);
   const t = f.local(I32);
   const r = f.local(I32);
   const j = f.local(I32);
   const dBytes = f.local(I32);
+  const row = f.local(I32);
   const acc0 = f.local(V128);
   const acc1 = f.local(V128);
   f.get(d).i32(2).shl().set(dBytes);
   f.forLoop(t, tCount, 1, () => {
     f.forLoop(r, rCount, 1, () => {
+      // row = rows + slot[t, r] * D * 4
+      f.get(rows).get(slot).i32Load().get(dBytes).mul().add().set(row);
+      f.increment(slot, 4);
       f.v128Zero().set(acc0).v128Zero().set(acc1);
       rowLoop(f, j, dBytes, (offset) => {
         const acc = offset === 0 ? acc0 : acc1;
         f.get(acc);
-        f.get(rows).get(j).add().v128Load(offset);
+        f.get(row).get(j).add().v128Load(offset);
         f.get(x).get(j).add().v128Load(offset);
         f.f32x4Mul().f32x4Add().set(acc);
       });
@@ -49,7 +53,6 @@ export function buildDot(): FunctionBuilder {
       f.get(acc0).f32x4ExtractLane(2).get(acc0).f32x4ExtractLane(3).f32Add();
       f.f32Add().f32Store();
       f.increment(out, 4);
-      f.increment(rows, () => f.get(dBytes));
     });
     f.increment(x, () => f.get(dBytes));
   });
@@ -57,12 +60,13 @@ export function buildDot(): FunctionBuilder {
 }
 
 export function buildWsum(): FunctionBuilder {
-  const [rows, w, y, tCount, rCount, d] = [0, 1, 2, 3, 4, 5];
-  const f = new FunctionBuilder(6);
+  const [rows, slot, w, y, tCount, rCount, d] = [0, 1, 2, 3, 4, 5, 6];
+  const f = new FunctionBuilder(7);
   const t = f.local(I32);
   const r = f.local(I32);
   const j = f.local(I32);
   const dBytes = f.local(I32);
+  const row = f.local(I32);
   const wv = f.local(V128);
   f.get(d).i32(2).shl().set(dBytes);
   f.forLoop(t, tCount, 1, () => {
@@ -70,16 +74,17 @@ export function buildWsum(): FunctionBuilder {
       f.get(y).get(j).add().v128Zero().v128Store(offset);
     });
     f.forLoop(r, rCount, 1, () => {
+      f.get(rows).get(slot).i32Load().get(dBytes).mul().add().set(row);
+      f.increment(slot, 4);
       f.get(w).f32Load().f32x4Splat().set(wv);
       f.increment(w, 4);
       rowLoop(f, j, dBytes, (offset) => {
         f.get(y).get(j).add(); // store address
         f.get(y).get(j).add().v128Load(offset);
         f.get(wv);
-        f.get(rows).get(j).add().v128Load(offset);
+        f.get(row).get(j).add().v128Load(offset);
         f.f32x4Mul().f32x4Add().v128Store(offset);
       });
-      f.increment(rows, () => f.get(dBytes));
     });
     f.increment(y, () => f.get(dBytes));
   });

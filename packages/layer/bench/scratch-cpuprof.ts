@@ -1,0 +1,23 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { Session } from 'node:inspector/promises';
+import { writeFileSync } from 'node:fs';
+import { initBackend } from '@peer/backend';
+import { PeerLayer } from '../src/peer-layer.js';
+await initBackend({ backend: 'wasm', log: false });
+const N = Number(process.env.NN ?? 16384);
+const layer = new PeerLayer({ dim: 256, numExperts: N, heads: 8, topK: 16, dimKey: 128 });
+for (const e of layer.expertOptimizer.stateEntries()) { const d = e.data as Float32Array; for (let i = 0; i < d.length; i += 1024) d[i] = d[i]!; }
+const x = tf.variable(tf.randomNormal([1, 512, 256]));
+const r = tf.randomNormal([1, 512, 256], 0, 1 / 512);
+const opt = tf.train.adam(1e-3);
+const vars = layer.trainableVariables();
+const step = () => { tf.tidy(() => { const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(layer.apply(x as tf.Tensor3D, { training: true }).y, r)) as tf.Scalar, [x, ...vars]); value.dataSync(); opt.applyGradients(vars.map((v) => ({ name: v.name, tensor: grads[v.name]! }))); }); layer.sparseStep(1); };
+step(); step();
+const s = new Session(); s.connect();
+await s.post('Profiler.enable'); await s.post('Profiler.setSamplingInterval', { interval: 200 }); await s.post('Profiler.start');
+const steps = 6; const t0 = performance.now();
+for (let i = 0; i < steps; i++) step();
+const ms = (performance.now() - t0) / steps;
+const { profile } = await s.post('Profiler.stop');
+writeFileSync(`/tmp/prof/steps-${N}.cpuprofile`, JSON.stringify(profile));
+console.log('ms/step', ms.toFixed(1));
