@@ -190,6 +190,10 @@ describe('peer-train end to end (tiny PEER model)', () => {
     const runI = join(dir, 'i');
     const child = startCli(['train', ...trainArgs(), '--out', runI], { cwd: dir });
     await waitFor(() => (checkpointStep(runI) ?? 0) >= 10, 'a checkpoint at step 10');
+    // meanwhile, a second process cannot train the same run
+    const second = await runCli(['train', '--resume', runI], { cwd: dir });
+    expect(second.code, second.stderr).toBe(2);
+    expect(errorLines(second.stderr).at(-1)).toMatch(new RegExp(`^peer-train: ${runI} is being trained by process ${child.pid}; stop it first`));
     child.kill('SIGINT');
     const stopped = await child.result;
     expect(stopped.code, stopped.stderr).toBe(130);
@@ -197,6 +201,7 @@ describe('peer-train end to end (tiny PEER model)', () => {
     expect(stopped.stderr).toContain(`stopped at step ${at} of ${STEPS}; checkpoint saved. Continue with: peer-train train --resume ${runI}`);
     expect(stopped.stderr).not.toMatch(/^\s+at /m);
     expect(at).toBeLessThan(STEPS);
+    expect(existsSync(join(runI, 'train.lock'))).toBe(false);
     const r = await runCli(['train', '--resume', runI], { cwd: dir });
     expect(r.code, r.stderr).toBe(0);
     expect(relErr(readJson<Summary>(join(runI, 'summary.json')).val_loss as number, summaryA.val_loss as number)).toBeLessThan(1e-6);

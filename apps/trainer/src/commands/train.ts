@@ -98,6 +98,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
   const corpus = await openCorpus(config.data.corpus);
   const backend = await startBackend(options.backend ?? config.backend);
   const files: TokenFile[] = [];
+  let unlock: (() => void) | undefined;
   let model: TransformerLM | undefined;
   let optimizer: AdamW | undefined;
   try {
@@ -128,6 +129,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     // 3. The run folder: a new one, or the resumed one rewound to its checkpoint.
     let start: LoopPosition = { step: 0, tokens: 0, trainSeconds: 0, wallSeconds: 0 };
     if (run && record) {
+      unlock = run.lock();
       if (run.hasCheckpoint()) {
         const ckpt = readCheckpoint(run.checkpointDir, hash);
         try {
@@ -152,6 +154,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
       run.removeSummary();
     } else {
       run = RunFolder.create(outDir);
+      unlock = run.lock();
       record = {
         name,
         source,
@@ -255,5 +258,6 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     optimizer?.dispose();
     model?.dispose();
     for (const f of files) f.close();
+    unlock?.();
   }
 }

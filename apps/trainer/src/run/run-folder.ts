@@ -4,6 +4,7 @@
 //   <run>/metrics.jsonl   one JSON object per logged step ({"kind":"train"|"eval", "step", ...})
 //   <run>/checkpoint/     the last complete checkpoint (see checkpoint.ts)
 //   <run>/summary.json    written when training finishes
+//   <run>/train.lock      the pid of the process training the run, while it runs
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -13,7 +14,18 @@ export const RUN_FILES = {
   metrics: 'metrics.jsonl',
   checkpoint: 'checkpoint',
   summary: 'summary.json',
+  /** Holds the pid of the process training the run; a stale one (dead pid) is taken over. */
+  lock: 'train.lock',
 } as const;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /** Writes JSON to `<path>.tmp` then renames it over `path`: readers never see half a file. */
 export function writeJsonAtomic(path: string, value: unknown): void {
@@ -121,6 +133,28 @@ export class RunFolder {
     const tmp = `${path}.tmp`;
     writeFileSync(tmp, kept.map((r) => `${JSON.stringify(r)}\n`).join(''));
     renameSync(tmp, path);
+  }
+
+  /**
+   * Marks the run as being trained by this process, so that a second `train --resume` of the same
+   * folder is refused instead of interleaving checkpoints. Returns the function that releases it.
+   */
+  lock(): () => void {
+    const path = this.path('lock');
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+        return () => rmSync(path, { force: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
+        if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid)) {
+          throw new UsageError(`${this.dir} is being trained by process ${pid}; stop it first (or delete ${path} if that process is not peer-train)`);
+        }
+        rmSync(path, { force: true }); // left by a killed process
+      }
+    }
+    throw new UsageError(`cannot lock ${this.dir}: ${path} keeps reappearing`);
   }
 
   removeSummary(): void {
