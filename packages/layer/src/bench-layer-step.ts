@@ -85,7 +85,9 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
     for (const entry of layer.expertOptimizer.stateEntries()) touchPages(entry.data as Float32Array | Int32Array);
   }
   const rng = new Rng(c.seed + 1);
-  const x = tf.variable(tf.tensor3d(rng.fillNormal(new Float32Array(tokens * c.dim), 0, 1), [1, tokens, c.dim]), true, `bench_x_${Date.now()}`);
+  const xInit = tf.tensor3d(rng.fillNormal(new Float32Array(tokens * c.dim), 0, 1), [1, tokens, c.dim]);
+  const x = tf.variable(xInit, true);
+  xInit.dispose();
   // The loss sum(y * r): its gradient dy = r is a dense, non-trivial output gradient.
   const r = tf.tensor3d(rng.fillNormal(new Float32Array(tokens * c.dim), 0, 1 / tokens), [1, tokens, c.dim]);
   const optimizer = tf.train.adam(options.denseLr ?? 1e-3);
