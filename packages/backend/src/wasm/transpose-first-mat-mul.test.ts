@@ -22,7 +22,7 @@ function stored(shape: number[], transpose: boolean): number[] {
 
 beforeAll(async () => {
   const choice = await initBackend({ backend: 'wasm', log: false });
-  expect(choice.fixes).toContain('BatchMatMul (transpose first)');
+  expect(choice.fixes).toContain('BatchMatMul (transpose first, per-batch products)');
   expect(isFixInstalled(tf.BatchMatMul)).toBe(true);
   expect(isFixInstalled(tf._FusedMatMul)).toBe(true);
 });

@@ -1,14 +1,18 @@
-// Transpose-first matMuls for wasm. The built-in kernels run a transposed operand far below the
-// plain product's speed (engine-notes, 1024^3: transposeB 2 GFLOP/s, transposeA 0.4, none 29),
-// and every matMul gradient uses transposed products. Copying the operand into its transposed
-// layout costs one pass over memory and lets the fast path run.
+// Transpose-first, per-batch matMuls for wasm. The built-in kernels run a transposed operand far
+// below the plain product's speed (engine-notes, 1024^3: transposeB 2 GFLOP/s, transposeA 0.4, none
+// 29), and every matMul gradient uses transposed products. Copying the operand into its transposed
+// layout costs one pass over memory and lets the fast path run. Products with more than one batch
+// then run as one 2-D product per batch (per-batch-mat-mul.ts): the built-in kernel's batched loop
+// is 20-45x slower.
 // The built-in _FusedMatMul also adds the bias wrongly when the output has more than one batch
-// (only the first row of each batch gets the right bias); such calls add bias and activation
-// with separate kernels instead.
+// (only the first row of each batch gets the right bias) or the bias is not a vector of length N
+// (a [1] bias reads past its end; a rank-2 bias throws); such calls add bias and activation with
+// separate kernels instead.
 // B batch (flattened), M rows of the output, N columns, K the contracted axis.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BatchMatMulAttrs, KernelFunc, TensorInfo, _FusedMatMulAttrs } from '@tensorflow/tfjs-core';
 import { transposeLastTwo } from './blocked-transpose.js';
+import { batchShapes, matMulPerBatch, prefersPerBatch } from './per-batch-mat-mul.js';
 import { runWasmKernel, type KernelArgs, type WasmBackend, type WasmKernelFix } from './wasm-backend.js';
 
 /** Calls `product` with both operands in plain layout; disposes the transposed copies. */
@@ -35,14 +39,23 @@ function requireOriginal(kernelName: string, original: KernelFunc | undefined): 
   return original;
 }
 
+/** Product shapes as seen after the transposes: op(a) [..., M, K] and op(b) [..., K, N]. */
+function plainShapes(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): [number[], number[]] {
+  const swap = (s: number[]) => [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!];
+  return [transposeA ? swap(a.shape) : a.shape, transposeB ? swap(b.shape) : b.shape];
+}
+
 function batchMatMul(original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo {
   const builtIn = requireOriginal(tf.BatchMatMul, original);
   const plain = (args: KernelArgs) => builtIn(args) as TensorInfo;
+  const perBatch = ({ inputs, backend }: KernelArgs) => matMulPerBatch(inputs.a!, inputs.b!, backend);
   return (args) => {
     const { transposeA, transposeB } = args.attrs as unknown as BatchMatMulAttrs;
     const { a, b } = args.inputs;
     // Non-float inputs go straight to the built-in kernel, which reports them.
-    if ((!transposeA && !transposeB) || a!.dtype !== 'float32' || b!.dtype !== 'float32') return plain(args);
+    if (a!.dtype !== 'float32' || b!.dtype !== 'float32') return plain(args);
+    if (prefersPerBatch(...plainShapes(a!, b!, transposeA, transposeB))) return withPlainOperands(args, perBatch);
+    if (!transposeA && !transposeB) return plain(args);
     return withPlainOperands(args, plain);
   };
 }
@@ -72,23 +85,27 @@ function activate(x: TensorInfo, attrs: _FusedMatMulAttrs, prelu: TensorInfo | u
 
 function fusedMatMul(original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo {
   const builtIn = requireOriginal(tf._FusedMatMul, original);
+  // Called with plain-layout operands (tfjs-core hands this kernel rank-3 operands [B, ., .]).
   const fused = ({ inputs, backend, attrs }: KernelArgs): TensorInfo => {
     const { a, b, bias, preluActivationWeights } = inputs;
-    // tfjs-core hands this kernel rank-3 operands [B, ., .].
-    const outBatch = Math.max(a!.shape[0] ?? 1, b!.shape[0] ?? 1);
-    if (bias === undefined || bias === null || outBatch <= 1) return builtIn({ inputs, backend, attrs }) as TensorInfo;
-    const product = builtIn({ inputs: { a: a!, b: b! }, backend, attrs: { ...attrs, activation: 'linear' } }) as TensorInfo;
+    const n = b!.shape[b!.shape.length - 1]!;
+    const { batches } = batchShapes(a!.shape, b!.shape);
+    // XNNPACK fuses a length-N bias and the activation into a single-batch product.
+    const fusable = bias === undefined || bias === null || (bias.shape.length === 1 && bias.shape[0] === n);
+    if (batches <= 1 && fusable) return builtIn({ inputs, backend, attrs }) as TensorInfo;
+    // The registered BatchMatMul (this package's fix when installed) picks the per-batch path.
+    const product = runWasmKernel(tf.BatchMatMul, { a: a!, b: b! }, backend, { transposeA: false, transposeB: false });
     let biased: TensorInfo | undefined;
     try {
-      biased = runWasmKernel(tf.Add, { a: product, b: bias }, backend);
+      biased = bias ? runWasmKernel(tf.Add, { a: product, b: bias }, backend) : product;
       const out = activate(biased, attrs as unknown as _FusedMatMulAttrs, preluActivationWeights, backend);
-      if (out !== biased) backend.disposeData(biased.dataId);
+      if (out !== biased && biased !== product) backend.disposeData(biased.dataId);
+      if (out !== product) backend.disposeData(product.dataId);
       return out;
     } catch (err) {
-      if (biased) backend.disposeData(biased.dataId);
-      throw err;
-    } finally {
+      if (biased && biased !== product) backend.disposeData(biased.dataId);
       backend.disposeData(product.dataId);
+      throw err;
     }
   };
   return (args) => {
@@ -100,13 +117,13 @@ function fusedMatMul(original: KernelFunc | undefined): (args: KernelArgs) => Te
 }
 
 export const batchMatMulFix: WasmKernelFix = {
-  name: 'BatchMatMul (transpose first)',
+  name: 'BatchMatMul (transpose first, per-batch products)',
   kernelName: tf.BatchMatMul,
   kernelFunc: batchMatMul,
 };
 
 export const fusedMatMulFix: WasmKernelFix = {
-  name: '_FusedMatMul (transpose first, batched bias)',
+  name: '_FusedMatMul (transpose first, per-batch products, unfused bias)',
   kernelName: tf._FusedMatMul,
   kernelFunc: fusedMatMul,
 };

@@ -12,8 +12,23 @@ export interface WasmTensorData {
   dtype: DataType;
 }
 
+/** The emscripten module's members used here (tfjs 4.22's wasm build). */
+export interface WasmModule {
+  HEAPU8: Uint8Array;
+  /** Wraps an exported C function; 'array' arguments are Uint8Arrays copied onto the stack. */
+  cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
+  tfjs: {
+    /** Tells the C side that tensor `id` has `size` elements at byte `memoryOffset` (no allocation). */
+    registerTensor(id: number, size: number, memoryOffset: number): void;
+    /** Forgets tensor `id` on the C side and runs its disposal callbacks (cached XNNPACK operators); frees nothing. */
+    disposeData(id: number): void;
+  };
+}
+
 export interface WasmBackend {
-  wasm: { HEAPU8: Uint8Array };
+  wasm: WasmModule;
+  /** The next tensor id; the C side and the JS data map share this one counter. */
+  dataIdNextNumber: number;
   dataIdMap: { get(dataId: object): WasmTensorData | undefined };
   /** Allocates on the heap (not zeroed); may grow the heap, which detaches earlier views. */
   makeOutput(shape: number[], dtype: DataType): TensorInfo;
@@ -53,7 +68,7 @@ export interface WasmKernelFix {
   name: string;
   kernelName: string;
   /** Builds the new kernel; `original` is the built-in kernel it replaces (if any). */
-  kernelFunc(original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo;
+  kernelFunc(original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo | TensorInfo[];
 }
 
 // Marks our kernel configs so that installing twice (or from both the ESM and CJS builds) is a no-op.
