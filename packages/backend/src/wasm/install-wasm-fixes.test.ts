@@ -6,7 +6,19 @@ import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
 import { isFixInstalled } from './wasm-backend.js';
 import { onEngine, scaledError } from './test-support.js';
 
-const KERNELS = [tf.UnsortedSegmentSum, tf.BatchMatMul, tf._FusedMatMul, tf.GatherV2, tf.Transpose];
+const KERNELS = [
+  tf.UnsortedSegmentSum,
+  tf.BatchMatMul,
+  tf._FusedMatMul,
+  tf.GatherV2,
+  tf.Transpose,
+  tf.Slice,
+  tf.Unpack,
+  tf.SplitV,
+  tf.StridedSlice,
+  tf.Sum,
+  tf.Max,
+];
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', log: false });
@@ -21,7 +33,7 @@ describe('installWasmFixes', () => {
     const configs = KERNELS.map((k) => tf.getKernel(k, 'wasm'));
     const second = installWasmFixes();
     expect(second).toEqual(first);
-    expect(first).toHaveLength(5);
+    expect(first).toHaveLength(KERNELS.length);
     expect(first[0]).toBe('UnsortedSegmentSum');
     // Same registered objects: the second call did not wrap the fixes again.
     KERNELS.forEach((k, i) => expect(tf.getKernel(k, 'wasm')).toBe(configs[i]));
@@ -31,7 +43,7 @@ describe('installWasmFixes', () => {
     installWasmFixes();
     uninstallWasmFixes();
     expect(tf.getKernel(tf.UnsortedSegmentSum, 'wasm')).toBeUndefined();
-    for (const k of [tf.BatchMatMul, tf._FusedMatMul, tf.GatherV2, tf.Transpose]) {
+    for (const k of KERNELS.slice(1)) {
       expect(isFixInstalled(k)).toBe(false);
       expect(tf.getKernel(k, 'wasm')?.kernelFunc).toBeTypeOf('function');
     }
@@ -48,7 +60,7 @@ describe('installWasmFixes', () => {
     expect(off.fixes).toEqual([]);
     expect(isFixInstalled(tf.BatchMatMul)).toBe(false);
     const on = await initBackend({ backend: 'wasm', log: false });
-    expect(on.fixes).toHaveLength(5);
+    expect(on.fixes).toHaveLength(KERNELS.length);
     expect(isFixInstalled(tf.BatchMatMul)).toBe(true);
   });
 

@@ -1,12 +1,26 @@
 // Registers, once, the wasm kernels that make training usable (see the package README). Each fix
 // lives in its own file; they replace kernels for the 'wasm' engine only.
 import { gatherRowsFix } from './gather-rows.js';
+import { maxFix, sumFix } from './outer-axis-reduce.js';
+import { sliceFix, splitVFix, stridedSliceFix, unpackFix } from './slice-kernels.js';
 import { batchMatMulFix, fusedMatMulFix } from './transpose-first-mat-mul.js';
 import { transposeFix } from './transpose.js';
 import { unsortedSegmentSumFix } from './unsorted-segment-sum.js';
 import { installFix, isFixInstalled, uninstallFix, type WasmKernelFix } from './wasm-backend.js';
 
-const FIXES: readonly WasmKernelFix[] = [unsortedSegmentSumFix, batchMatMulFix, fusedMatMulFix, gatherRowsFix, transposeFix];
+const FIXES: readonly WasmKernelFix[] = [
+  unsortedSegmentSumFix,
+  batchMatMulFix,
+  fusedMatMulFix,
+  gatherRowsFix,
+  transposeFix,
+  sliceFix,
+  unpackFix,
+  splitVFix,
+  stridedSliceFix,
+  sumFix,
+  maxFix,
+];
 
 /** Installs the wasm kernel fixes (idempotent) and returns their names. */
 export function installWasmFixes(): string[] {
