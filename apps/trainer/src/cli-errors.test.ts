@@ -46,6 +46,16 @@ describe('peer-train bad input', () => {
     expectOneLineError(await train('a', '--set', 'optim.lrr=1'), 2, /^peer-train: invalid config: unknown key 'optim\.lrr'$/);
     expectOneLineError(await train('a', '--set', 'optim.lr'), 2, /^peer-train: --set expects key\.path=value, got 'optim\.lr'$/);
     expectOneLineError(await train('a', '--preset', 'nope'), 2, /^peer-train: unknown preset 'nope': expected one of /);
+    expectOneLineError(
+      await train('a', '--set', 'model.ffw.options.numExperts=300'),
+      2,
+      /^peer-train: invalid config: model\.ffw\.options\.numExperts = 300: must be a perfect square .* \(peer layer\)$/,
+    );
+    expectOneLineError(
+      await train('a', '--set', 'model.ffw.options.topK=40'),
+      2,
+      /^peer-train: invalid config: model\.ffw\.options\.topK = 40: must be at most sqrt\(numExperts\) = 16 \(peer layer\)$/,
+    );
     expectOneLineError(await train('a', '--flops', '1000'), 2, /^peer-train: train\.flops = 1\.000e\+3 is less than one training step/);
     expect(existsSync(join(dir, 'a'))).toBe(false);
   });

@@ -11,12 +11,24 @@ function isConfigError(err: unknown): err is Error {
   return err instanceof ModelConfigError || (err instanceof Error && /ConfigError$/.test(err.name));
 }
 
+/** Fields the factories pass from the model config rather than from ffw.options. */
+const MODEL_FIELDS: Record<string, string> = { dim: 'model.dim', seed: 'model.seed' };
+
+/** A layer's `invalid X config: field = value: problem` as the config key the user sets. */
+export function layerConfigMessage(message: string, kind: string): string {
+  const rest = message.replace(/^invalid [\w -]+ config: /i, '');
+  const field = /^([\w.]+) = /.exec(rest)?.[1];
+  if (field === undefined) return `invalid config: model.ffw.options (${kind}): ${rest}`;
+  const key = MODEL_FIELDS[field] ?? `model.ffw.options.${field}`;
+  return `invalid config: ${key}${rest.slice(field.length)} (${kind} layer)`;
+}
+
 export function buildModel(config: TrainConfig): TransformerLM {
   registerLayers(config.optim);
   try {
     return new TransformerLM(config.model);
   } catch (err) {
-    if (isConfigError(err)) throw new UsageError(`invalid config: model.ffw (${config.model.ffw.kind}): ${err.message}`);
+    if (isConfigError(err)) throw new UsageError(layerConfigMessage(err.message, config.model.ffw.kind));
     throw err;
   }
 }
