@@ -44,8 +44,6 @@ export const pkmConfigSchema = z
     /** Standard deviation of the normal value initialization (default D^-1/2, as Lample et al.). */
     valueInitStd: z.number().nonnegative().optional(),
     valueOptimizer: valueOptimizerSchema.default(valueOptimizerSchema.parse({})),
-    /** Tokens per value-mixture chunk: bounds the [chunk*h*k, D] gathered rows held at once. */
-    tokenChunk: positiveInt().default(1024),
     seed: seedField(),
   })
   .superRefine((c, ctx) => {

@@ -40,7 +40,7 @@ function referenceOf(layer: ProductKeyMemory): ReferencePkm {
     norm: n ? { gamma: f64(n.weight), beta: f64(n.bias), mean: f64(n.runningMean), variance: f64(n.runningVar) } : null,
     c1: f64(layer.keys.subKeys1),
     c2: f64(layer.keys.subKeys2),
-    values: f64(layer.values.data),
+    values: layer.values.storage === 'float32' ? f64(layer.values.data) : Float64Array.from({ length: c.memories * c.dim }, (_, i) => layer.values.row(Math.floor(i / c.dim))[i % c.dim]!),
   };
 }
 
@@ -108,18 +108,19 @@ function makeLayer(rng: TestRng, options: Partial<PkmOptions> = {}): ProductKeyM
   return new ProductKeyMemory({ dim: 6, memories: 36, heads: 2, topK: 3, dimKey: 4, seed: rng.int(1 << 30), ...options });
 }
 
-const cases: { label: string; options: Partial<PkmOptions> }[] = [
+const cases: { label: string; options: Partial<PkmOptions>; half?: boolean }[] = [
   { label: 'per-head keys, query BN', options: {} },
   { label: 'shared keys, no BN, k = sqrt(N), odd D', options: { dim: 5, memories: 16, heads: 3, topK: 4, dimKey: 3, sharedKeys: true, queryNorm: 'none' } },
   { label: 'one head, k = 1, candidateK 3', options: { memories: 49, heads: 1, topK: 1, candidateK: 3 } },
-  { label: 'token chunks', options: { tokenChunk: 4 } },
+  { label: 'float16 value storage (inference)', options: {}, half: true },
 ];
 
 describe('ProductKeyMemory forward', () => {
-  for (const { label, options } of cases) {
+  for (const { label, options, half } of cases) {
     it(`equals brute-force float64 retrieval and read (${label})`, () => {
       const rng = testRng();
       const layer = makeLayer(rng, options);
+      if (half) layer.values.toStorage('float16');
       const c = layer.config;
       const [B, S] = [2, 5];
       const xData = rng.normals(B * S * c.dim);
@@ -245,6 +246,33 @@ describe('ProductKeyMemory gradients', () => {
       layer.dispose();
     });
   }
+});
+
+describe('ProductKeyMemory with more rows per step than the value table reserves', () => {
+  it('reads the table correctly while the row gradient grows the memory the table lives in', () => {
+    // 131,072 reads of a 512^2-slot table touch more than the 65,536 gradient rows the expert store
+    // reserves next to the table, so accumulating them grows (and detaches) the table's memory.
+    const rng = testRng();
+    const layer = new ProductKeyMemory({ dim: 16, memories: 512 * 512, heads: 8, topK: 32, dimKey: 16, seed: rng.int(1000) });
+    const T = 512;
+    const x = tf.tensor3d(Float32Array.from(rng.normals(T * 16)), [1, T, 16]);
+    const proj = tf.tensor3d(Float32Array.from(rng.normals(T * 16)), [1, T, 16]);
+    tf.tidy(() => {
+      const loss = () => tf.sum(tf.mul(layer.apply(x, { training: true }).y, proj)) as tf.Scalar;
+      const { grads } = tf.variableGrads(loss, layer.trainableVariables());
+      expect(layer.valueGrad.size, 'rows touched').toBeGreaterThan(65536);
+      // The same gradients with the row gradients sent elsewhere (no growth).
+      const p = layer.tensors();
+      const reference = tf.grads((wq: tf.Tensor) => {
+        const r = pkmForward(tf.reshape(x, [T, 16]) as tf.Tensor2D, { ...p, queryWeight: wq as tf.Tensor2D }, layer.config, true, noSink);
+        return tf.sum(tf.mul(r.y, tf.reshape(proj, [T, 16])));
+      })([p.queryWeight]);
+      expectClose(grads[layer.queryWeight.name]!, reference[0]!, { rtol: 1e-4, atol: 1e-7, label: `seed ${rng.seed}` });
+      for (const g of Object.values(grads)) expect(tf.all(tf.isFinite(g)).dataSync()[0]).toBe(1);
+    });
+    tf.dispose([x, proj]);
+    layer.dispose();
+  });
 });
 
 describe('ProductKeyMemory training step, sparse update, accounting, state, usage', () => {

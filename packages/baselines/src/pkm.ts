@@ -115,19 +115,7 @@ export function pkmForward(x: tf.Tensor2D, params: PkmTensors, config: PkmConfig
     scores = found.scores;
   }
   const weights = tf.reshape(tf.softmax(scores), [T, h * k]) as tf.Tensor2D;
-  const chunk = config.tokenChunk;
-  let y: tf.Tensor2D;
-  if (T <= chunk) {
-    y = valueMixture(weights, indices, params.values, sink);
-  } else {
-    const parts: tf.Tensor2D[] = [];
-    for (let t0 = 0; t0 < T; t0 += chunk) {
-      const size = Math.min(chunk, T - t0);
-      const w = tf.slice(weights, [t0, 0], [size, h * k]);
-      parts.push(valueMixture(w, indices.subarray(t0 * h * k, (t0 + size) * h * k), params.values, sink));
-    }
-    y = tf.concat(parts, 0);
-  }
+  const y = valueMixture(weights, indices, params.values, sink);
   return { y, indices, weights };
 }
 
