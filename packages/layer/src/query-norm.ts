@@ -145,7 +145,9 @@ function batchNormTraining(
     const [qIn, gIn, bIn] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
     const g = gIn.dataSync() as Float32Array;
     k.reset();
-    const [qr, xr, yr] = [0, 1, 2].map(() => k.alloc(tokens * features));
+    // Two [T, F] regions: q (then y, written over it) and xhat.
+    const [qr, xr] = [0, 1].map(() => k.alloc(tokens * features));
+    const yr = qr;
     const [meanR, varR, rstdR, zeroR, oneR, gammaR, betaR] = [0, 1, 2, 3, 4, 5, 6].map(() => k.alloc(features));
     k.view(qr!).set(qIn.dataSync());
     k.view(zeroR!).fill(0);
@@ -174,7 +176,9 @@ function batchNormTraining(
       value: tf.tensor2d(k.view(yr!).slice(), [tokens, features]),
       gradFunc: (dy: tf.Tensor) => {
         k.reset();
-        const [dyr, xhr, outr] = [0, 1, 2].map(() => k.alloc(tokens * features));
+        // Two [T, F] regions: dy (then dq, written over it) and xhat.
+        const [dyr, xhr] = [0, 1].map(() => k.alloc(tokens * features));
+        const outr = dyr;
         const [dbetaR, dgammaR, pR, qR, cR] = [0, 1, 2, 3, 4].map(() => k.alloc(features));
         k.view(dyr!).set(dy.dataSync());
         k.view(xhr!).set(xhat);
