@@ -4,6 +4,7 @@
 //
 // T tokens, D model width.
 import * as tf from '@tensorflow/tfjs-core';
+import { loadavg } from 'node:os';
 import { heapStats, Rng } from '@peer/backend';
 import type { PeerLayerConfig } from './config.js';
 import { PeerLayer } from './peer-layer.js';
@@ -63,6 +64,8 @@ export interface LayerStepBenchResult {
   /** Memory of the expert-mixture row kernels (gathered rows and row gradients). */
   kernel_bytes: number;
   step_ms: number[];
+  /** The machine's 1-minute load average at the end (other processes inflate wall times). */
+  load_average: number;
 }
 
 function median(xs: number[]): number {
@@ -154,6 +157,7 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
       wasm_heap_bytes: heapStats()?.heapBytes ?? 0,
       kernel_bytes: layer.workspaceBytes,
       step_ms: stepMs.map((v) => round(v)),
+      load_average: round(loadavg()[0]!, 2),
     };
   } finally {
     optimizer.dispose();
