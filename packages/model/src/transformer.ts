@@ -6,7 +6,7 @@
 // V vocabulary. The residual stream is kept as [T, D] rows so that every projection is one plain
 // 2D matMul with weights stored [in, out]; FFW layers see it as [B, S, D].
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@peer/backend';
+import { Rng, currentBackend } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
 import { modelFlopsPerToken, modelParamCounts, type FeedForwardCosts, type ParamCounts } from './accounting.js';
 import { causalMask, causalSelfAttention, type AttentionMode } from './causal-attention.js';
@@ -21,9 +21,10 @@ import { sampleToken } from './sampling.js';
 
 export interface TransformerOptions {
   /**
-   * How attention multiplies the per-(head, sequence) matrices: 'sliced' (one 2D matMul each; fast
-   * on wasm, whose batched matMul is slow), 'batched' (one batched matMul), or 'auto' (default:
-   * sliced on wasm, batched elsewhere). Results agree to float32 rounding.
+   * How attention multiplies the per-(head, sequence) matrices: 'batched' (one batched matMul),
+   * 'sliced' (cut in JS, one 2D matMul each: for the built-in wasm kernel, whose batched matMul runs
+   * a slow loop), or 'auto' (default: batched, unless the engine is wasm without @peer/backend's
+   * per-batch matMul fix). Results agree to float32 rounding.
    */
   attention?: 'auto' | AttentionMode;
 }
@@ -75,6 +76,14 @@ export interface NamedVariable {
 }
 
 const INIT_STD = 0.02;
+
+/**
+ * Whether @peer/backend's wasm fixes run batched matMuls as one 2D product per batch (then one
+ * batched matMul beats cutting the slices in JS: no copies). The built-in wasm kernel does not.
+ */
+function wasmRunsBatchedMatMulPerBatch(): boolean {
+  return currentBackend()?.fixes.some((f) => f.startsWith('BatchMatMul') && f.includes('per-batch')) ?? false;
+}
 
 function normalVariable(rng: Rng, shape: number[], std: number): tf.Variable {
   const init = tf.tensor(rng.fillNormal(new Float32Array(shape.reduce((a, b) => a * b, 1)), 0, std), shape);
@@ -259,7 +268,7 @@ export class TransformerLM {
 
   private resolveAttentionMode(): AttentionMode {
     if (this.attentionMode !== 'auto') return this.attentionMode;
-    return tf.getBackend() === 'wasm' ? 'sliced' : 'batched';
+    return tf.getBackend() === 'wasm' && !wasmRunsBatchedMatMulPerBatch() ? 'sliced' : 'batched';
   }
 
   /** Checks dtype, shape and range; returns [B, S]. */
