@@ -14,7 +14,15 @@ export {
   type ScoreFunction,
 } from './config.js';
 export { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
-export { expertMixture, type ExpertRows, type MixtureOptions, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
+export {
+  expertMixture,
+  MixtureWorkspace,
+  type ExpertRows,
+  type MixtureOptions,
+  type MixtureTables,
+  type RowGradientSink,
+  type RowGroups,
+} from './expert-mixture.js';
 export { PeerLayer, type PeerRouting } from './peer-layer.js';
 export { QueryNorm, type QueryNormOptions } from './query-norm.js';
 export {
@@ -24,7 +32,6 @@ export {
   queryWeightFromPytorch,
   queryWeightToPytorch,
 } from './query-layout.js';
-export { MixtureWorkspace } from './expert-mixture.js';
 export { KernelArena, type Region } from './kernels/kernel-arena.js';
 export {
   DOWN_NAME,

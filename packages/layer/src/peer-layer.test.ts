@@ -38,3 +38,31 @@ describe('PeerLayer forward equals a float64 brute-force reference', () => {
     });
   }
 });
+
+describe('PeerLayer input checks and modes', () => {
+  it('rejects a badly shaped x and use after dispose, naming what was expected', () => {
+    const layer = new PeerLayer(SMALL);
+    const bad = tf.zeros([2, 3, 8]) as tf.Tensor3D;
+    expect(() => layer.apply(bad, { training: false })).toThrow('x must be a [batch, seq, 16] tensor, got shape [2, 3, 8]');
+    bad.dispose();
+    layer.dispose();
+    const x = tf.zeros([1, 2, 16]) as tf.Tensor3D;
+    expect(() => layer.apply(x, { training: false })).toThrow('used after dispose()');
+    x.dispose();
+  });
+
+  it('moves the BatchNorm running statistics in training only; route() never does', () => {
+    const rng = testRng();
+    const layer = new PeerLayer({ ...SMALL, seed: rng.int(1000) });
+    const x = randomTensor<tf.Rank.R3>(rng, [1, 6, SMALL.dim]);
+    const stats = () => Array.from(layer.queryNorm.runningMean!.dataSync());
+    const initial = stats();
+    layer.route(x, { training: true });
+    tf.tidy(() => layer.apply(x, { training: false }));
+    expect(stats()).toEqual(initial);
+    tf.tidy(() => layer.apply(x, { training: true }));
+    expect(stats()).not.toEqual(initial);
+    x.dispose();
+    layer.dispose();
+  });
+});
