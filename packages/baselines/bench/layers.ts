@@ -56,7 +56,7 @@ const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
 function row(r: BaselineBenchResult): string {
   const p = r.phases_ms_median;
-  return `| ${r.layer} | ${r.active_params_per_token.toLocaleString('en-US')} | ${r.total_params.toLocaleString('en-US')} | ${(r.flops_per_token / 1e6).toFixed(2)} M | ${r.ms_per_step_median} | ${p.forward_backward} / ${p.dense_update} / ${p.sparse_update} | ${r.tokens_per_second.toLocaleString('en-US')} | ${mb(r.peak_rss_bytes)} |`;
+  return `| ${r.layer} | ${r.active_params_per_token.toLocaleString('en-US')} | ${r.total_params.toLocaleString('en-US')} | ${(r.flops_per_token / 1e6).toFixed(2)} M | ${r.ms_per_step_median} | ${r.cpu_ms_per_step_median} | ${p.forward_backward} / ${p.dense_update} / ${p.sparse_update} | ${r.tokens_per_second.toLocaleString('en-US')} | ${mb(r.peak_rss_bytes)} |`;
 }
 
 const kinds: BaselineKind[] = values.layer === 'all' ? [...BASELINE_KINDS] : [values.layer as BaselineKind];
@@ -90,7 +90,7 @@ if (values.json) {
 } else {
   const r0 = results[0]!;
   console.log(`backend ${r0.backend}, D = ${r0.dim}, ${r0.tokens} tokens per step, median of ${r0.steps} steps`);
-  console.log('| layer | active params / token | total params | FLOPs / token | ms / step | fwd+bwd / dense Adam / sparse (ms) | tokens / s | peak RSS |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  console.log('| layer | active params / token | total params | FLOPs / token | ms / step | CPU ms / step | fwd+bwd / dense Adam / sparse (ms) | tokens / s | peak RSS |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const r of results) console.log(row(r));
 }
