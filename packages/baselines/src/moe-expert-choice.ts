@@ -81,6 +81,7 @@ export class MoeExpertChoice {
   private readonly params: MoeParameters;
   private readonly usage: UsageAccumulator;
   private last: MoeRoutingStats | undefined;
+  private disposed = false;
 
   constructor(options: MoeExpertChoiceOptions) {
     this.config = Object.freeze(parseMoeExpertChoiceConfig(options));
@@ -90,6 +91,7 @@ export class MoeExpertChoice {
   }
 
   tensors(): MoeTensors {
+    this.checkAlive();
     return { router: this.params.router as tf.Variable<tf.Rank.R2>, experts: this.params.experts() };
   }
 
@@ -125,6 +127,7 @@ export class MoeExpertChoice {
   }
 
   trainableVariables(): tf.Variable[] {
+    this.checkAlive();
     return this.params.variables();
   }
 
@@ -157,14 +160,22 @@ export class MoeExpertChoice {
   }
 
   stateEntries(prefix: string): NamedArray[] {
+    this.checkAlive();
     return this.params.stateEntries(prefix);
   }
 
   loadStateEntries(prefix: string, get: StateEntryGetter): void {
+    this.checkAlive();
     this.params.loadStateEntries(prefix, get);
   }
 
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     this.params.dispose();
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error('moe-ec: used after dispose()');
   }
 }

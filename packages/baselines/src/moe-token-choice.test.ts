@@ -246,3 +246,14 @@ describe('MoeTokenChoice training step, accounting, state, usage', () => {
     expect(() => new MoeTokenChoice({ dim: 8, experts: 4, hidden: 6, expert: 3 } as never)).toThrow("invalid moe config: unknown field 'expert'");
   });
 });
+
+describe('MoeTokenChoice lifetime', () => {
+  it('disposes once and refuses use afterwards', () => {
+    const layer = new MoeTokenChoice({ dim: 4, experts: 2, hidden: 3 });
+    const before = tf.memory().numTensors;
+    layer.dispose();
+    layer.dispose();
+    expect(tf.memory().numTensors).toBe(before - (1 + 4 * 2));
+    expect(() => layer.apply(tf.zeros([1, 2, 4]) as tf.Tensor3D, { training: false })).toThrow('moe: used after dispose()');
+  });
+});

@@ -108,6 +108,7 @@ export class MoeTokenChoice {
   private readonly params: MoeParameters;
   private readonly usage: UsageAccumulator;
   private last: MoeRoutingStats | undefined;
+  private disposed = false;
 
   constructor(options: MoeTokenChoiceOptions) {
     this.config = Object.freeze(parseMoeTokenChoiceConfig(options));
@@ -118,6 +119,7 @@ export class MoeTokenChoice {
 
   /** The variables as plain tensors, for `moeTokenChoiceForward`. */
   tensors(): MoeTensors {
+    this.checkAlive();
     return { router: this.params.router as tf.Variable<tf.Rank.R2>, experts: this.params.experts() };
   }
 
@@ -160,6 +162,7 @@ export class MoeTokenChoice {
   }
 
   trainableVariables(): tf.Variable[] {
+    this.checkAlive();
     return this.params.variables();
   }
 
@@ -192,14 +195,22 @@ export class MoeTokenChoice {
   }
 
   stateEntries(prefix: string): NamedArray[] {
+    this.checkAlive();
     return this.params.stateEntries(prefix);
   }
 
   loadStateEntries(prefix: string, get: StateEntryGetter): void {
+    this.checkAlive();
     this.params.loadStateEntries(prefix, get);
   }
 
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     this.params.dispose();
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new Error('moe: used after dispose()');
   }
 }
