@@ -1,7 +1,7 @@
 // The experiment commands of peer-train: usage, sweep, report, bench (layer, train, all) and layer-io.
 // Declared here and added to the program by cli.ts; each command's work lives in src/commands/.
 // These commands print a bad flag value as one line (no help text after it): exit code 2.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { BACKEND_NAMES } from '@peer/backend';
 import { benchAllCommand, benchLayerCommand, benchTrainCommand, BENCH_LAYERS } from './commands/bench.js';
 import { layerIoCommand } from './commands/layer-io.js';

@@ -41,8 +41,9 @@ export interface BenchLayerOptions {
 }
 
 /** The JSON of `bench layer`: at least these fields, plus what the layer's harness reports. */
-export interface BenchLayerResult {
-  layer: BenchLayerKind;
+export interface BenchLayerFields {
+  /** Median process CPU time per step: closer to the uncontended step time on a busy machine. */
+  cpu_ms_per_step_median: number;
   backend: string;
   dim: number;
   tokens: number;
@@ -54,8 +55,9 @@ export interface BenchLayerResult {
   active_params_per_token: number;
   total_params: number;
   config: Record<string, unknown>;
-  [key: string]: unknown;
 }
+
+export type BenchLayerResult = BenchLayerFields & { layer: BenchLayerKind; [key: string]: unknown };
 
 /** Which flags each layer takes, and the config field each sets. */
 const FLAG_FIELDS: Record<BenchLayerKind, Partial<Record<'experts' | 'heads' | 'topk' | 'dimKey', string>>> = {
@@ -329,10 +331,10 @@ export async function benchAllCommand(options: BenchAllOptions, print: (text: st
   if (options.out) writeFileSync(options.out, `${JSON.stringify(result, null, 2)}\n`);
   if (options.json) print(`${JSON.stringify(result)}\n`);
   else {
-    const header = `${'layer'.padEnd(12)} ${'ms/step'.padStart(8)} ${'tokens/s'.padStart(9)} ${'FLOPs/token'.padStart(12)} ${'active params'.padStart(14)} ${'peak RSS'.padStart(9)}`;
+    const header = `${'layer'.padEnd(12)} ${'ms/step'.padStart(8)} ${'cpu ms'.padStart(8)} ${'tokens/s'.padStart(9)} ${'FLOPs/token'.padStart(12)} ${'active params'.padStart(14)} ${'peak RSS'.padStart(9)}`;
     const rows = layers.map(
       (l) =>
-        `${l.label.padEnd(12)} ${l.ms_per_step_median.toFixed(1).padStart(8)} ${Math.round(l.tokens_per_second).toLocaleString('en-US').padStart(9)} ` +
+        `${l.label.padEnd(12)} ${l.ms_per_step_median.toFixed(1).padStart(8)} ${l.cpu_ms_per_step_median.toFixed(1).padStart(8)} ${Math.round(l.tokens_per_second).toLocaleString('en-US').padStart(9)} ` +
         `${l.flops_per_token.toLocaleString('en-US').padStart(12)} ${l.active_params_per_token.toLocaleString('en-US').padStart(14)} ${`${(l.peak_rss_bytes / 2 ** 30).toFixed(2)}G`.padStart(9)}`,
     );
     print(`layer step, d = 256, 512 tokens, median of 5 steps, backend ${layers[0]?.backend ?? train.backend}\n${header}\n${rows.join('\n')}\n\nend-to-end training\n${formatTrainBench(train)}\n`);

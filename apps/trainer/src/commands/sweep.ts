@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { writeSweepOutputs, type SweepOutputs } from '../report/sweep-report.js';
-import { checkSweepFolder, planSweep, writeSweepFolder, type PlannedRun } from '../sweep/plan.js';
+import { assertSameSweep, checkSweepFolder, planSweep, writeSweepFolder, type PlannedRun } from '../sweep/plan.js';
 import { executeSweep, isFinished, type RunOutcome } from '../sweep/run-sweep.js';
 import { loadSweep } from '../sweep/sweep-config.js';
 import { formatCount } from '../train/flops.js';
@@ -60,6 +60,7 @@ export async function sweepCommand(options: SweepCommandOptions): Promise<SweepR
   const loaded = loadSweep({ preset: options.preset, config: options.config });
   const dir = resolve(options.out ?? join('runs', `sweep-${loaded.name}`));
   const existing = checkSweepFolder(dir);
+  if (existing) assertSameSweep(dir, existing, loaded);
   const plan = await planSweep(loaded, { backend: options.backend });
   const { sweep } = loaded;
   log(

@@ -14,7 +14,8 @@
 import { join } from 'node:path';
 import { writeSafetensors, type NamedArray } from '@peer/expert-store';
 import type { SplitName } from '@peer/data';
-import type { FeedForwardLayer, UsageReport } from '@peer/model';
+import type { FeedForwardLayer, TransformerLM, UsageReport } from '@peer/model';
+import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { writePlot, type PlotFiles } from '../plots/render.js';
 import { usageHistogramSpec, type UsageBar } from '../plots/specs.js';
@@ -78,9 +79,23 @@ export interface UsageResult {
 
 const SPLITS = ['train', 'validation', 'test'];
 
+/** A model to measure: a loaded run's, or the one a training process holds. */
+export interface UsageSubject {
+  /** The run folder the files go to. */
+  dir: string;
+  config: TrainConfig;
+  model: TransformerLM;
+  /** Training step of the weights. */
+  step: number;
+}
+
+export function subjectOf(loaded: LoadedRun): UsageSubject {
+  return { dir: loaded.run.dir, config: loaded.record.config, model: loaded.model, step: loaded.state.step };
+}
+
 /** The sparse layers of a model (those that collect routing statistics), with their block index. */
-export function sparseLayers(loaded: LoadedRun): { block: number; layer: FeedForwardLayer }[] {
-  return loaded.model
+export function sparseLayers(model: TransformerLM): { block: number; layer: FeedForwardLayer }[] {
+  return model
     .feedForwards()
     .map((layer, block) => ({ block, layer }))
     .filter(({ layer }) => typeof layer.startUsage === 'function' && typeof layer.stopUsage === 'function');
@@ -120,17 +135,17 @@ export async function writeUsagePlot(dir: string, layers: readonly LayerUsage[],
 }
 
 /**
- * Runs one evaluation pass of `loaded` with usage statistics on, writes usage.json, the weights
+ * Runs one evaluation pass of the model with usage statistics on, writes usage.json, the weights
  * file and the plot into the run folder. The model stays loaded (the caller disposes it).
  */
 export async function measureUsage(
-  loaded: LoadedRun,
+  subject: UsageSubject,
   options: { data?: string; split?: SplitName; batches?: number; batchSize?: number; log?: (line: string) => void },
 ): Promise<UsageResult> {
-  const { config } = loaded.record;
-  const layers = sparseLayers(loaded);
+  const { config } = subject;
+  const layers = sparseLayers(subject.model);
   if (layers.length === 0) {
-    throw new UsageError(`${loaded.run.dir}: the model has no sparse layer (ffw ${config.model.ffw.kind}): there is no expert usage to measure`);
+    throw new UsageError(`${subject.dir}: the model has no sparse layer (ffw ${config.model.ffw.kind}): there is no expert usage to measure`);
   }
   const split = options.split ?? 'validation';
   const data = await openSplit(config.data, split, { corpus: options.data, log: options.log });
@@ -139,7 +154,7 @@ export async function measureUsage(
   try {
     for (const { layer } of layers) layer.startUsage!();
     try {
-      evalResult = evaluate(loaded.model, data.file, {
+      evalResult = evaluate(subject.model, data.file, {
         batchSize: options.batchSize ?? config.data.batchSize,
         seqLen: config.data.seqLen,
         maxBatches: options.batches ?? 0,
@@ -165,17 +180,17 @@ export async function measureUsage(
       histogram: usageHistogram(r.weights),
     };
   });
-  const dir = loaded.run.dir;
+  const dir = subject.dir;
   const arrays: NamedArray[] = layers.flatMap(({ block }, i) => [
     { name: `blocks.${block}.weights`, dtype: 'F64' as const, shape: [reports[i]!.count], data: reports[i]!.weights },
     { name: `blocks.${block}.hits`, dtype: 'F64' as const, shape: [reports[i]!.count], data: reports[i]!.hits },
   ]);
   const weightsPath = join(dir, USAGE_FILES.weights);
-  writeSafetensors(weightsPath, arrays, { step: String(loaded.state.step), split, tokens: String(evalResult.tokens) });
+  writeSafetensors(weightsPath, arrays, { step: String(subject.step), split, tokens: String(evalResult.tokens) });
   const plot = await writeUsagePlot(dir, results, evalResult.tokens);
   const result: UsageResult = {
     run: dir,
-    step: loaded.state.step,
+    step: subject.step,
     corpus: options.data ?? config.data.corpus,
     split,
     tokens: evalResult.tokens,
@@ -215,7 +230,7 @@ export async function usageCommand(options: UsageCommandOptions): Promise<UsageR
   if (!SPLITS.includes(split)) throw new UsageError(`--split must be train, validation or test, got '${split}'`);
   const loaded = await loadRun(options.run, { backend: options.backend });
   try {
-    const result = await measureUsage(loaded, { data: options.data, split: split as SplitName, batches: options.batches, batchSize: options.batchSize, log });
+    const result = await measureUsage(subjectOf(loaded), { data: options.data, split: split as SplitName, batches: options.batches, batchSize: options.batchSize, log });
     if (options.json) {
       process.stdout.write(`${JSON.stringify(result)}\n`);
     } else {

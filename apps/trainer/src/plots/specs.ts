@@ -63,7 +63,7 @@ export function throughputSpec(metrics: readonly MetricPoint[], title = 'through
     width: PLOT_SIZE.width,
     height: Math.round(PLOT_SIZE.height * 0.6),
     data: { values },
-    mark: { type: 'line', color, point: values.length < 40 },
+    mark: { type: 'line', color, point: values.length < 40 ? { color } : false },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step' },
       y: { field: 'value', type: 'quantitative', title: yTitle },
@@ -132,14 +132,24 @@ export function isoFlopSpec(points: readonly IsoFlopPoint[], xTitle: string, tit
     height: PLOT_SIZE.height,
     data: { values: points.map((p) => ({ ...p, series: `${p.method} @ ${p.budget}` })) },
     encoding: {
-      x: { field: 'params', type: 'quantitative', scale: { type: 'log' }, title: xTitle, axis: { format: '~s' } },
+      x: { field: 'params', type: 'quantitative', scale: { type: 'log', nice: false, padding: 24 }, title: xTitle, axis: { format: '~s' } },
       y: { field: 'val_loss', type: 'quantitative', scale: { zero: false }, title: 'validation loss (nats/token)' },
       color: { field: 'method', type: 'nominal', title: 'method', scale: { domain: methods } },
-      strokeDash: { field: 'budget', type: 'nominal', title: 'budget (FLOPs)', scale: { domain: budgets } },
-      shape: { field: 'budget', type: 'nominal', title: 'budget (FLOPs)', scale: { domain: budgets } },
       detail: { field: 'series', type: 'nominal' },
       order: { field: 'params', type: 'quantitative' },
     },
-    layer: [{ mark: { type: 'line', strokeWidth: 2 } }, { mark: { type: 'point', filled: true, size: 60 } }],
+    layer: [
+      {
+        mark: { type: 'line', strokeWidth: 2 },
+        encoding: { strokeDash: { field: 'budget', type: 'nominal', title: 'budget (FLOPs)', scale: { domain: budgets } } },
+      },
+      {
+        mark: { type: 'point', filled: true, size: 60, opacity: 1 },
+        encoding: {
+          shape: { field: 'budget', type: 'nominal', title: 'budget (FLOPs)', scale: { domain: budgets } },
+          tooltip: [{ field: 'method' }, { field: 'size' }, { field: 'budget' }, { field: 'params', format: ',' }, { field: 'val_loss', format: '.4f' }],
+        },
+      },
+    ],
   } as TopLevelSpec;
 }

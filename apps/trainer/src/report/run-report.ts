@@ -4,7 +4,8 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
-import { formatPercent, measureUsage, USAGE_FILES, writeUsagePlot, type UsageResult } from '../commands/usage.js';
+import type { TransformerLM } from '@peer/model';
+import { formatPercent, measureUsage, subjectOf, USAGE_FILES, writeUsagePlot, type UsageResult } from '../commands/usage.js';
 import { writePlot, type PlotFiles } from '../plots/render.js';
 import { learningRateSpec, lossCurveSpec, throughputSpec, type MetricPoint } from '../plots/specs.js';
 import { loadRun } from '../run/load-run.js';
@@ -25,6 +26,11 @@ export interface RunReportOptions {
   computeUsage?: boolean;
   /** Batches of that pass (default: the run's train.evalBatches; 0 = whole split). */
   usageBatches?: number;
+  /**
+   * The run's model, already in memory (the train command's, at the end of training): usage is
+   * measured on it instead of loading the checkpoint again.
+   */
+  model?: TransformerLM;
   backend?: string;
   log?: (line: string) => void;
 }
@@ -96,11 +102,15 @@ export async function writeRunReport(dir: string, options: RunReportOptions = {}
   const stale = usage !== undefined && usage.step < checkpointStep;
   let usageNote = '';
   if (sparse && (usage === undefined || stale) && (options.computeUsage ?? true)) {
-    if (run.hasCheckpoint()) {
+    const batches = options.usageBatches ?? config.train.evalBatches;
+    if (options.model) {
+      options.log?.('report: measuring expert usage');
+      usage = await measureUsage({ dir: run.dir, config, model: options.model, step: checkpointStep }, { batches, log: options.log });
+    } else if (run.hasCheckpoint()) {
       options.log?.(`report: measuring expert usage (${usage ? 'usage.json is older than the checkpoint' : 'no usage.json yet'})`);
       const loaded = await loadRun(run.dir, { backend: options.backend, flag: 'report' });
       try {
-        usage = await measureUsage(loaded, { batches: options.usageBatches ?? config.train.evalBatches, log: options.log });
+        usage = await measureUsage(subjectOf(loaded), { batches, log: options.log });
       } finally {
         loaded.model.dispose();
       }

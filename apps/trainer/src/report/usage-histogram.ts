@@ -34,8 +34,7 @@ export function usageHistogram(weights: Float64Array | readonly number[], option
   const n = weights.length;
   const logLo = Math.log(lo);
   const width = (Math.log(hi) - logLo) / bins;
-  const edges = Array.from({ length: bins + 1 }, (_, b) => Math.exp(logLo + b * width));
-  edges[bins] = hi;
+  const edges = Array.from({ length: bins + 1 }, (_, b) => lo * (hi / lo) ** (b / bins));
   const h: UsageHistogram = { edges, counts: new Array<number>(bins).fill(0), zeros: 0, below: 0, above: 0 };
   let total = 0;
   for (let i = 0; i < n; i++) total += weights[i]!;

@@ -1,5 +1,5 @@
 // From a sweep config to the list of runs: each run's train config is resolved and validated the way
-// `peer-train train --config` will resolve it, and its model is built once (on the cpu engine, then
+// `peer-train train --config` will resolve it, and its model is built once (then
 // disposed) for its FLOPs per token and parameter counts, hence its number of steps. Every problem
 // (a bad config, a budget below one step) is found here, before anything is written or trained.
 //
@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { initBackend } from '@peer/backend';
+import { initBackend, type BackendRequest } from '@peer/backend';
 import { diffPaths, type Json, type JsonObject } from '../config/overrides.js';
 import { configToJson, resolveConfig } from '../config/resolve.js';
 import { UsageError } from '../errors.js';
@@ -82,7 +82,8 @@ export async function planSweep(loaded: LoadedSweep, options: { backend?: string
   const { sweep } = loaded;
   const runs: PlannedRun[] = [];
   const configs = new Map<string, JsonObject>();
-  await initBackend({ backend: 'cpu', log: false });
+  // any engine can build a model for counting; the runs' own engine is the one they train on
+  await initBackend({ backend: (options.backend ?? 'auto') as BackendRequest, log: false });
   const tmp = mkdtempSync(join(tmpdir(), 'peer-sweep-plan-'));
   try {
     for (const budget of sweep.budgets) {
@@ -141,21 +142,24 @@ export async function planSweep(loaded: LoadedSweep, options: { backend?: string
   return { runs, configs };
 }
 
+/** Refuses to continue the sweep in `dir` with a different sweep config than it was started with. */
+export function assertSameSweep(dir: string, existing: SweepRecord, loaded: LoadedSweep): void {
+  const diff = diffPaths(existing.sweep as unknown as Json, JSON.parse(JSON.stringify(loaded.sweep)) as Json);
+  if (diff.length > 0) {
+    throw new UsageError(
+      `--out ${dir} holds a sweep with a different config (differs at ${diff.slice(0, 3).join(', ')}${diff.length > 3 ? ', ...' : ''}); ` +
+        'choose another --out, or rerun with the config it was started with',
+    );
+  }
+}
+
 /**
  * Creates the sweep folder (or checks that an existing one holds this same sweep) and writes
  * sweep.json and the runs' config files. Returns the record.
  */
 export function writeSweepFolder(dir: string, loaded: LoadedSweep, plan: SweepPlan, existing: SweepRecord | undefined): SweepRecord {
   const abs = resolve(dir);
-  if (existing) {
-    const diff = diffPaths(existing.sweep as unknown as Json, JSON.parse(JSON.stringify(loaded.sweep)) as Json);
-    if (diff.length > 0) {
-      throw new UsageError(
-        `--out ${dir} holds a sweep with a different config (differs at ${diff.slice(0, 3).join(', ')}${diff.length > 3 ? ', ...' : ''}); ` +
-          'choose another --out, or rerun with the config it was started with',
-      );
-    }
-  }
+  if (existing) assertSameSweep(dir, existing, loaded);
   mkdirSync(join(abs, 'configs'), { recursive: true });
   mkdirSync(join(abs, 'runs'), { recursive: true });
   mkdirSync(join(abs, 'logs'), { recursive: true });
