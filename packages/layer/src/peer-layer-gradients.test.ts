@@ -79,7 +79,7 @@ describe('PeerLayer gradients match finite differences of the float64 reference'
     ['BN (batch stats), softmax, gelu', {}, true],
     ['BN in evaluation mode', {}, false],
     ['relu scores, gelu-tanh, shared keys, layer norm', { scores: 'relu', activation: 'gelu-tanh', sharedKeys: true, queryNorm: 'layer' }, true],
-    ['relu experts, no norm, separate pools, chunks of 3 tokens, candidateK 5, width 12 (JS row loops)', { dim: 12, activation: 'relu', queryNorm: 'none', separateExpertsPerHead: true, tokenChunk: 3, candidateK: 5 }, true],
+    ['relu experts, no norm, separate pools, chunks of 3 tokens, candidateK 5, width 12 (JS row loops)', { dim: 12, activation: 'relu', queryNorm: 'none', separateExpertsPerHead: true, tokenChunk: 3, retrievalChunk: 5, candidateK: 5 }, true],
   ];
   for (const [name, overrides, training] of cases) {
     it(name, () => {

@@ -14,7 +14,7 @@ describe('PeerLayer forward equals a float64 brute-force reference', () => {
     ['defaults, evaluation (running stats)', {}, false],
     ['relu scores, relu experts, shared keys', { scores: 'relu', activation: 'relu', sharedKeys: true }, true],
     ['gelu-tanh, layer norm, candidateK 5', { activation: 'gelu-tanh', queryNorm: 'layer', candidateK: 5 }, true],
-    ['no norm, separate experts per head, token chunks', { queryNorm: 'none', separateExpertsPerHead: true, tokenChunk: 4 }, true],
+    ['no norm, separate experts per head, token and retrieval chunks', { queryNorm: 'none', separateExpertsPerHead: true, tokenChunk: 4, retrievalChunk: 3 }, true],
   ];
   for (const [name, overrides, training] of cases) {
     it(name, () => {

@@ -132,7 +132,11 @@ export class PeerLayer {
     const q = tf.matMul(x, this.queryWeight) as tf.Tensor2D;
     const qn = this.queryNorm.apply(q, training, updateStats);
     // get_indices(...): top-k over the product keys per head  [T, h, k]
-    const found = retrieve(tf.reshape(qn, [tokens, c.heads, 2 * c.dimKey]), this.keys, { k: c.topK, candidateK: c.candidateK });
+    const found = retrieve(tf.reshape(qn, [tokens, c.heads, 2 * c.dimKey]), this.keys, {
+      k: c.topK,
+      candidateK: c.candidateK,
+      chunkSize: c.retrievalChunk,
+    });
     const indices = found.indices.dataSync() as Int32Array;
     found.indices.dispose();
     if (c.separateExpertsPerHead) {
