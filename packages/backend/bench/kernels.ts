@@ -1,9 +1,11 @@
 // Benchmarks the wasm kernel fixes against the built-in kernels: `pnpm bench` in packages/backend.
-// M = K = N = 1024 for the matMuls; the gather reads I = 32,768 rows of D = 256 from V = 65,536.
+// M = K = N = 1024 for the 2-D matMuls; batched ones are Bt x [M, K] x [K, N] (attention-like: Bt =
+// B * heads, M = N = S, K = head width); the gather reads I = 32,768 rows of D = 256 from V = 65,536.
 // Prints medians as a markdown table (the one recorded in the README).
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus } from 'node:os';
 import { initBackend } from '../src/index.js';
+import { prefersPerBatch } from '../src/wasm/per-batch-mat-mul.js';
 
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 5);
 
@@ -105,7 +107,103 @@ tf.dispose([a, b]);
   tf.dispose([table, idx, dy]);
 }
 
+/** One table row: the median of `fn` with the built-in kernels and with the fixes, in this process. */
+async function compare(label: string, fn: () => void, opts: { builtInRepeats?: number; repeats?: number; flop?: number } = {}): Promise<void> {
+  const { repeats = REPEATS, builtInRepeats = repeats, flop } = opts;
+  const builtIn = await withFixes(false, () => time(fn, builtInRepeats));
+  const fixed = await withFixes(true, () => time(fn, repeats));
+  const rate = (ms: number) => (flop ? ` (${fmt(flop / (ms * 1e6))} GFLOP/s)` : '');
+  rows.push([label, `${fmt(builtIn, 2)} ms${rate(builtIn)}`, `${fmt(fixed, 2)} ms${rate(fixed)}`, `${fmt(builtIn / fixed)}x`]);
+}
+
+// Batched matMuls: attention-like products (scores q k^T, values p v) and a wide one. The built-in
+// kernel runs any product with more than one batch in a naive loop: fewer repeats there.
+for (const [bt, m, k, nn, tB] of [
+  [8, 512, 128, 1024, false],
+  [64, 256, 64, 256, false],
+  [64, 256, 256, 64, false],
+  [64, 256, 64, 256, true],
+] as const) {
+  const a = tf.randomNormal([bt, m, k]);
+  const b = tf.randomNormal(tB ? [bt, nn, k] : [bt, k, nn]);
+  await compare(
+    `matMul ${bt} x [${m},${k}]x[${k},${nn}]${tB ? ' transposeB' : ''}`,
+    () => tf.matMul(a, b, false, tB).dispose(),
+    { builtInRepeats: 3, flop: 2 * bt * m * k * nn },
+  );
+  tf.dispose([a, b]);
+}
+{
+  // The same 8 products as separate 2-D matMuls on the fixed engine: the rate the batched path should
+  // reach. Each repeat gets fresh b tensors (untimed): XNNPACK caches its packed copy of a b it has seen.
+  await initBackend({ backend: 'wasm', log: false });
+  const as = Array.from({ length: 8 }, () => tf.randomNormal([512, 128]));
+  const ms: number[] = [];
+  for (let r = 0; r <= REPEATS; r++) {
+    const bs = Array.from({ length: 8 }, () => tf.randomNormal([128, 1024]));
+    const t0 = performance.now();
+    as.forEach((a, i) => tf.matMul(a, bs[i]!).dispose());
+    if (r > 0) ms.push(performance.now() - t0);
+    tf.dispose(bs);
+  }
+  const mid = median(ms);
+  rows.push(['(8 separate 2-D matMuls [512,128]x[128,1024], for reference)', '-', `${fmt(mid, 2)} ms (${fmt((2 * 8 * 512 * 128 * 1024) / (mid * 1e6))} GFLOP/s)`, '-']);
+  tf.dispose(as);
+}
+// Tiny batched products around the per-batch threshold ((M - 4) K N >= 2048): 8^3 stays on the
+// built-in loop (per-product overhead would dominate), 16^3 just crosses over.
+for (const [bt, e] of [
+  [512, 8],
+  [256, 16],
+] as const) {
+  const a = tf.randomNormal([bt, e, e]);
+  const b = tf.randomNormal([bt, e, e]);
+  const path = prefersPerBatch([bt, e, e], [bt, e, e]) ? 'per-batch' : 'built-in loop kept';
+  await compare(`matMul ${bt} x [${e},${e}]x[${e},${e}] (tiny: ${path})`, () => tf.matMul(a, b).dispose(), { repeats: 10 });
+  tf.dispose([a, b]);
+}
+{
+  // Attention forward + backward through batched matMuls: B*heads = 64, S = 256, head width 64.
+  const [g, s, e] = [64, 256, 64];
+  const q = tf.randomNormal([g, s, e]);
+  const kk = tf.randomNormal([g, s, e]);
+  const v = tf.randomNormal([g, s, e]);
+  const step = () =>
+    tf.tidy(() => {
+      tf.grads((x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) => tf.sum(tf.matMul(tf.softmax(tf.matMul(x, y, false, true)), z)))([q, kk, v]);
+    });
+  await compare(`attention forward + backward ${g} x [${s},${e}] (matMul, softmax)`, step, { builtInRepeats: 2 });
+  tf.dispose([q, kk, v]);
+}
+
+// Slices of a 4096 x 512 table (8 MiB): the built-in Slice copies the whole input for every slice.
+{
+  const x = tf.randomNormal([4096, 512]);
+  await compare('slice: 16 row blocks [256, 512] of [4096, 512]', () => {
+    for (let i = 0; i < 16; i++) tf.slice(x, [i * 256, 0], [256, 512]).dispose();
+  });
+  await compare('slice: 16 column blocks [4096, 32] of [4096, 512]', () => {
+    for (let i = 0; i < 16; i++) tf.slice(x, [0, i * 32], [4096, 32]).dispose();
+  });
+  const x3 = tf.reshape(x, [64, 64, 512]);
+  await compare('unstack [64, 64, 512] along axis 0', () => tf.dispose(tf.unstack(x3)));
+  await compare('split [4096, 512] into 8 along axis 1', () => tf.dispose(tf.split(x, 8, 1)));
+  await compare('stridedSlice [4096, 512] every 2nd row and column', () => tf.stridedSlice(x, [0, 0], [4096, 512], [2, 2]).dispose());
+  tf.dispose([x, x3]);
+}
+
+// Reductions over the leading axis (bias gradients are column sums).
+for (const shape of [
+  [1024, 1024],
+  [8192, 256],
+] as const) {
+  const x = tf.randomNormal([...shape]);
+  await compare(`sum over axis 0 of [${shape}]`, () => tf.sum(x, 0).dispose(), { repeats: 10 });
+  await compare(`max over axis 0 of [${shape}]`, () => tf.max(x, 0).dispose(), { repeats: 10 });
+  x.dispose();
+}
+
 const header = ['operation (wasm, 1 thread)', 'built-in', 'with fixes', 'speed-up'];
 const lines = [header, header.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`);
-console.log(`Node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'}, medians of ${REPEATS} (3 for the slow built-in paths)\n`);
+console.log(`Node ${process.version}, ${cpus()[0]?.model ?? 'unknown CPU'}, medians of ${REPEATS} (2-3 for the slow built-in paths, 10 for fast ones)\n`);
 console.log(lines.join('\n'));

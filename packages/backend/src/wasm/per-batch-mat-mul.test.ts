@@ -154,6 +154,14 @@ describe('per-batch BatchMatMul on wasm', () => {
     });
   });
 
+  it('a product with mismatched inner dimensions names both shapes and transposes', async () => {
+    await tf.setBackend('wasm');
+    const a = tf.zeros([3, 20, 24]);
+    const b = tf.zeros([3, 16, 20]);
+    expect(() => tf.matMul(a, b, false, true)).toThrow('matMul: inner dimensions differ: a [3,20,24] (transposeA=false) and b [3,16,20] (transposeB=true)');
+    tf.dispose([a, b]);
+  });
+
   it('a new product whose b reuses a freed heap address sees the new data (no stale XNNPACK operator)', async () => {
     await tf.setBackend('wasm');
     const rng = testRng();

@@ -54,7 +54,13 @@ function batchMatMul(original: KernelFunc | undefined): (args: KernelArgs) => Te
     const { a, b } = args.inputs;
     // Non-float inputs go straight to the built-in kernel, which reports them.
     if (a!.dtype !== 'float32' || b!.dtype !== 'float32') return plain(args);
-    if (prefersPerBatch(...plainShapes(a!, b!, transposeA, transposeB))) return withPlainOperands(args, perBatch);
+    const [aPlain, bPlain] = plainShapes(a!, b!, transposeA, transposeB);
+    if (aPlain[aPlain.length - 1] !== bPlain[bPlain.length - 2]) {
+      throw new Error(
+        `matMul: inner dimensions differ: a [${a!.shape}] (transposeA=${transposeA}) and b [${b!.shape}] (transposeB=${transposeB})`,
+      );
+    }
+    if (prefersPerBatch(aPlain, bPlain)) return withPlainOperands(args, perBatch);
     if (!transposeA && !transposeB) return plain(args);
     return withPlainOperands(args, plain);
   };
