@@ -126,7 +126,7 @@ describe('peer-train report', () => {
       .filter((l) => l.trim())
       .map((l) => JSON.parse(l) as { kind: string; step: number; val_loss?: number })
       .filter((m) => m.kind === 'eval');
-    const points = [...images[0]!.matchAll(/aria-label="step: (\d+); cross-entropy \(nats\/token\): ([\d.]+); series: validation"/g)];
+    const points = [...images[0]!.matchAll(/aria-label="step: (\d+); cross-entropy \(nats\/token\): ([\d.]+); series: validation" role="graphics-symbol" aria-roledescription="point"/g)];
     expect(points.map((p) => Number(p[1]))).toEqual(evals.map((e) => e.step));
     points.forEach((p, i) => expect(relErr(Number(p[2]), evals[i]!.val_loss!)).toBeLessThan(1e-9));
   });
@@ -280,6 +280,7 @@ describe('peer-train sweep', () => {
       [['sweep', '--config', configPath, '--out', notASweep], /^peer-train: --out .*not-a-sweep is not empty and holds no sweep/],
       [['sweep', '--config', changed, '--out', sweepDir], /^peer-train: --out .*sweep holds a sweep with a different config \(differs at budgets\)/],
       [['sweep', '--preset', 'nope'], /^peer-train: unknown sweep preset 'nope'/],
+      [['sweep', '--config', configPath, '--out', sweepDir, '--backend', 'cpu'], /^peer-train: sweep run 8e8-dense-xs: .* was started with a different config than this sweep plans \(differs at backend\)/],
       [['bench', 'layer', '--layer', 'mlp'], /^peer-train: bench layer: unknown --layer 'mlp': expected one of peer, ffw, moe, moe-ec, pkm$/],
       [['bench', 'layer', '--layer', 'peer', '--experts', 'many'], /^error: option '--experts <n>' argument 'many' is invalid\. expected an integer >= 1, got 'many'$/],
       [['bench', 'layer', '--layer', 'ffw', '--heads', '4'], /^peer-train: bench layer: --heads does not apply to --layer ffw/],

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { writeSweepOutputs, type SweepOutputs } from '../report/sweep-report.js';
 import { assertSameSweep, checkSweepFolder, planSweep, writeSweepFolder, type PlannedRun } from '../sweep/plan.js';
-import { executeSweep, isFinished, type RunOutcome } from '../sweep/run-sweep.js';
+import { checkRunFolders, executeSweep, isFinished, type RunOutcome } from '../sweep/run-sweep.js';
 import { loadSweep } from '../sweep/sweep-config.js';
 import { formatCount } from '../train/flops.js';
 
@@ -62,6 +62,7 @@ export async function sweepCommand(options: SweepCommandOptions): Promise<SweepR
   const existing = checkSweepFolder(dir);
   if (existing) assertSameSweep(dir, existing, loaded);
   const plan = await planSweep(loaded, { backend: options.backend });
+  if (existing) checkRunFolders(dir, plan.runs, plan.resolved);
   const { sweep } = loaded;
   log(
     `sweep ${loaded.name} (${loaded.source}): ${sweep.budgets.length} budget(s) x ${Object.keys(sweep.methods).length} method(s) x ` +
@@ -71,7 +72,7 @@ export async function sweepCommand(options: SweepCommandOptions): Promise<SweepR
   if (options.dryRun) return { dir, runs: plan.runs, outcomes: [], interrupted: false };
 
   const record = writeSweepFolder(dir, loaded, plan, existing);
-  const { outcomes, interrupted } = await executeSweep(dir, plan.runs, { jobs: options.jobs, log, cli: options.cli });
+  const { outcomes, interrupted } = await executeSweep(dir, plan.runs, { jobs: options.jobs, log, cli: options.cli, planned: plan.resolved });
   const outputs = await writeSweepOutputs(dir, new Map(outcomes.map((o) => [o.id, o.status])), record);
   print(readFileSync(outputs.mdPath, 'utf8'));
   print(`table: ${outputs.csvPath} | plot: ${join(dir, 'isoflop.png')} | report: ${outputs.htmlPath}\n`);

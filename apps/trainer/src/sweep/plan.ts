@@ -12,9 +12,10 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { initBackend, type BackendRequest } from '@peer/backend';
+import { initBackend } from '@peer/backend';
 import { diffPaths, type Json, type JsonObject } from '../config/overrides.js';
 import { configToJson, resolveConfig } from '../config/resolve.js';
+import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { buildModel } from '../run/build-model.js';
 import { configHash } from '../run/checkpoint.js';
@@ -75,6 +76,8 @@ export interface SweepPlan {
   runs: PlannedRun[];
   /** Each run's raw train config, as written to its config file. */
   configs: Map<string, JsonObject>;
+  /** Each run's resolved train config. */
+  resolved: Map<string, TrainConfig>;
 }
 
 /** Plans every run of `loaded`; `backend` (when given) replaces the runs' config.backend. */
@@ -82,8 +85,9 @@ export async function planSweep(loaded: LoadedSweep, options: { backend?: string
   const { sweep } = loaded;
   const runs: PlannedRun[] = [];
   const configs = new Map<string, JsonObject>();
-  // any engine can build a model for counting; the runs' own engine is the one they train on
-  await initBackend({ backend: (options.backend ?? 'auto') as BackendRequest, log: false });
+  const resolved = new Map<string, TrainConfig>();
+  // any engine can build a model for counting (the runs train on their own): wasm always loads
+  await initBackend({ backend: 'wasm', log: false });
   const tmp = mkdtempSync(join(tmpdir(), 'peer-sweep-plan-'));
   try {
     for (const budget of sweep.budgets) {
@@ -103,6 +107,7 @@ export async function planSweep(loaded: LoadedSweep, options: { backend?: string
           let plannedRun: PlannedRun;
           try {
             const { config } = resolveConfig({ configFile: file });
+            resolved.set(id, config);
             const model = buildModel(config);
             try {
               const fpt = model.flopsPerToken();
@@ -139,7 +144,7 @@ export async function planSweep(loaded: LoadedSweep, options: { backend?: string
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-  return { runs, configs };
+  return { runs, configs, resolved };
 }
 
 /** Refuses to continue the sweep in `dir` with a different sweep config than it was started with. */

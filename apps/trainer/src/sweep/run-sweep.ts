@@ -10,6 +10,7 @@ import { configHash } from '../run/checkpoint.js';
 import { configToJson, resolveConfig } from '../config/resolve.js';
 import { diffPaths } from '../config/overrides.js';
 import { trainerRoot } from '../config/presets.js';
+import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { readRunRecord } from '../run/run-record.js';
 import { RUN_FILES, RunFolder } from '../run/run-folder.js';
@@ -35,6 +36,8 @@ export interface ExecuteOptions {
   cli?: string;
   /** Extra environment of the child processes. */
   env?: Record<string, string>;
+  /** The runs' planned configs (names the differing keys when a run folder does not match). */
+  planned?: PlannedConfigs;
 }
 
 /** The built CLI of this package. */
@@ -47,22 +50,35 @@ export function isFinished(dir: string, run: PlannedRun): boolean {
   return existsSync(join(resolve(dir), run.dir, RUN_FILES.summary));
 }
 
-/**
- * The train arguments of a run: a new run, or the continuation of an existing folder (after checking
- * that it was started with the same config).
- */
-function trainArgs(dir: string, run: PlannedRun): { args: string[]; resumed: boolean } {
+/** A run's planned config (from the plan, else from its config file). */
+export type PlannedConfigs = ReadonlyMap<string, TrainConfig>;
+
+/** Refuses a run folder that was started with another config than the one this sweep plans for it. */
+function checkSameConfig(dir: string, run: PlannedRun, planned?: PlannedConfigs): void {
   const runDir = join(resolve(dir), run.dir);
-  if (existsSync(runDir) && existsSync(join(runDir, RUN_FILES.config))) {
-    const record = readRunRecord(RunFolder.open(runDir, `sweep run ${run.id}:`));
-    if (configHash(configToJson(record.config)) !== run.configHash) {
-      const planned = resolveConfig({ configFile: join(resolve(dir), run.config) }).config;
-      const diff = diffPaths(configToJson(record.config), configToJson(planned));
-      throw new UsageError(
-        `sweep run ${run.id}: ${runDir} was started with a different config than this sweep plans ` +
-          `(differs at ${diff.slice(0, 3).join(', ') || 'its hash'}${diff.length > 3 ? ', ...' : ''}); move it away or choose another --out`,
-      );
-    }
+  const record = readRunRecord(RunFolder.open(runDir, `sweep run ${run.id}:`));
+  if (configHash(configToJson(record.config)) === run.configHash) return;
+  const plannedConfig = planned?.get(run.id) ?? resolveConfig({ configFile: join(resolve(dir), run.config) }).config;
+  const diff = diffPaths(configToJson(record.config), configToJson(plannedConfig));
+  throw new UsageError(
+    `sweep run ${run.id}: ${runDir} was started with a different config than this sweep plans ` +
+      `(differs at ${diff.slice(0, 3).join(', ') || 'its hash'}${diff.length > 3 ? ', ...' : ''}); move it away or choose another --out`,
+  );
+}
+
+/** Checks every run folder that already exists (a restarted sweep) against the plan. */
+export function checkRunFolders(dir: string, runs: readonly PlannedRun[], planned?: PlannedConfigs): void {
+  for (const run of runs) if (existsSync(join(resolve(dir), run.dir, RUN_FILES.config))) checkSameConfig(dir, run, planned);
+}
+
+/**
+ * The train arguments of an unfinished run: a new run, or the continuation of an existing folder
+ * (after checking that it was started with the same config).
+ */
+function trainArgs(dir: string, run: PlannedRun, planned?: PlannedConfigs): { args: string[]; resumed: boolean } {
+  const runDir = join(resolve(dir), run.dir);
+  if (existsSync(join(runDir, RUN_FILES.config))) {
+    checkSameConfig(dir, run, planned);
     return { args: ['train', '--resume', runDir], resumed: true };
   }
   if (existsSync(runDir) && readdirSync(runDir).length > 0) {
@@ -87,6 +103,8 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
   const jobs = Math.max(1, options.jobs ?? 1);
   const outcomes = new Map<string, RunOutcome>();
   const todo: PlannedRun[] = [];
+  // a finished run counts only if it is the run this sweep plans (a preset it extends may have changed)
+  checkRunFolders(dir, runs, options.planned);
   for (const run of runs) {
     if (isFinished(dir, run)) {
       outcomes.set(run.id, { id: run.id, status: 'skipped', seconds: 0 });
@@ -94,7 +112,7 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
     } else todo.push(run);
   }
   // check every unfinished folder before starting anything
-  const argsOf = new Map(todo.map((run) => [run.id, trainArgs(dir, run)]));
+  const argsOf = new Map(todo.map((run) => [run.id, trainArgs(dir, run, options.planned)]));
 
   const children = new Set<ReturnType<typeof spawn>>();
   let stopping = false;
