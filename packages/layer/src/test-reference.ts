@@ -46,6 +46,11 @@ export interface ReferenceOutput {
   weights: Float64Array;
   /** Normalized queries [T, F]. */
   queries: Float64Array;
+  /**
+   * The smallest gap, over tokens and heads, between the k-th and the (k+1)-th best full score: near
+   * 0, float32 rounding may pick a different k-th expert (the layer is discontinuous there).
+   */
+  boundaryGap: number;
 }
 
 /** erf in float64: erf(x) = 2/sqrt(pi) e^{-x^2} sum_n 2^n x^{2n+1} / (1*3*...*(2n+1)); all terms positive. */
@@ -116,6 +121,7 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
   const weights = new Float64Array(tokens * h * k);
   const full = new Float64Array(n);
   const order = new Int32Array(n);
+  let boundaryGap = Infinity;
   for (let t = 0; t < tokens; t++) {
     for (let head = 0; head < h; head++) {
       const set = c.sharedKeys ? 0 : head;
@@ -134,6 +140,7 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
       for (let i = 0; i < n; i++) order[i] = i;
       order.sort((i1, i2) => full[i2]! - full[i1]!);
       const top = Array.from(order.subarray(0, k));
+      if (k < n) boundaryGap = Math.min(boundaryGap, full[order[k - 1]!]! - full[order[k]!]!);
       const scores = top.map((e) => full[e]!);
       let g: number[];
       if (c.scores === 'softmax') {
@@ -155,7 +162,7 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
       }
     }
   }
-  return { y, indices, weights, queries: q };
+  return { y, indices, weights, queries: q, boundaryGap };
 }
 
 /**
