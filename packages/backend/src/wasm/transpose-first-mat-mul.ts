@@ -8,10 +8,14 @@
 // (only the first row of each batch gets the right bias) or the bias is not a vector of length N
 // (a [1] bias reads past its end; a rank-2 bias throws); such calls add bias and activation with
 // separate kernels instead.
+// Every call that hands b to the built-in kernel by its own tensor id first evicts an XNNPACK
+// operator cached on that id under another shape (mat-mul-operator-cache.ts); the per-batch path
+// hands the C side fresh views, which it forgets after each product.
 // B batch (flattened), M rows of the output, N columns, K the contracted axis.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BatchMatMulAttrs, KernelFunc, TensorInfo, _FusedMatMulAttrs } from '@tensorflow/tfjs-core';
 import { transposeLastTwo } from './blocked-transpose.js';
+import { evictStaleMatMulOperator } from './mat-mul-operator-cache.js';
 import { batchShapes, matMulPerBatch, prefersPerBatch } from './per-batch-mat-mul.js';
 import { runWasmKernel, type KernelArgs, type WasmBackend, type WasmKernelFix } from './wasm-backend.js';
 
@@ -47,13 +51,17 @@ function plainShapes(a: TensorInfo, b: TensorInfo, transposeA: boolean, transpos
 
 function batchMatMul(original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo {
   const builtIn = requireOriginal(tf.BatchMatMul, original);
-  const plain = (args: KernelArgs) => builtIn(args) as TensorInfo;
+  // Only ever called with float32 operands in plain layout (transposes already copied).
+  const plain = (args: KernelArgs) => {
+    evictStaleMatMulOperator(args.inputs.b!, args.backend);
+    return builtIn(args) as TensorInfo;
+  };
   const perBatch = ({ inputs, backend }: KernelArgs) => matMulPerBatch(inputs.a!, inputs.b!, backend);
   return (args) => {
     const { transposeA, transposeB } = args.attrs as unknown as BatchMatMulAttrs;
     const { a, b } = args.inputs;
     // Non-float inputs go straight to the built-in kernel, which reports them.
-    if (a!.dtype !== 'float32' || b!.dtype !== 'float32') return plain(args);
+    if (a!.dtype !== 'float32' || b!.dtype !== 'float32') return builtIn(args) as TensorInfo;
     const [aPlain, bPlain] = plainShapes(a!, b!, transposeA, transposeB);
     if (aPlain[aPlain.length - 1] !== bPlain[bPlain.length - 2]) {
       throw new Error(
@@ -98,7 +106,10 @@ function fusedMatMul(original: KernelFunc | undefined): (args: KernelArgs) => Te
     const { batches } = batchShapes(a!.shape, b!.shape);
     // XNNPACK fuses a length-N bias and the activation into a single-batch product.
     const fusable = bias === undefined || bias === null || (bias.shape.length === 1 && bias.shape[0] === n);
-    if (batches <= 1 && fusable) return builtIn({ inputs, backend, attrs }) as TensorInfo;
+    if (batches <= 1 && fusable) {
+      evictStaleMatMulOperator(b!, backend);
+      return builtIn({ inputs, backend, attrs }) as TensorInfo;
+    }
     // The registered BatchMatMul (this package's fix when installed) picks the per-batch path.
     const product = runWasmKernel(tf.BatchMatMul, { a: a!, b: b! }, backend, { transposeA: false, transposeB: false });
     let biased: TensorInfo | undefined;
