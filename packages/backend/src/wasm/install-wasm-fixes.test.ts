@@ -18,6 +18,7 @@ const KERNELS = [
   tf.StridedSlice,
   tf.Sum,
   tf.Max,
+  tf.OneHot,
 ];
 
 beforeAll(async () => {

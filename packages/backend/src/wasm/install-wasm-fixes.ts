@@ -1,6 +1,7 @@
 // Registers, once, the wasm kernels that make training usable (see the package README). Each fix
 // lives in its own file; they replace kernels for the 'wasm' engine only.
 import { gatherRowsFix } from './gather-rows.js';
+import { oneHotFix } from './one-hot.js';
 import { maxFix, sumFix } from './outer-axis-reduce.js';
 import { sliceFix, splitVFix, stridedSliceFix, unpackFix } from './slice-kernels.js';
 import { batchMatMulFix, fusedMatMulFix } from './transpose-first-mat-mul.js';
@@ -20,6 +21,7 @@ const FIXES: readonly WasmKernelFix[] = [
   stridedSliceFix,
   sumFix,
   maxFix,
+  oneHotFix,
 ];
 
 /** Installs the wasm kernel fixes (idempotent) and returns their names. */
