@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { cpus, loadavg } from 'node:os';
 import { initBackend, type BackendRequest } from '@peer/backend';
 import { ProductKeys, retrieve } from '../src/index.js';
+import { readFloats, rowTopK } from '../src/row-top-k.js';
 
 function flag(name: string, fallback: string): string {
   const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
@@ -81,6 +82,32 @@ for (const sqrtN of sizes) {
   keys.dispose();
 }
 
+// The selection alone, in the same run: tf.topk (the engine's TopK kernel) vs rowTopK (JS over the
+// scores in place) on the [T * h, S] sub-key scores of one half at S = 1024, and the matMul that
+// makes those scores, for scale.
+const selectRows = tokens * heads;
+const selectWidth = 1024;
+const topKTimings = (() => {
+  const q = tf.randomNormal([selectRows, dimKey], 0, 1, 'float32', 4) as tf.Tensor2D;
+  const table = tf.randomNormal([dimKey, selectWidth], 0, 1, 'float32', 5) as tf.Tensor2D;
+  const scores = tf.matMul(q, table);
+  const values = new Float32Array(selectRows * k);
+  const indices = new Int32Array(selectRows * k);
+  const timings = {
+    matMul: time(() => tf.tidy(() => void tf.matMul(q, table).dataSync())),
+    tfTopK: time(() =>
+      tf.tidy(() => {
+        const r = tf.topk(scores, k, true);
+        r.values.dataSync();
+        r.indices.dataSync();
+      }),
+    ),
+    rowTopK: time(() => rowTopK(readFloats(scores), selectRows, selectWidth, k, values, indices)),
+  };
+  tf.dispose([q, table, scores]);
+  return timings;
+})();
+
 const perSecond = (ms: number) => Math.round((tokens * 1000) / ms).toLocaleString('en-US');
 const [load1] = loadavg();
 console.log(`backend ${choice.backend} (${choice.provider}${choice.fixes.length ? `, fixes: ${choice.fixes.join(', ')}` : ''})`);
@@ -104,4 +131,10 @@ console.log(
   `\ntime(${last.sqrtN}^2) / time(${first.sqrtN}^2), wall (cpu): forward ${ratio((r) => r.forward.wall)}x (${ratio((r) => r.forward.cpu)}x), ` +
     `fwd+bwd ${ratio((r) => r.train.wall)}x (${ratio((r) => r.train.cpu)}x); keys grow ${(last.sqrtN / first.sqrtN) ** 2}x, ` +
     `sub-keys ${last.sqrtN / first.sqrtN}x; target <= 10x`,
+);
+console.log(
+  `\nselection of one half, [${selectRows}, ${selectWidth}] scores, k = ${k}, ms wall / cpu: ` +
+    `tf.topk ${topKTimings.tfTopK.wall.toFixed(1)} / ${topKTimings.tfTopK.cpu.toFixed(1)}, ` +
+    `rowTopK ${topKTimings.rowTopK.wall.toFixed(1)} / ${topKTimings.rowTopK.cpu.toFixed(1)} ` +
+    `(the matMul [${selectRows}, ${dimKey}] x [${dimKey}, ${selectWidth}] that makes them: ${topKTimings.matMul.wall.toFixed(1)} / ${topKTimings.matMul.cpu.toFixed(1)})`,
 );
