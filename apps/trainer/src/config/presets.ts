@@ -63,6 +63,11 @@ function loadPresetObject(name: string, seen: string[] = []): JsonObject {
   return expand(readConfigObject(join(presetsDir(), `${name}.json`), `preset ${name}`), `preset ${name}`, [...seen, name]);
 }
 
+/** Sweep presets (`{"sweep": ...}`, read by `peer-train sweep`) share the presets folder. */
+export function isSweepPreset(obj: JsonObject): boolean {
+  return isPlainObject(obj.sweep);
+}
+
 /** A preset as a partial config (its `extends` chain merged). */
 export function loadPreset(name: string): JsonObject {
   return loadPresetObject(name);

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../errors.js';
-import { loadPreset, presetNames } from './presets.js';
+import { isSweepPreset, loadPreset, presetNames } from './presets.js';
 import { configToJson, resolveConfig, validateConfig } from './resolve.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'peer-config-'));
@@ -28,7 +28,7 @@ describe('presets', () => {
 
   it('every preset resolves to a valid config', () => {
     expect(presetNames()).toEqual(expect.arrayContaining(['default', 'dense', 'tiny']));
-    for (const name of presetNames()) {
+    for (const name of presetNames().filter((n) => !isSweepPreset(loadPreset(n)))) {
       const { config } = resolveConfig({ preset: name });
       expect(config.model.vocabSize).toBeGreaterThanOrEqual(256);
       expect(config.data.seqLen).toBeLessThanOrEqual(config.model.seqLen);

@@ -5,7 +5,7 @@ import { createTokenizer, DataError, type TokenizerSpec } from '@peer/data';
 import { parseModelConfig } from '@peer/model';
 import { UsageError } from '../errors.js';
 import { isPlainObject, parseSetArg, setPath, type Json, type JsonObject } from './overrides.js';
-import { loadConfigFile, loadPreset } from './presets.js';
+import { isSweepPreset, loadConfigFile, loadPreset } from './presets.js';
 import { TrainConfigSchema, type TrainConfig } from './schema.js';
 
 export const DEFAULT_PRESET = 'default';
@@ -144,6 +144,7 @@ export function resolveConfig(sources: ConfigSources): ResolvedConfig {
     name = sources.preset ?? DEFAULT_PRESET;
     raw = loadPreset(name);
     source = `preset ${name}`;
+    if (isSweepPreset(raw)) throw new UsageError(`preset '${name}' describes a sweep, not one run: use peer-train sweep --preset ${name}`);
   }
   const sets = (sources.sets ?? []).map(parseSetArg);
   raw = applyFlags(raw, sources.flags ?? {}, new Set(sets.map((s) => s.path.join('.'))));
