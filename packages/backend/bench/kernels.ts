@@ -162,6 +162,34 @@ for (const [bt, e] of [
   await compare(`matMul ${bt} x [${e},${e}]x[${e},${e}] (tiny: ${path})`, () => tf.matMul(a, b).dispose(), { repeats: 10 });
   tf.dispose([a, b]);
 }
+// XNNPACK's operator cache on b (engine-notes; mat-mul-operator-cache.ts). The common case in
+// training: a weight as b with the same shape every call (the fixed kernel adds one WeakMap lookup).
+// Then one b's data under two shapes, alternating: with the fixes each call evicts the stale
+// operator and packs b again; the built-in kernel reuses the stale operator (wrong values, or a
+// heap overflow in the other order), so it is not run. Two separate b tensors show the cached cost.
+{
+  const calls = 100;
+  const a = tf.randomNormal([64, 256]);
+  const w = tf.randomNormal([256, 256]);
+  await compare(`matMul [64,256]x[256,256], same b every call (cached operator), ${calls} calls`, () => {
+    for (let i = 0; i < calls; i++) tf.matMul(a, w).dispose();
+  }, { repeats: 10 });
+  await initBackend({ backend: 'wasm', log: false });
+  const aWide = tf.randomNormal([64, 128]);
+  const wWide = tf.reshape(w, [128, 512]);
+  const other = tf.randomNormal([128, 512]);
+  const alternate = (b2: tf.Tensor) => () => {
+    for (let i = 0; i < calls / 2; i++) {
+      tf.matMul(a, w).dispose();
+      tf.matMul(aWide, b2).dispose();
+    }
+  };
+  const evicting = time(alternate(wWide), 10);
+  const separate = time(alternate(other), 10);
+  rows.push([`matMul ${calls} calls alternating one b's data as [256,256] / [128,512] (evicts, repacks)`, 'wrong values (stale operator)', `${fmt(evicting, 2)} ms`, '-']);
+  rows.push([`(the same with two separate b tensors, both cached)`, '-', `${fmt(separate, 2)} ms`, '-']);
+  tf.dispose([a, w, aWide, wWide, other]);
+}
 {
   // Attention forward + backward through batched matMuls: B*heads = 64, S = 256, head width 64.
   const [g, s, e] = [64, 256, 64];
@@ -201,6 +229,13 @@ for (const shape of [
   await compare(`sum over axis 0 of [${shape}]`, () => tf.sum(x, 0).dispose(), { repeats: 10 });
   await compare(`max over axis 0 of [${shape}]`, () => tf.max(x, 0).dispose(), { repeats: 10 });
   x.dispose();
+}
+
+// OneHot: the built-in C kernel is right only for int32 outputs; compare there.
+{
+  const idx = tf.randomUniformInt([32_768], 0, 256);
+  await compare('oneHot 32768 indices, depth 256, int32', () => tf.oneHot(idx, 256).dispose(), { repeats: 10 });
+  idx.dispose();
 }
 
 const header = ['operation (wasm, 1 thread)', 'built-in', 'with fixes', 'speed-up'];
