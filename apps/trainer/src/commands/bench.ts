@@ -156,7 +156,8 @@ export async function benchLayerCommand(options: BenchLayerOptions, print: (text
   if (options.json) print(`${JSON.stringify(result)}\n`);
   else {
     print(
-      `${kind}: ${result.ms_per_step_median} ms/step (median of ${result.steps}), ${Math.round(result.tokens_per_second).toLocaleString('en-US')} tokens/s, ` +
+      `${kind}: ${result.ms_per_step_median} ms/step (median of ${result.steps}; CPU ${result.cpu_ms_per_step_median} ms), ` +
+        `${Math.round(result.tokens_per_second).toLocaleString('en-US')} tokens/s, ` +
         `${(result.peak_rss_bytes / 2 ** 30).toFixed(2)} GiB peak RSS, ${result.flops_per_token.toLocaleString('en-US')} FLOPs/token, backend ${result.backend}\n`,
     );
   }
