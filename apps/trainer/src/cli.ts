@@ -16,7 +16,6 @@ let exitCode = 0;
 const program = new Command('peer-train')
   .description('Train, evaluate and compare PEER language models')
   .option('--verbose', 'print stack traces of errors')
-  .showHelpAfterError()
   .exitOverride();
 
 const backendOption = (fallback?: string) => {

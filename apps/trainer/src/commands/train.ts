@@ -12,6 +12,7 @@ import { asUsageError, openCorpus, openSplit } from '../run/open-data.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
 import { RunFolder, writeJsonAtomic } from '../run/run-folder.js';
 import { formatSummary, type RunSummary } from '../run/summary.js';
+import { writeRunReport } from '../report/run-report.js';
 import { AdamW } from '../train/adamw.js';
 import { evaluate } from '../train/evaluate.js';
 import { flopsPerStep, formatCount, stepsForBudget, tokensPerStep } from '../train/flops.js';
@@ -253,6 +254,9 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     };
     writeJsonAtomic(folder.path('summary'), summary);
     process.stdout.write(`${formatSummary(summary)}\n`);
+    // Usage is measured on the model still in memory rather than reloading the checkpoint.
+    const report = await writeRunReport(folder.dir, { model });
+    process.stdout.write(`report: ${report.htmlPath}\n`);
     return 0;
   } finally {
     optimizer?.dispose();

@@ -27,6 +27,7 @@ export function presetNames(): string[] {
   return readdirSync(presetsDir())
     .filter((f) => f.endsWith('.json'))
     .map((f) => f.slice(0, -'.json'.length))
+    .filter((name) => !isSweepPreset(loadPreset(name)))
     .sort();
 }
 
