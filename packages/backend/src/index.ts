@@ -21,3 +21,14 @@ export {
 export { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
 export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
+export {
+  emitModule,
+  F32,
+  FunctionBuilder,
+  I32,
+  V128,
+  type ExportedFunction,
+  type LoopStep,
+  type ModuleMemory,
+  type ValueType,
+} from './wasm-emitter/wasm-emitter.js';

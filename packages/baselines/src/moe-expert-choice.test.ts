@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
+import { expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { MoeExpertChoice, moeExpertChoiceForward } from './moe-expert-choice.js';
 import type { MoeExpertChoiceOptions } from './moe-config.js';
-import { awayFromKinks, flattenParams, randomizeWeights, referenceExpertChoice, referenceOf, unflattenParams } from './moe-reference.test-util.js';
+import type { MoeDispatch } from './moe-routing.js';
+import { expectPinnedRoutingGradients, randomizeWeights, referenceExpertChoice, referenceOf } from './moe-reference.test-util.js';
 
 function makeLayer(rng: TestRng, options: Partial<MoeExpertChoiceOptions> = {}): MoeExpertChoice {
   const layer = new MoeExpertChoice({ dim: 8, experts: 4, hidden: 6, seed: rng.int(1000), ...options });
@@ -81,25 +82,7 @@ describe('MoeExpertChoice gradients', () => {
     it(`match finite differences for the input and every parameter (${label})`, () => {
       const rng = testRng();
       const layer = makeLayer(rng, { ...options, dim: 5, hidden: 4, zLossCoef: 0.01 });
-      const c = layer.config;
-      const T = 10;
-      const eps = c.activation === 'relu' ? 1e-3 : 1e-2;
-      const x = tf.tensor2d(Float32Array.from(c.activation === 'relu' ? awayFromKinks(referenceOf(layer), rng, T, eps) : rng.normals(T * c.dim)), [T, c.dim]);
-      const proj = tf.tensor2d(Float32Array.from(rng.normals(T * c.dim)), [T, c.dim]);
-      const p = layer.tensors();
-      const base = moeExpertChoiceForward(x, p, c, true);
-      const pinned = base.dispatch;
-      const inputs = [x, ...flattenParams(p)].map((t) => tf.clone(t));
-      const loss = (...xs: tf.Tensor[]): tf.Scalar => {
-        const [xi, ...rest] = xs;
-        const params = unflattenParams(rest, c.experts, c.bias);
-        const r = moeExpertChoiceForward(xi as tf.Tensor2D, params, c, true, pinned);
-        return tf.add(tf.sum(tf.mul(r.y, proj)), r.auxLoss!) as tf.Scalar;
-      };
-      const free = tf.tidy(() => tf.add(tf.sum(tf.mul(base.y, proj)), base.auxLoss!).dataSync()[0]!);
-      expect(tf.tidy(() => loss(...inputs).dataSync()[0]!)).toBeCloseTo(free, 5);
-      checkGradients(loss, inputs, { eps, rtol: 2e-2, atol: 2e-3, maxCoords: 40, label: `${label} seed ${rng.seed}` });
-      tf.dispose([x, proj, base.y, base.auxLoss!, ...inputs]);
+      expectPinnedRoutingGradients(layer, rng, 10, label, (x, p, pinned?: MoeDispatch) => moeExpertChoiceForward(x, p, layer.config, true, pinned), (r) => r.dispatch);
       layer.dispose();
     });
   }

@@ -19,15 +19,14 @@
 // of its prefix: evaluate on batches of the same composition (size and length) as in training;
 // autoregressive generation token by token is not equivalent to the batched forward.
 import * as tf from '@tensorflow/tfjs-core';
-import type { NamedArray, UsageStatsReport } from '@peer/expert-store';
-import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
+import type { ApplyMode, FeedForwardOutput } from './feed-forward-types.js';
 import { parseMoeExpertChoiceConfig, type MoeExpertChoiceConfig, type MoeExpertChoiceOptions } from './moe-config.js';
-import { expertMixture, expertSlotFlops } from './moe-expert-mixture.js';
-import { MoeParameters, routerZLoss } from './moe-parameters.js';
+import { expertMixture } from './moe-expert-mixture.js';
+import { MoeLayerBase } from './moe-layer-base.js';
+import { routerZLoss } from './moe-parameters.js';
 import { expertChoiceCapacity, expertChoiceDispatch, type MoeDispatch } from './moe-routing.js';
-import { checkInput3D, type MoeRoutingStats } from './moe-stats.js';
+import { checkInput3D } from './moe-stats.js';
 import type { MoeTensors } from './moe-token-choice.js';
-import { UsageAccumulator } from './usage-report.js';
 
 export interface MoeExpertChoiceResult {
   /** [T, D] */
@@ -74,25 +73,16 @@ export function moeExpertChoiceForward(
 }
 
 /** Expert-choice MoE layer (kind 'moe-ec'); conforms to @peer/model's FeedForwardLayer. */
-export class MoeExpertChoice {
+export class MoeExpertChoice extends MoeLayerBase<MoeExpertChoiceConfig> {
   readonly kind = 'moe-ec' as const;
-  readonly dim: number;
-  readonly config: Readonly<MoeExpertChoiceConfig>;
-  private readonly params: MoeParameters;
-  private readonly usage: UsageAccumulator;
-  private last: MoeRoutingStats | undefined;
-  private disposed = false;
 
   constructor(options: MoeExpertChoiceOptions) {
-    this.config = Object.freeze(parseMoeExpertChoiceConfig(options));
-    this.dim = this.config.dim;
-    this.params = new MoeParameters(this.config);
-    this.usage = new UsageAccumulator(this.config.experts);
+    super(parseMoeExpertChoiceConfig(options));
   }
 
-  tensors(): MoeTensors {
-    this.checkAlive();
-    return { router: this.params.router as tf.Variable<tf.Rank.R2>, experts: this.params.experts() };
+  /** capacityFactor: every expert takes E * C slots over T tokens (a token's usage counts the gates of the experts that picked it). */
+  protected expertsPerToken(): number {
+    return this.config.capacityFactor;
   }
 
   apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput {
@@ -119,63 +109,5 @@ export class MoeExpertChoice {
       const targets = Int32Array.from({ length: slotGates.length }, (_, s) => Math.floor(s / dispatch.capacity));
       this.usage.add(targets, slotGates);
     }
-  }
-
-  /** Selection of the last forward pass: capacity, per-expert load, tokens no expert picked. */
-  lastRoutingStats(): MoeRoutingStats | undefined {
-    return this.last;
-  }
-
-  trainableVariables(): tf.Variable[] {
-    this.checkAlive();
-    return this.params.variables();
-  }
-
-  sparseStep(_lrScale: number): void {}
-
-  zeroSparseGrads(): void {}
-
-  /** Router 2 D E + capacityFactor experts of 2 * 2 D H each on average (E * C slots over T tokens). */
-  flopsPerToken(): number {
-    const { dim: D, experts: E, hidden: H, capacityFactor } = this.config;
-    return 2 * D * E + capacityFactor * expertSlotFlops(D, H);
-  }
-
-  /** Router + capacityFactor experts (the average number of experts per token). */
-  activeParamsPerToken(): number {
-    return this.params.routerParams() + this.config.capacityFactor * this.params.paramsPerExpert();
-  }
-
-  totalParams(): number {
-    return this.params.totalParams();
-  }
-
-  /** Starts accumulating, per expert, the gates of the tokens it picked (and their count). */
-  startUsage(): void {
-    this.usage.start();
-  }
-
-  stopUsage(): UsageStatsReport {
-    return this.usage.stop();
-  }
-
-  stateEntries(prefix: string): NamedArray[] {
-    this.checkAlive();
-    return this.params.stateEntries(prefix);
-  }
-
-  loadStateEntries(prefix: string, get: StateEntryGetter): void {
-    this.checkAlive();
-    this.params.loadStateEntries(prefix, get);
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.params.dispose();
-  }
-
-  private checkAlive(): void {
-    if (this.disposed) throw new Error('moe-ec: used after dispose()');
   }
 }

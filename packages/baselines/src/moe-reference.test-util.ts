@@ -2,9 +2,10 @@
 // tensors, nothing shared with the implementation but the documented semantics.
 //
 // Axes: T tokens, D model width, E experts, H expert hidden width, K experts per token, C capacity.
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
+import { expect } from 'vitest';
 import type { NamedArray } from '@peer/expert-store';
-import type { TestRng } from '@peer/test-utils';
+import { checkGradients, type TestRng } from '@peer/test-utils';
 import type { MoeTensors } from './moe-token-choice.js';
 
 export interface ReferenceMoe {
@@ -216,7 +217,7 @@ export function referenceExpertChoice(m: ReferenceMoe, x: ArrayLike<number>, tok
 
 interface MoeLikeLayer {
   tensors(): MoeTensors;
-  readonly config: { dim: number; experts: number; hidden: number; activation: ReferenceMoe['activation'] };
+  readonly config: { dim: number; experts: number; hidden: number; bias: boolean; activation: ReferenceMoe['activation'] };
   stateEntries(prefix: string): NamedArray[];
   loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void;
 }
@@ -283,4 +284,40 @@ export function awayFromKinks(m: ReferenceMoe, rng: TestRng, tokens: number, eps
     if (ok) return x;
   }
   throw new Error(`no input away from the ReLU kinks found (seed ${rng.seed})`);
+}
+
+/**
+ * Checks a layer's forward function against finite differences, for the input [T, D] and every
+ * parameter, with the routing pinned at the base point (the loss is then smooth). The loss is
+ * sum(y * proj) + auxLoss, so the layer's config must make auxLoss defined in training.
+ */
+export function expectPinnedRoutingGradients<Result extends { y: tf.Tensor2D; auxLoss?: tf.Scalar }, Route>(
+  layer: MoeLikeLayer,
+  rng: TestRng,
+  tokens: number,
+  label: string,
+  forward: (x: tf.Tensor2D, params: MoeTensors, pinned?: Route) => Result,
+  routeOf: (result: Result) => Route,
+): void {
+  const c = layer.config;
+  const T = tokens;
+  // ReLU has kinks: draw inputs whose hidden pre-activations all stay farther from 0 than the step moves them.
+  const eps = c.activation === 'relu' ? 1e-3 : 1e-2;
+  const x = tf.tensor2d(Float32Array.from(c.activation === 'relu' ? awayFromKinks(referenceOf(layer), rng, T, eps) : rng.normals(T * c.dim)), [T, c.dim]);
+  const proj = tf.tensor2d(Float32Array.from(rng.normals(T * c.dim)), [T, c.dim]);
+  const p = layer.tensors();
+  const base = forward(x, p);
+  const pinned = routeOf(base);
+  const inputs = [x, ...flattenParams(p)].map((t) => tf.clone(t));
+  const loss = (...xs: tf.Tensor[]): tf.Scalar => {
+    const [xi, ...rest] = xs;
+    const params = unflattenParams(rest, c.experts, c.bias);
+    const r = forward(xi as tf.Tensor2D, params, pinned);
+    return tf.add(tf.sum(tf.mul(r.y, proj)), r.auxLoss!) as tf.Scalar;
+  };
+  // The pinned routing is the routing of the base point.
+  const free = tf.tidy(() => tf.add(tf.sum(tf.mul(base.y, proj)), base.auxLoss!).dataSync()[0]!);
+  expect(tf.tidy(() => loss(...inputs).dataSync()[0]!)).toBeCloseTo(free, 5);
+  checkGradients(loss, inputs, { eps, rtol: 2e-2, atol: 2e-3, maxCoords: 40, label: `${label} seed ${rng.seed}` });
+  tf.dispose([x, proj, base.y, base.auxLoss!, ...inputs]);
 }

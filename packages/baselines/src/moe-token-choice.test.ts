@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
+import { expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { MoeTokenChoice, moeTokenChoiceForward } from './moe-token-choice.js';
 import type { MoeTokenChoiceOptions } from './moe-config.js';
-import { awayFromKinks, flattenParams, randomizeWeights, referenceOf, referenceTokenChoice, unflattenParams } from './moe-reference.test-util.js';
+import type { TokenChoiceRouting } from './moe-routing.js';
+import { expectPinnedRoutingGradients, flattenParams, randomizeWeights, referenceOf, referenceTokenChoice, unflattenParams } from './moe-reference.test-util.js';
 
 function makeLayer(rng: TestRng, options: Partial<MoeTokenChoiceOptions> = {}): MoeTokenChoice {
   const layer = new MoeTokenChoice({ dim: 8, experts: 4, hidden: 6, seed: rng.int(1000), ...options });
@@ -84,28 +85,7 @@ describe('MoeTokenChoice gradients', () => {
     it(`match finite differences for the input and every parameter (${label})`, () => {
       const rng = testRng();
       const layer = makeLayer(rng, { ...options, dim: 5, hidden: 4, auxLossCoef: 0.05, zLossCoef: 0.01 });
-      const c = layer.config;
-      const T = 9;
-      // ReLU has kinks: draw inputs whose hidden pre-activations all stay farther from 0 than the step moves them.
-      const eps = c.activation === 'relu' ? 1e-3 : 1e-2;
-      const x = tf.tensor2d(Float32Array.from(c.activation === 'relu' ? awayFromKinks(referenceOf(layer), rng, T, eps) : rng.normals(T * c.dim)), [T, c.dim]);
-      const proj = tf.tensor2d(Float32Array.from(rng.normals(T * c.dim)), [T, c.dim]);
-      const p = layer.tensors();
-      // Pin the routing of the base point: the loss is then smooth, and finite differences valid.
-      const base = moeTokenChoiceForward(x, p, c, true);
-      const pinned = base.routing;
-      const inputs = [x, ...flattenParams(p)].map((t) => tf.clone(t));
-      const loss = (...xs: tf.Tensor[]): tf.Scalar => {
-        const [xi, ...rest] = xs;
-        const params = unflattenParams(rest, c.experts, c.bias);
-        const r = moeTokenChoiceForward(xi as tf.Tensor2D, params, c, true, pinned);
-        return tf.add(tf.sum(tf.mul(r.y, proj)), r.auxLoss!) as tf.Scalar;
-      };
-      // The pinned routing is the routing of the base point.
-      const free = tf.tidy(() => tf.add(tf.sum(tf.mul(base.y, proj)), base.auxLoss!).dataSync()[0]!);
-      expect(tf.tidy(() => loss(...inputs).dataSync()[0]!)).toBeCloseTo(free, 5);
-      checkGradients(loss, inputs, { eps, rtol: 2e-2, atol: 2e-3, maxCoords: 40, label: `${label} seed ${rng.seed}` });
-      tf.dispose([x, proj, base.y, base.auxLoss!, ...inputs]);
+      expectPinnedRoutingGradients(layer, rng, 9, label, (x, p, pinned?: TokenChoiceRouting) => moeTokenChoiceForward(x, p, layer.config, true, pinned), (r) => r.routing);
       layer.dispose();
     });
   }

@@ -15,14 +15,13 @@
 // A token's combine weights sum to p_t,top1 for K = 1, to 1 for K >= 2 with normalizeGates when no
 // assignment is dropped, and lose exactly the dropped assignments' gates otherwise.
 import * as tf from '@tensorflow/tfjs-core';
-import type { NamedArray, UsageStatsReport } from '@peer/expert-store';
-import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
+import type { ApplyMode, FeedForwardOutput } from './feed-forward-types.js';
 import { parseMoeTokenChoiceConfig, type MoeTokenChoiceConfig, type MoeTokenChoiceOptions } from './moe-config.js';
-import { expertMixture, expertSlotFlops, type ExpertParams } from './moe-expert-mixture.js';
-import { MoeParameters, routerZLoss } from './moe-parameters.js';
+import { expertMixture, type ExpertParams } from './moe-expert-mixture.js';
+import { MoeLayerBase } from './moe-layer-base.js';
+import { routerZLoss } from './moe-parameters.js';
 import { tokenChoiceCapacity, tokenChoiceRouting, type TokenChoiceRouting } from './moe-routing.js';
-import { UsageAccumulator } from './usage-report.js';
-import { checkInput3D, type MoeRoutingStats } from './moe-stats.js';
+import { checkInput3D } from './moe-stats.js';
 
 export interface MoeTensors {
   /** [D, E] */
@@ -101,26 +100,16 @@ export function moeTokenChoiceForward(
 }
 
 /** Token-choice MoE layer (kind 'moe'); conforms to @peer/model's FeedForwardLayer. */
-export class MoeTokenChoice {
+export class MoeTokenChoice extends MoeLayerBase<MoeTokenChoiceConfig> {
   readonly kind = 'moe' as const;
-  readonly dim: number;
-  readonly config: Readonly<MoeTokenChoiceConfig>;
-  private readonly params: MoeParameters;
-  private readonly usage: UsageAccumulator;
-  private last: MoeRoutingStats | undefined;
-  private disposed = false;
 
   constructor(options: MoeTokenChoiceOptions) {
-    this.config = Object.freeze(parseMoeTokenChoiceConfig(options));
-    this.dim = this.config.dim;
-    this.params = new MoeParameters(this.config);
-    this.usage = new UsageAccumulator(this.config.experts);
+    super(parseMoeTokenChoiceConfig(options));
   }
 
-  /** The variables as plain tensors, for `moeTokenChoiceForward`. */
-  tensors(): MoeTensors {
-    this.checkAlive();
-    return { router: this.params.router as tf.Variable<tf.Rank.R2>, experts: this.params.experts() };
+  /** K (usage counts the combine weights of kept assignments). */
+  protected expertsPerToken(): number {
+    return this.config.topK;
   }
 
   apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput {
@@ -154,63 +143,5 @@ export class MoeTokenChoice {
       }
       this.usage.add(Int32Array.from(targets), Float64Array.from(weights));
     }
-  }
-
-  /** Routing of the last forward pass: per-expert load, capacity, dropped assignments and tokens. */
-  lastRoutingStats(): MoeRoutingStats | undefined {
-    return this.last;
-  }
-
-  trainableVariables(): tf.Variable[] {
-    this.checkAlive();
-    return this.params.variables();
-  }
-
-  sparseStep(_lrScale: number): void {}
-
-  zeroSparseGrads(): void {}
-
-  /** Router 2 D E + K experts of 2 * 2 D H each (matMul multiply-adds x 2; capacity padding not counted). */
-  flopsPerToken(): number {
-    const { dim: D, experts: E, hidden: H, topK: K } = this.config;
-    return 2 * D * E + K * expertSlotFlops(D, H);
-  }
-
-  /** Router + K experts. */
-  activeParamsPerToken(): number {
-    return this.params.routerParams() + this.config.topK * this.params.paramsPerExpert();
-  }
-
-  totalParams(): number {
-    return this.params.totalParams();
-  }
-
-  /** Starts accumulating, per expert, the combine weights of kept assignments (and their count). */
-  startUsage(): void {
-    this.usage.start();
-  }
-
-  stopUsage(): UsageStatsReport {
-    return this.usage.stop();
-  }
-
-  stateEntries(prefix: string): NamedArray[] {
-    this.checkAlive();
-    return this.params.stateEntries(prefix);
-  }
-
-  loadStateEntries(prefix: string, get: StateEntryGetter): void {
-    this.checkAlive();
-    this.params.loadStateEntries(prefix, get);
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.params.dispose();
-  }
-
-  private checkAlive(): void {
-    if (this.disposed) throw new Error('moe: used after dispose()');
   }
 }

@@ -4,7 +4,7 @@
 //
 // Axes: U touched rows, d row width. Pointers are byte offsets into the arena; row offsets wrap
 // through i32 arithmetic, which is exact for addresses below 4 GiB (wasm addresses are unsigned).
-import { emitModule, F32, FunctionBuilder, I32, V128 } from './emitter.js';
+import { emitModule, F32, FunctionBuilder, I32, V128 } from '@peer/backend';
 import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 export interface OptimizerKernelExports {
@@ -138,7 +138,7 @@ export function optimizerKernelModule(): WasmModule | null {
             { name: 'adam', builder: buildAdam() },
             { name: 'sgd', builder: buildSgd() },
           ],
-          65536,
+          { kind: 'imported', maxPages: 65536 },
         ),
       );
     } catch {

@@ -2,7 +2,7 @@
 // row-kernels.ts and column-kernels.ts) with its own growable memory, managed as an arena, and the
 // plain JS loops of the same semantics that run where the kernels cannot (no wasm SIMD, widths not
 // a multiple of 8).
-import { emitModule } from './wasm-emitter.js';
+import { emitModule } from '@peer/backend';
 import { buildDot, buildGroupSum, buildWsum } from './row-kernels.js';
 import { buildAffine, buildBnGrad, buildColSum } from './column-kernels.js';
 
@@ -50,7 +50,7 @@ function kernelModule(): WasmModule | null {
     { name: 'col_sum_prod', builder: buildColSum(true) },
     { name: 'affine', builder: buildAffine() },
     { name: 'bn_grad', builder: buildBnGrad() },
-  ]);
+  ], { kind: 'exported', initialPages: 1 });
   try {
     compiled = new wasmApi.Module(bytes);
   } catch {

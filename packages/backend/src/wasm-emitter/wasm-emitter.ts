@@ -1,6 +1,6 @@
-// A minimal WebAssembly binary emitter: just enough of the format (functions of i32 parameters,
-// one exported memory, structured loops, i32 / f32 / f32x4 SIMD arithmetic) to build the row
-// kernels of the expert mixture at load time, with no toolchain and no binary blob in the source.
+// A minimal WebAssembly binary emitter: functions over i32/f32 parameters, one memory (imported as
+// "env"."memory" or exported as "memory"), structured loops, i32 / f32 / f32x4 SIMD arithmetic.
+// Enough to build SIMD kernels at load time, with no toolchain and no binary blob in the source.
 // Format reference: the WebAssembly core specification, binary format (chapter 5), and the SIMD
 // proposal's opcode table (prefix 0xfd).
 
@@ -46,38 +46,43 @@ function vec(items: number[][]): number[] {
   return [...uleb(items.length), ...items.flat()];
 }
 
-/** Builds one function body; locals are declared up front, parameters are locals 0..n-1. */
+/** A loop step: a constant, or code that pushes the i32 step onto the stack. */
+export type LoopStep = number | (() => void);
+
+/**
+ * Builds one function body. Parameters are locals 0..n-1 (`params` lists their types, or is a
+ * count of i32 parameters); further locals are declared with `local`.
+ */
 export class FunctionBuilder {
   readonly code: number[] = [];
+  readonly params: readonly ValueType[];
   private readonly localTypes: ValueType[] = [];
 
-  constructor(readonly params: number) {}
+  constructor(params: readonly ValueType[] | number) {
+    this.params = typeof params === 'number' ? new Array<ValueType>(params).fill(I32) : [...params];
+  }
 
   /** Declares a local of `type`; returns its index. */
   local(type: ValueType): number {
     this.localTypes.push(type);
-    return this.params + this.localTypes.length - 1;
+    return this.params.length + this.localTypes.length - 1;
   }
 
-  get(index: number): this {
-    this.code.push(0x20, ...uleb(index));
-    return this;
-  }
-  set(index: number): this {
-    this.code.push(0x21, ...uleb(index));
-    return this;
-  }
-  i32(value: number): this {
-    this.code.push(0x41, ...sleb(value));
-    return this;
-  }
   op(...bytes: number[]): this {
     this.code.push(...bytes);
     return this;
   }
   simd(opcode: number, ...immediates: number[]): this {
-    this.code.push(0xfd, ...uleb(opcode), ...immediates);
-    return this;
+    return this.op(0xfd, ...uleb(opcode), ...immediates);
+  }
+  get(index: number): this {
+    return this.op(0x20, ...uleb(index));
+  }
+  set(index: number): this {
+    return this.op(0x21, ...uleb(index));
+  }
+  i32(value: number): this {
+    return this.op(0x41, ...sleb(value));
   }
 
   // i32 arithmetic
@@ -90,6 +95,9 @@ export class FunctionBuilder {
   shl(): this {
     return this.op(0x74);
   }
+  ltU(): this {
+    return this.op(0x49);
+  }
   geU(): this {
     return this.op(0x4f);
   }
@@ -97,7 +105,7 @@ export class FunctionBuilder {
     return this.op(0x6e);
   }
 
-  // memory (natural alignment hints: f32 2^2, v128 2^4 would claim too much; 2^2 is always valid)
+  // memory. Alignment hint 2^2: always valid for float32 data (a v128 hint of 2^4 would promise more).
   i32Load(offset = 0): this {
     return this.op(0x28, 0x02, ...uleb(offset));
   }
@@ -107,14 +115,16 @@ export class FunctionBuilder {
   f32Store(offset = 0): this {
     return this.op(0x38, 0x02, ...uleb(offset));
   }
-  f32Add(): this {
-    return this.op(0x92);
-  }
   v128Load(offset = 0): this {
     return this.simd(0x00, 0x02, ...uleb(offset));
   }
   v128Store(offset = 0): this {
     return this.simd(0x0b, 0x02, ...uleb(offset));
+  }
+
+  // f32 and f32x4 arithmetic
+  f32Add(): this {
+    return this.op(0x92);
   }
   v128Zero(): this {
     return this.simd(0x0c, ...new Array<number>(16).fill(0));
@@ -125,6 +135,9 @@ export class FunctionBuilder {
   f32x4ExtractLane(lane: number): this {
     return this.simd(0x1f, lane);
   }
+  f32x4Sqrt(): this {
+    return this.simd(0xe3);
+  }
   f32x4Add(): this {
     return this.simd(0xe4);
   }
@@ -134,29 +147,29 @@ export class FunctionBuilder {
   f32x4Mul(): this {
     return this.simd(0xe6);
   }
+  f32x4Div(): this {
+    return this.simd(0xe7);
+  }
 
   /** local[index] += step (i32). */
-  increment(index: number, step: number | (() => void)): this {
+  increment(index: number, step: LoopStep): this {
     this.get(index);
     if (typeof step === 'number') this.i32(step);
     else step();
     return this.add().set(index);
   }
 
-  /**
-   * `for (counter = 0; counter < limit; counter += step) body()`, counters and limits i32 locals.
-   * `limit` is a local index; `step` a constant.
-   */
-  forLoop(counter: number, limit: number, step: number, body: () => void): this {
+  /** `for (counter = 0; counter < limit; counter += step) body()`; counter and limit are i32 locals. */
+  forLoop(counter: number, limit: number, step: LoopStep, body: () => void): this {
     this.i32(0).set(counter);
     return this.whileBelow(counter, limit, step, body);
   }
 
   /** `for (; counter < limit; counter += step) body()`: like forLoop, without resetting the counter. */
-  whileBelow(counter: number, limit: number, step: number, body: () => void): this {
+  whileBelow(counter: number, limit: number, step: LoopStep, body: () => void): this {
     this.op(0x02, 0x40); // block
     this.op(0x03, 0x40); // loop
-    this.get(counter).get(limit).geU().op(0x0d, 1); // br_if 1 (leave the block)
+    this.get(counter).get(limit).geU().op(0x0d, 1); // br_if 1 (leave the block; unsigned compare)
     body();
     this.increment(counter, step);
     this.op(0x0c, 0); // br 0 (next iteration)
@@ -183,17 +196,36 @@ export interface ExportedFunction {
   builder: FunctionBuilder;
 }
 
-/** A module with one exported memory ("memory", `initialPages` of 64 KiB) and the given functions (i32 params, no results). */
-export function emitModule(functions: ExportedFunction[], initialPages = 1): Uint8Array {
-  // One function type per distinct parameter count.
-  const arities = [...new Set(functions.map((f) => f.builder.params))];
-  const types = section(1, vec(arities.map((n) => [0x60, ...uleb(n), ...new Array<number>(n).fill(I32), 0x00])));
-  const funcs = section(3, vec(functions.map((f) => uleb(arities.indexOf(f.builder.params)))));
-  const memory = section(5, vec([[0x00, ...uleb(initialPages)]]));
-  const exports = section(
-    7,
-    vec([[...name('memory'), 0x02, 0x00], ...functions.map((f, i) => [...name(f.name), 0x00, ...uleb(i)])]),
+/**
+ * The module's one linear memory (pages of 64 KiB): imported from the host as `env.memory` (the
+ * caller owns and may share it; at most `maxPages`), or created by the module and exported as
+ * `memory` (starting at `initialPages`, growable).
+ */
+export type ModuleMemory = { kind: 'imported'; maxPages: number } | { kind: 'exported'; initialPages: number };
+
+/** A module with one memory (see ModuleMemory) exporting `functions` (no results). */
+export function emitModule(functions: readonly ExportedFunction[], memory: ModuleMemory): Uint8Array {
+  // One function type per distinct parameter list.
+  const signatures = [...new Set(functions.map((f) => f.builder.params.join(',')))];
+  const types = section(
+    1,
+    vec(
+      signatures.map((s) => {
+        const params = s === '' ? [] : s.split(',').map(Number);
+        return [0x60, ...uleb(params.length), ...params, 0x00];
+      }),
+    ),
   );
+  const funcs = section(3, vec(functions.map((f) => uleb(signatures.indexOf(f.builder.params.join(','))))));
+  const functionExports = functions.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]);
   const code = section(10, vec(functions.map((f) => f.builder.encode())));
-  return Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, ...types, ...funcs, ...memory, ...exports, ...code]);
+  const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+  if (memory.kind === 'imported') {
+    const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x01, ...uleb(0), ...uleb(memory.maxPages)]]));
+    const exports = section(7, vec(functionExports));
+    return Uint8Array.from([...header, ...types, ...imports, ...funcs, ...exports, ...code]);
+  }
+  const memories = section(5, vec([[0x00, ...uleb(memory.initialPages)]]));
+  const exports = section(7, vec([[...name('memory'), 0x02, 0x00], ...functionExports]));
+  return Uint8Array.from([...header, ...types, ...funcs, ...memories, ...exports, ...code]);
 }

@@ -1,0 +1,96 @@
+// What the two MoE layers (token choice, expert choice) share around their forward passes: the
+// parameters, usage accounting, cost counts, state entries and lifetime.
+//
+// Axes: D model width, E experts, H expert hidden width.
+import type * as tf from '@tensorflow/tfjs-core';
+import type { NamedArray, UsageStatsReport } from '@peer/expert-store';
+import type { StateEntryGetter } from './feed-forward-types.js';
+import { expertSlotFlops } from './moe-expert-mixture.js';
+import { MoeParameters, type MoeShape } from './moe-parameters.js';
+import type { MoeRoutingStats } from './moe-stats.js';
+import type { MoeTensors } from './moe-token-choice.js';
+import { UsageAccumulator } from './usage-report.js';
+
+export abstract class MoeLayerBase<Config extends MoeShape> {
+  abstract readonly kind: string;
+  readonly dim: number;
+  readonly config: Readonly<Config>;
+  protected readonly params: MoeParameters;
+  protected readonly usage: UsageAccumulator;
+  protected last: MoeRoutingStats | undefined;
+  private disposed = false;
+
+  protected constructor(config: Config) {
+    this.config = Object.freeze(config);
+    this.dim = config.dim;
+    this.params = new MoeParameters(config);
+    this.usage = new UsageAccumulator(config.experts);
+  }
+
+  /** How many experts a token goes through on average (top-K, or the capacity factor). */
+  protected abstract expertsPerToken(): number;
+
+  /** The variables as plain tensors, for the layer's forward function. */
+  tensors(): MoeTensors {
+    this.checkAlive();
+    return { router: this.params.router as tf.Variable<tf.Rank.R2>, experts: this.params.experts() };
+  }
+
+  /** Routing of the last forward pass: per-expert load, capacity, dropped assignments and tokens. */
+  lastRoutingStats(): MoeRoutingStats | undefined {
+    return this.last;
+  }
+
+  trainableVariables(): tf.Variable[] {
+    this.checkAlive();
+    return this.params.variables();
+  }
+
+  sparseStep(_lrScale: number): void {}
+
+  zeroSparseGrads(): void {}
+
+  /** Router 2 D E + expertsPerToken experts of 2 * 2 D H each (matMul multiply-adds x 2; capacity padding not counted). */
+  flopsPerToken(): number {
+    const { dim: D, experts: E, hidden: H } = this.config;
+    return 2 * D * E + this.expertsPerToken() * expertSlotFlops(D, H);
+  }
+
+  /** Router + expertsPerToken experts. */
+  activeParamsPerToken(): number {
+    return this.params.routerParams() + this.expertsPerToken() * this.params.paramsPerExpert();
+  }
+
+  totalParams(): number {
+    return this.params.totalParams();
+  }
+
+  /** Starts accumulating, per expert, the combine weights it received (and their count). */
+  startUsage(): void {
+    this.usage.start();
+  }
+
+  stopUsage(): UsageStatsReport {
+    return this.usage.stop();
+  }
+
+  stateEntries(prefix: string): NamedArray[] {
+    this.checkAlive();
+    return this.params.stateEntries(prefix);
+  }
+
+  loadStateEntries(prefix: string, get: StateEntryGetter): void {
+    this.checkAlive();
+    this.params.loadStateEntries(prefix, get);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.params.dispose();
+  }
+
+  protected checkAlive(): void {
+    if (this.disposed) throw new Error(`${this.kind}: used after dispose()`);
+  }
+}
