@@ -15,16 +15,19 @@ describe('PeerLayer at the benchmark shape', () => {
     const params = referenceParams(layer);
     const cfg = referenceConfig(layer);
     // Inputs whose top-k boundaries are not near-ties (there float32 may pick another k-th expert).
+    // float32 scores here are accurate to ~1e-6, so a 2e-5 gap leaves a 20x margin; with 96
+    // boundaries per draw a near-tie is common enough that several draws may be needed.
+    const minGap = 2e-5;
     let x = randomTensor<tf.Rank.R3>(rng, [1, 12, 256]);
     let refs = [false, true].map((training) => referencePeer(Float64Array.from(x.dataSync()), 12, params, cfg, training));
-    for (let tries = 0; refs.some((r) => r.boundaryGap < 1e-4) && tries < 5; tries++) {
+    for (let tries = 0; refs.some((r) => r.boundaryGap < minGap) && tries < 10; tries++) {
       x.dispose();
       x = randomTensor<tf.Rank.R3>(rng, [1, 12, 256]);
       refs = [false, true].map((training) => referencePeer(Float64Array.from(x.dataSync()), 12, params, cfg, training));
     }
     for (const training of [false, true]) {
       const ref = refs[Number(training)]!;
-      expect(ref.boundaryGap).toBeGreaterThan(1e-4);
+      expect(ref.boundaryGap).toBeGreaterThan(minGap);
       const y = tf.tidy(() => layer.apply(x, { training }).y.dataSync());
       expectClose(y, ref.y, { rtol: 2e-3, atol: 2e-5, label: `training ${training} seed ${rng.seed}` });
       expect(Array.from(layer.route(x, { training }).indices)).toEqual(Array.from(ref.indices));
