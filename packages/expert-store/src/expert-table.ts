@@ -98,8 +98,9 @@ export class ExpertTable {
     if (!Number.isSafeInteger(slots) || slots < 0) throw new Error(`ExpertTable: reserveStateSlots must be an integer >= 0, got ${slots}`);
     const gradRows = options.reserveGradRows ?? Math.min(rows, 65536);
     if (!Number.isSafeInteger(gradRows) || gradRows < 0) throw new Error(`ExpertTable: reserveGradRows must be an integer >= 0, got ${gradRows}`);
-    // rows + state slots + gradient slots (values, row ids, per-row coefficients) + alignment slack
-    this.reserveBytes = rows * dim * 4 * (1 + slots) + gradRows * (dim * 4 + 12) + 4096;
+    // rows + state slots + gradient slots (values, row ids, their order, per-row coefficients) +
+    // alignment and stagger slack
+    this.reserveBytes = rows * dim * 4 * (1 + slots) + gradRows * (dim * 4 + 16) + 65536;
     const init = this.init;
     if (init.kind === 'normal') {
       if (!(init.std >= 0) || !Number.isFinite(init.std)) throw new Error(`ExpertTable: init.std must be a finite number >= 0, got ${init.std}`);

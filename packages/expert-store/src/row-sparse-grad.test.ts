@@ -75,6 +75,25 @@ describe('RowSparseGrad', () => {
     expect(Array.from(table.data)).toEqual(Array.from(before));
   });
 
+  it('lists its slots in ascending row order, in plain memory and in an arena', () => {
+    const rng = testRng();
+    const table = new ExpertTable({ rows: 3000, dim: 4, seed: 2, reserveGradRows: 16 });
+    for (const grad of [new RowSparseGrad({ rows: 3000, dim: 4 }, { initialCapacity: 3 }), new RowSparseGrad(table, { initialCapacity: 3 })]) {
+      for (let call = 0; call < 3; call++) {
+        const indices = Int32Array.from({ length: 200 + rng.int(300) }, () => rng.int(3000));
+        grad.accumulate(indices, new Float32Array(indices.length * 4));
+        const order = Array.from(grad.slotsInRowOrder());
+        const rows = grad.uniqueRows();
+        // A permutation of the slots, walking the rows upwards.
+        expect([...order].sort((a, b) => a - b), `seed ${rng.seed}`).toEqual(Array.from({ length: grad.size }, (_, s) => s));
+        const visited = order.map((s) => rows[s]!);
+        expect(visited, `seed ${rng.seed}`).toEqual([...rows].sort((a, b) => a - b));
+      }
+      grad.clear();
+      expect(grad.slotsInRowOrder().length).toBe(0);
+    }
+  });
+
   it('refuses bad input with one clear error', () => {
     const grad = new RowSparseGrad({ rows: 10, dim: 2 });
     expect(() => grad.accumulate(Int32Array.of(1, 10), new Float32Array(4))).toThrow(/indices\[1\] = 10 is out of range \[0, 10\)/);

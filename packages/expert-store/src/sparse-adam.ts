@@ -96,11 +96,12 @@ export class SparseAdam extends SparseOptimizer<AdamSlots> {
       const u = grad.size;
       if (!state.coef || state.coef.length < 2 * u) state.coef = ArenaArray.alloc(arena, 2 * Math.max(u, 1024), Float32Array);
       if (state.coef) {
+        const order = grad.slotsInRowOrder();
         const coef = state.coef.array;
         const rows = grad.uniqueRows();
         const steps = state.steps;
         for (let s = 0; s < u; s++) {
-          const row = rows[s]!;
+          const row = rows[order[s]!]!;
           const t = steps[row]! + 1;
           steps[row] = t;
           this.biasCorrections(t);
@@ -114,6 +115,7 @@ export class SparseAdam extends SparseOptimizer<AdamSlots> {
         }
         arena.kernels.adam(
           u,
+          layout.orderOffset,
           layout.rowsOffset,
           state.coef.offset,
           layout.valuesOffset,

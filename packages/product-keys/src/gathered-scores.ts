@@ -4,6 +4,8 @@
 // R = Tb * h rows.
 import * as tf from '@tensorflow/tfjs-core';
 import { leadingRow, leadingRows } from './leading-rows.js';
+import { readFloats } from './row-top-k.js';
+import { scoreGradientsSimd, scoreGradKernelFits } from './score-grad-kernel.js';
 
 export interface ScorePlan {
   heads: number;
@@ -52,6 +54,7 @@ function scoreGradients(
   second: tf.Tensor3D,
   plan: ScorePlan,
 ): tf.Tensor[] {
+  if (scoreGradKernelFits(plan.dimKey)) return kernelScoreGradients(dy, queries, subKeys1, subKeys2, first, second, plan);
   const { heads, dimKey, sqrtN, k, chunkTokens } = plan;
   const tokens = queries.shape[0];
   const sets = subKeys1.shape[0];
@@ -115,6 +118,42 @@ function scoreGradients(
     if (queryGrads.length > 1) tf.dispose(queryGrads);
     tf.dispose([rows1, rows2, table1, table2]);
   }
+}
+
+/** scoreGradients in the SIMD kernel (score-grad-kernel.ts): no [R * k, dk] temporaries, so no chunks. */
+function kernelScoreGradients(
+  dy: tf.Tensor3D,
+  queries: tf.Tensor3D,
+  subKeys1: tf.Tensor3D,
+  subKeys2: tf.Tensor3D,
+  first: tf.Tensor3D,
+  second: tf.Tensor3D,
+  plan: ScorePlan,
+): tf.Tensor[] {
+  const { heads, dimKey, sqrtN, k } = plan;
+  const rows = queries.shape[0] * heads;
+  const perHead = subKeys1.shape[0] !== 1;
+  const ids = [first, second].map((picked) => {
+    const local = picked.dataSync() as Int32Array;
+    if (!perHead) return local;
+    // Per-head keys: selection i of the flattened [T, h, k] belongs to head (i / k) mod h.
+    const rowsOf = new Int32Array(local.length);
+    for (let i = 0; i < local.length; i++) rowsOf[i] = local[i]! + (Math.floor(i / k) % heads) * sqrtN;
+    return rowsOf;
+  }) as [Int32Array, Int32Array];
+  // Heap views, copied into the kernel's memory before anything allocates on the engine.
+  const { dq, dTables } = scoreGradientsSimd({
+    queries: readFloats(queries),
+    tables: [readFloats(subKeys1), readFloats(subKeys2)],
+    ids,
+    dy: readFloats(dy),
+    rows,
+    k,
+    dimKey,
+  });
+  // The wasm engine copies a new tensor's values; others may keep the array, so they get their own.
+  const own = (a: Float32Array) => (tf.getBackend() === 'wasm' ? a : a.slice());
+  return [tf.tensor(own(dq), queries.shape), tf.tensor(own(dTables[0]), subKeys1.shape), tf.tensor(own(dTables[1]), subKeys2.shape)];
 }
 
 function accumulate(total: tf.Tensor2D | undefined, part: tf.Tensor2D): tf.Tensor2D {

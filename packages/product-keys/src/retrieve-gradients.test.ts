@@ -2,9 +2,10 @@
 // reference of the formula on larger inputs. Axes: T tokens, h heads, S = sqrt(N), dk, k results.
 import * as tf from '@tensorflow/tfjs-core';
 import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { ProductKeys } from './product-keys.js';
 import { retrieve, type RetrieveOptions } from './retrieve.js';
+import { disableScoreGradKernel, scoreGradKernelFits } from './score-grad-kernel.js';
 
 interface Inputs {
   T: number;
@@ -142,8 +143,19 @@ function referenceGradients(x: Inputs, indices: Int32Array, w: Float64Array, k: 
 }
 
 describe('gradients against the float64 formula', () => {
-  for (const shared of [false, true]) {
-    it(`${shared ? 'shared' : 'per-head'} keys, repeated sub-keys accumulate, chunked backward agrees`, () => {
+  it('runs the backward in the SIMD kernel on this host (dk a multiple of 8)', () => {
+    expect(scoreGradKernelFits(16)).toBe(true);
+    expect(scoreGradKernelFits(12)).toBe(false);
+  });
+  for (const [shared, path] of [
+    [false, 'SIMD kernel'],
+    [true, 'SIMD kernel'],
+    [false, 'tfjs ops'],
+    [true, 'tfjs ops'],
+  ] as const) {
+    it(`${shared ? 'shared' : 'per-head'} keys, repeated sub-keys accumulate, chunked backward agrees (${path})`, () => {
+      disableScoreGradKernel(path === 'tfjs ops');
+      onTestFinished(() => disableScoreGradKernel(false));
       const rng = testRng();
       // Few sub-keys and many tokens, so that many (t, h, j) select the same sub-key rows.
       const x = randomInputs(rng, 40, 3, 8, 16, shared);

@@ -13,11 +13,17 @@ const MAX_PAGES = 65536;
 /** Largest arena: 4 GiB, the wasm32 limit. */
 export const MAX_ARENA_BYTES = PAGE_BYTES * MAX_PAGES;
 const ALIGN = 64;
+/** Blocks of at least this size are staggered (see `alloc`). */
+const STAGGER_MIN_BYTES = 1 << 20;
+/** Successive large blocks start at these offsets modulo 4 KiB: 1 KiB + 1 line apart. */
+const STAGGER_STEP = 1088;
+const PAGE_4K = 4096;
 
 export class Arena {
   readonly memory: WasmMemory;
   readonly kernels: OptimizerKernelExports;
   private top = 0;
+  private largeBlocks = 0;
 
   private constructor(memory: WasmMemory, kernels: OptimizerKernelExports) {
     this.memory = memory;
@@ -47,9 +53,21 @@ export class Arena {
     return this.top;
   }
 
-  /** Byte offset of a new zeroed block of `bytes`, growing the memory if needed; undefined if it cannot fit in 4 GiB. */
+  /**
+   * Byte offset of a new zeroed block of `bytes`, growing the memory if needed; undefined if it
+   * cannot fit in 4 GiB.
+   *
+   * Large blocks (a table's rows, its moments, its gradient slots) are staggered: the k-th starts
+   * at (k * 1088) mod 4096 past a 4 KiB boundary. Unstaggered, row r of w, m and v sits at the same
+   * address modulo 4 KiB (the arrays are 1 GiB apart at N = 1024^2, d = 256), so the optimizer's
+   * loads and stores alias in the core's store-forwarding check and share cache sets: the lazy Adam
+   * sweep over 63k random rows ran 2-3x slower (measured: 288 -> 98-145 ms for two tables).
+   */
   alloc(bytes: number): number | undefined {
-    const offset = Math.ceil(this.top / ALIGN) * ALIGN;
+    const offset =
+      bytes >= STAGGER_MIN_BYTES
+        ? Math.ceil(this.top / PAGE_4K) * PAGE_4K + ((this.largeBlocks * STAGGER_STEP) % PAGE_4K)
+        : Math.ceil(this.top / ALIGN) * ALIGN;
     const end = offset + bytes;
     if (end > MAX_ARENA_BYTES) return undefined;
     const have = this.memory.buffer.byteLength;
@@ -61,6 +79,7 @@ export class Arena {
       }
     }
     this.top = end;
+    if (bytes >= STAGGER_MIN_BYTES) this.largeBlocks++;
     return offset;
   }
 }

@@ -9,11 +9,14 @@ import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 export interface OptimizerKernelExports {
   /**
-   * Lazy Adam over U rows: rows[s] (i32 at rowsPtr), coef[s] = (lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t))
-   * (two f32 at coefPtr), gradients [U, d] at gradPtr; w, m, v are [N, d] at wPtr, mPtr, vPtr.
+   * Lazy Adam over U rows, visited in the order of the slots order[s] (i32 at orderPtr): slot
+   * order[s] holds row rows[order[s]] (i32 at rowsPtr) and its gradient [d] at gradPtr +
+   * order[s] * dBytes; coef[s] = (lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t)) (two f32 at coefPtr,
+   * in visiting order); w, m, v are [N, d] at wPtr, mPtr, vPtr.
    */
   adam(
     count: number,
+    orderPtr: number,
     rowsPtr: number,
     coefPtr: number,
     gradPtr: number,
@@ -29,14 +32,15 @@ export interface OptimizerKernelExports {
     decay: number,
     gradScale: number,
   ): void;
-  /** SGD with heavy-ball momentum (bPtr) or without (momentum = 0 and bPtr unused). */
-  sgd(count: number, rowsPtr: number, gradPtr: number, wPtr: number, bPtr: number, dBytes: number, lr: number, momentum: number, decay: number, gradScale: number, useMomentum: number): void;
+  /** SGD with heavy-ball momentum (bPtr) or without (momentum = 0 and bPtr unused); slots visited as in `adam`. */
+  sgd(count: number, orderPtr: number, rowsPtr: number, gradPtr: number, wPtr: number, bPtr: number, dBytes: number, lr: number, momentum: number, decay: number, gradScale: number, useMomentum: number): void;
 }
 
 function buildAdam(): FunctionBuilder {
-  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32]);
-  const [count, rowsPtr, coefPtr, gradPtr, wPtr, mPtr, vPtr, dBytes, b1, c1, b2, c2, eps, decay, gs] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, F32, F32, F32]);
+  const [count, orderPtr, rowsPtr, coefPtr, gradPtr, wPtr, mPtr, vPtr, dBytes, b1, c1, b2, c2, eps, decay, gs] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
   const s = f.local(I32);
+  const slot = f.local(I32);
   const j = f.local(I32);
   const row = f.local(I32);
   const gp = f.local(I32);
@@ -55,10 +59,11 @@ function buildAdam(): FunctionBuilder {
   for (const [scalar, vector] of [[b1, vb1], [c1, vc1], [b2, vb2], [c2, vc2], [eps, veps], [decay, vdecay], [gs, vgs]] as const) {
     f.get(scalar).f32x4Splat().set(vector);
   }
-  f.get(gradPtr).set(gp);
   f.forLoop(s, count, 1, () => {
-    // row = rows[s] * dBytes (byte offset of the row in each [N, d] array)
-    f.get(rowsPtr).get(s).i32(4).mul().add().i32Load().get(dBytes).mul().set(row);
+    // slot = order[s]; row = rows[slot] * dBytes (byte offset of the row in each [N, d] array)
+    f.get(orderPtr).get(s).i32(4).mul().add().i32Load().set(slot);
+    f.get(rowsPtr).get(slot).i32(4).mul().add().i32Load().get(dBytes).mul().set(row);
+    f.get(gradPtr).get(slot).get(dBytes).mul().add().set(gp);
     f.get(coefPtr).get(s).i32(8).mul().add().f32Load(0).f32x4Splat().set(stepSize);
     f.get(coefPtr).get(s).i32(8).mul().add().f32Load(4).f32x4Splat().set(invSqrtBc2);
     f.forLoop(j, dBytes, 16, () => {
@@ -84,15 +89,15 @@ function buildAdam(): FunctionBuilder {
       f.f32x4Div().f32x4Sub();
       f.v128Store();
     });
-    f.increment(gp, () => f.get(dBytes));
   });
   return f;
 }
 
 function buildSgd(): FunctionBuilder {
-  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, I32]);
-  const [count, rowsPtr, gradPtr, wPtr, bPtr, dBytes, lr, momentum, decay, gs, useMomentum] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const f = new FunctionBuilder([I32, I32, I32, I32, I32, I32, I32, F32, F32, F32, F32, I32]);
+  const [count, orderPtr, rowsPtr, gradPtr, wPtr, bPtr, dBytes, lr, momentum, decay, gs, useMomentum] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
   const s = f.local(I32);
+  const slot = f.local(I32);
   const j = f.local(I32);
   const row = f.local(I32);
   const gp = f.local(I32);
@@ -102,9 +107,10 @@ function buildSgd(): FunctionBuilder {
   const vgs = f.local(V128);
   const g = f.local(V128);
   for (const [scalar, vector] of [[lr, vlr], [momentum, vmu], [decay, vdecay], [gs, vgs]] as const) f.get(scalar).f32x4Splat().set(vector);
-  f.get(gradPtr).set(gp);
   f.forLoop(s, count, 1, () => {
-    f.get(rowsPtr).get(s).i32(4).mul().add().i32Load().get(dBytes).mul().set(row);
+    f.get(orderPtr).get(s).i32(4).mul().add().i32Load().set(slot);
+    f.get(rowsPtr).get(slot).i32(4).mul().add().i32Load().get(dBytes).mul().set(row);
+    f.get(gradPtr).get(slot).get(dBytes).mul().add().set(gp);
     f.forLoop(j, dBytes, 16, () => {
       f.get(gp).get(j).add().v128Load().get(vgs).f32x4Mul().set(g);
       f.get(useMomentum).op(0x04, 0x40); // if
@@ -120,7 +126,6 @@ function buildSgd(): FunctionBuilder {
       f.get(vlr).get(g).f32x4Mul().f32x4Sub();
       f.v128Store();
     });
-    f.increment(gp, () => f.get(dBytes));
   });
   return f;
 }
