@@ -63,6 +63,21 @@ describe('ExpertTable', () => {
     expect(tf.memory().numTensors).toBe(0);
   });
 
+  it('gathers in chunks through the arena kernel exactly as plain copies, also after a storage round trip', () => {
+    const rng = testRng();
+    const d = 256; // 512 rows per staging chunk: 1,300 lookups take three chunks
+    for (const backing of ['arena', 'plain'] as const) {
+      const table = new ExpertTable({ rows: 3000, dim: d, init: { kind: 'normal', std: 1 }, seed: rng.int(1000), backing });
+      expect(table.backingKind).toBe(backing);
+      const indices = Int32Array.from({ length: 1300 }, () => rng.int(3000));
+      const got = table.gatherInto(indices, new Float32Array(indices.length * d));
+      expect(got, `${backing}, seed ${rng.seed}`).toEqual(plainGather(table.data, d, indices));
+      // Half storage drops the arena; back in float32 the rows live in a new arena.
+      table.toStorage('bfloat16').toStorage('float32');
+      expect(table.gatherInto(indices, new Float32Array(indices.length * d))).toEqual(plainGather(table.data, d, indices));
+    }
+  });
+
   it('stores rows as float16 or bfloat16 and gathers them widened to float32', async () => {
     const rng = testRng();
     const d = 16;

@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { leadingRow, leadingRows } from './leading-rows.js';
 import { combineHalves, combineScratch, readFloats, rowTopK, type CombineScratch } from './row-top-k.js';
+import { heapRowTopK } from './heap-top-k.js';
 
 export interface SelectionPlan {
   tokens: number;
@@ -104,9 +105,10 @@ function selectChunk(
   const second = { values: new Float32Array(rows * k), indices: new Int32Array(rows * k) };
   const halfTopK = (row: number, table: tf.Tensor2D, into: { values: Float32Array; indices: Int32Array }) => {
     const scores = tf.matMul(leadingRow(split, row) as tf.Tensor2D, table);
-    // The heap view is read before anything else allocates; the [rows, S] scores are the largest
-    // temporary, so each is freed before the next product allocates its own.
-    rowTopK(readFloats(scores), rows, sqrtN, k, into.values, into.indices);
+    // In place on the wasm heap where the SIMD kernel runs; else the JS loop on a heap view, read
+    // before anything else allocates. The [rows, S] scores are the largest temporary, so each is
+    // freed before the next product allocates its own.
+    if (!heapRowTopK(scores, rows, sqrtN, k, into.values, into.indices)) rowTopK(readFloats(scores), rows, sqrtN, k, into.values, into.indices);
     scores.dispose();
   };
   for (let head = 0; head < tables1.length; head++) {

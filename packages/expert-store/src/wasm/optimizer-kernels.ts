@@ -1,5 +1,5 @@
-// The per-element loops of the sparse optimizers as WebAssembly SIMD (f32x4), run in place on a
-// table's arena (its rows, moments and gradient slots share one WebAssembly.Memory). One core does
+// The per-element loops of the sparse optimizers as WebAssembly SIMD (f32x4), and the row gather,
+// run in place on a table's arena (its rows, moments and gradient slots share one WebAssembly.Memory). One core does
 // the lazy Adam update of 65,536 rows x 256 in a few ms of arithmetic; the rest is memory traffic.
 //
 // Axes: U touched rows, d row width. Pointers are byte offsets into the arena; row offsets wrap
@@ -32,6 +32,8 @@ export interface OptimizerKernelExports {
     decay: number,
     gradScale: number,
   ): void;
+  /** Copies rows idx[s] (i32 at idxPtr) of the [N, d] array at srcPtr to [count, d] at dstPtr. */
+  gather(count: number, idxPtr: number, srcPtr: number, dstPtr: number, dBytes: number): void;
   /** SGD with heavy-ball momentum (bPtr) or without (momentum = 0 and bPtr unused); slots visited as in `adam`. */
   sgd(count: number, orderPtr: number, rowsPtr: number, gradPtr: number, wPtr: number, bPtr: number, dBytes: number, lr: number, momentum: number, decay: number, gradScale: number, useMomentum: number): void;
 }
@@ -130,6 +132,21 @@ function buildSgd(): FunctionBuilder {
   return f;
 }
 
+function buildGather(): FunctionBuilder {
+  const [count, idxPtr, srcPtr, dstPtr, dBytes] = [0, 1, 2, 3, 4];
+  const f = new FunctionBuilder(5);
+  const s = f.local(I32);
+  f.forLoop(s, count, 1, () => {
+    // memory.copy(dst, src + idx[s] * dBytes, dBytes): the engine's memmove, one call per row.
+    f.get(dstPtr);
+    f.get(srcPtr).get(idxPtr).get(s).i32(4).mul().add().i32Load().get(dBytes).mul().add();
+    f.get(dBytes);
+    f.op(0xfc, 0x0a, 0x00, 0x00);
+    f.increment(dstPtr, () => f.get(dBytes));
+  });
+  return f;
+}
+
 let compiled: WasmModule | undefined | null;
 
 /** The compiled kernel module, or null where WebAssembly SIMD is unavailable. */
@@ -142,6 +159,7 @@ export function optimizerKernelModule(): WasmModule | null {
           [
             { name: 'adam', builder: buildAdam() },
             { name: 'sgd', builder: buildSgd() },
+            { name: 'gather', builder: buildGather() },
           ],
           { kind: 'imported', maxPages: 65536 },
         ),
@@ -159,5 +177,5 @@ export function instantiateOptimizerKernels(memory: WasmMemory): OptimizerKernel
   if (!module) return undefined;
   const exports = new wasmApi!.Instance(module, { env: { memory } }).exports as unknown as OptimizerKernelExports;
   // A plain object (instance exports are frozen), so that tests can observe which path ran.
-  return { adam: exports.adam, sgd: exports.sgd };
+  return { adam: exports.adam, sgd: exports.sgd, gather: exports.gather };
 }
