@@ -4,8 +4,7 @@
 // R = Tb * h rows.
 import * as tf from '@tensorflow/tfjs-core';
 import { leadingRow, leadingRows } from './leading-rows.js';
-import { readFloats } from './row-top-k.js';
-import { scoreGradientsSimd, scoreGradKernelFits } from './score-grad-kernel.js';
+import { scoreGradientsOnHeap, scoreGradKernelFits } from './score-grad-kernel.js';
 
 export interface ScorePlan {
   heads: number;
@@ -131,29 +130,18 @@ function kernelScoreGradients(
   plan: ScorePlan,
 ): tf.Tensor[] {
   const { heads, dimKey, sqrtN, k } = plan;
-  const rows = queries.shape[0] * heads;
   const perHead = subKeys1.shape[0] !== 1;
-  const ids = [first, second].map((picked) => {
-    const local = picked.dataSync() as Int32Array;
-    if (!perHead) return local;
-    // Per-head keys: selection i of the flattened [T, h, k] belongs to head (i / k) mod h.
-    const rowsOf = new Int32Array(local.length);
-    for (let i = 0; i < local.length; i++) rowsOf[i] = local[i]! + (Math.floor(i / k) % heads) * sqrtN;
-    return rowsOf;
-  }) as [Int32Array, Int32Array];
-  // Heap views, copied into the kernel's memory before anything allocates on the engine.
-  const { dq, dTables } = scoreGradientsSimd({
-    queries: readFloats(queries),
-    tables: [readFloats(subKeys1), readFloats(subKeys2)],
-    ids,
-    dy: readFloats(dy),
-    rows,
-    k,
-    dimKey,
-  });
-  // The wasm engine copies a new tensor's values; others may keep the array, so they get their own.
-  const own = (a: Float32Array) => (tf.getBackend() === 'wasm' ? a : a.slice());
-  return [tf.tensor(own(dq), queries.shape), tf.tensor(own(dTables[0]), subKeys1.shape), tf.tensor(own(dTables[1]), subKeys2.shape)];
+  // Per-head keys: the rows of head h start at h * S in the flattened [H' * S, dk] table.
+  const ids = tf.tidy(() => {
+    if (!perHead) return [first, second].map((t) => tf.clone(t));
+    const offsets = tf.reshape(tf.range(0, heads * sqrtN, sqrtN, 'int32'), [1, heads, 1]);
+    return [tf.add(first, offsets), tf.add(second, offsets)];
+  }) as [tf.Tensor, tf.Tensor];
+  try {
+    return scoreGradientsOnHeap({ queries, subKeys: [subKeys1, subKeys2], ids, dy, k, dimKey });
+  } finally {
+    tf.dispose(ids);
+  }
 }
 
 function accumulate(total: tf.Tensor2D | undefined, part: tf.Tensor2D): tf.Tensor2D {

@@ -12,25 +12,8 @@
 // Why: the JS `rowTopK` costs about 21 ms per [4096, 1024] half at 1024^2 keys (two per step) and
 // 8.5 ms at 128^2, a sixth of the retrieval forward; the JS loop pays for every element it reads.
 import * as tf from '@tensorflow/tfjs-core';
-import { emitModule, F32, FunctionBuilder, I32, V128 } from '@peer/backend';
-
-// The WebAssembly JS API, typed here: the project compiles against ES2022 + Node types only.
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-}
-const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
-
-/** What this file needs of tfjs-backend-wasm's backend object (engine internals, checked at use). */
-interface WasmEngine {
-  wasm?: { asm?: { memory?: WasmMemory } };
-  dataIdMap?: { get(dataId: object): { memoryOffset: number } | undefined };
-  makeOutput?(shape: number[], dtype: 'float32'): tf.TensorInfo;
-  disposeData(dataId: object): void;
-}
+import { F32, FunctionBuilder, I32, V128 } from '@peer/backend';
+import { engineHeap, kernelsOnHeap } from './wasm-heap.js';
 
 interface TopKExports {
   row_topk(scores: number, rows: number, width: number, k: number, blockBytes: number, outValues: number, outIndices: number): void;
@@ -145,23 +128,6 @@ function buildRowTopK(): FunctionBuilder {
   return f;
 }
 
-const kernels = new WeakMap<WasmMemory, TopKExports | null>();
-
-/** The kernel bound to `memory` (one instance per engine heap), or null without wasm SIMD. */
-function kernelFor(memory: WasmMemory): TopKExports | null {
-  let kernel = kernels.get(memory);
-  if (kernel !== undefined) return kernel;
-  try {
-    if (!wasmApi) throw new Error('no WebAssembly');
-    const module = new wasmApi.Module(emitModule([{ name: 'row_topk', builder: buildRowTopK() }], { kind: 'imported', maxPages: 65536 }));
-    kernel = new wasmApi.Instance(module, { env: { memory } }).exports as TopKExports;
-  } catch {
-    kernel = null;
-  }
-  kernels.set(memory, kernel);
-  return kernel;
-}
-
 let disabled = false;
 
 /** Tests only: make `heapRowTopK` decline, so that callers take the JS path. */
@@ -175,24 +141,20 @@ export function disableHeapTopK(value: boolean): void {
  * engine, no wasm SIMD, or width not a multiple of 4 or below 4k (then call `rowTopK`).
  */
 export function heapRowTopK(scores: tf.Tensor, rows: number, width: number, k: number, outValues: Float32Array, outIndices: Int32Array): boolean {
-  if (disabled || rows === 0 || width % 4 !== 0 || width < 4 * k || tf.getBackend() !== 'wasm' || scores.dtype !== 'float32') return false;
-  const engine = tf.backend() as unknown as WasmEngine;
-  const memory = engine.wasm?.asm?.memory;
-  const offsetOf = (info: { dataId: object }) => engine.dataIdMap?.get(info.dataId)?.memoryOffset;
-  const scoresAt = offsetOf(scores);
-  if (!memory || scoresAt === undefined || typeof engine.makeOutput !== 'function') return false;
-  const kernel = kernelFor(memory);
-  if (!kernel) return false;
+  if (disabled || rows === 0 || width % 4 !== 0 || width < 4 * k || scores.dtype !== 'float32') return false;
+  const heap = engineHeap();
+  const kernel = heap && kernelsOnHeap<TopKExports>(heap.memory, 'row_topk', () => [{ name: 'row_topk', builder: buildRowTopK() }]);
+  if (!heap || !kernel) return false;
   // k blocks of a multiple of 4 columns each (the last columns may fall outside every block).
   const blockBytes = Math.floor(width / (4 * k)) * 16;
-  const out = engine.makeOutput([2 * rows * k], 'float32');
+  const out = heap.output([2, rows, k], 'float32');
   try {
-    const outAt = offsetOf(out)!;
-    kernel.row_topk(scoresAt, rows, width, k, blockBytes, outAt, outAt + rows * k * 4);
-    outValues.set(new Float32Array(memory.buffer, outAt, rows * k));
-    outIndices.set(new Int32Array(memory.buffer, outAt + rows * k * 4, rows * k));
+    const outAt = heap.offsetOf(out);
+    kernel.row_topk(heap.offsetOf(scores), rows, width, k, blockBytes, outAt, outAt + rows * k * 4);
+    outValues.set(new Float32Array(heap.memory.buffer, outAt, rows * k));
+    outIndices.set(new Int32Array(heap.memory.buffer, outAt + rows * k * 4, rows * k));
   } finally {
-    engine.disposeData(out.dataId);
+    out.dispose();
   }
   return true;
 }

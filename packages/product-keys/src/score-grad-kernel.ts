@@ -7,25 +7,14 @@
 //
 // Why: in tfjs ops this is a gather of [R * k, dk] rows, two broadcasting products and two ScatterNd
 // per half: about 68 ms per 512-token step of the PEER benchmark (R = 4096, k = 16, dk = 128), a
-// quarter of the step. A plain JS loop takes about 75 ms; this kernel, with the copies in and out,
-// a few ms. It needs wasm SIMD and dk a multiple of 8; the caller falls back to tfjs ops otherwise.
-import { emitModule, FunctionBuilder, I32, V128 } from '@peer/backend';
-
-const PAGE = 65536;
-
-// The WebAssembly JS API, typed here: the project compiles against ES2022 + Node types only.
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: unknown };
-}
-const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+// quarter of the step. A plain JS loop takes about 75 ms; this kernel a few ms. It runs on the wasm
+// engine's heap, reading the saved tensors in place and writing the gradients straight into new
+// tensors. It needs wasm SIMD and dk a multiple of 8; the caller falls back to tfjs ops otherwise.
+import * as tf from '@tensorflow/tfjs-core';
+import { FunctionBuilder, I32, V128 } from '@peer/backend';
+import { engineHeap, kernelsOnHeap, type EngineHeap } from './wasm-heap.js';
 
 interface ScoreGradExports {
-  memory: WasmMemory;
   /** One half: pointers are byte offsets; q and dq rows are `stride` bytes apart. */
   score_grad(rows: number, k: number, q: number, dq: number, stride: number, c: number, dc: number, ids: number, dy: number, dkBytes: number): void;
 }
@@ -66,21 +55,6 @@ function buildScoreGrad(): FunctionBuilder {
   return f;
 }
 
-let kernel: ScoreGradExports | null | undefined;
-
-/** The kernel instance (one per process, its memory reused), or null without wasm SIMD. */
-function scoreGradKernel(): ScoreGradExports | null {
-  if (kernel !== undefined) return kernel;
-  try {
-    if (!wasmApi) throw new Error('no WebAssembly');
-    const module = new wasmApi.Module(emitModule([{ name: 'score_grad', builder: buildScoreGrad() }], { kind: 'exported', initialPages: 1 }));
-    kernel = new wasmApi.Instance(module).exports as ScoreGradExports;
-  } catch {
-    kernel = null;
-  }
-  return kernel;
-}
-
 let disabled = false;
 
 /** Tests only: route the backward through tfjs ops even where the kernel fits. */
@@ -88,64 +62,48 @@ export function disableScoreGradKernel(value: boolean): void {
   disabled = value;
 }
 
-/** Whether `scoreGradientsSimd` can run keys of width `dimKey` here. */
+function scoreGradKernel(heap: EngineHeap): ScoreGradExports | null {
+  return kernelsOnHeap<ScoreGradExports>(heap.memory, 'score_grad', () => [{ name: 'score_grad', builder: buildScoreGrad() }]);
+}
+
+/** Whether `scoreGradientsOnHeap` can run keys of width `dimKey` here. */
 export function scoreGradKernelFits(dimKey: number): boolean {
-  return !disabled && dimKey % 8 === 0 && scoreGradKernel() !== null;
+  if (disabled || dimKey % 8 !== 0) return false;
+  const heap = engineHeap();
+  return heap !== undefined && scoreGradKernel(heap) !== null;
 }
 
 export interface ScoreGradInputs {
-  /** Queries [R, 2 * dk]: the first dk features meet table 1, the last dk table 2. */
-  queries: Float32Array;
-  /** The two sub-key tables [K, dk]. */
-  tables: [Float32Array, Float32Array];
-  /** Table rows of the selections, [R * k] per half (head offsets included). */
-  ids: [Int32Array, Int32Array];
-  /** Score gradients [R * k]. */
-  dy: Float32Array;
-  rows: number;
+  /** Queries [T, h, 2 * dk]: the first dk features of a head meet table 1, the last dk table 2. */
+  queries: tf.Tensor;
+  /** The two sub-key tables [H', S, dk]. */
+  subKeys: [tf.Tensor, tf.Tensor];
+  /** Table rows of the selections, int32 [T, h, k] per half (head offsets included). */
+  ids: [tf.Tensor, tf.Tensor];
+  /** Score gradients [T, h, k]. */
+  dy: tf.Tensor;
   k: number;
   dimKey: number;
 }
 
-/**
- * The query gradient [R, 2 * dk] and both table gradients [K, dk], as views of the kernel's memory
- * (valid until the next call: copy or hand them to a backend that copies). The inputs are copied in
- * first, so they may be views of the tfjs heap.
- */
-export function scoreGradientsSimd(x: ScoreGradInputs): { dq: Float32Array; dTables: [Float32Array, Float32Array] } {
-  const kern = scoreGradKernel();
-  if (!kern) throw new Error('scoreGradientsSimd: WebAssembly SIMD is not available');
-  const { rows, k, dimKey } = x;
-  const tableFloats = x.tables[0].length;
-  const qFloats = rows * 2 * dimKey;
-  const picks = rows * k;
-  // Layout (floats): q | dq | C1 | C2 | dC1 | dC2 | ids1 | ids2 | dy
-  const at: number[] = [];
-  let top = 0;
-  for (const floats of [qFloats, qFloats, tableFloats, tableFloats, tableFloats, tableFloats, picks, picks, picks]) {
-    at.push(top);
-    top += Math.ceil(floats / 4) * 4;
-  }
-  const bytes = top * 4;
-  const have = kern.memory.buffer.byteLength;
-  if (bytes > have) kern.memory.grow(Math.ceil((bytes - have) / PAGE));
-  const buffer = kern.memory.buffer;
-  const floats = (slot: number, length: number) => new Float32Array(buffer, at[slot]! * 4, length);
-  floats(0, qFloats).set(x.queries);
-  const dq = floats(1, qFloats);
-  dq.fill(0);
-  floats(2, tableFloats).set(x.tables[0]);
-  floats(3, tableFloats).set(x.tables[1]);
-  const d1 = floats(4, tableFloats);
-  const d2 = floats(5, tableFloats);
-  d1.fill(0);
-  d2.fill(0);
-  new Int32Array(buffer, at[6]! * 4, picks).set(x.ids[0]);
-  new Int32Array(buffer, at[7]! * 4, picks).set(x.ids[1]);
-  floats(8, picks).set(x.dy);
+/** The query gradient (shaped as the queries) and both sub-key gradients (shaped as the tables). */
+export function scoreGradientsOnHeap(x: ScoreGradInputs): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  const heap = engineHeap();
+  const kern = heap && scoreGradKernel(heap);
+  if (!heap || !kern) throw new Error('scoreGradientsOnHeap: needs the wasm engine with WebAssembly SIMD');
+  const { k, dimKey } = x;
+  const rows = x.queries.size / (2 * dimKey);
+  const dq = heap.output(x.queries.shape, 'float32');
+  const d1 = heap.output(x.subKeys[0].shape, 'float32');
+  const d2 = heap.output(x.subKeys[1].shape, 'float32');
+  // Views after the last allocation (an allocation may grow the heap and detach older views).
+  for (const t of [dq, d1, d2]) new Float32Array(heap.memory.buffer, heap.offsetOf(t), t.size).fill(0);
   const dkBytes = dimKey * 4;
+  const q = heap.offsetOf(x.queries);
+  const dqAt = heap.offsetOf(dq);
+  const grads = [d1, d2];
   for (const half of [0, 1]) {
-    kern.score_grad(rows, k, at[0]! * 4 + half * dkBytes, at[1]! * 4 + half * dkBytes, 2 * dkBytes, at[2 + half]! * 4, at[4 + half]! * 4, at[6 + half]! * 4, at[8]! * 4, dkBytes);
+    kern.score_grad(rows, k, q + half * dkBytes, dqAt + half * dkBytes, 2 * dkBytes, heap.offsetOf(x.subKeys[half]!), heap.offsetOf(grads[half]!), heap.offsetOf(x.ids[half]!), heap.offsetOf(x.dy), dkBytes);
   }
-  return { dq, dTables: [d1, d2] };
+  return [dq, d1, d2];
 }
