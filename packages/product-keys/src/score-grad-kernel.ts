@@ -10,7 +10,7 @@
 // quarter of the step. A plain JS loop takes about 75 ms; this kernel a few ms. It runs on the wasm
 // engine's heap, reading the saved tensors in place and writing the gradients straight into new
 // tensors. It needs wasm SIMD and dk a multiple of 8; the caller falls back to tfjs ops otherwise.
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { FunctionBuilder, I32, V128 } from '@peer/backend';
 import { engineHeap, kernelsOnHeap, type EngineHeap } from './wasm-heap.js';
 
