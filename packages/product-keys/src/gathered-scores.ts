@@ -131,16 +131,19 @@ function kernelScoreGradients(
 ): tf.Tensor[] {
   const { heads, dimKey, sqrtN, k } = plan;
   const perHead = subKeys1.shape[0] !== 1;
-  // Per-head keys: the rows of head h start at h * S in the flattened [H' * S, dk] table.
-  const ids = tf.tidy(() => {
-    if (!perHead) return [first, second].map((t) => tf.clone(t));
-    const offsets = tf.reshape(tf.range(0, heads * sqrtN, sqrtN, 'int32'), [1, heads, 1]);
-    return [tf.add(first, offsets), tf.add(second, offsets)];
+  // Per-head keys: the rows of head h start at h * S in the flattened [H' * S, dk] table; selection i
+  // of the flattened [T, h, k] belongs to head (i / k) mod h. (A JS loop: tfjs's broadcasting int32
+  // add costs more than the whole kernel.)
+  const ids = [first, second].map((picked) => {
+    if (!perHead) return picked;
+    const rows = Int32Array.from(picked.dataSync() as Int32Array);
+    for (let i = 0; i < rows.length; i++) rows[i]! += (Math.floor(i / k) % heads) * sqrtN;
+    return tf.tensor(rows, picked.shape, 'int32');
   }) as [tf.Tensor, tf.Tensor];
   try {
     return scoreGradientsOnHeap({ queries, subKeys: [subKeys1, subKeys2], ids, dy, k, dimKey });
   } finally {
-    tf.dispose(ids);
+    if (perHead) tf.dispose(ids);
   }
 }
 
