@@ -7,6 +7,7 @@ import { cpus, loadavg } from 'node:os';
 import { initBackend, type BackendRequest } from '@peer/backend';
 import { ProductKeys, retrieve } from '../src/index.js';
 import { readFloats, rowTopK } from '../src/row-top-k.js';
+import { heapRowTopK } from '../src/heap-top-k.js';
 
 function flag(name: string, fallback: string): string {
   const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
@@ -83,7 +84,7 @@ for (const sqrtN of sizes) {
 }
 
 // The selection alone, in the same run: tf.topk (the engine's TopK kernel) vs rowTopK (JS over the
-// scores in place) on the [T * h, S] sub-key scores of one half at S = 1024, and the matMul that
+// scores in place) vs heapRowTopK (the SIMD kernel on the heap that retrieve uses) on the [T * h, S] sub-key scores of one half at S = 1024, and the matMul that
 // makes those scores, for scale.
 const selectRows = tokens * heads;
 const selectWidth = 1024;
@@ -103,6 +104,9 @@ const topKTimings = (() => {
       }),
     ),
     rowTopK: time(() => rowTopK(readFloats(scores), selectRows, selectWidth, k, values, indices)),
+    heapRowTopK: time(() => {
+      if (!heapRowTopK(scores, selectRows, selectWidth, k, values, indices)) throw new Error('bench: heapRowTopK cannot run on this engine');
+    }),
   };
   tf.dispose([q, table, scores]);
   return timings;
@@ -135,6 +139,7 @@ console.log(
 console.log(
   `\nselection of one half, [${selectRows}, ${selectWidth}] scores, k = ${k}, ms wall / cpu: ` +
     `tf.topk ${topKTimings.tfTopK.wall.toFixed(1)} / ${topKTimings.tfTopK.cpu.toFixed(1)}, ` +
-    `rowTopK ${topKTimings.rowTopK.wall.toFixed(1)} / ${topKTimings.rowTopK.cpu.toFixed(1)} ` +
+    `rowTopK (JS) ${topKTimings.rowTopK.wall.toFixed(1)} / ${topKTimings.rowTopK.cpu.toFixed(1)}, ` +
+    `heapRowTopK (SIMD, used by retrieve) ${topKTimings.heapRowTopK.wall.toFixed(1)} / ${topKTimings.heapRowTopK.cpu.toFixed(1)} ` +
     `(the matMul [${selectRows}, ${dimKey}] x [${dimKey}, ${selectWidth}] that makes them: ${topKTimings.matMul.wall.toFixed(1)} / ${topKTimings.matMul.cpu.toFixed(1)})`,
 );

@@ -37,23 +37,26 @@ export function gatheredScores(
       value: tf.clone(values),
       gradFunc: (dy: tf.Tensor3D, saved: tf.Tensor[]) => {
         const [sq, sc1, sc2, sa, sb] = saved as [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D, tf.Tensor3D];
-        return scoreGradients(dy, sq, sc1, sc2, sa, sb, plan);
+        return scoreGradients({ dy, queries: sq, subKeys1: sc1, subKeys2: sc2, first: sa, second: sb }, plan);
       },
     };
   });
   return scores(queries, subKeys1, subKeys2) as tf.Tensor3D;
 }
 
-function scoreGradients(
-  dy: tf.Tensor3D,
-  queries: tf.Tensor3D,
-  subKeys1: tf.Tensor3D,
-  subKeys2: tf.Tensor3D,
-  first: tf.Tensor3D,
-  second: tf.Tensor3D,
-  plan: ScorePlan,
-): tf.Tensor[] {
-  if (scoreGradKernelFits(plan.dimKey)) return kernelScoreGradients(dy, queries, subKeys1, subKeys2, first, second, plan);
+/** What the backward of the scores reads: their gradient, the saved inputs and the selections. */
+interface SavedScores {
+  dy: tf.Tensor3D;
+  queries: tf.Tensor3D;
+  subKeys1: tf.Tensor3D;
+  subKeys2: tf.Tensor3D;
+  first: tf.Tensor3D;
+  second: tf.Tensor3D;
+}
+
+function scoreGradients(saved: SavedScores, plan: ScorePlan): tf.Tensor[] {
+  if (scoreGradKernelFits(plan.dimKey)) return kernelScoreGradients(saved, plan);
+  const { dy, queries, subKeys1, subKeys2, first, second } = saved;
   const { heads, dimKey, sqrtN, k, chunkTokens } = plan;
   const tokens = queries.shape[0];
   const sets = subKeys1.shape[0];
@@ -120,15 +123,7 @@ function scoreGradients(
 }
 
 /** scoreGradients in the SIMD kernel (score-grad-kernel.ts): no [R * k, dk] temporaries, so no chunks. */
-function kernelScoreGradients(
-  dy: tf.Tensor3D,
-  queries: tf.Tensor3D,
-  subKeys1: tf.Tensor3D,
-  subKeys2: tf.Tensor3D,
-  first: tf.Tensor3D,
-  second: tf.Tensor3D,
-  plan: ScorePlan,
-): tf.Tensor[] {
+function kernelScoreGradients({ dy, queries, subKeys1, subKeys2, first, second }: SavedScores, plan: ScorePlan): tf.Tensor[] {
   const { heads, dimKey, sqrtN, k } = plan;
   const perHead = subKeys1.shape[0] !== 1;
   // Per-head keys: the rows of head h start at h * S in the flattened [H' * S, dk] table; selection i

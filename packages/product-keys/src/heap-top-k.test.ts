@@ -1,21 +1,11 @@
 // The in-heap SIMD row top-k against a plain sort and against the JS rowTopK, bit for bit, ties
 // included. Axes: R rows, W row width, k results.
 import * as tf from '@tensorflow/tfjs-core';
-import { expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
+import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
+import { randomRows, sortedTopK } from './top-k-reference.js';
 import { heapRowTopK } from './heap-top-k.js';
 import { rowTopK } from './row-top-k.js';
-
-function sortedTopK(row: ArrayLike<number>, k: number): { values: number[]; indices: number[] } {
-  const order = Array.from({ length: row.length }, (_, i) => i).sort((a, b) => (row[b]! === row[a]! ? a - b : row[b]! - row[a]!));
-  const indices = order.slice(0, k);
-  return { values: indices.map((i) => row[i]!), indices };
-}
-
-function randomRows(rng: TestRng, rows: number, width: number, levels: number): Float32Array {
-  if (levels === 0) return Float32Array.from(rng.normals(rows * width, 1));
-  return Float32Array.from({ length: rows * width }, () => rng.int(levels) - (levels >> 1));
-}
 
 describe('heapRowTopK', () => {
   const cases: [rows: number, width: number, k: number, levels: number][] = [

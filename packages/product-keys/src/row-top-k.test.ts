@@ -2,24 +2,12 @@
 // (bit for bit, ties included), and the whole selection against the tf-op pipeline it replaced.
 // Axes: R rows, W row width, k results, T tokens, h heads, H' key sets, S sub-keys, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
-import { expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
+import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
+import { randomRows, sortedTopK } from './top-k-reference.js';
 import { combineHalves, combineScratch, readFloats, rowTopK } from './row-top-k.js';
 import { leadingRow } from './leading-rows.js';
 import { candidatePairs, selectTopK, type SelectionPlan } from './select-top-k.js';
-
-/** Plain reference: sort (value desc, index asc) and keep k. */
-function sortedTopK(row: ArrayLike<number>, k: number): { values: number[]; indices: number[] } {
-  const order = Array.from({ length: row.length }, (_, i) => i).sort((a, b) => (row[b]! === row[a]! ? a - b : row[b]! - row[a]!));
-  const indices = order.slice(0, k);
-  return { values: indices.map((i) => row[i]!), indices };
-}
-
-/** Random rows; `levels` > 0 draws from that many distinct values (many exact ties). */
-function randomRows(rng: TestRng, rows: number, width: number, levels: number): Float32Array {
-  if (levels === 0) return Float32Array.from(rng.normals(rows * width, 1));
-  return Float32Array.from({ length: rows * width }, () => rng.int(levels) - (levels >> 1));
-}
 
 function runRowTopK(scores: Float32Array, rows: number, width: number, k: number) {
   const values = new Float32Array(rows * k);
