@@ -2,10 +2,11 @@
 // fingerprint). Documents are the unit of splitting: each lands in exactly one of train / validation /
 // test. Path corpora are streamed, so a corpus larger than memory costs one document at a time.
 import { createHash } from 'node:crypto';
-import { open, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, extname, join, relative, resolve, sep } from 'node:path';
 import { BUILTIN_CORPORA, loadBuiltinCorpus, type BuiltinCorpusName } from './builtin-corpora.js';
 import { DataError } from './errors.js';
+import { sha256File } from './file-hash.js';
 import { readLines, readSections, readTextChunks } from './text-reader.js';
 
 export type CorpusKind = 'builtin' | 'text' | 'folder' | 'jsonl';
@@ -173,23 +174,6 @@ interface FileEntry {
   mtimeMs: number;
 }
 
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await open(path, 'r');
-  try {
-    // One reused buffer: a stream would allocate a fresh chunk per read, and those pile up until GC.
-    const buffer = new Uint8Array(1 << 20);
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-    }
-  } finally {
-    await handle.close();
-  }
-  return hash.digest('hex');
-}
-
 function pathFingerprint(kind: CorpusKind, files: FileEntry[], options: Required<CorpusOptions>): () => Promise<string> {
   // Only the options that change the documents; fingerprint mode and size caps do not.
   const shape =
@@ -203,7 +187,7 @@ function pathFingerprint(kind: CorpusKind, files: FileEntry[], options: Required
     if (cached !== undefined) return cached;
     const hash = createHash('sha256').update(`peer-data corpus v1\0${kind}\0${JSON.stringify(shape)}\0`);
     for (const file of files) {
-      const content = options.fingerprint === 'stat' ? `mtime:${file.mtimeMs}` : await hashFile(file.path);
+      const content = options.fingerprint === 'stat' ? `mtime:${file.mtimeMs}` : await sha256File(file.path);
       hash.update(`${file.rel}\0${file.size}\0${content}\0`);
     }
     cached = sha256Hex(hash);

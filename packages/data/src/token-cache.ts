@@ -9,6 +9,7 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile } from 
 import { join } from 'node:path';
 import { loadCorpus, type Corpus, type CorpusOptions } from './corpus.js';
 import { DataError } from './errors.js';
+import { sha256File } from './file-hash.js';
 import { assignSplit, checkFractions, checkSeed, checkSplitName, SPLIT_NAMES, type SplitFractions, type SplitName } from './splits.js';
 import { resolveTokenizer, type Tokenizer, type TokenizerName, type TokenizerSpec } from './tokenizer.js';
 import {
@@ -246,22 +247,6 @@ async function checkHeader(
   return { header, reason: 'valid' };
 }
 
-async function hashFile(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  const handle = await open(path, 'r');
-  try {
-    const buffer = new Uint8Array(1 << 20);
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-    }
-  } finally {
-    await handle.close();
-  }
-  return `sha256:${hash.digest('hex')}`;
-}
-
 interface OpenOptions {
   inMemory: boolean | 'auto';
   maxInMemoryBytes: number;
@@ -298,7 +283,7 @@ async function openCacheEntry(
   });
   if (!loadIt) {
     if (options.verify === 'checksum') {
-      const actual = await hashFile(paths.tokens);
+      const actual = `sha256:${await sha256File(paths.tokens)}`;
       if (actual !== header.checksum) return checksumMismatch(actual);
     }
     const reader = new TokenFileReader(paths.tokens, header.dtype, header.numTokens);
