@@ -42,6 +42,19 @@ describe('heapRowTopK', () => {
     });
   }
 
+  it('gives a row with a NaN in-range columns (NaN scores) and leaves the other rows exact', () => {
+    const rng = testRng();
+    const [rows, width, k] = [3, 64, 4];
+    const scores = randomRows(rng, rows, width, 0);
+    scores[width + 7] = NaN;
+    const values = new Float32Array(rows * k);
+    const indices = new Int32Array(rows * k);
+    expect(tf.tidy(() => heapRowTopK(tf.tensor2d(scores, [rows, width]), rows, width, k, values, indices))).toBe(true);
+    for (const r of [0, 2]) expect(Array.from(indices.subarray(r * k, (r + 1) * k))).toEqual(sortedTopK(scores.subarray(r * width, (r + 1) * width), k).indices);
+    for (const i of indices) expect(i >= 0 && i < width).toBe(true);
+    expect(Array.from(values.subarray(k, 2 * k)).every(Number.isNaN)).toBe(true);
+  });
+
   it('declines what it cannot run, and leaks nothing', async () => {
     const out = [new Float32Array(64), new Int32Array(64)] as const;
     const narrow = tf.zeros([4, 30]);

@@ -150,6 +150,11 @@ export function heapRowTopK(scores: tf.Tensor, rows: number, width: number, k: n
   const out = heap.output([2, rows, k], 'float32');
   try {
     const outAt = heap.offsetOf(out);
+    // A row with a NaN gets no entries from the kernel (NaN compares false with everything): it comes
+    // back as NaN scores at columns 0..k-1, in range, where uninitialized memory would be garbage.
+    new Float32Array(heap.memory.buffer, outAt, rows * k).fill(NaN);
+    const firstColumns = new Int32Array(heap.memory.buffer, outAt + rows * k * 4, rows * k);
+    for (let i = 0; i < firstColumns.length; i++) firstColumns[i] = i % k;
     kernel.row_topk(heap.offsetOf(scores), rows, width, k, blockBytes, outAt, outAt + rows * k * 4);
     outValues.set(new Float32Array(heap.memory.buffer, outAt, rows * k));
     outIndices.set(new Int32Array(heap.memory.buffer, outAt + rows * k * 4, rows * k));
