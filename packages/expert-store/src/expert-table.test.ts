@@ -72,6 +72,12 @@ describe('ExpertTable', () => {
       const indices = Int32Array.from({ length: 1300 }, () => rng.int(3000));
       const got = table.gatherInto(indices, new Float32Array(indices.length * d));
       expect(got, `${backing}, seed ${rng.seed}`).toEqual(plainGather(table.data, d, indices));
+      // The staging block lives inside the table's reservation: a view taken before the first gather
+      // is still attached (growing a wasm memory detaches every earlier view).
+      const early = new ExpertTable({ rows: 3000, dim: d, seed: 1, backing, reserveGradRows: 0, reserveStateSlots: 0 });
+      const view = early.data;
+      early.gatherInto(indices, new Float32Array(indices.length * d));
+      expect(view.byteLength).toBe(3000 * d * 4);
       // Half storage drops the arena; back in float32 the rows live in a new arena.
       table.toStorage('bfloat16').toStorage('float32');
       expect(table.gatherInto(indices, new Float32Array(indices.length * d))).toEqual(plainGather(table.data, d, indices));

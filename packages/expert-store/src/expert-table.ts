@@ -107,8 +107,9 @@ export class ExpertTable {
     const gradRows = options.reserveGradRows ?? Math.min(rows, 65536);
     if (!Number.isSafeInteger(gradRows) || gradRows < 0) throw new Error(`ExpertTable: reserveGradRows must be an integer >= 0, got ${gradRows}`);
     // rows + state slots + gradient slots (values, row ids, their order, per-row coefficients) +
-    // alignment and stagger slack
-    this.reserveBytes = rows * dim * 4 * (1 + slots) + gradRows * (dim * 4 + 16) + 65536;
+    // the gather staging block and its indices + alignment and stagger slack. Allocations inside the
+    // reservation never grow the memory, so views of the rows taken before a gather stay attached.
+    this.reserveBytes = rows * dim * 4 * (1 + slots) + gradRows * (dim * 4 + 16) + 2 * GATHER_STAGING_BYTES + 65536;
     const init = this.init;
     if (init.kind === 'normal') {
       if (!(init.std >= 0) || !Number.isFinite(init.std)) throw new Error(`ExpertTable: init.std must be a finite number >= 0, got ${init.std}`);
