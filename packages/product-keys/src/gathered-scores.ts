@@ -125,21 +125,8 @@ function scoreGradients(saved: SavedScores, plan: ScorePlan): tf.Tensor[] {
 /** scoreGradients in the SIMD kernel (score-grad-kernel.ts): no [R * k, dk] temporaries, so no chunks. */
 function kernelScoreGradients({ dy, queries, subKeys1, subKeys2, first, second }: SavedScores, plan: ScorePlan): tf.Tensor[] {
   const { heads, dimKey, sqrtN, k } = plan;
-  const perHead = subKeys1.shape[0] !== 1;
-  // Per-head keys: the rows of head h start at h * S in the flattened [H' * S, dk] table; selection i
-  // of the flattened [T, h, k] belongs to head (i / k) mod h. (A JS loop: tfjs's broadcasting int32
-  // add costs more than the whole kernel.)
-  const ids = [first, second].map((picked) => {
-    if (!perHead) return picked;
-    const rows = Int32Array.from(picked.dataSync() as Int32Array);
-    for (let i = 0; i < rows.length; i++) rows[i]! += (Math.floor(i / k) % heads) * sqrtN;
-    return tf.tensor(rows, picked.shape, 'int32');
-  }) as [tf.Tensor, tf.Tensor];
-  try {
-    return scoreGradientsOnHeap({ queries, subKeys: [subKeys1, subKeys2], ids, dy, k, dimKey });
-  } finally {
-    if (perHead) tf.dispose(ids);
-  }
+  const headRows = subKeys1.shape[0] !== 1 ? sqrtN : 0;
+  return scoreGradientsOnHeap({ queries, subKeys: [subKeys1, subKeys2], ids: [first, second], dy, k, dimKey, heads, headRows });
 }
 
 function accumulate(total: tf.Tensor2D | undefined, part: tf.Tensor2D): tf.Tensor2D {

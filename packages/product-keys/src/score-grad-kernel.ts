@@ -16,22 +16,25 @@ import { engineHeap, kernelsOnHeap, type EngineHeap } from './wasm-heap.js';
 
 interface ScoreGradExports {
   /** One half: pointers are byte offsets; q and dq rows are `stride` bytes apart. */
-  score_grad(rows: number, k: number, q: number, dq: number, stride: number, c: number, dc: number, ids: number, dy: number, dkBytes: number): void;
+  score_grad(rows: number, k: number, q: number, dq: number, stride: number, c: number, dc: number, ids: number, dy: number, dkBytes: number, heads: number, headRows: number): void;
 }
 
 function buildScoreGrad(): FunctionBuilder {
-  const [rows, k, q, dq, stride, c, dc, ids, dy, dkBytes] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const f = new FunctionBuilder(10);
+  const [rows, k, q, dq, stride, c, dc, ids, dy, dkBytes, heads, headRows] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const f = new FunctionBuilder(12);
   const r = f.local(I32);
+  const headOffset = f.local(I32);
   const j = f.local(I32);
   const i = f.local(I32);
   const keyRow = f.local(I32);
   const gradRow = f.local(I32);
   const w = f.local(V128);
   f.forLoop(r, rows, 1, () => {
+    // Per-head tables: row r is head r mod h, whose sub-keys start at table row (r mod h) * S.
+    f.get(r).get(heads).op(0x70).get(headRows).mul().set(headOffset); // i32.rem_u
     f.forLoop(j, k, 1, () => {
       f.get(dy).f32Load().f32x4Splat().set(w);
-      f.get(ids).i32Load().get(dkBytes).mul().set(keyRow);
+      f.get(ids).i32Load().get(headOffset).add().get(dkBytes).mul().set(keyRow);
       f.get(dc).get(keyRow).add().set(gradRow);
       f.get(c).get(keyRow).add().set(keyRow);
       f.increment(dy, 4).increment(ids, 4);
@@ -78,8 +81,11 @@ export interface ScoreGradInputs {
   queries: tf.Tensor;
   /** The two sub-key tables [H', S, dk]. */
   subKeys: [tf.Tensor, tf.Tensor];
-  /** Table rows of the selections, int32 [T, h, k] per half (head offsets included). */
+  /** Sub-key indices of the selections, int32 [T, h, k] per half (within the head's key set). */
   ids: [tf.Tensor, tf.Tensor];
+  /** Heads h, and sub-keys per key set S when each head has its own (else 0: one shared set). */
+  heads: number;
+  headRows: number;
   /** Score gradients [T, h, k]. */
   dy: tf.Tensor;
   k: number;
@@ -103,7 +109,7 @@ export function scoreGradientsOnHeap(x: ScoreGradInputs): [tf.Tensor, tf.Tensor,
   const dqAt = heap.offsetOf(dq);
   const grads = [d1, d2];
   for (const half of [0, 1]) {
-    kern.score_grad(rows, k, q + half * dkBytes, dqAt + half * dkBytes, 2 * dkBytes, heap.offsetOf(x.subKeys[half]!), heap.offsetOf(grads[half]!), heap.offsetOf(x.ids[half]!), heap.offsetOf(x.dy), dkBytes);
+    kern.score_grad(rows, k, q + half * dkBytes, dqAt + half * dkBytes, 2 * dkBytes, heap.offsetOf(x.subKeys[half]!), heap.offsetOf(grads[half]!), heap.offsetOf(x.ids[half]!), heap.offsetOf(x.dy), dkBytes, x.heads, x.headRows);
   }
   return [dq, d1, d2];
 }
