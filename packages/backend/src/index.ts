@@ -21,6 +21,7 @@ export {
 export { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
 export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
+export { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions } from './time-layer-step.js';
 export {
   emitModule,
   F32,

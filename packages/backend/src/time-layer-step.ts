@@ -1,0 +1,165 @@
+// One timing harness for a feed-forward layer's full training step on the current tfjs engine:
+// forward, backward (input gradient included, as inside a model), the dense Adam update of its tfjs
+// variables, and its sparse step. Any layer with this shape can be timed: the baselines, PEER, and
+// whatever follows @peer/model's feed-forward contract. `benchLayerStep` (@peer/layer) and
+// `benchBaselineLayer` (@peer/baselines) build their layers and call it.
+//
+// T tokens, D model width.
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from './rng.js';
+
+/** What the harness needs of a layer (a structural subset of @peer/model's FeedForwardLayer). */
+export interface BenchableLayer {
+  readonly kind: string;
+  readonly dim: number;
+  apply(x: tf.Tensor3D, mode: { training: boolean }): { y: tf.Tensor3D; auxLoss?: tf.Scalar };
+  trainableVariables(): tf.Variable[];
+  sparseStep(lrScale: number): void;
+  zeroSparseGrads(): void;
+  flopsPerToken(): number;
+  activeParamsPerToken(): number;
+  totalParams(): number;
+}
+
+export interface TimeLayerStepOptions {
+  /** Tokens per step, as one sequence. Default 512. */
+  tokens?: number;
+  /** Timed steps. Default 5. */
+  steps?: number;
+  /** Untimed steps first (kernel warm-up, first touches of optimizer state). Default 1. */
+  warmup?: number;
+  /** Learning rate of the dense Adam (tfjs's, one per variable). Default 1e-3. */
+  denseLr?: number;
+  /** Seed of the input and the output gradient. Default 1. */
+  seed?: number;
+  /** Called after each timed step. */
+  onStep?: (step: number, ms: number) => void;
+}
+
+export interface LayerStepTiming {
+  /** The layer's kind ('dense', 'moe', 'moe-ec', 'pkm', 'peer', ...). */
+  layer: string;
+  backend: string;
+  dim: number;
+  tokens: number;
+  steps: number;
+  ms_per_step_median: number;
+  /**
+   * Median process CPU time (user + system) per step. On a machine shared with other jobs it is
+   * closer to the uncontended wall time than ms_per_step_median (the engine is single-threaded).
+   */
+  cpu_ms_per_step_median: number;
+  tokens_per_second: number;
+  /** Medians of the step's parts. */
+  phases_ms_median: { forward_backward: number; dense_update: number; sparse_update: number };
+  /** Median of a separate forward pass in training mode, without the gradient tape. */
+  forward_ms_median: number;
+  /** Peak resident set size of the process (setup included). */
+  peak_rss_bytes: number;
+  flops_per_token: number;
+  active_params_per_token: number;
+  total_params: number;
+  step_ms: number[];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function round(v: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(v * f) / f;
+}
+
+function checkInt(name: string, value: number, min: number): void {
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`timeLayerStep: ${name} must be ${min === 1 ? 'a positive integer' : `an integer >= ${min}`}, got ${value}`);
+  }
+}
+
+/** Times training steps of `layer` on the current tfjs backend. The layer is not disposed. */
+export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerStepOptions = {}): Promise<LayerStepTiming> {
+  const tokens = options.tokens ?? 512;
+  const steps = options.steps ?? 5;
+  const warmup = options.warmup ?? 1;
+  checkInt('tokens', tokens, 2);
+  checkInt('steps', steps, 1);
+  checkInt('warmup', warmup, 0);
+  const D = layer.dim;
+  const rng = new Rng(options.seed ?? 1);
+  const x = tf.tidy(() => tf.variable(tf.tensor3d(rng.fillNormal(new Float32Array(tokens * D)), [1, tokens, D]), true));
+  // Loss sum(y * r) (+ the auxiliary loss): dy = r is a dense, non-trivial output gradient.
+  const r = tf.tensor3d(rng.fillNormal(new Float32Array(tokens * D), 0, 1 / tokens), [1, tokens, D]);
+  const vars = layer.trainableVariables();
+  // One tfjs Adam per variable: a single applyGradients keeps every variable's temporaries alive
+  // until it returns (about 8x the parameters; 2 GiB for 128 experts of 525k parameters), past
+  // the wasm heap. Per-variable optimizers free them variable by variable; the math is the same.
+  const optimizers: tf.Optimizer[] = vars.map(() => tf.train.adam(options.denseLr ?? 1e-3));
+  const parts = { fb: [] as number[], dense: [] as number[], sparse: [] as number[], fwd: [] as number[] };
+  const stepMs: number[] = [];
+  const cpuMs: number[] = [];
+  try {
+    const step = (): [number, number, number] => {
+      const t0 = performance.now();
+      const { value, grads } = tf.variableGrads(() => {
+        const out = layer.apply(x, { training: true });
+        const loss = tf.sum(tf.mul(out.y, r)) as tf.Scalar;
+        return out.auxLoss ? (tf.add(loss, out.auxLoss) as tf.Scalar) : loss;
+      }, [x, ...vars]);
+      // Reading the loss waits for the whole backward pass.
+      value.dataSync();
+      const t1 = performance.now();
+      vars.forEach((v, i) => optimizers[i]!.applyGradients({ [v.name]: grads[v.name]! }));
+      vars[0]?.dataSync();
+      const t2 = performance.now();
+      tf.dispose([value, ...Object.values(grads)]);
+      layer.sparseStep(1);
+      const t3 = performance.now();
+      return [t1 - t0, t2 - t1, t3 - t2];
+    };
+    for (let i = 0; i < warmup; i++) step();
+    for (let i = 0; i < steps; i++) {
+      const cpu0 = process.cpuUsage();
+      const [fb, dense, sparse] = step();
+      const cpu = process.cpuUsage(cpu0);
+      cpuMs.push((cpu.user + cpu.system) / 1000);
+      parts.fb.push(fb);
+      parts.dense.push(dense);
+      parts.sparse.push(sparse);
+      stepMs.push(fb + dense + sparse);
+      options.onStep?.(i, fb + dense + sparse);
+      // Let the event loop breathe between steps (progress output, signals).
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    for (let i = 0; i < Math.min(steps, 3); i++) {
+      const t0 = performance.now();
+      tf.tidy(() => layer.apply(x, { training: true }).y.dataSync());
+      parts.fwd.push(performance.now() - t0);
+    }
+    layer.zeroSparseGrads();
+    const ms = median(stepMs);
+    return {
+      layer: layer.kind,
+      backend: tf.getBackend(),
+      dim: D,
+      tokens,
+      steps,
+      ms_per_step_median: round(ms),
+      cpu_ms_per_step_median: round(median(cpuMs)),
+      tokens_per_second: round((tokens * 1000) / ms),
+      phases_ms_median: { forward_backward: round(median(parts.fb)), dense_update: round(median(parts.dense)), sparse_update: round(median(parts.sparse)) },
+      forward_ms_median: round(median(parts.fwd)),
+      peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+      flops_per_token: layer.flopsPerToken(),
+      active_params_per_token: layer.activeParamsPerToken(),
+      total_params: layer.totalParams(),
+      step_ms: stepMs.map((v) => round(v)),
+    };
+  } finally {
+    for (const o of optimizers) o.dispose();
+    x.dispose();
+    r.dispose();
+  }
+}
