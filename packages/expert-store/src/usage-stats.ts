@@ -6,19 +6,9 @@
 // plus hit counts and a histogram of z_i * N (1 = the uniform share) on log-spaced bins.
 //
 // Axes: N experts, n recorded retrievals.
+import { usageHistogram, type UsageHistogram } from './usage-histogram.js';
 
-export interface UsageHistogram {
-  /** Bin edges (length bins + 1), log-spaced, in units of the uniform share (z_i * N). */
-  edges: number[];
-  /** Experts per bin: edges[b] <= z_i * N < edges[b + 1]. */
-  counts: number[];
-  /** Experts never given weight (z_i = 0). */
-  zeros: number;
-  /** Experts with 0 < z_i * N < edges[0]. */
-  below: number;
-  /** Experts with z_i * N >= edges[bins]. */
-  above: number;
-}
+export type { UsageHistogram };
 
 /** Field names match the model's `UsageReport`, with the histogram and totals added. */
 export interface UsageStatsReport {
@@ -107,23 +97,14 @@ export class UsageStats {
       total += w[i]!;
       if (w[i]! > 0) used++;
     }
-    const [lo, hi] = this.range;
-    const logLo = Math.log(lo);
-    const binWidth = (Math.log(hi) - logLo) / this.bins;
-    const edges = Array.from({ length: this.bins + 1 }, (_, b) => Math.exp(logLo + b * binWidth));
-    const histogram: UsageHistogram = { edges, counts: new Array<number>(this.bins).fill(0), zeros: n - used, below: 0, above: 0 };
+    const histogram: UsageHistogram = usageHistogram(w, { bins: this.bins, range: this.range });
     let unevenness = NaN;
     let top1PercentShare = NaN;
     if (total > 0) {
       let sumZLogZ = 0;
       for (let i = 0; i < n; i++) {
         const z = w[i]! / total;
-        if (z <= 0) continue;
-        sumZLogZ += z * Math.log(z);
-        const rel = z * n;
-        if (rel < lo) histogram.below++;
-        else if (rel >= hi) histogram.above++;
-        else histogram.counts[Math.min(this.bins - 1, Math.floor((Math.log(rel) - logLo) / binWidth))]!++;
+        if (z > 0) sumZLogZ += z * Math.log(z);
       }
       unevenness = Math.log(n) + sumZLogZ;
       const top = Math.max(1, Math.ceil(n / 100));

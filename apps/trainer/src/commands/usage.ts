@@ -12,18 +12,18 @@
 //   usage-weights.safetensors  blocks.<i>.weights and blocks.<i>.hits, float64 [N] per layer
 //   usage.svg, usage.png       the histogram plot
 import { join } from 'node:path';
-import { writeSafetensors, type NamedArray } from '@peer/expert-store';
+import { usageHistogram, writeSafetensors, type NamedArray, type UsageHistogram } from '@peer/expert-store';
 import type { SplitName } from '@peer/data';
 import type { FeedForwardLayer, TransformerLM, UsageReport } from '@peer/model';
 import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { writePlot, type PlotFiles } from '../plots/render.js';
 import { usageHistogramSpec, type UsageBar } from '../plots/specs.js';
-import { usageHistogram, type UsageHistogram } from '../report/usage-histogram.js';
 import { loadRun, type LoadedRun } from '../run/load-run.js';
 import { openSplit } from '../run/open-data.js';
 import { writeJsonAtomic } from '../run/run-folder.js';
 import { evaluate } from '../train/evaluate.js';
+import type { EvalCommandOptions } from './eval.js';
 
 export const USAGE_FILES = {
   json: 'usage.json',
@@ -31,17 +31,8 @@ export const USAGE_FILES = {
   plot: 'usage',
 } as const;
 
-export interface UsageCommandOptions {
-  run: string;
-  data?: string;
-  split?: string;
-  /** Evenly spaced batches of the split (0 or undefined: the whole split). */
-  batches?: number;
-  batchSize?: number;
-  backend?: string;
-  json?: boolean;
-  log?: (line: string) => void;
-}
+/** The options of `eval`: a run, the data and split, and evenly spaced `batches` of it (0 or undefined: all). */
+export type UsageCommandOptions = EvalCommandOptions;
 
 export interface LayerUsage {
   /** Block index of the layer in the model. */
