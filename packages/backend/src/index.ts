@@ -33,3 +33,4 @@ export {
   type ModuleMemory,
   type ValueType,
 } from './wasm-emitter/wasm-emitter.js';
+export { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-emitter/wasm-api.js';

@@ -4,17 +4,7 @@
 // at every use: where any is missing, `engineHeap` returns undefined and callers take their
 // portable path.
 import * as tf from '@tensorflow/tfjs-core';
-import { emitModule, type FunctionBuilder } from '@peer/backend';
-
-// The WebAssembly JS API, typed here: the project compiles against ES2022 + Node types only.
-export interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-}
-const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+import { emitModule, wasmApi, type FunctionBuilder, type WasmMemory } from '@peer/backend';
 
 interface WasmEngine {
   wasm?: { asm?: { memory?: WasmMemory } };
@@ -64,7 +54,7 @@ export function kernelsOnHeap<T>(memory: WasmMemory, key: string, functions: () 
   try {
     if (!wasmApi) throw new Error('no WebAssembly');
     const module = new wasmApi.Module(emitModule(functions(), { kind: 'imported', maxPages: 65536 }));
-    exports = new wasmApi.Instance(module, { env: { memory } }).exports as T;
+    exports = new wasmApi.Instance(module, { env: { memory } }).exports as unknown as T;
   } catch {
     exports = null;
   }

@@ -6,7 +6,7 @@
 // Views into the memory are re-created when it grows (growing detaches every earlier view):
 // ArenaArray.array always returns a live view.
 import { instantiateOptimizerKernels, type OptimizerKernelExports } from './optimizer-kernels.js';
-import { wasmApi, type WasmMemory } from './wasm-api.js';
+import { wasmApi, type WasmMemory } from '@peer/backend';
 
 const PAGE_BYTES = 65536;
 const MAX_PAGES = 65536;

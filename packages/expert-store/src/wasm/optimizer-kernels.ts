@@ -5,7 +5,7 @@
 // Axes: U touched rows, d row width. Pointers are byte offsets into the arena; row offsets wrap
 // through i32 arithmetic, which is exact for addresses below 4 GiB (wasm addresses are unsigned).
 import { emitModule, F32, FunctionBuilder, I32, V128 } from '@peer/backend';
-import { wasmApi, type WasmMemory, type WasmModule } from './wasm-api.js';
+import { wasmApi, type WasmMemory, type WasmModule } from '@peer/backend';
 
 export interface OptimizerKernelExports {
   /**

@@ -2,27 +2,11 @@
 // row-kernels.ts and column-kernels.ts) with its own growable memory, managed as an arena, and the
 // plain JS loops of the same semantics that run where the kernels cannot (no wasm SIMD, widths not
 // a multiple of 8).
-import { emitModule } from '@peer/backend';
+import { emitModule, wasmApi, type WasmMemory, type WasmModule } from '@peer/backend';
 import { buildDot, buildGroupSum, buildWsum } from './row-kernels.js';
 import { buildAffine, buildBnGrad, buildColSum } from './column-kernels.js';
 
 const PAGE = 65536;
-
-// The WebAssembly JS API, typed here: the project compiles against ES2022 + Node types only, and
-// neither declares it.
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmModule {
-  readonly __brand?: 'WebAssembly.Module';
-}
-interface WasmApi {
-  Module: new (bytes: Uint8Array) => WasmModule;
-  Instance: new (module: WasmModule) => { exports: unknown };
-}
-const wasmApi = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
-
 
 interface KernelExports {
   memory: WasmMemory;
@@ -34,7 +18,6 @@ interface KernelExports {
   affine(a: number, sub: number, mul: number, add: number, out: number, t: number, f: number): void;
   bn_grad(dy: number, xhat: number, p: number, q: number, c: number, out: number, t: number, f: number): void;
 }
-
 
 let compiled: WasmModule | null | undefined;
 
@@ -79,7 +62,7 @@ export class KernelArena {
 
   constructor(options: { forceFallback?: boolean } = {}) {
     const module = options.forceFallback ? null : kernelModule();
-    this.exports = module ? (new wasmApi!.Instance(module).exports as KernelExports) : undefined;
+    this.exports = module ? (new wasmApi!.Instance(module).exports as unknown as KernelExports) : undefined;
     this.simd = this.exports !== undefined;
   }
 

@@ -1,5 +1,6 @@
-// The few pieces of the WebAssembly JS API this package uses, typed here: the project compiles
-// against ES2022 + Node types, which do not declare the WebAssembly namespace.
+// The few pieces of the WebAssembly JS API that the project's kernels use (they run modules built
+// by wasm-emitter.ts), typed here once: the project compiles against ES2022 + Node types, which do
+// not declare the WebAssembly namespace.
 
 export interface WasmMemory {
   readonly buffer: ArrayBuffer;
@@ -10,10 +11,10 @@ export interface WasmModule {
   readonly __brand?: 'WebAssembly.Module';
 }
 
-interface WasmApi {
+export interface WasmApi {
   Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
   Module: new (bytes: Uint8Array) => WasmModule;
-  Instance: new (module: WasmModule, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
+  Instance: new (module: WasmModule, imports?: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
 }
 
 /** The host's WebAssembly API, or undefined where there is none. */
