@@ -10,6 +10,8 @@ export {
   type SkippedBackend,
 } from './init-backend.js';
 export { stopGradient } from './stop-gradient.js';
+export { columnSums } from './ops/column-sums.js';
+export { linear } from './ops/linear.js';
 export {
   DEFAULT_HEAP_BUDGET_BYTES,
   HeapBudgetError,

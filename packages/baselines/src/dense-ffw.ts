@@ -3,7 +3,7 @@
 // Weights are stored [in, out] so that the forward pass runs plain 2D matMuls (no transposes) on
 // [T, D] rows: the fast path of every engine, wasm in particular.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@peer/backend';
+import { Rng, columnSums, linear } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
 import { activate } from './dense-ffw-activation.js';
 import { parseDenseFfwConfig, type DenseFfwConfig, type DenseFfwConfigInput } from './dense-ffw-config.js';
@@ -27,24 +27,6 @@ export interface DenseFfwParams {
 const PARAM_NAMES = ['w1', 'b1', 'w2', 'b2', 'w3', 'b3'] as const;
 type ParamName = (typeof PARAM_NAMES)[number];
 
-/**
- * Sums of the columns of x [T, F]. On wasm and cpu this reads the data once and adds in float64 on
- * the host: wasm's tf.sum over axis 0 transposes its input first and a ones-vector matMul repacks
- * all of x, both several times slower. Elsewhere (GPU engines, where a read stalls) it is tf.sum.
- */
-function columnSums(x: tf.Tensor2D): tf.Tensor1D {
-  const backend = tf.getBackend();
-  if (backend !== 'wasm' && backend !== 'cpu') return tf.sum(x, 0);
-  const [rows, cols] = x.shape;
-  const values = x.dataSync();
-  const acc = new Float64Array(cols);
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    for (let c = 0; c < cols; c++) acc[c]! += values[base + c]!;
-  }
-  return tf.tensor1d(Float32Array.from(acc));
-}
-
 /** x + b over rows, with the bias gradient from `columnSums`. */
 const addBias = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   const [x, b] = args as [tf.Tensor2D, tf.Tensor1D];
@@ -55,28 +37,8 @@ const addBias = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
   };
 });
 
-/**
- * x W with a backward pass of untransposed matMuls: dx = dy W^T (one explicit transpose of the small
- * W), and dW = x^T dy or (dy^T x)^T when D_in <= D_out, the product with the narrower output, which
- * XNNPACK runs faster on wasm (W1 [256, 1024] at 4096 rows: 435 ms against 578 ms).
- */
-const linear = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-  const [x, w] = args as [tf.Tensor2D, tf.Tensor2D];
-  const save = args[2] as tf.GradSaveFunc;
-  save([x, w]);
-  return {
-    value: tf.matMul(x, w),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const g = dy as tf.Tensor2D;
-      const dw = ws.shape[0] <= ws.shape[1] ? tf.transpose(tf.matMul(tf.transpose(g), xs)) : tf.matMul(tf.transpose(xs), g);
-      return [tf.matMul(g, tf.transpose(ws)), dw];
-    },
-  };
-});
-
 function affine(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D | undefined): tf.Tensor2D {
-  const y = linear(x, w) as tf.Tensor2D;
+  const y = linear(x, w);
   return b ? (addBias(y, b) as tf.Tensor2D) : y;
 }
 

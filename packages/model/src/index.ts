@@ -29,7 +29,7 @@ export {
 export { attentionFlopsPerToken, modelFlopsPerToken, modelParamCounts, type FeedForwardCosts, type ParamCounts } from './accounting.js';
 export { causalMask, causalSelfAttention, type AttentionContext, type AttentionMode } from './causal-attention.js';
 export { crossEntropy } from './cross-entropy.js';
-export { linear } from './linear.js';
-export { columnSums, layerNorm, rmsNorm, type NormKind } from './norm.js';
+export { columnSums, linear } from '@peer/backend';
+export { layerNorm, rmsNorm, type NormKind } from './norm.js';
 export { ropeTables, rotateHalfMatrix, type RopeFactors } from './rope.js';
 export { argmax, sampleToken, samplingProbabilities, type SamplingOptions } from './sampling.js';

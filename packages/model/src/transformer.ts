@@ -6,14 +6,13 @@
 // V vocabulary. The residual stream is kept as [T, D] rows so that every projection is one plain
 // 2D matMul with weights stored [in, out]; FFW layers see it as [B, S, D].
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, currentBackend } from '@peer/backend';
+import { Rng, currentBackend, linear } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
 import { modelFlopsPerToken, modelParamCounts, type FeedForwardCosts, type ParamCounts } from './accounting.js';
 import { causalMask, causalSelfAttention, type AttentionMode } from './causal-attention.js';
 import { blockKinds, parseModelConfig, type ModelConfig, type ModelConfigInput } from './config.js';
 import { crossEntropy } from './cross-entropy.js';
 import type { FeedForwardLayer } from './feed-forward.js';
-import { linear } from './linear.js';
 import { layerNorm, rmsNorm } from './norm.js';
 import { createFeedForward, registeredFeedForwardKinds } from './registry.js';
 import { ropeTables, rotateHalfMatrix, type RopeFactors } from './rope.js';

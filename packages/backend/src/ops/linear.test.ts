@@ -1,8 +1,13 @@
 // Axes: T rows, I inputs, O outputs.
 import * as tf from '@tensorflow/tfjs-core';
-import { describe, it } from 'vitest';
+import { beforeAll, describe, it } from 'vitest';
 import { checkGradients, expectClose, expectNoLeaks, testRng } from '@peer/test-utils';
+import { initBackend } from '../init-backend.js';
 import { linear } from './linear.js';
+
+beforeAll(async () => {
+  await initBackend({ backend: 'wasm', log: false });
+});
 
 describe('linear', () => {
   it.each([
