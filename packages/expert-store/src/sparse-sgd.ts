@@ -55,7 +55,7 @@ export class SparseSgd extends SparseOptimizer<SgdSlots> {
     const layout = arena ? grad.arenaLayout(arena) : undefined;
     if (arena && layout && d % 4 === 0 && (mu === 0 || state.momentum instanceof ArenaArray)) {
       const bOffset = state.momentum instanceof ArenaArray ? state.momentum.offset : 0;
-      grad.slotsInRowOrder();
+      grad.slotsInRowOrder(); // fills the slot order the kernel reads at layout.orderOffset
       arena.kernels.sgd(grad.size, layout.orderOffset, layout.rowsOffset, layout.valuesOffset, table.arenaOffset!, bOffset, d * 4, lr, mu, decay, gradScale, mu > 0 ? 1 : 0);
       return;
     }
