@@ -4,7 +4,7 @@
 // heap and the row kernels' memory. The trainer's `peer-train bench layer --layer peer` calls
 // `benchLayerStep`.
 import { loadavg } from 'node:os';
-import { heapStats, timeLayerStep, type TimeLayerStepOptions } from '@peer/backend';
+import { heapStats, timeLayerStep, type LayerStepTiming, type TimeLayerStepOptions } from '@peer/backend';
 import type { PeerLayerConfig } from './config.js';
 import { PeerLayer } from './peer-layer.js';
 
@@ -19,29 +19,13 @@ export interface LayerStepBenchOptions extends Omit<TimeLayerStepOptions, 'seed'
   prefault?: boolean;
 }
 
-export interface LayerStepBenchResult {
+/** The harness's timing (see `LayerStepTiming`) with PEER's shape and memory in place of its cost counts. */
+export interface LayerStepBenchResult extends Omit<LayerStepTiming, 'layer' | 'flops_per_token' | 'active_params_per_token' | 'total_params'> {
   layer: 'peer';
-  backend: string;
   num_experts: number;
-  dim: number;
   heads: number;
   topk: number;
   dim_key: number;
-  tokens: number;
-  steps: number;
-  ms_per_step_median: number;
-  /**
-   * Median CPU time (user + system) of the process per step. The layer runs on one thread, so on a
-   * machine shared with other work this is the better estimate of the one-core step time.
-   */
-  cpu_ms_per_step_median: number;
-  tokens_per_second: number;
-  /** Medians of the step's parts. */
-  phases_ms_median: { forward_backward: number; dense_update: number; sparse_update: number };
-  /** Median of a separate forward pass in training mode, without the gradient tape. */
-  forward_ms_median: number;
-  /** Peak resident set size of the process (setup included). */
-  peak_rss_bytes: number;
   /** u and v tables. */
   table_bytes: number;
   /** Sparse optimizer state of both tables (Adam: two moments each). */
@@ -52,7 +36,6 @@ export interface LayerStepBenchResult {
   wasm_heap_bytes: number;
   /** Memory of the expert-mixture row kernels (gathered rows and row gradients). */
   kernel_bytes: number;
-  step_ms: number[];
   /** The machine's 1-minute load average at the end (other processes inflate wall times). */
   load_average: number;
 }
