@@ -212,7 +212,7 @@ describe('peer-train end to end (tiny PEER model)', () => {
     cpSync(runA, corrupt, { recursive: true });
     const shard = join(corrupt, 'checkpoint', 'model-00001-of-00001.safetensors');
     const bytes = readFileSync(shard);
-    bytes[bytes.length - 100] ^= 0xff;
+    bytes[bytes.length - 100]! ^= 0xff;
     writeFileSync(shard, bytes);
     for (const args of [['train', '--resume', corrupt], ['eval', '--run', corrupt]]) {
       const r = await runCli(args, { cwd: dir });

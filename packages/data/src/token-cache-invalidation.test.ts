@@ -67,7 +67,7 @@ describe('a corrupt cache entry is rebuilt, never used', () => {
   it('a flipped byte in the token file (checksum)', async () => {
     const { path, cacheDir, file } = await setup();
     const bytes = await readFile(file.path);
-    bytes[bytes.length >> 1] ^= 0x40;
+    bytes[bytes.length >> 1]! ^= 0x40;
     await writeFile(file.path, bytes);
     const rebuilt = await prepare(path, cacheDir);
     expect(rebuilt.cache.hit).toBe(false);
@@ -94,7 +94,7 @@ describe('a corrupt cache entry is rebuilt, never used', () => {
   it("verify: 'size' trades the checksum pass for speed (documented: a same-size corruption goes unnoticed)", async () => {
     const { path, cacheDir, file } = await setup();
     const bytes = await readFile(file.path);
-    bytes[0] ^= 0x01;
+    bytes[0]! ^= 0x01;
     await writeFile(file.path, bytes);
     const fast = await prepare(path, cacheDir, { verify: 'size' });
     expect(fast.cache.hit).toBe(true);

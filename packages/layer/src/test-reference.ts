@@ -158,7 +158,7 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
         let a = 0;
         for (let j = 0; j < d; j++) a += p.down[row * d + j]! * x[t * d + j]!;
         const w = g[i]! * activation64(a, c.activation);
-        for (let j = 0; j < d; j++) y[t * d + j] += w * p.up[row * d + j]!;
+        for (let j = 0; j < d; j++) y[t * d + j]! += w * p.up[row * d + j]!;
       }
     }
   }

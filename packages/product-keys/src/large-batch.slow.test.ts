@@ -37,8 +37,8 @@ it('retrieves and differentiates 65,536 tokens x 8 heads at N = 1024^2 within a 
     const half2 = new Float64Array(S);
     for (let i = 0; i < S; i++) {
       for (let d = 0; d < dk; d++) {
-        half1[i] += q[d]! * c1[(head * S + i) * dk + d]!;
-        half2[i] += q[dk + d]! * c2[(head * S + i) * dk + d]!;
+        half1[i]! += q[d]! * c1[(head * S + i) * dk + d]!;
+        half2[i]! += q[dk + d]! * c2[(head * S + i) * dk + d]!;
       }
     }
     const best: { n: number; s: number }[] = [];

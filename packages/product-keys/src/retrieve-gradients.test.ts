@@ -131,10 +131,10 @@ function referenceGradients(x: Inputs, indices: Int32Array, w: Float64Array, k: 
         const a = Math.floor(indices[r]! / x.S);
         const b = indices[r]! % x.S;
         for (let d = 0; d < x.dk; d++) {
-          dq[qBase + d] += w[r]! * x.c1[(set * x.S + a) * x.dk + d]!;
-          dq[qBase + x.dk + d] += w[r]! * x.c2[(set * x.S + b) * x.dk + d]!;
-          dc1[(set * x.S + a) * x.dk + d] += w[r]! * x.q[qBase + d]!;
-          dc2[(set * x.S + b) * x.dk + d] += w[r]! * x.q[qBase + x.dk + d]!;
+          dq[qBase + d]! += w[r]! * x.c1[(set * x.S + a) * x.dk + d]!;
+          dq[qBase + x.dk + d]! += w[r]! * x.c2[(set * x.S + b) * x.dk + d]!;
+          dc1[(set * x.S + a) * x.dk + d]! += w[r]! * x.q[qBase + d]!;
+          dc2[(set * x.S + b) * x.dk + d]! += w[r]! * x.q[qBase + x.dk + d]!;
         }
       }
     }
@@ -218,8 +218,8 @@ describe('indices are cut from the tape', () => {
     const sc = r.scores.dataSync();
     const expected = new Float64Array(32);
     idx.forEach((n, i) => {
-      expected[n * 2] += sc[i]!;
-      expected[n * 2 + 1] += sc[i]!;
+      expected[n * 2]! += sc[i]!;
+      expected[n * 2 + 1]! += sc[i]!;
     });
     expectClose(dValues!, expected, { rtol: 1e-5, label: `seed ${rng.seed}` });
     expect(dq!.shape).toEqual([5, 2, 6]);

@@ -41,7 +41,7 @@ function slice(original: KernelFunc | undefined): (args: KernelArgs) => TensorIn
     if (!isCopyable(x.dtype)) return builtIn({ inputs, backend, attrs }) as TensorInfo;
     const { begin, size } = attrs as unknown as SliceAttrs;
     // Resolves a number begin and -1 sizes ("to the end of the axis"), then checks the bounds.
-    const [begin_, size_] = slice_util.parseSliceParams(x, begin, size);
+    const [begin_, size_] = slice_util.parseSliceParams(x, begin, size) as [number[], number[]];
     slice_util.assertParamsValid(x, begin_, size_);
     if (util.arraysEqual(size_, x.shape)) return share(x, size_, backend);
     return copyRegion(x, begin_, size_, backend);

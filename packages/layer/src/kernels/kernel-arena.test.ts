@@ -124,7 +124,7 @@ describe('KernelArena column kernels', () => {
       const k = new KernelArena({ forceFallback });
       const t = 6;
       const [a64, b64] = [rng.normals(t * f), rng.normals(t * f)];
-      const [s64, m64, d64, p64, q64, c64] = [0, 1, 2, 3, 4, 5].map(() => rng.normals(f));
+      const [s64, m64, d64, p64, q64, c64] = [0, 1, 2, 3, 4, 5].map(() => rng.normals(f)) as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
       k.reset();
       k.alloc(1);
       const [a, b, aff, grad] = [0, 1, 2, 3].map(() => k.alloc(t * f));
