@@ -1,5 +1,5 @@
-// GatherV2 for wasm as slice copies. The built-in kernel walks element by element (engine-notes:
-// 284 ms for 32,768 rows x 256 at axis 0), and with batchDims > 0 it reads every batch after the
+// GatherV2 for wasm as slice copies. The built-in kernel walks element by element (far slower: see
+// the README's Benchmarks), and with batchDims > 0 it reads every batch after the
 // first from the wrong place. Whole-slice memmoves are faster and correct; runs of consecutive
 // indices are copied as one block.
 // Shapes as tfjs's collectGatherOpShapeInfo views them: x [Bt, O, D, S], indices [Bt, I],

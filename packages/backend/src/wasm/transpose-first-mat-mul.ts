@@ -1,9 +1,9 @@
-// Transpose-first, per-batch matMuls for wasm. The built-in kernels run a transposed operand far
-// below the plain product's speed (engine-notes, 1024^3: transposeB 2 GFLOP/s, transposeA 0.4, none
-// 29), and every matMul gradient uses transposed products. Copying the operand into its transposed
+// Transpose-first, per-batch matMuls for wasm. The built-in kernels run a transposed operand an
+// order of magnitude or more below the plain product's speed (README, Benchmarks), and every matMul
+// gradient uses transposed products. Copying the operand into its transposed
 // layout costs one pass over memory and lets the fast path run. Products with more than one batch
 // then run as one 2-D product per batch (per-batch-mat-mul.ts): the built-in kernel's batched loop
-// is 20-45x slower.
+// is far slower.
 // The built-in _FusedMatMul also adds the bias wrongly when the output has more than one batch
 // (only the first row of each batch gets the right bias) or the bias is not a vector of length N
 // (a [1] bias reads past its end; a rank-2 bias throws); such calls add bias and activation with
