@@ -9,8 +9,8 @@
 //   y[t]  = sum over the experts e that process t of gates[t, e] * out_e[row of t]
 //
 // Each expert runs plain 2-D matMuls on exactly its tokens: no capacity padding is computed, and
-// nothing of size [T, E, H] is built. (A batched [E, C, D] x [E, D, H] matMul was 30x slower on
-// the wasm engine, whose BatchMatMul has no fast path for batch > 1.) The combine is a gather: the
+// nothing of size [T, E, H] is built. (A batched [E, C, D] x [E, D, H] matMul was far slower on
+// the wasm engine, whose BatchMatMul has no fast path for batch > 1: README.) The combine is a gather: the
 // processed rows are concatenated to [A, D] with a zero row appended, and token t sums the (at
 // most M) rows listed for it, so neither direction needs a scatter-add.
 import * as tf from '@tensorflow/tfjs-core';

@@ -10,9 +10,8 @@
 //   backward  dP = dO v^T,  dS = P * (dP - rowsum(dP * P)),  dq = dS k,  dk^T = q^T dS,  dv^T = dO^T P
 // Mode 'batched' runs each product as one batched matMul over G. Mode 'sliced' runs G 2D matMuls
 // on slices cut by copying once from the data: the built-in wasm batched matMul (batch > 1) takes a
-// slow generic loop (about 2 GFLOP/s, against 20-30 for 2D products). With @peer/backend's per-batch
-// matMul fix installed, 'batched' is faster again (no copies: about 1.0 s against 1.2 s forward and
-// backward at B 16, S 256, H 4, E 64).
+// slow generic loop, an order of magnitude below 2D products. With @peer/backend's per-batch matMul
+// fix installed, 'batched' is faster again (no copies; timings in the README).
 import * as tf from '@tensorflow/tfjs-core';
 import { ropeBackward, ropeForward, type RopeFactors } from './rope.js';
 

@@ -52,7 +52,7 @@ export function candidatePairs(k: number): { first: number[]; second: number[] }
 export function selectTopK(queries: tf.Tensor3D, subKeys1T: tf.Tensor3D, subKeys2T: tf.Tensor3D, plan: SelectionPlan): tf.Tensor4D {
   const { tokens, heads, k, chunkTokens } = plan;
   if (tokens === 0) return tf.zeros([3, 0, heads, k]);
-  // Batched matMul with batch > 1 is about 40x slower than 2-D matMul on wasm, so per-head tables
+  // Batched matMul with batch > 1 is far slower than 2-D matMul on wasm (README), so per-head tables
   // are split once into 2-D matrices and multiplied one head at a time.
   const tables1 = Array.from({ length: subKeys1T.shape[0] }, (_, i) => leadingRow(subKeys1T, i) as tf.Tensor2D);
   const tables2 = Array.from({ length: subKeys2T.shape[0] }, (_, i) => leadingRow(subKeys2T, i) as tf.Tensor2D);
