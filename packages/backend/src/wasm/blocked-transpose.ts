@@ -1,6 +1,6 @@
 // Swapping the last two axes of a tensor by a blocked copy in JS, used by the transpose-first
 // matMuls and the Transpose fix: faster than the wasm Transpose kernel (README, Benchmarks).
-// Bt batch (product of the leading axes), R rows, C columns: out[b, c, r] = x[b, r, c].
+// Axes: Bt batch (product of the leading axes), M rows, P columns: out[b, p, m] = x[b, m, p].
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { wordOffset, type WasmBackend } from './wasm-backend.js';
 

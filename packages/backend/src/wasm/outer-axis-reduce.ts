@@ -2,8 +2,8 @@
 // reduced axes last with the engine's unblocked Transpose, then reduce rows, so a sum over axis 0
 // costs many times one over the last axis (bias gradients are such sums; README). When the
 // reduced axes are consecutive and followed by kept ones, one sweep over x in memory order does it:
-// O kept axes before the block, R the reduced block, I kept axes after it; x is [O, R, I] and
-// out[o, i] = reduce over r of x[o, r, i]. Sums accumulate in float64 (like the cpu engine, whose
+// Axes: O kept axes before the block, J the reduced block, I kept axes after it; x is [O, J, I] and
+// out[o, i] = reduce over j of x[o, j, i]. Sums accumulate in float64 (like the cpu engine, whose
 // running sum is a JS number); max propagates NaN (like the cpu engine).
 // JS loops are fast enough for this memory-bound sweep.
 // Other reductions (last axes, scattered axes, non-float32, empty) go to the built-in kernels.
@@ -19,7 +19,7 @@ interface Block {
   outShape: number[];
 }
 
-/** x as [O, R, I] if the reduced axes form one block with kept axes after it; otherwise undefined. */
+/** x as [O, J, I] if the reduced axes form one block with kept axes after it; otherwise undefined. */
 function asBlock(shape: number[], axis: number | number[], keepDims: boolean): Block | undefined {
   const axes = [...new Set(util.parseAxisParam(axis, shape))].sort((p, q) => p - q);
   if (axes.length === 0) return undefined;
@@ -35,7 +35,7 @@ function asBlock(shape: number[], axis: number | number[], keepDims: boolean): B
   return { outer, reduced, inner, outShape: keepDims ? backend_util.expandShapeToKeepDim(kept, axes) : kept };
 }
 
-/** Runs `sweep` over x's [O, R, I] view into a new float32 output of the reduced shape. */
+/** Runs `sweep` over x's [O, J, I] view into a new float32 output of the reduced shape. */
 function reduceBlock(
   x: TensorInfo,
   block: Block,

@@ -6,14 +6,14 @@
 // batch 1, and the views are forgotten again. The views never enter the JS data map, so nothing can
 // free their memory through them; forgetting a view on the C side also deletes the XNNPACK operator
 // cached on it (the operator holds a packed copy of b, valid only for that view's data).
-// Bt output batches (flattened), M rows, K contracted axis, N columns; a [..., M, K] and b [..., K, N]
+// Axes: Bt output batches (flattened), M rows, K contracted axis, P columns; a [..., M, K] and b [..., K, P]
 // in plain layout (the transpose-first kernels copy transposed operands before calling this).
 import { broadcast_util, util } from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { WasmBackend, WasmModule } from './wasm-backend.js';
 
 /**
- * Per-batch products win when (M - 4) * K * N >= this, fitted on the project machine (cost model in
+ * Per-batch products win when (M - 4) * K * P >= this, fitted on the project machine (cost model in
  * the README): the built-in loop pays per multiply-add; a per-batch product pays a fixed cost, plus
  * a cost per element of b (XNNPACK packs b into its own layout), plus a much smaller one per
  * multiply-add. With one shared b, all batches are a single product (M is Bt * M).
