@@ -1,6 +1,6 @@
 // The order of the h*2*dk query features: ours versus PEER-pytorch's.
 //
-// h heads, dk sub-key width, F = h * 2 * dk query features, d model width.
+// Axes: h heads, dk sub-key width, F = h * 2 * dk query features, D model width.
 //
 // Internal (head, half, dk): feature  head * 2dk + half * dk + j,  so that the queries reshape to
 //   [T, h, 2dk] (what product-key retrieval takes) with no transpose.
