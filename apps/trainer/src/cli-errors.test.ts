@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { errorLines, runCli, tempDir } from './test-cli.js';
+import { errorLines, runCli, tempDir } from './cli-process.test-util.js';
 
 let dir: string;
 let cache: string;

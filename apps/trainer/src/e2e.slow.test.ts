@@ -4,7 +4,7 @@
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { errorLines, runCli, startCli, tempDir } from './test-cli.js';
+import { errorLines, runCli, startCli, tempDir } from './cli-process.test-util.js';
 
 let dir: string;
 let cache: string;

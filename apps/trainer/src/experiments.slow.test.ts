@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { decodePng, svgSize } from './plots/png.test-util.js';
 import { writeRunReport } from './report/run-report.js';
 import { loadRun } from './run/load-run.js';
-import { errorLines, runCli, startCli, tempDir } from './test-cli.js';
+import { errorLines, runCli, startCli, tempDir } from './cli-process.test-util.js';
 
 let dir: string;
 let cache: string;

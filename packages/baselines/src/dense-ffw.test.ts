@@ -1,4 +1,4 @@
-// Axes: T tokens, D model width, F hidden width.
+// Axes: T tokens, D model width, H hidden width.
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
@@ -41,23 +41,23 @@ interface Params64 {
 }
 
 /** y[t] = W2^T (act(W1^T x + b1) [* (W3^T x + b3)]) + b2 with W stored [in, out]. */
-function reference(x: Float64Array, T: number, D: number, F: number, p: Params64, activation: DenseFfwActivation, glu: boolean): Float64Array {
+function reference(x: Float64Array, T: number, D: number, H: number, p: Params64, activation: DenseFfwActivation, glu: boolean): Float64Array {
   const y = new Float64Array(T * D);
   for (let t = 0; t < T; t++) {
-    const h = new Float64Array(F);
-    for (let f = 0; f < F; f++) {
+    const h = new Float64Array(H);
+    for (let f = 0; f < H; f++) {
       let a = p.b1 ? p.b1[f]! : 0;
-      for (let d = 0; d < D; d++) a += x[t * D + d]! * p.w1[d * F + f]!;
+      for (let d = 0; d < D; d++) a += x[t * D + d]! * p.w1[d * H + f]!;
       h[f] = act64(a, activation);
       if (glu) {
         let g = p.b3 ? p.b3[f]! : 0;
-        for (let d = 0; d < D; d++) g += x[t * D + d]! * p.w3![d * F + f]!;
+        for (let d = 0; d < D; d++) g += x[t * D + d]! * p.w3![d * H + f]!;
         h[f] = h[f]! * g;
       }
     }
     for (let d = 0; d < D; d++) {
       let s = p.b2 ? p.b2[d]! : 0;
-      for (let f = 0; f < F; f++) s += h[f]! * p.w2[f * D + d]!;
+      for (let f = 0; f < H; f++) s += h[f]! * p.w2[f * D + d]!;
       y[t * D + d] = s;
     }
   }
@@ -94,13 +94,13 @@ const VARIANTS = DENSE_FFW_ACTIVATIONS.flatMap((activation) =>
 describe('DenseFfw forward', () => {
   it.each(VARIANTS)('matches the float64 reference ($activation, glu $glu, bias $bias)', ({ activation, glu, bias }) => {
     const rng = testRng();
-    const [B, S, D, F] = [2, 3, 8, 12];
-    const layer = new DenseFfw({ dim: D, hidden: F, activation, glu, bias, seed: rng.int(1000) });
+    const [B, S, D, H] = [2, 3, 8, 12];
+    const layer = new DenseFfw({ dim: D, hidden: H, activation, glu, bias, seed: rng.int(1000) });
     randomizeBiases(layer, rng);
     const x = rng.normals(B * S * D);
     const y = tf.tidy(() => layer.apply(tf.tensor3d(Float32Array.from(x), [B, S, D]), { training: true }).y);
     expect(y.shape).toEqual([B, S, D]);
-    const expected = reference(x, B * S, D, F, params64(layer.params()), activation, glu);
+    const expected = reference(x, B * S, D, H, params64(layer.params()), activation, glu);
     expectClose(y.dataSync(), expected, { rtol: 1e-4, atol: 1e-5, label: `seed ${rng.seed}` });
     y.dispose();
     layer.dispose();
@@ -137,8 +137,8 @@ describe('DenseFfw forward', () => {
 describe('DenseFfw gradients', () => {
   it.each(VARIANTS)('match float64 finite differences of the reference ($activation, glu $glu, bias $bias)', ({ activation, glu, bias }) => {
     const rng = testRng();
-    const [T, D, F] = [5, 6, 10];
-    const layer = new DenseFfw({ dim: D, hidden: F, activation, glu, bias, seed: rng.int(1000) });
+    const [T, D, H] = [5, 6, 10];
+    const layer = new DenseFfw({ dim: D, hidden: H, activation, glu, bias, seed: rng.int(1000) });
     randomizeBiases(layer, rng);
     const x = rng.normals(T * D);
     const r = rng.normals(T * D); // loss = sum(y * r)
@@ -158,7 +158,7 @@ describe('DenseFfw gradients', () => {
     inputs[0]!.dispose();
 
     // Numeric: central differences in float64, a step far below any kink's distance for ReLU in practice.
-    const loss = (xx: Float64Array, pp: Params64) => reference(xx, T, D, F, pp, activation, glu).reduce((s, v, i) => s + v * r[i]!, 0);
+    const loss = (xx: Float64Array, pp: Params64) => reference(xx, T, D, H, pp, activation, glu).reduce((s, v, i) => s + v * r[i]!, 0);
     const eps = 1e-6;
     const all: Float64Array[] = [x, ...names.map((n) => p[n]!)];
     all.forEach((arr, which) => {
@@ -179,8 +179,8 @@ describe('DenseFfw gradients', () => {
 
   it.each(['gelu', 'gelu-tanh'] as const)('pass the float32 finite-difference check (%s, GLU)', (activation) => {
     const rng = testRng();
-    const [T, D, F] = [4, 5, 7];
-    const layer = new DenseFfw({ dim: D, hidden: F, activation, glu: true, seed: rng.int(1000) });
+    const [T, D, H] = [4, 5, 7];
+    const layer = new DenseFfw({ dim: D, hidden: H, activation, glu: true, seed: rng.int(1000) });
     randomizeBiases(layer, rng);
     const p = layer.params();
     const r = tf.tensor2d(Float32Array.from(rng.normals(T * D)), [T, D]);
@@ -198,7 +198,7 @@ describe('DenseFfw gradients', () => {
 
 describe('DenseFfw bookkeeping', () => {
   it('counts FLOPs and parameters as computed by hand', () => {
-    // D = 8, F = 32: two matMuls of 8 x 32 multiply-adds = 2 * 2 * 256 FLOPs; GLU adds a third.
+    // D = 8, H = 32: two matMuls of 8 x 32 multiply-adds = 2 * 2 * 256 FLOPs; GLU adds a third.
     const plain = new DenseFfw({ dim: 8, hidden: 32 });
     expect(plain.flopsPerToken()).toBe(1024);
     expect(plain.totalParams()).toBe(8 * 32 + 32 + 32 * 8 + 8);

@@ -1,5 +1,5 @@
 // Dense feed-forward block: y = W2 sigma(W1 x + b1) + b2, or with GLU y = W2 (sigma(W1 x + b1) * (W3 x + b3)) + b2.
-// Axes: B batch, S sequence, T = B*S tokens, D model width, F hidden width.
+// Axes: B batch, S sequence, T = B*S tokens, D model width, H hidden width.
 // Weights are stored [in, out] so that the forward pass runs plain 2D matMuls (no transposes) on
 // [T, D] rows: the fast path of every engine, wasm in particular.
 import * as tf from '@tensorflow/tfjs-core';
@@ -10,17 +10,17 @@ import { parseDenseFfwConfig, type DenseFfwConfig, type DenseFfwConfigInput } fr
 
 /** The parameters of a dense FFW, as tensors (the layer's variables, or any stand-ins for testing). */
 export interface DenseFfwParams {
-  /** [D, F] */
+  /** [D, H] */
   w1: tf.Tensor2D;
-  /** [F], absent without bias */
+  /** [H], absent without bias */
   b1?: tf.Tensor1D;
-  /** [F, D] */
+  /** [H, D] */
   w2: tf.Tensor2D;
   /** [D], absent without bias */
   b2?: tf.Tensor1D;
-  /** [D, F], GLU only */
+  /** [D, H], GLU only */
   w3?: tf.Tensor2D;
-  /** [F], GLU with bias only */
+  /** [H], GLU with bias only */
   b3?: tf.Tensor1D;
 }
 
@@ -101,7 +101,7 @@ export class DenseFfw {
     return this.config.dim;
   }
 
-  /** Hidden width F. */
+  /** Hidden width H. */
   get hidden(): number {
     return this.config.hidden;
   }
@@ -134,7 +134,7 @@ export class DenseFfw {
 
   zeroSparseGrads(): void {}
 
-  /** Forward FLOPs per token: 2 per multiply-add of the matMuls (2 of D x F, 3 with GLU); biases and sigma not counted. */
+  /** Forward FLOPs per token: 2 per multiply-add of the matMuls (2 of D x H, 3 with GLU); biases and sigma not counted. */
   flopsPerToken(): number {
     const { dim, hidden, glu } = this.config;
     return 2 * dim * hidden * (glu ? 3 : 2);
@@ -151,7 +151,7 @@ export class DenseFfw {
     return weights + biases;
   }
 
-  /** Entries `<prefix>w1` [D, F], `b1` [F], `w2` [F, D], `b2` [D], and with GLU `w3` [D, F], `b3` [F]; float32. */
+  /** Entries `<prefix>w1` [D, H], `b1` [H], `w2` [H, D], `b2` [D], and with GLU `w3` [D, H], `b3` [H]; float32. */
   stateEntries(prefix: string): NamedArray[] {
     this.assertLive();
     return PARAM_NAMES.flatMap((n) => {

@@ -1,7 +1,7 @@
 // The expert computation shared by both MoE layers, with a hand-written backward pass.
 //
 // Axes: T tokens, E experts, C capacity (slots per expert), n_e tokens expert e processes (<= C),
-// A = sum_e n_e processed assignments, D model width, H expert hidden width, M most slots any
+// P = sum_e n_e processed assignments, D model width, H expert hidden width, M most slots any
 // token occupies.
 //
 //   xd_e  = x[tokens of expert e]                              gather, [n_e, D]
@@ -9,9 +9,9 @@
 //   y[t]  = sum over the experts e that process t of gates[t, e] * out_e[row of t]
 //
 // Each expert runs plain 2-D matMuls on exactly its tokens: no capacity padding is computed, and
-// nothing of size [T, E, H] is built. (A batched [E, C, D] x [E, D, H] matMul was 30x slower on
-// the wasm engine, whose BatchMatMul has no fast path for batch > 1.) The combine is a gather: the
-// processed rows are concatenated to [A, D] with a zero row appended, and token t sums the (at
+// nothing of size [T, E, H] is built. (A batched [E, C, D] x [E, D, H] matMul was far slower on
+// the wasm engine, whose BatchMatMul has no fast path for batch > 1: README.) The combine is a gather: the
+// processed rows are concatenated to [P, D] with a zero row appended, and token t sums the (at
 // most M) rows listed for it, so neither direction needs a scatter-add.
 import * as tf from '@tensorflow/tfjs-core';
 import { activationDerivative, activationWithCache, type Activation } from './activation.js';
@@ -28,15 +28,15 @@ export interface ExpertParams {
   b2: tf.Tensor1D[] | null;
 }
 
-/** Where each processed assignment sits in the concatenated [A, D] rows (A = none). */
+/** Where each processed assignment sits in the concatenated [P, D] rows (P = none). */
 interface CompactLayout {
-  /** A */
+  /** P */
   rows: number;
   /** [E] first row of each expert */
   offset: Int32Array;
-  /** [T*M] rows of token t's assignments, A for none */
+  /** [T*M] rows of token t's assignments, P for none */
   tokenRows: Int32Array;
-  /** [T*E] row of pair (t, e), A for none */
+  /** [T*E] row of pair (t, e), P for none */
   pairRow: Int32Array;
 }
 
@@ -56,7 +56,7 @@ function compactLayout(d: MoeDispatch): CompactLayout {
   return { rows, offset, tokenRows: d.tokenSlots.map(slotRow), pairRow: d.pairSlot.map(slotRow) };
 }
 
-/** Per token, the sum of its rows among `parts` (concatenated): [A, D] -> [T, D]. */
+/** Per token, the sum of its rows among `parts` (concatenated): [P, D] -> [T, D]. */
 function combineRows(parts: tf.Tensor2D[], layout: CompactLayout, d: MoeDispatch, dim: number): tf.Tensor2D {
   const { tokens: T, slotsPerToken: M } = d;
   const padded = tf.concat([...parts, tf.zeros([1, dim])], 0);

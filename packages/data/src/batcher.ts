@@ -1,10 +1,10 @@
-// N tokens in the stream, T seqLen, B batch size, W windows per epoch.
+// Axes: B batch size, S sequence length (seqLen), L tokens in the stream, W windows per epoch.
 //
 // Training batches: the token stream cut into windows of seqLen + 1 tokens (inputs = the first
 // seqLen, targets = the last seqLen, i.e. the inputs shifted by one), visited in a seeded random order
 // that changes every epoch. Layout of a batch: B windows, row-major [B, seqLen] Int32Arrays.
 //
-// Epoch e: with W = floor((N - 1) / seqLen) windows and slack = N - 1 - W * seqLen spare tokens, the
+// Epoch e: with W = floor((L - 1) / seqLen) windows and slack = L - 1 - W * seqLen spare tokens, the
 // window grid starts at a random offset in [0, slack] (so window boundaries move between epochs when
 // the stream is not an exact multiple), and the W windows are visited in a Fisher-Yates permutation;
 // floor(W / B) batches per epoch, the W mod B left-over windows of the permutation are skipped.
@@ -184,16 +184,16 @@ export class Batcher implements Iterable<Batch> {
       this.epochRng = this.afterEpochRng!;
       this.startEpoch();
     }
-    const { batchSize: B, seqLen: T } = this;
-    const inputs = new Int32Array(B * T);
-    const targets = new Int32Array(B * T);
+    const { batchSize: B, seqLen: S } = this;
+    const inputs = new Int32Array(B * S);
+    const targets = new Int32Array(B * S);
     for (let b = 0; b < B; b++) {
       const w = this.windowAt(this.batchInEpoch * B + b);
-      this.source.read(this.windowStart(w), T + 1, this.row, 0);
-      inputs.set(this.row.subarray(0, T), b * T);
-      targets.set(this.row.subarray(1), b * T);
+      this.source.read(this.windowStart(w), S + 1, this.row, 0);
+      inputs.set(this.row.subarray(0, S), b * S);
+      targets.set(this.row.subarray(1), b * S);
     }
-    const batch: Batch = { inputs, targets, batchSize: B, seqLen: T, epoch: this.epochIndex, step: this.stepIndex };
+    const batch: Batch = { inputs, targets, batchSize: B, seqLen: S, epoch: this.epochIndex, step: this.stepIndex };
     this.batchInEpoch++;
     this.stepIndex++;
     return batch;

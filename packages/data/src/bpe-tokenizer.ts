@@ -41,7 +41,8 @@ const SPECIAL_TOKEN_EXPORTS = [
   'EndOfPrompt',
 ];
 
-// Synchronous loading keeps createTokenizer synchronous; the CJS build of each encoding loads in ~70 ms.
+// Synchronous loading keeps createTokenizer synchronous; the CJS build of each encoding loads fast
+// enough for that (README, Measured).
 const requireFromHere = createRequire(import.meta.url);
 const utf8Encoder = new TextEncoder();
 const instances = new Map<BpeTokenizerName, Tokenizer>();

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCorpus } from './corpus.js';
 import { DataError } from './errors.js';
-import { collect, useTempDir } from './test-files.js';
+import { collect, useTempDir } from './temp-files.test-util.js';
 
 const tmp = useTempDir('corpus');
 

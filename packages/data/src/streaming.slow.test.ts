@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Batcher } from './batcher.js';
 import { SPLIT_NAMES } from './splits.js';
-import { useTempDir } from './test-files.js';
+import { useTempDir } from './temp-files.test-util.js';
 import { prepareTokens, type PrepareProgress } from './token-cache.js';
 
 const tmp = useTempDir('streaming');

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readdir, readFile, truncate, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { useTempDir } from './test-files.js';
+import { useTempDir } from './temp-files.test-util.js';
 import { prepareTokens, type TokenFile } from './token-cache.js';
 import { createTokenizer } from './tokenizer.js';
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { loadCorpus, type Corpus } from './corpus.js';
 import { DataError } from './errors.js';
 import { SPLIT_NAMES, type SplitName } from './splits.js';
-import { collect, useTempDir } from './test-files.js';
+import { collect, useTempDir } from './temp-files.test-util.js';
 import { prepareTokens, type PrepareProgress } from './token-cache.js';
 import { createTokenizer } from './tokenizer.js';
 

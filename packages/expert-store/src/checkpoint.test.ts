@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CheckpointError, loadCheckpoint, MANIFEST_FILE, planShards, saveCheckpoint, type Checkpoint } from './checkpoint.js';
-import { checkpointArrays } from './testing/checkpoint-fixture.js';
+import { checkpointArrays } from './checkpoint-fixture.test-util.js';
 import { StoreFileError } from './file-io.js';
 import { readSafetensors } from './safetensors.js';
 import { ExpertTable } from './expert-table.js';
@@ -192,7 +192,7 @@ describe('loadCheckpoint refuses damaged checkpoints, naming the file and the pr
 });
 
 describe('atomic saves', () => {
-  const childScript = join(here, 'testing', 'save-and-die.ts');
+  const childScript = join(here, 'save-and-die.test-util.ts');
   const saveAndDie = (dir: string, stage: string, seed: number) =>
     spawnSync(process.execPath, ['--import', 'tsx', childScript, dir, stage, String(seed)], { cwd: join(here, '..'), encoding: 'utf8', timeout: 60_000 });
 

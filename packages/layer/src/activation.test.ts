@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { activate, activationDerivative, erfc } from './activation.js';
-import { activation64, erf64 } from './test-reference.js';
+import { activation64, erf64 } from './peer-reference.test-util.js';
 import { EXPERT_ACTIVATIONS } from './config.js';
 
 describe('expert activations', () => {

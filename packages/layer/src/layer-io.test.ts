@@ -12,8 +12,8 @@ import { PeerConfigError } from './config.js';
 import { parseLayerOverrides, runLayerIo } from './layer-io.js';
 import { PeerLayer } from './peer-layer.js';
 import { exportPeerPytorch } from './pytorch-layout.js';
-import { perturbNorm } from './test-helpers.js';
-import { pytorchReference } from './test-reference.js';
+import { perturbNorm } from './layer-params.test-util.js';
+import { pytorchReference } from './peer-reference.test-util.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'peer-layer-io-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -5,8 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { testRng, type TestRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
 import type { PeerLayerConfig } from './config.js';
-import { referencePeer, type ReferenceParams } from './test-reference.js';
-import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './test-helpers.js';
+import { referencePeer, type ReferenceParams } from './peer-reference.test-util.js';
+import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './layer-params.test-util.js';
 
 const SMALL: PeerLayerConfig = { dim: 16, numExperts: 49, heads: 2, topK: 3, dimKey: 5 };
 const B = 2;

@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { heapStats } from '@peer/backend';
 import { expectClose, expectNoLeaks, testRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
-import { randomTensor } from './test-helpers.js';
-import { activation64 } from './test-reference.js';
+import { randomTensor } from './layer-params.test-util.js';
+import { activation64 } from './peer-reference.test-util.js';
 
 const SMALL = { dim: 16, numExperts: 64, heads: 2, topK: 3, dimKey: 6 } as const;
 

@@ -4,8 +4,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
-import { referencePeer } from './test-reference.js';
-import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './test-helpers.js';
+import { referencePeer } from './peer-reference.test-util.js';
+import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './layer-params.test-util.js';
 
 describe('PeerLayer at the benchmark shape', () => {
   it('forward (training and evaluation) equals the float64 brute-force reference over all 16,384 keys', () => {

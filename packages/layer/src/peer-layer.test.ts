@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
 import type { PeerLayerConfig } from './config.js';
-import { referencePeer } from './test-reference.js';
-import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './test-helpers.js';
+import { referencePeer } from './peer-reference.test-util.js';
+import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './layer-params.test-util.js';
 
 const SMALL: PeerLayerConfig = { dim: 16, numExperts: 64, heads: 2, topK: 3, dimKey: 6 };
 

@@ -11,8 +11,8 @@ import { PeerLayer } from './peer-layer.js';
 import { exportPeerPytorch, peerConfigFromPytorch } from './pytorch-layout.js';
 import { importPeerPytorch, loadPeerPytorch, savePeerPytorch } from './pytorch-files.js';
 import { pytorchToInternalFeature, queryWeightFromPytorch, queryWeightToPytorch, featuresFromPytorch, featuresToPytorch } from './query-layout.js';
-import { pytorchReference } from './test-reference.js';
-import { perturbNorm, randomTensor } from './test-helpers.js';
+import { pytorchReference } from './peer-reference.test-util.js';
+import { perturbNorm, randomTensor } from './layer-params.test-util.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'peer-layer-pt-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

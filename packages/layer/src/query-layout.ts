@@ -1,12 +1,12 @@
 // The order of the h*2*dk query features: ours versus PEER-pytorch's.
 //
-// h heads, dk sub-key width, F = h * 2 * dk query features, d model width.
+// Axes: h heads, dk sub-key width, F = h * 2 * dk query features, D model width.
 //
 // Internal (head, half, dk): feature  head * 2dk + half * dk + j,  so that the queries reshape to
 //   [T, h, 2dk] (what product-key retrieval takes) with no transpose.
 // PEER-pytorch (half, head, dk): feature  half * h*dk + head * dk + j  (its to_queries output goes
 //   through rearrange('b n (p h d) -> p b n h d', p = 2)).
-// PyTorch's Linear weight is [out, in] = [F, d]; ours is [in, out] = [d, F] (x Wq, no transpose).
+// PyTorch's Linear weight is [out, in] = [F, D]; ours is [in, out] = [D, F] (x Wq, no transpose).
 
 /** perm[pytorchFeature] = internalFeature. */
 export function pytorchToInternalFeature(heads: number, dimKey: number): Int32Array {
@@ -39,7 +39,7 @@ export function featuresFromPytorch(values: ArrayLike<number>, heads: number, di
   return out;
 }
 
-/** Wq [d, F] in internal order -> PyTorch `to_queries.0.weight` [F, d] in (half, head, dk) order. */
+/** Wq [D, F] in internal order -> PyTorch `to_queries.0.weight` [F, D] in (half, head, dk) order. */
 export function queryWeightToPytorch(wq: ArrayLike<number>, dim: number, heads: number, dimKey: number): Float32Array {
   const perm = pytorchToInternalFeature(heads, dimKey);
   const f = perm.length;
@@ -52,7 +52,7 @@ export function queryWeightToPytorch(wq: ArrayLike<number>, dim: number, heads: 
   return out;
 }
 
-/** PyTorch `to_queries.0.weight` [F, d] -> Wq [d, F] in internal order. */
+/** PyTorch `to_queries.0.weight` [F, D] -> Wq [D, F] in internal order. */
 export function queryWeightFromPytorch(weight: ArrayLike<number>, dim: number, heads: number, dimKey: number): Float32Array {
   const perm = pytorchToInternalFeature(heads, dimKey);
   const f = perm.length;

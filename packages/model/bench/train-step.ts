@@ -1,6 +1,6 @@
 // Times one training step (forward + backward + AdamW) of the dense reference model:
-// d = 256, 4 layers, 4 heads, seq 256, batch 16, byte vocabulary (the configuration PyTorch trains
-// at about 5,300 tokens/s on one core of the project machine).
+// d = 256, 4 layers, 4 heads, seq 256, batch 16, byte vocabulary (the configuration of the PyTorch
+// reference rate in the README).
 //
 //   pnpm bench                                  # wasm, 2 warm-up + 5 timed steps
 //   pnpm bench -- --backend cpu --steps 2       # other engine / fewer steps

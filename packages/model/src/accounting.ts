@@ -2,7 +2,8 @@
 // feed-forward layers report. A multiply-add counts 2 FLOPs; only matMul-like work is counted
 // (norms, softmax, activations, residual adds, the embedding lookup and RoPE are not).
 //
-// Forward FLOPs per token, D width, S = seqLen, V vocabulary, L blocks:
+// Axes: D model width, S sequence length (= seqLen here), V vocabulary; L blocks.
+// Forward FLOPs per token:
 //   per block   2*D*3D (fused QKV) + 2*S*D (q k^T over S keys, all heads) + 2*S*D (P v) + 2*D*D (output proj)
 //               = 8 D^2 + 4 S D, plus the block's FFW (its flopsPerToken())
 //   output      2*D*V (logits; tied or not)

@@ -1,6 +1,6 @@
 // A plain float64 reference of the transformer, written loop by loop for tests: it reads the
 // model's state entries by name and recomputes logits and loss from scratch.
-// Axes: B batch, S sequence, D width, H heads, E head width, V vocabulary, F FFW hidden width.
+// Axes: B batch, S sequence, D model width, A heads, Dh head width, V vocabulary, H FFW hidden width.
 import type { ModelConfig } from './config.js';
 
 /** erf by its Taylor series (converges fast for |x| < 4; beyond, 1 - |erf| < 2e-8). */
@@ -52,11 +52,11 @@ function norm(x: Float64Array, c: ModelConfig, w: Weights, prefix: string): Floa
 }
 
 function rope(x: Float64Array, pos: number, base: number): Float64Array {
-  const E = x.length;
-  const half = E / 2;
-  const y = new Float64Array(E);
+  const Dh = x.length;
+  const half = Dh / 2;
+  const y = new Float64Array(Dh);
   for (let j = 0; j < half; j++) {
-    const angle = pos * base ** ((-2 * j) / E);
+    const angle = pos * base ** ((-2 * j) / Dh);
     const [c, s] = [Math.cos(angle), Math.sin(angle)];
     y[j] = x[j]! * c - x[j + half]! * s;
     y[j + half] = x[j + half]! * c + x[j]! * s;
@@ -67,8 +67,8 @@ function rope(x: Float64Array, pos: number, base: number): Float64Array {
 /** The dense FFW of @peer/baselines with exact GELU: W2 gelu(W1 x + b1) + b2. */
 function denseFfw(x: Float64Array, w: Weights, prefix: string): Float64Array {
   const b1 = get(w, `${prefix}b1`);
-  const F = b1.length;
-  const h = rowTimes(x, get(w, `${prefix}w1`), F).map((v, f) => gelu64(v + b1[f]!));
+  const H = b1.length;
+  const h = rowTimes(x, get(w, `${prefix}w1`), H).map((v, f) => gelu64(v + b1[f]!));
   const b2 = get(w, `${prefix}b2`);
   return rowTimes(h, get(w, `${prefix}w2`), x.length).map((v, d) => v + b2[d]!);
 }
@@ -80,8 +80,8 @@ export function referenceLogits(
   tokens: number[][],
   ffw: (block: number, x: Float64Array) => Float64Array = (i, x) => denseFfw(x, w, `blocks.${i}.ffw.`),
 ): Float64Array[][] {
-  const { dim: D, heads: H, vocabSize: V } = c;
-  const E = D / H;
+  const { dim: D, heads: A, vocabSize: V } = c;
+  const Dh = D / A;
   const emb = get(w, 'tok_emb.weight');
   return tokens.map((seq) => {
     const S = seq.length;
@@ -96,17 +96,17 @@ export function referenceLogits(
     for (let i = 0; i < c.layers; i++) {
       const qkv = h.map((x) => rowTimes(norm(x, c, w, `blocks.${i}.norm1`), get(w, `blocks.${i}.attn.qkv.weight`), 3 * D));
       const attended = h.map(() => new Float64Array(D));
-      for (let head = 0; head < H; head++) {
-        const part = (s: number, which: number) => qkv[s]!.slice(which * D + head * E, which * D + (head + 1) * E);
+      for (let head = 0; head < A; head++) {
+        const part = (s: number, which: number) => qkv[s]!.slice(which * D + head * Dh, which * D + (head + 1) * Dh);
         const q = seq.map((_, s) => (c.positions === 'rope' ? rope(part(s, 0), s, c.ropeBase) : part(s, 0)));
         const k = seq.map((_, s) => (c.positions === 'rope' ? rope(part(s, 1), s, c.ropeBase) : part(s, 1)));
         const v = seq.map((_, s) => part(s, 2));
         for (let s = 0; s < S; s++) {
-          const scores = Array.from({ length: s + 1 }, (_, j) => q[s]!.reduce((acc, qe, e) => acc + qe * k[j]![e]!, 0) / Math.sqrt(E));
+          const scores = Array.from({ length: s + 1 }, (_, j) => q[s]!.reduce((acc, qe, e) => acc + qe * k[j]![e]!, 0) / Math.sqrt(Dh));
           const max = Math.max(...scores);
           const p = scores.map((x) => Math.exp(x - max));
           const z = p.reduce((a, b) => a + b, 0);
-          for (let j = 0; j <= s; j++) for (let e = 0; e < E; e++) attended[s]![head * E + e]! += (p[j]! / z) * v[j]![e]!;
+          for (let j = 0; j <= s; j++) for (let e = 0; e < Dh; e++) attended[s]![head * Dh + e]! += (p[j]! / z) * v[j]![e]!;
         }
       }
       h = h.map((x, s) => {

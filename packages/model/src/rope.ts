@@ -1,21 +1,21 @@
 // Rotary position embedding (RoFormer, "rotate half" layout as in GPT-NeoX / LLaMA): feature j of
-// a head is paired with feature j + E/2 and the pair is rotated by the angle s * base^(-2j/E) at
+// a head is paired with feature j + Dh/2 and the pair is rotated by the angle s * base^(-2j/Dh) at
 // position s:  rope(x) = x * cos + rotateHalf(x) * sin,  rotateHalf([x1, x2]) = [-x2, x1].
-// rotateHalf is the product with a fixed signed permutation R [E, E], whose transpose is -R, so
+// rotateHalf is the product with a fixed signed permutation R [Dh, Dh], whose transpose is -R, so
 //   d rope / dx (dy) = dy * cos - rotateHalf(dy * sin).
-// A [G*S, E] x [E, E] matMul is the fastest way to permute the halves on wasm (tf.reverse and
+// A [G*S, Dh] x [Dh, Dh] matMul is the fastest way to permute the halves on wasm (tf.reverse and
 // slice + concat copy far more than they move).
-// Axes: G (head, sequence) pairs, S positions, E head width.
+// Axes: G (head, sequence) pairs, S positions, Dh head width.
 import * as tf from '@tensorflow/tfjs-core';
 
-/** Per-position factors for one forward pass: cos and sin [S, E], and R [E, E]. */
+/** Per-position factors for one forward pass: cos and sin [S, Dh], and R [Dh, Dh]. */
 export interface RopeFactors {
   cos: tf.Tensor2D;
   sin: tf.Tensor2D;
   rotation: tf.Tensor2D;
 }
 
-/** cos and sin tables [seqLen, E] (each angle repeated for both halves), times `scale`. */
+/** cos and sin tables [seqLen, Dh] (each angle repeated for both halves), times `scale`. */
 export function ropeTables(seqLen: number, headDim: number, base: number, scale = 1): { cos: Float32Array; sin: Float32Array } {
   if (headDim % 2 !== 0) throw new Error(`rope needs an even head width, got ${headDim}`);
   const half = headDim / 2;
@@ -31,7 +31,7 @@ export function ropeTables(seqLen: number, headDim: number, base: number, scale 
   return { cos, sin };
 }
 
-/** R [E, E] with x R = rotateHalf(x): R[j + E/2, j] = -1, R[j, j + E/2] = 1. */
+/** R [Dh, Dh] with x R = rotateHalf(x): R[j + Dh/2, j] = -1, R[j, j + Dh/2] = 1. */
 export function rotateHalfMatrix(headDim: number): Float32Array {
   const half = headDim / 2;
   const r = new Float32Array(headDim * headDim);
@@ -47,7 +47,7 @@ function rotateHalf(x: tf.Tensor3D, rotation: tf.Tensor2D): tf.Tensor3D {
   return tf.reshape(tf.matMul(tf.reshape(x, [g * s, e]), rotation), [g, s, e]);
 }
 
-/** rope(x) for x [G, S, E] (factors broadcast over G). Not differentiable by itself: the attention core's backward calls ropeBackward. */
+/** rope(x) for x [G, S, Dh] (factors broadcast over G). Not differentiable by itself: the attention core's backward calls ropeBackward. */
 export function ropeForward(x: tf.Tensor3D, f: RopeFactors): tf.Tensor3D {
   return tf.add(tf.mul(x, f.cos), tf.mul(rotateHalf(x, f.rotation), f.sin));
 }

@@ -2,7 +2,7 @@
 // pre-norm blocks (causal multi-head attention, then a pluggable feed-forward layer), a final norm
 // and the output projection (the transposed token embedding by default).
 //
-// Axes: B batch, S sequence (<= seqLen), T = B*S tokens, D width, H heads, E = D/H head width,
+// Axes: B batch, S sequence (<= seqLen), T = B*S tokens, D model width, A heads, Dh = D/A head width,
 // V vocabulary. The residual stream is kept as [T, D] rows so that every projection is one plain
 // 2D matMul with weights stored [in, out]; FFW layers see it as [B, S, D].
 import * as tf from '@tensorflow/tfjs-core';
@@ -60,7 +60,7 @@ interface NormParams {
 
 interface Block {
   norm1: NormParams;
-  /** [D, 3D]: queries, keys, values (each D columns, head h at h*E..h*E+E-1). */
+  /** [D, 3D]: queries, keys, values (each D columns, head h at h*Dh..h*Dh+Dh-1). */
   qkv: tf.Variable;
   /** [D, D] */
   proj: tf.Variable;
@@ -111,7 +111,7 @@ export class TransformerLM {
   private readonly finalNorm: NormParams;
   private readonly outputProjection: tf.Variable | undefined;
   private readonly mask: tf.Tensor2D;
-  /** Rotary factors [seqLen, E] and the rotation [E, E]; the query ones carry the 1/sqrt(E) score scale. */
+  /** Rotary factors [seqLen, Dh] and the rotation [Dh, Dh]; the query ones carry the 1/sqrt(Dh) score scale. */
   private readonly rope: { q: RopeFactors; k: RopeFactors } | undefined;
   private dropoutRng: Rng;
   private disposed = false;
@@ -141,7 +141,7 @@ export class TransformerLM {
     };
     try {
       const { dim: D, vocabSize: V, seqLen: S, layers: L } = c;
-      const E = D / c.heads;
+      const Dh = D / c.heads;
       const rng = new Rng(c.seed);
       const norm = (): NormParams => ({
         gamma: track(constantVariable([D], 1)),
@@ -167,12 +167,12 @@ export class TransformerLM {
       this.dropoutRng = new Rng(rng.int(2 ** 31));
       this.mask = track(causalMask(S));
       if (c.positions === 'rope') {
-        const q = ropeTables(S, E, c.ropeBase, 1 / Math.sqrt(E));
-        const k = ropeTables(S, E, c.ropeBase);
-        const rotation = track(tf.tensor2d(rotateHalfMatrix(E), [E, E]));
+        const q = ropeTables(S, Dh, c.ropeBase, 1 / Math.sqrt(Dh));
+        const k = ropeTables(S, Dh, c.ropeBase);
+        const rotation = track(tf.tensor2d(rotateHalfMatrix(Dh), [Dh, Dh]));
         this.rope = {
-          q: { cos: track(tf.tensor2d(q.cos, [S, E])), sin: track(tf.tensor2d(q.sin, [S, E])), rotation },
-          k: { cos: track(tf.tensor2d(k.cos, [S, E])), sin: track(tf.tensor2d(k.sin, [S, E])), rotation },
+          q: { cos: track(tf.tensor2d(q.cos, [S, Dh])), sin: track(tf.tensor2d(q.sin, [S, Dh])), rotation },
+          k: { cos: track(tf.tensor2d(k.cos, [S, Dh])), sin: track(tf.tensor2d(k.sin, [S, Dh])), rotation },
         };
       }
     } catch (err) {

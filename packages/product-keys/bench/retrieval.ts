@@ -1,7 +1,7 @@
 // Retrieval throughput at N = 128^2, 512^2, 1024^2 (h = 8, k = 16, dk = 128, T = 512) on the default
 // engine: forward, and forward + backward (gradients w.r.t. queries and both sub-key tables).
 // Usage: pnpm bench [--repeats=7] [--tokens=512] [--backend=auto|wasm|cpu|tensorflow]
-// Axes: T tokens, h heads, S = sqrt(N), dk key width, k results.
+// Axes: T tokens, h heads, n = sqrt(N) sub-keys per half, dk key width, k results.
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus, loadavg } from 'node:os';
 import { initBackend, type BackendRequest } from '@peer/backend';
@@ -84,7 +84,7 @@ for (const sqrtN of sizes) {
 }
 
 // The selection alone, in the same run: tf.topk (the engine's TopK kernel) vs rowTopK (JS over the
-// scores in place) vs heapRowTopK (the SIMD kernel on the heap that retrieve uses) on the [T * h, S] sub-key scores of one half at S = 1024, and the matMul that
+// scores in place) vs heapRowTopK (the SIMD kernel on the heap that retrieve uses) on the [T * h, n] sub-key scores of one half at n = 1024, and the matMul that
 // makes those scores, for scale.
 const selectRows = tokens * heads;
 const selectWidth = 1024;

@@ -1,7 +1,7 @@
 // Differentiable scores of selected keys: score[t, h, j] = q1[t, h] . C1[h', a] + q2[t, h] . C2[h', b]
 // with (a, b) = the j-th selection of (t, h) and h' = h (per-head keys) or 0 (shared keys).
-// Axes: T tokens (Tb in a chunk), h heads, H' key sets, S = sqrt(N), dk key width, k results,
-// R = Tb * h rows.
+// Axes: T tokens (Tb in a chunk), h heads, H' key sets, n = sqrt(N) sub-keys per half, dk key
+// width, k results, Qb = Tb * h queries (token, head) of a chunk.
 import * as tf from '@tensorflow/tfjs-core';
 import { leadingRow, leadingRows } from './leading-rows.js';
 import { scoreGradientsOnHeap, scoreGradKernelFits } from './score-grad-kernel.js';
@@ -18,7 +18,7 @@ export interface ScorePlan {
 /**
  * Returns `values` (the scores the selection computed) as a tensor whose gradient flows to
  * `queries`, `subKeys1` and `subKeys2`. The backward gathers only the selected sub-key rows, so
- * its cost is O(T * h * k * dk), independent of S; the sub-key gradients are dense tables with
+ * its cost is O(T * h * k * dk), independent of n; the sub-key gradients are dense tables with
  * only the selected rows non-zero.
  */
 export function gatheredScores(
@@ -61,7 +61,7 @@ function scoreGradients(saved: SavedScores, plan: ScorePlan): tf.Tensor[] {
   const tokens = queries.shape[0];
   const sets = subKeys1.shape[0];
   const tableRows = sets * sqrtN;
-  // Rows of the flattened [H' * S, dk] tables: per-head keys live at head * S + a.
+  // Rows of the flattened [H' * n, dk] tables: per-head keys live at head * n + a.
   const [rows1, rows2] = tf.tidy(() => {
     if (sets === 1) return [tf.clone(first), tf.clone(second)];
     const offsets = tf.reshape(tf.range(0, heads * sqrtN, sqrtN, 'int32'), [1, heads, 1]);
@@ -82,9 +82,9 @@ function scoreGradients(saved: SavedScores, plan: ScorePlan): tf.Tensor[] {
         // Both reductions are scatter-adds (ScatterNd: C++ on wasm, sums repeats on every backend);
         // batched matMuls and sums over a middle axis are slow on wasm. Selection i belongs to row i / k.
         const ownRow = tf.reshape(tf.floorDiv(tf.range(0, r * k, 1, 'int32'), tf.scalar(k, 'int32')), [r * k, 1]);
-        // [2, R, dk]: each half of the queries a leading row.
+        // [2, Qb, dk]: each half of the queries a leading row.
         const halves = tf.reshape(tf.transpose(tf.reshape(cut(queries), [r, 2, dimKey]), [1, 0, 2]), [2, r, dimKey]);
-        // The [R * k, dk] temporaries are the largest of the backward pass: free each when used.
+        // The [Qb * k, dk] temporaries are the largest of the backward pass: free each when used.
         const half = (which: number, table: tf.Tensor2D, rows: tf.Tensor3D): [tf.Tensor, tf.Tensor2D] => {
           const rowIds = tf.reshape(cut(rows), [r * k, 1]);
           // d score / d q = the selected sub-key, summed over the row's k selections.
@@ -102,7 +102,7 @@ function scoreGradients(saved: SavedScores, plan: ScorePlan): tf.Tensor[] {
         };
         const [dq1, dTable1] = half(0, table1, rows1);
         const [dq2, dTable2] = half(1, table2, rows2);
-        // [2, R, dk] -> [Tb, h, 2 * dk]
+        // [2, Qb, dk] -> [Tb, h, 2 * dk]
         const dq = tf.reshape(tf.transpose(tf.stack([dq1, dq2]), [1, 0, 2]), [size, heads, 2 * dimKey]);
         return [dq, dTable1, dTable2] as [tf.Tensor, tf.Tensor2D, tf.Tensor2D];
       });
@@ -122,7 +122,7 @@ function scoreGradients(saved: SavedScores, plan: ScorePlan): tf.Tensor[] {
   }
 }
 
-/** scoreGradients in the SIMD kernel (score-grad-kernel.ts): no [R * k, dk] temporaries, so no chunks. */
+/** scoreGradients in the SIMD kernel (score-grad-kernel.ts): no [Q * k, dk] temporaries, so no chunks. */
 function kernelScoreGradients({ dy, queries, subKeys1, subKeys2, first, second }: SavedScores, plan: ScorePlan): tf.Tensor[] {
   const { heads, dimKey, sqrtN, k } = plan;
   const headRows = subKeys1.shape[0] !== 1 ? sqrtN : 0;

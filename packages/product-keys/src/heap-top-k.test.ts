@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
-import { randomRows, sortedTopK } from './top-k-reference.js';
+import { randomRows, sortedTopK } from './top-k-reference.test-util.js';
 import { heapRowTopK } from './heap-top-k.js';
 import { rowTopK } from './row-top-k.js';
 

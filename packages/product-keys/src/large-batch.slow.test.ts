@@ -1,5 +1,6 @@
 // The memory-bounded path: 65,536 tokens x 8 heads at N = 1024^2, where the sub-key scores
-// [T, h, S] alone would be 2 GiB of float32. Axes: T tokens, h heads, S = sqrt(N), dk, k results.
+// [T, h, n] alone would be 2 GiB of float32.
+// Axes: T tokens, h heads, n = sqrt(N) sub-keys per half, dk key width, k results.
 import * as tf from '@tensorflow/tfjs-core';
 import { heapStats } from '@peer/backend';
 import { testRng } from '@peer/test-utils';
@@ -9,14 +10,14 @@ import { retrieve } from './retrieve.js';
 
 const T = 65536;
 const h = 8;
-const S = 1024;
+const sqrtN = 1024;
 // A small dk keeps the test fast; memory of the selection does not depend on dk.
 const dk = 16;
 const k = 16;
 
 it('retrieves and differentiates 65,536 tokens x 8 heads at N = 1024^2 within a bounded heap', () => {
   const rng = testRng();
-  const keys = new ProductKeys({ numKeys: S * S, heads: h, dimKey: dk, seed: rng.int(1e9) });
+  const keys = new ProductKeys({ numKeys: sqrtN * sqrtN, heads: h, dimKey: dk, seed: rng.int(1e9) });
   const qData = Float32Array.from(rng.normals(T * h * 2 * dk));
   const queries = tf.tensor3d(qData, [T, h, 2 * dk]);
   const w = tf.tensor3d(Float32Array.from(rng.normals(T * h * k)), [T, h, k]);
@@ -33,17 +34,17 @@ it('retrieves and differentiates 65,536 tokens x 8 heads at N = 1024^2 within a 
     const t = rng.int(T);
     const head = rng.int(h);
     const q = qData.subarray((t * h + head) * 2 * dk, (t * h + head + 1) * 2 * dk);
-    const half1 = new Float64Array(S);
-    const half2 = new Float64Array(S);
-    for (let i = 0; i < S; i++) {
+    const half1 = new Float64Array(sqrtN);
+    const half2 = new Float64Array(sqrtN);
+    for (let i = 0; i < sqrtN; i++) {
       for (let d = 0; d < dk; d++) {
-        half1[i]! += q[d]! * c1[(head * S + i) * dk + d]!;
-        half2[i]! += q[dk + d]! * c2[(head * S + i) * dk + d]!;
+        half1[i]! += q[d]! * c1[(head * sqrtN + i) * dk + d]!;
+        half2[i]! += q[dk + d]! * c2[(head * sqrtN + i) * dk + d]!;
       }
     }
     const best: { n: number; s: number }[] = [];
-    for (let n = 0; n < S * S; n++) {
-      const s = half1[Math.floor(n / S)]! + half2[n % S]!;
+    for (let n = 0; n < sqrtN * sqrtN; n++) {
+      const s = half1[Math.floor(n / sqrtN)]! + half2[n % sqrtN]!;
       if (best.length < k || s > best[k - 1]!.s) {
         best.push({ n, s });
         best.sort((x, y) => y.s - x.s);
@@ -55,7 +56,7 @@ it('retrieves and differentiates 65,536 tokens x 8 heads at N = 1024^2 within a 
     for (let j = 0; j < k; j++) {
       const n = idx[row + j]!;
       // Experts tied within float32 rounding may come out in either order.
-      if (n !== best[j]!.n) expect(Math.abs(half1[Math.floor(n / S)]! + half2[n % S]! - best[j]!.s), label).toBeLessThan(1e-5);
+      if (n !== best[j]!.n) expect(Math.abs(half1[Math.floor(n / sqrtN)]! + half2[n % sqrtN]! - best[j]!.s), label).toBeLessThan(1e-5);
       expect(Math.abs(sc[row + j]! - best[j]!.s), label).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(best[j]!.s)));
     }
   }
@@ -66,7 +67,7 @@ it('retrieves and differentiates 65,536 tokens x 8 heads at N = 1024^2 within a 
     tf.sum(tf.mul(retrieve(q, { subKeys1: k1, subKeys2: k2 }, { k }).scores, w)),
   )([queries, keys.subKeys1, keys.subKeys2]);
   expect(dq!.shape).toEqual([T, h, 2 * dk]);
-  expect(dc1!.shape).toEqual([h, S, dk]);
+  expect(dc1!.shape).toEqual([h, sqrtN, dk]);
   const dqData = dq!.dataSync();
   const wData = w.dataSync();
   for (let sample = 0; sample < 4; sample++) {
@@ -78,8 +79,8 @@ it('retrieves and differentiates 65,536 tokens x 8 heads at N = 1024^2 within a 
       let expected2 = 0;
       for (let j = 0; j < k; j++) {
         const n = idx[row + j]!;
-        expected1 += wData[row + j]! * c1[(head * S + Math.floor(n / S)) * dk + d]!;
-        expected2 += wData[row + j]! * c2[(head * S + (n % S)) * dk + d]!;
+        expected1 += wData[row + j]! * c1[(head * sqrtN + Math.floor(n / sqrtN)) * dk + d]!;
+        expected2 += wData[row + j]! * c2[(head * sqrtN + (n % sqrtN)) * dk + d]!;
       }
       const base = (t * h + head) * 2 * dk;
       expect(Math.abs(dqData[base + d]! - expected1)).toBeLessThan(1e-5);

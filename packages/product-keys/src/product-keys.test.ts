@@ -1,5 +1,5 @@
 // ProductKeys: initialization, PEER-pytorch layout, variables and disposal.
-// Axes: h heads, S = sqrt(N) sub-keys per table, dk key width.
+// Axes: h heads, n = sqrt(N) sub-keys per half, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { expectClose, expectNoLeaks, testRng } from '@peer/test-utils';
@@ -113,11 +113,11 @@ describe('PEER-pytorch interop', () => {
 
   it('retrieves with loaded keys as PEER-pytorch scores them: q1 . keys[h, i, 0] + q2 . keys[h, j, 1]', () => {
     const rng = testRng();
-    const [h, S, dk, T, k] = [2, 6, 3, 4, 5];
-    const keysData = rng.uniforms(h * S * 2 * dk, -1, 1);
+    const [h, sqrtN, dk, T, k] = [2, 6, 3, 4, 5];
+    const keysData = rng.uniforms(h * sqrtN * 2 * dk, -1, 1);
     const qData = rng.normals(T * h * 2 * dk);
-    const pk = new ProductKeys({ numKeys: S * S, heads: h, dimKey: dk });
-    const keys = tf.tensor4d(Float32Array.from(keysData), [h, S, 2, dk]);
+    const pk = new ProductKeys({ numKeys: sqrtN * sqrtN, heads: h, dimKey: dk });
+    const keys = tf.tensor4d(Float32Array.from(keysData), [h, sqrtN, 2, dk]);
     pk.loadPeerPytorchKeys(keys);
     const queries = tf.tensor3d(Float32Array.from(qData), [T, h, 2 * dk]);
     const r = retrieve(queries, pk, { k });
@@ -128,15 +128,15 @@ describe('PEER-pytorch interop', () => {
     for (let t = 0; t < T; t++) {
       for (let head = 0; head < h; head++) {
         const all: { n: number; s: number }[] = [];
-        for (let i = 0; i < S; i++) {
-          for (let j = 0; j < S; j++) {
+        for (let i = 0; i < sqrtN; i++) {
+          for (let j = 0; j < sqrtN; j++) {
             let s = 0;
             for (let d = 0; d < dk; d++) {
               const q1 = f32(qData[(t * h + head) * 2 * dk + d]!);
               const q2 = f32(qData[(t * h + head) * 2 * dk + dk + d]!);
-              s += q1 * f32(keysData[((head * S + i) * 2 + 0) * dk + d]!) + q2 * f32(keysData[((head * S + j) * 2 + 1) * dk + d]!);
+              s += q1 * f32(keysData[((head * sqrtN + i) * 2 + 0) * dk + d]!) + q2 * f32(keysData[((head * sqrtN + j) * 2 + 1) * dk + d]!);
             }
-            all.push({ n: i * S + j, s });
+            all.push({ n: i * sqrtN + j, s });
           }
         }
         all.sort((x, y) => y.s - x.s);

@@ -1,5 +1,5 @@
-// A product-key set: two sub-key tables per head whose concatenations form N = S^2 full keys.
-// Axes: H' key sets (1 when shared, else h heads), S = sqrt(N) sub-keys per table, dk key width.
+// A product-key set: two sub-key tables per head whose concatenations form N = n^2 full keys.
+// Axes: H' key sets (1 when shared, else h heads), n = sqrt(N) sub-keys per half, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { checkInteger, checkNumKeys, checkShape, checkTensor, show } from './checks.js';
@@ -19,7 +19,7 @@ export interface ProductKeysConfig {
   name?: string;
 }
 
-/** What `retrieve` needs: the two sub-key tables, each [H', S, dk], H' = 1 (shared) or h. */
+/** What `retrieve` needs: the two sub-key tables, each [H', n, dk], H' = 1 (shared) or h. */
 export interface SubKeyTables {
   readonly subKeys1: tf.Tensor;
   readonly subKeys2: tf.Tensor;

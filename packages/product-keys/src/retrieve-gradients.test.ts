@@ -1,5 +1,6 @@
 // Gradients of retrieve's scores w.r.t. queries and sub-keys: finite differences, and a float64
-// reference of the formula on larger inputs. Axes: T tokens, h heads, S = sqrt(N), dk, k results.
+// reference of the formula on larger inputs.
+// Axes: T tokens, h heads, n = sqrt(N) sub-keys per half, dk key width, k results.
 import * as tf from '@tensorflow/tfjs-core';
 import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -10,7 +11,7 @@ import { disableScoreGradKernel, scoreGradKernelFits } from './score-grad-kernel
 interface Inputs {
   T: number;
   h: number;
-  S: number;
+  sqrtN: number;
   dk: number;
   sets: number;
   q: Float32Array;
@@ -18,17 +19,17 @@ interface Inputs {
   c2: Float32Array;
 }
 
-function randomInputs(rng: TestRng, T: number, h: number, S: number, dk: number, shared: boolean, bound = 1 / Math.sqrt(dk)): Inputs {
+function randomInputs(rng: TestRng, T: number, h: number, sqrtN: number, dk: number, shared: boolean, bound = 1 / Math.sqrt(dk)): Inputs {
   const sets = shared ? 1 : h;
   return {
     T,
     h,
-    S,
+    sqrtN,
     dk,
     sets,
     q: Float32Array.from(rng.normals(T * h * 2 * dk)),
-    c1: Float32Array.from(rng.uniforms(sets * S * dk, -bound, bound)),
-    c2: Float32Array.from(rng.uniforms(sets * S * dk, -bound, bound)),
+    c1: Float32Array.from(rng.uniforms(sets * sqrtN * dk, -bound, bound)),
+    c2: Float32Array.from(rng.uniforms(sets * sqrtN * dk, -bound, bound)),
   };
 }
 
@@ -40,11 +41,11 @@ function smallestTopGap(x: Inputs, k: number): number {
       const set = x.sets === 1 ? 0 : head;
       const base = (t * x.h + head) * 2 * x.dk;
       const scores: number[] = [];
-      for (let i = 0; i < x.S; i++) {
-        for (let j = 0; j < x.S; j++) {
+      for (let i = 0; i < x.sqrtN; i++) {
+        for (let j = 0; j < x.sqrtN; j++) {
           let s = 0;
           for (let d = 0; d < x.dk; d++) {
-            s += x.q[base + d]! * x.c1[(set * x.S + i) * x.dk + d]! + x.q[base + x.dk + d]! * x.c2[(set * x.S + j) * x.dk + d]!;
+            s += x.q[base + d]! * x.c1[(set * x.sqrtN + i) * x.dk + d]! + x.q[base + x.dk + d]! * x.c2[(set * x.sqrtN + j) * x.dk + d]!;
           }
           scores.push(s);
         }
@@ -61,10 +62,10 @@ function smallestTopGap(x: Inputs, k: number): number {
  * coordinate: such a step moves any score by at most eps * m (m = the largest |coordinate|), so two
  * scores by at most 2 * eps * m relative to each other. Keys span [-1, 1] to spread the scores.
  */
-function separatedInputs(rng: TestRng, T: number, h: number, S: number, dk: number, shared: boolean, k: number, eps: number): Inputs {
+function separatedInputs(rng: TestRng, T: number, h: number, sqrtN: number, dk: number, shared: boolean, k: number, eps: number): Inputs {
   const largest = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   for (let attempt = 0; attempt < 1000; attempt++) {
-    const x = randomInputs(rng, T, h, S, dk, shared, 1);
+    const x = randomInputs(rng, T, h, sqrtN, dk, shared, 1);
     const m = Math.max(largest(x.q), largest(x.c1), largest(x.c2));
     if (smallestTopGap(x, k) > 3 * eps * m) return x;
   }
@@ -74,8 +75,8 @@ function separatedInputs(rng: TestRng, T: number, h: number, S: number, dk: numb
 function asTensors(x: Inputs): [tf.Tensor3D, tf.Tensor3D, tf.Tensor3D] {
   return [
     tf.tensor3d(x.q, [x.T, x.h, 2 * x.dk]),
-    tf.tensor3d(x.c1, [x.sets, x.S, x.dk]),
-    tf.tensor3d(x.c2, [x.sets, x.S, x.dk]),
+    tf.tensor3d(x.c1, [x.sets, x.sqrtN, x.dk]),
+    tf.tensor3d(x.c2, [x.sets, x.sqrtN, x.dk]),
   ];
 }
 
@@ -128,13 +129,13 @@ function referenceGradients(x: Inputs, indices: Int32Array, w: Float64Array, k: 
       const qBase = (t * x.h + head) * 2 * x.dk;
       for (let j = 0; j < k; j++) {
         const r = (t * x.h + head) * k + j;
-        const a = Math.floor(indices[r]! / x.S);
-        const b = indices[r]! % x.S;
+        const a = Math.floor(indices[r]! / x.sqrtN);
+        const b = indices[r]! % x.sqrtN;
         for (let d = 0; d < x.dk; d++) {
-          dq[qBase + d]! += w[r]! * x.c1[(set * x.S + a) * x.dk + d]!;
-          dq[qBase + x.dk + d]! += w[r]! * x.c2[(set * x.S + b) * x.dk + d]!;
-          dc1[(set * x.S + a) * x.dk + d]! += w[r]! * x.q[qBase + d]!;
-          dc2[(set * x.S + b) * x.dk + d]! += w[r]! * x.q[qBase + x.dk + d]!;
+          dq[qBase + d]! += w[r]! * x.c1[(set * x.sqrtN + a) * x.dk + d]!;
+          dq[qBase + x.dk + d]! += w[r]! * x.c2[(set * x.sqrtN + b) * x.dk + d]!;
+          dc1[(set * x.sqrtN + a) * x.dk + d]! += w[r]! * x.q[qBase + d]!;
+          dc2[(set * x.sqrtN + b) * x.dk + d]! += w[r]! * x.q[qBase + x.dk + d]!;
         }
       }
     }

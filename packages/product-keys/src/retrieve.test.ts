@@ -1,5 +1,5 @@
 // Exactness of retrieve against a float64 brute force over all N full keys.
-// Axes: T tokens, h heads, S = sqrt(N) sub-keys per table, dk key width, k results.
+// Axes: T tokens, h heads, n = sqrt(N) sub-keys per half, dk key width, k results.
 import * as tf from '@tensorflow/tfjs-core';
 import { expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
@@ -9,18 +9,18 @@ import { retrieve } from './retrieve.js';
 interface Problem {
   T: number;
   h: number;
-  S: number;
+  sqrtN: number;
   dk: number;
   /** Key sets: 1 when shared, else h. */
   sets: number;
   /** [T, h, 2dk] */
   q: Float64Array;
-  /** [sets, S, dk] */
+  /** [sets, n, dk] */
   c1: Float64Array;
   c2: Float64Array;
 }
 
-function makeProblem(rng: TestRng, T: number, h: number, S: number, dk: number, shared: boolean): Problem {
+function makeProblem(rng: TestRng, T: number, h: number, sqrtN: number, dk: number, shared: boolean): Problem {
   const sets = shared ? 1 : h;
   const bound = 1 / Math.sqrt(dk);
   // Rounded to float32 up front so that the reference sees exactly what tfjs sees.
@@ -28,12 +28,12 @@ function makeProblem(rng: TestRng, T: number, h: number, S: number, dk: number, 
   return {
     T,
     h,
-    S,
+    sqrtN,
     dk,
     sets,
     q: f32(rng.normals(T * h * 2 * dk)),
-    c1: f32(rng.uniforms(sets * S * dk, -bound, bound)),
-    c2: f32(rng.uniforms(sets * S * dk, -bound, bound)),
+    c1: f32(rng.uniforms(sets * sqrtN * dk, -bound, bound)),
+    c2: f32(rng.uniforms(sets * sqrtN * dk, -bound, bound)),
   };
 }
 
@@ -41,20 +41,20 @@ function tensors(p: Problem) {
   return {
     queries: tf.tensor3d(Float32Array.from(p.q), [p.T, p.h, 2 * p.dk]),
     keys: {
-      subKeys1: tf.tensor3d(Float32Array.from(p.c1), [p.sets, p.S, p.dk]),
-      subKeys2: tf.tensor3d(Float32Array.from(p.c2), [p.sets, p.S, p.dk]),
+      subKeys1: tf.tensor3d(Float32Array.from(p.c1), [p.sets, p.sqrtN, p.dk]),
+      subKeys2: tf.tensor3d(Float32Array.from(p.c2), [p.sets, p.sqrtN, p.dk]),
     },
   };
 }
 
-/** The full key of expert n = i * S + j for head `head`: [C1_i ; C2_j], float64. */
+/** The full key of expert `n` = i * sqrtN + j for head `head`: [C1_i ; C2_j], float64. */
 function fullKey(p: Problem, head: number, n: number): number[] {
   const set = p.sets === 1 ? 0 : head;
-  const i = Math.floor(n / p.S);
-  const j = n % p.S;
+  const i = Math.floor(n / p.sqrtN);
+  const j = n % p.sqrtN;
   const key: number[] = [];
-  for (let d = 0; d < p.dk; d++) key.push(p.c1[(set * p.S + i) * p.dk + d]!);
-  for (let d = 0; d < p.dk; d++) key.push(p.c2[(set * p.S + j) * p.dk + d]!);
+  for (let d = 0; d < p.dk; d++) key.push(p.c1[(set * p.sqrtN + i) * p.dk + d]!);
+  for (let d = 0; d < p.dk; d++) key.push(p.c2[(set * p.sqrtN + j) * p.dk + d]!);
   return key;
 }
 
@@ -68,7 +68,7 @@ function exactScore(p: Problem, t: number, head: number, n: number): number {
 /** Brute force: all N scores of (t, head), sorted best first. */
 function bruteForce(p: Problem, t: number, head: number): { index: number; score: number }[] {
   const all: { index: number; score: number }[] = [];
-  for (let n = 0; n < p.S * p.S; n++) all.push({ index: n, score: exactScore(p, t, head, n) });
+  for (let n = 0; n < p.sqrtN * p.sqrtN; n++) all.push({ index: n, score: exactScore(p, t, head, n) });
   return all.sort((x, y) => y.score - x.score);
 }
 
@@ -100,7 +100,7 @@ function expectExact(p: Problem, indices: tf.Tensor, scores: tf.Tensor, k: numbe
       const where = `${label} t=${t} head=${head} got [${got}] expected [${ref.slice(0, k).map((r) => r.index)}]`;
       expect(new Set(got).size, `${where}: repeated index`).toBe(k);
       for (let j = 0; j < k; j++) {
-        expect(got[j]! >= 0 && got[j]! < p.S * p.S, `${where}: index out of range`).toBe(true);
+        expect(got[j]! >= 0 && got[j]! < p.sqrtN * p.sqrtN, `${where}: index out of range`).toBe(true);
         if (got[j] !== ref[j]!.index) {
           const diff = Math.abs(exactScore(p, t, head, got[j]!) - ref[j]!.score);
           expect(diff, `${where}: position ${j} is not a tie`).toBeLessThanOrEqual(tieTol);
@@ -165,7 +165,7 @@ describe('retrieve equals brute-force top-k over all N keys', () => {
     const p: Problem = {
       T,
       h: 2,
-      S: 8,
+      sqrtN: 8,
       dk: 4,
       sets: 2,
       q,

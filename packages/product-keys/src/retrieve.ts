@@ -1,5 +1,6 @@
-// Product-key retrieval: exact top-k over N = S^2 keys at O(S + k^2) cost per query and head.
-// Axes: T tokens, h heads, H' key sets (1 shared, or h), S = sqrt(N), dk key width, k results.
+// Product-key retrieval: exact top-k over N = n^2 keys at O(n + k^2) cost per query and head.
+// Axes: T tokens, h heads, H' key sets (1 shared, or h), n = sqrt(N) sub-keys per half, dk key
+// width, k results.
 import * as tf from '@tensorflow/tfjs-core';
 import { checkInteger, checkShape, checkTensor, MAX_SQRT_KEYS, show } from './checks.js';
 import { gatheredScores } from './gathered-scores.js';
@@ -21,7 +22,7 @@ export interface RetrieveOptions {
    */
   candidateK?: number;
   /**
-   * Tokens per chunk. Default: as many as keep the largest temporary ([chunk, h, S] in the forward
+   * Tokens per chunk. Default: as many as keep the largest temporary ([chunk, h, n] in the forward
    * pass, [chunk, h, k, dk] in the backward) under `maxChunkElements`.
    */
   chunkSize?: number;

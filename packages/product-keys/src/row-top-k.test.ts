@@ -1,10 +1,11 @@
 // The JS row top-k and candidate-pair stage against plain sorting references and against tf.topk
 // (bit for bit, ties included), and the whole selection against the tf-op pipeline it replaced.
-// Axes: R rows, W row width, k results, T tokens, h heads, H' key sets, S sub-keys, dk key width.
+// Axes: R rows (as row-top-k.ts names them), W row width, k results, T tokens, h heads, H' key
+// sets, n = sqrt(N) sub-keys per half, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
-import { randomRows, sortedTopK } from './top-k-reference.js';
+import { randomRows, sortedTopK } from './top-k-reference.test-util.js';
 import { combineHalves, combineScratch, readFloats, rowTopK } from './row-top-k.js';
 import { leadingRow } from './leading-rows.js';
 import { candidatePairs, selectTopK, type SelectionPlan } from './select-top-k.js';
@@ -128,7 +129,7 @@ function tfOpsSelection(queries: tf.Tensor3D, c1: tf.Tensor3D, c2: tf.Tensor3D, 
 }
 
 describe('selectTopK', () => {
-  const cases: [T: number, h: number, S: number, dk: number, k: number, shared: boolean, integerData: boolean][] = [
+  const cases: [T: number, h: number, sqrtN: number, dk: number, k: number, shared: boolean, integerData: boolean][] = [
     [13, 3, 32, 8, 16, false, false],
     [13, 3, 32, 8, 16, true, false],
     [9, 2, 16, 4, 1, false, false],
@@ -136,16 +137,16 @@ describe('selectTopK', () => {
     [11, 2, 24, 3, 7, false, true],
     [11, 3, 24, 2, 24, true, true],
   ];
-  for (const [T, h, S, dk, k, shared, integerData] of cases) {
-    it(`equals the tf-op selection bit for bit: T=${T}, h=${h}, S=${S}, dk=${dk}, k=${k}, ${shared ? 'shared' : 'per-head'} keys${integerData ? ', small integers (ties)' : ''}`, async () => {
+  for (const [T, h, sqrtN, dk, k, shared, integerData] of cases) {
+    it(`equals the tf-op selection bit for bit: T=${T}, h=${h}, n=${sqrtN}, dk=${dk}, k=${k}, ${shared ? 'shared' : 'per-head'} keys${integerData ? ', small integers (ties)' : ''}`, async () => {
       const rng = testRng();
       const sets = shared ? 1 : h;
       // Small integers make many exactly equal sub-key scores and pair sums.
       const draw = (n: number) => (integerData ? Float32Array.from({ length: n }, () => rng.int(3) - 1) : Float32Array.from(rng.normals(n, 1)));
       const queries = tf.tensor3d(draw(T * h * 2 * dk), [T, h, 2 * dk]);
-      const c1 = tf.tensor3d(draw(sets * S * dk), [sets, S, dk]);
-      const c2 = tf.tensor3d(draw(sets * S * dk), [sets, S, dk]);
-      const plan: SelectionPlan = { tokens: T, heads: h, dimKey: dk, sqrtN: S, k, chunkTokens: 4 };
+      const c1 = tf.tensor3d(draw(sets * sqrtN * dk), [sets, sqrtN, dk]);
+      const c2 = tf.tensor3d(draw(sets * sqrtN * dk), [sets, sqrtN, dk]);
+      const plan: SelectionPlan = { tokens: T, heads: h, dimKey: dk, sqrtN, k, chunkTokens: 4 };
       const select = () => tf.tidy(() => selectTopK(queries, tf.transpose(c1, [0, 2, 1]), tf.transpose(c2, [0, 2, 1]), plan));
       const got = await expectNoLeaks(() => {
         const packed = select();

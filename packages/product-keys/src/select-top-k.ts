@@ -1,6 +1,6 @@
 // Top-k selection over product keys, with no gradient (see untaped.ts).
-// Axes: T tokens (Tc in a chunk), h heads, H' key sets (1 or h), S = sqrt(N) sub-keys per table,
-// dk key width, k results, R = Tc * h rows, M candidate pairs per row.
+// Axes: T tokens (Tc in a chunk), h heads, H' key sets (1 or h), n = sqrt(N) sub-keys per half,
+// dk key width, k results, Qc = Tc * h queries (token, head) of a chunk, M candidate pairs per query.
 import * as tf from '@tensorflow/tfjs-core';
 import { leadingRow, leadingRows } from './leading-rows.js';
 import { combineHalves, combineScratch, readFloats, rowTopK, type CombineScratch } from './row-top-k.js';
@@ -44,15 +44,15 @@ export function candidatePairs(k: number): { first: number[]; second: number[] }
  * Selects, for each (token, head), the k full keys with the largest `q . [C1_a ; C2_b]`.
  * Returns float32 [3, T, h, k] holding score, a and b (see PACKED_*), each sorted by score
  * descending (equal sums in `candidatePairs` order, as tf.topk over the pair sums gives); a and b
- * are exact in float32 because S <= 46340 < 2^24. One tensor, because a customGrad returns one.
- * `subKeys1T`/`subKeys2T` are the tables transposed to [H', dk, S] so that every product is a plain
+ * are exact in float32 because n <= 46340 < 2^24. One tensor, because a customGrad returns one.
+ * `subKeys1T`/`subKeys2T` are the tables transposed to [H', dk, n] so that every product is a plain
  * matMul (no transposeB, which is slow on wasm without backend fixes). The sub-key products are
  * tfjs matMuls; both selections run in JS over the products in place (see row-top-k.ts).
  */
 export function selectTopK(queries: tf.Tensor3D, subKeys1T: tf.Tensor3D, subKeys2T: tf.Tensor3D, plan: SelectionPlan): tf.Tensor4D {
   const { tokens, heads, k, chunkTokens } = plan;
   if (tokens === 0) return tf.zeros([3, 0, heads, k]);
-  // Batched matMul with batch > 1 is about 40x slower than 2-D matMul on wasm, so per-head tables
+  // Batched matMul with batch > 1 is far slower than 2-D matMul on wasm (README), so per-head tables
   // are split once into 2-D matrices and multiplied one head at a time.
   const tables1 = Array.from({ length: subKeys1T.shape[0] }, (_, i) => leadingRow(subKeys1T, i) as tf.Tensor2D);
   const tables2 = Array.from({ length: subKeys2T.shape[0] }, (_, i) => leadingRow(subKeys2T, i) as tf.Tensor2D);
@@ -106,7 +106,7 @@ function selectChunk(
   const halfTopK = (row: number, table: tf.Tensor2D, into: { values: Float32Array; indices: Int32Array }) => {
     const scores = tf.matMul(leadingRow(split, row) as tf.Tensor2D, table);
     // In place on the wasm heap where the SIMD kernel runs; else the JS loop on a heap view, read
-    // before anything else allocates. The [rows, S] scores are the largest temporary, so each is
+    // before anything else allocates. The [rows, n] scores are the largest temporary, so each is
     // freed before the next product allocates its own.
     if (!heapRowTopK(scores, rows, sqrtN, k, into.values, into.indices)) rowTopK(readFloats(scores), rows, sqrtN, k, into.values, into.indices);
     scores.dispose();

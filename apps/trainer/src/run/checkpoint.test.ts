@@ -2,7 +2,7 @@ import { saveCheckpoint } from '@peer/expert-store';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../errors.js';
-import { tempDir } from '../test-cli.js';
+import { tempDir } from '../cli-process.test-util.js';
 import { layerConfigMessage } from './build-model.js';
 import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from './checkpoint.js';
 

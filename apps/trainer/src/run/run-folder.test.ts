@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../errors.js';
-import { tempDir } from '../test-cli.js';
+import { tempDir } from '../cli-process.test-util.js';
 import { RunFolder, writeJsonAtomic } from './run-folder.js';
 
 describe('RunFolder', () => {

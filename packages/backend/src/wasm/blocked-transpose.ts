@@ -1,11 +1,11 @@
 // Swapping the last two axes of a tensor by a blocked copy in JS, used by the transpose-first
-// matMuls and the Transpose fix. The wasm Transpose kernel takes ~50 ms for 1024 x 1024; this ~9 ms.
-// Bt batch (product of the leading axes), R rows, C columns: out[b, c, r] = x[b, r, c].
+// matMuls and the Transpose fix: faster than the wasm Transpose kernel (README, Benchmarks).
+// Axes: Bt batch (product of the leading axes), M rows, P columns: out[b, p, m] = x[b, m, p].
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { wordOffset, type WasmBackend } from './wasm-backend.js';
 
 // Tile edge of the blocked transpose: a 16 x 16 tile of 4-byte words keeps both the rows read and
-// the rows written in L1 (measured fastest of 8, 16, 32, 64; 5x faster than the wasm Transpose kernel).
+// the rows written in L1 (the fastest of the tile edges tried; README).
 const TILE = 16;
 
 /**

@@ -4,7 +4,7 @@ import { checkGradients, expectClose, testRng } from '@peer/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { isFixInstalled } from './wasm-backend.js';
-import { onEngine, scaledError } from './test-support.js';
+import { onEngine, scaledError } from './engine-compare.test-util.js';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', log: false });

@@ -1,11 +1,11 @@
-// GatherV2 for wasm as slice copies. The built-in kernel walks element by element (engine-notes:
-// 284 ms for 32,768 rows x 256 at axis 0), and with batchDims > 0 it reads every batch after the
+// GatherV2 for wasm as slice copies. The built-in kernel walks element by element (far slower: see
+// the README's Benchmarks), and with batchDims > 0 it reads every batch after the
 // first from the wrong place. Whole-slice memmoves are faster and correct; runs of consecutive
 // indices are copied as one block.
-// Shapes as tfjs's collectGatherOpShapeInfo views them: x [Bt, O, D, S], indices [Bt, I],
-// out [Bt, O, I, S] with out[b, o, i, :] = x[b, o, indices[b, i], :].
-// Bt batch (product of the first batchDims axes), O outer (axes before `axis`), D the gathered
-// axis, S slice (axes after `axis`), I indices per batch. The common table lookup is Bt = O = 1.
+// Shapes as tfjs's collectGatherOpShapeInfo views them: x [Bt, O, G, W], indices [Bt, I],
+// out [Bt, O, I, W] with out[b, o, i, :] = x[b, o, indices[b, i], :].
+// Axes: Bt batch (product of the first batchDims axes), O outer (axes before `axis`), G the gathered
+// axis, W slice width (axes after `axis`), I indices per batch. The common table lookup is Bt = O = 1.
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { GatherV2Attrs, KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';

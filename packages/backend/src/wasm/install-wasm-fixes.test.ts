@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
 import { isFixInstalled } from './wasm-backend.js';
-import { onEngine, scaledError } from './test-support.js';
+import { onEngine, scaledError } from './engine-compare.test-util.js';
 
 const KERNELS = [
   tf.UnsortedSegmentSum,

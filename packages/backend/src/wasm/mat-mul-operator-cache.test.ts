@@ -7,7 +7,7 @@ import { heapStats } from '../heap-guard.js';
 import { initBackend } from '../init-backend.js';
 import { evictStaleMatMulOperator } from './mat-mul-operator-cache.js';
 import { prefersPerBatch } from './per-batch-mat-mul.js';
-import { onEngine, refMatMul, scaledError } from './test-support.js';
+import { onEngine, refMatMul, scaledError } from './engine-compare.test-util.js';
 import { isFixInstalled, type WasmBackend } from './wasm-backend.js';
 
 const TOL = 1e-4;

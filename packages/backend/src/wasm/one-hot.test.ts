@@ -4,7 +4,7 @@ import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
-import { onEngine } from './test-support.js';
+import { onEngine } from './engine-compare.test-util.js';
 import { isFixInstalled } from './wasm-backend.js';
 
 beforeAll(async () => {

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../init-backend.js';
-import { onEngine, scaledError } from './test-support.js';
+import { onEngine, scaledError } from './engine-compare.test-util.js';
 import { isFixInstalled } from './wasm-backend.js';
 
 const size = (s: number[]) => s.reduce((p, d) => p * d, 1);

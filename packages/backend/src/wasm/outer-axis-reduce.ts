@@ -1,11 +1,11 @@
 // Sum and Max over axes that are not the last ones, for wasm. The built-in kernels first move the
-// reduced axes last with the engine's unblocked Transpose, then reduce rows: a sum over axis 0 of
-// 1024 x 1024 took 12.5 ms against 0.9 ms over axis 1 (bias gradients are such sums). When the
+// reduced axes last with the engine's unblocked Transpose, then reduce rows, so a sum over axis 0
+// costs many times one over the last axis (bias gradients are such sums; README). When the
 // reduced axes are consecutive and followed by kept ones, one sweep over x in memory order does it:
-// O kept axes before the block, R the reduced block, I kept axes after it; x is [O, R, I] and
-// out[o, i] = reduce over r of x[o, r, i]. Sums accumulate in float64 (like the cpu engine, whose
+// Axes: O kept axes before the block, J the reduced block, I kept axes after it; x is [O, J, I] and
+// out[o, i] = reduce over j of x[o, j, i]. Sums accumulate in float64 (like the cpu engine, whose
 // running sum is a JS number); max propagates NaN (like the cpu engine).
-// JS loops here run at about 1 ns per element: fine for this memory-bound sweep.
+// JS loops are fast enough for this memory-bound sweep.
 // Other reductions (last axes, scattered axes, non-float32, empty) go to the built-in kernels.
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util, util } from '@tensorflow/tfjs-core';
@@ -19,7 +19,7 @@ interface Block {
   outShape: number[];
 }
 
-/** x as [O, R, I] if the reduced axes form one block with kept axes after it; otherwise undefined. */
+/** x as [O, J, I] if the reduced axes form one block with kept axes after it; otherwise undefined. */
 function asBlock(shape: number[], axis: number | number[], keepDims: boolean): Block | undefined {
   const axes = [...new Set(util.parseAxisParam(axis, shape))].sort((p, q) => p - q);
   if (axes.length === 0) return undefined;
@@ -35,7 +35,7 @@ function asBlock(shape: number[], axis: number | number[], keepDims: boolean): B
   return { outer, reduced, inner, outShape: keepDims ? backend_util.expandShapeToKeepDim(kept, axes) : kept };
 }
 
-/** Runs `sweep` over x's [O, R, I] view into a new float32 output of the reduced shape. */
+/** Runs `sweep` over x's [O, J, I] view into a new float32 output of the reduced shape. */
 function reduceBlock(
   x: TensorInfo,
   block: Block,
@@ -54,7 +54,7 @@ function reduceBlock(
 }
 
 // Both sweeps take four rows per pass over the accumulator: a quarter of the accumulator traffic,
-// measured 2x faster than one row per pass (1M elements: 0.7 ms against 1.6 ms in plain Node).
+// and measurably faster than one row per pass (README).
 
 function sumRows(heap: Float32Array, src: number, dst: number, { reduced, inner }: Block): void {
   const acc = new Float64Array(inner);

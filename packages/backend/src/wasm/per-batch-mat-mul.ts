@@ -1,22 +1,22 @@
 // Batched matMul on wasm as one fast 2-D product per batch. The built-in kernel runs XNNPACK only
-// for a single batch without transposes; anything else goes to a naive C loop, 20-45x slower
-// (8 x [512, 128] x [128, 1024]: 1.7 s against 37 ms for eight 2-D products).
+// for a single batch without transposes; anything else goes to a naive C loop, over an order of
+// magnitude slower than the same products done as 2-D matMuls (README, Benchmarks).
 // No data is copied: for each batch the operands' and the output's memory are registered with the
 // C side as views (an id, a size, a heap offset), the engine's own C BatchMatMul runs on them with
 // batch 1, and the views are forgotten again. The views never enter the JS data map, so nothing can
 // free their memory through them; forgetting a view on the C side also deletes the XNNPACK operator
 // cached on it (the operator holds a packed copy of b, valid only for that view's data).
-// Bt output batches (flattened), M rows, K contracted axis, N columns; a [..., M, K] and b [..., K, N]
+// Axes: Bt output batches (flattened), M rows, K contracted axis, P columns; a [..., M, K] and b [..., K, P]
 // in plain layout (the transpose-first kernels copy transposed operands before calling this).
 import { broadcast_util, util } from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { WasmBackend, WasmModule } from './wasm-backend.js';
 
 /**
- * Per-batch products win when (M - 4) * K * N >= this. Fitted on the project machine (minimum of 7
- * runs, 64 batches, M 1-64, K and N 8-256): the built-in loop costs about 0.9 ns per multiply-add;
- * a per-batch product about 3 us, plus 3 ns per element of b (XNNPACK packs b into its own layout),
- * plus 0.1 ns per multiply-add. With one shared b, all batches are a single product (M is Bt * M).
+ * Per-batch products win when (M - 4) * K * P >= this, fitted on the project machine (cost model in
+ * the README): the built-in loop pays per multiply-add; a per-batch product pays a fixed cost, plus
+ * a cost per element of b (XNNPACK packs b into its own layout), plus a much smaller one per
+ * multiply-add. With one shared b, all batches are a single product (M is Bt * M).
  */
 export const PER_BATCH_MIN_WORK = 2048;
 

@@ -4,7 +4,7 @@ import { expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { heapStats } from '../heap-guard.js';
 import { initBackend } from '../init-backend.js';
-import { onEngine, scaledError } from './test-support.js';
+import { onEngine, scaledError } from './engine-compare.test-util.js';
 import { isFixInstalled } from './wasm-backend.js';
 
 type Dtype = 'float32' | 'int32' | 'bool';

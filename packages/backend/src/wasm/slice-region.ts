@@ -1,7 +1,7 @@
 // Copies a box or a strided lattice out of a tensor on the wasm heap, touching only the elements
 // copied. The built-in Slice kernel first reads the whole input into JS (readSync copies the
 // tensor's heap bytes), so n slices of a big tensor cost n full copies.
-// Axes: x [S_0, ..., S_{r-1}]; the region starts at `begin` and spans `size` (or, strided, `shape`
+// Axes: x [s_0, ..., s_{r-1}] (r axes); the region starts at `begin` and spans `size` (or, strided, `shape`
 // elements `strides` apart). A run is the longest stretch of the region that is contiguous in x.
 import { util } from '@tensorflow/tfjs-core';
 import type { DataType, TensorInfo } from '@tensorflow/tfjs-core';

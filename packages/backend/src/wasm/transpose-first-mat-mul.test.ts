@@ -4,7 +4,7 @@ import { checkGradients, testRng } from '@peer/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { isFixInstalled } from './wasm-backend.js';
-import { onEngine, refMatMul, scaledError } from './test-support.js';
+import { onEngine, refMatMul, scaledError } from './engine-compare.test-util.js';
 
 const TOL = 1e-4;
 const COMBOS = [

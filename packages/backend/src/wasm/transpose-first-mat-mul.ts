@@ -1,17 +1,17 @@
-// Transpose-first, per-batch matMuls for wasm. The built-in kernels run a transposed operand far
-// below the plain product's speed (engine-notes, 1024^3: transposeB 2 GFLOP/s, transposeA 0.4, none
-// 29), and every matMul gradient uses transposed products. Copying the operand into its transposed
+// Transpose-first, per-batch matMuls for wasm. The built-in kernels run a transposed operand an
+// order of magnitude or more below the plain product's speed (README, Benchmarks), and every matMul
+// gradient uses transposed products. Copying the operand into its transposed
 // layout costs one pass over memory and lets the fast path run. Products with more than one batch
 // then run as one 2-D product per batch (per-batch-mat-mul.ts): the built-in kernel's batched loop
-// is 20-45x slower.
+// is far slower.
 // The built-in _FusedMatMul also adds the bias wrongly when the output has more than one batch
-// (only the first row of each batch gets the right bias) or the bias is not a vector of length N
+// (only the first row of each batch gets the right bias) or the bias is not a vector of length P
 // (a [1] bias reads past its end; a rank-2 bias throws); such calls add bias and activation with
 // separate kernels instead.
 // Every call that hands b to the built-in kernel by its own tensor id first evicts an XNNPACK
 // operator cached on that id under another shape (mat-mul-operator-cache.ts); the per-batch path
 // hands the C side fresh views, which it forgets after each product.
-// B batch (flattened), M rows of the output, N columns, K the contracted axis.
+// Axes: Bt output batches (flattened), M rows of the output, P columns, K the contracted axis.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BatchMatMulAttrs, KernelFunc, TensorInfo, _FusedMatMulAttrs } from '@tensorflow/tfjs-core';
 import { transposeLastTwo } from './blocked-transpose.js';
@@ -43,7 +43,7 @@ function requireOriginal(kernelName: string, original: KernelFunc | undefined): 
   return original;
 }
 
-/** Product shapes as seen after the transposes: op(a) [..., M, K] and op(b) [..., K, N]. */
+/** Product shapes as seen after the transposes: op(a) [..., M, K] and op(b) [..., K, P]. */
 function plainShapes(a: TensorInfo, b: TensorInfo, transposeA: boolean, transposeB: boolean): [number[], number[]] {
   const swap = (s: number[]) => [...s.slice(0, -2), s[s.length - 1]!, s[s.length - 2]!];
   return [transposeA ? swap(a.shape) : a.shape, transposeB ? swap(b.shape) : b.shape];
@@ -104,7 +104,7 @@ function fusedMatMul(original: KernelFunc | undefined): (args: KernelArgs) => Te
     const { a, b, bias, preluActivationWeights } = inputs;
     const n = b!.shape[b!.shape.length - 1]!;
     const { batches } = batchShapes(a!.shape, b!.shape);
-    // XNNPACK fuses a length-N bias and the activation into a single-batch product.
+    // XNNPACK fuses a length-P bias and the activation into a single-batch product.
     const fusable = bias === undefined || bias === null || (bias.shape.length === 1 && bias.shape[0] === n);
     if (batches <= 1 && fusable) {
       evictStaleMatMulOperator(b!, backend);

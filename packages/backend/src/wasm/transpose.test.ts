@@ -3,7 +3,7 @@ import { testRng } from '@peer/test-utils';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { isFixInstalled } from './wasm-backend.js';
-import { onEngine } from './test-support.js';
+import { onEngine } from './engine-compare.test-util.js';
 
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', log: false });

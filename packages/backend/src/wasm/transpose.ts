@@ -1,6 +1,6 @@
 // Transpose for wasm. tfjs-core's own gradients transpose with permutations that move no data
 // (gather's gradient does two, each copying the whole tensor), and the built-in kernel swaps the last
-// two axes ~5x slower than a blocked copy. Size-1 axes are ignored, as the built-in kernel does:
+// two axes slower than a blocked copy. Size-1 axes are ignored, as the built-in kernel does:
 // - a permutation that keeps the order of the other axes shares the input's data (like Reshape);
 // - one that swaps the last two of them (4-byte elements) runs the blocked copy;
 // - anything else goes to the built-in kernel.

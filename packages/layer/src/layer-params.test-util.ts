@@ -1,11 +1,11 @@
 // Shared by the tests (not exported by the package): float64 copies of a layer's parameters for the
 // reference, and random parameter perturbations so that defaults (gamma 1, beta 0) hide nothing.
 //
-// d model width, F query features, S sub-keys per half, dk sub-key width, H' key sets.
+// Axes: D model width, F query features, n = sqrt(N) sub-keys per half, dk sub-key width, H' key sets.
 import * as tf from '@tensorflow/tfjs-core';
 import type { TestRng } from '@peer/test-utils';
 import type { PeerLayer } from './peer-layer.js';
-import type { ReferenceConfig, ReferenceParams } from './test-reference.js';
+import type { ReferenceConfig, ReferenceParams } from './peer-reference.test-util.js';
 
 export function referenceParams(layer: PeerLayer): ReferenceParams {
   const f64 = (t: tf.Tensor | undefined, n: number, fill = 0) => (t ? Float64Array.from(t.dataSync()) : new Float64Array(n).fill(fill));

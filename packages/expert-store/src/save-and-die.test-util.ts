@@ -1,8 +1,8 @@
 // Test helper run as a child process: saves a checkpoint and kills itself (SIGKILL, no cleanup)
 // right after the save reaches a given stage, the way a crash or an OOM kill would.
-// Usage: node --import tsx save-and-die.ts <dir> <stage> <seed>
-import { saveCheckpoint, type SaveStage } from '../checkpoint.js';
-import { checkpointArrays } from './checkpoint-fixture.js';
+// Usage: node --import tsx save-and-die.test-util.ts <dir> <stage> <seed>
+import { saveCheckpoint, type SaveStage } from './checkpoint.js';
+import { checkpointArrays } from './checkpoint-fixture.test-util.js';
 
 const [dir, stage, seed] = process.argv.slice(2) as [string, SaveStage, string];
 saveCheckpoint(dir, checkpointArrays(Number(seed)), {

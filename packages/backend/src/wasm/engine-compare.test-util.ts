@@ -1,6 +1,6 @@
 // Test-only helpers (not exported from the package): run the same computation on the cpu and the
 // wasm engine within one process, and plain float64 references.
-// M rows, K contracted axis, N columns.
+// Axes: M rows, K contracted axis, P columns.
 import * as tf from '@tensorflow/tfjs-core';
 
 export type Engine = 'cpu' | 'wasm';

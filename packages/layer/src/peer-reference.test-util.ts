@@ -2,11 +2,12 @@
 // N full keys, BatchNorm with batch statistics, softmax, GELU through a float64 erf, the mixture.
 // Not exported by the package.
 //
-// T tokens, d model width, h heads, k experts per head, dk sub-key width, S = sqrt(N),
+// Axes: T tokens, D model width, h heads, k experts per head, dk sub-key width, n = sqrt(N) sub-keys
+// per half, N experts,
 // F = h * 2 * dk query features in (head, half, dk) order, H' key sets (1 shared, else h).
 
 export interface ReferenceParams {
-  /** [d, F] */
+  /** [D, F] */
   wq: Float64Array;
   /** [F] (ignored for queryNorm 'none') */
   gamma: Float64Array;
@@ -14,10 +15,10 @@ export interface ReferenceParams {
   /** [F], used in evaluation mode */
   runningMean: Float64Array;
   runningVar: Float64Array;
-  /** [H', S, dk] */
+  /** [H', n, dk] */
   subKeys1: Float64Array;
   subKeys2: Float64Array;
-  /** [rows, d] */
+  /** [rows, D] */
   down: Float64Array;
   up: Float64Array;
 }
@@ -38,7 +39,7 @@ export interface ReferenceConfig {
 }
 
 export interface ReferenceOutput {
-  /** [T, d] */
+  /** [T, D] */
   y: Float64Array;
   /** Expert rows [T, h, k] (head offsets included with separate pools), best first. */
   indices: Int32Array;
@@ -75,14 +76,14 @@ export function activation64(a: number, kind: ReferenceConfig['activation']): nu
 
 /** The PEER layer in float64. `training` selects batch statistics for queryNorm 'batch'. */
 export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParams, c: ReferenceConfig, training: boolean): ReferenceOutput {
-  const { dim: d, heads: h, topK: k, dimKey: dk, subKeys: s } = c;
+  const { dim: D, heads: h, topK: k, dimKey: dk, subKeys: sqrtN } = c;
   const f = h * 2 * dk;
   // q = x Wq
   const q = new Float64Array(tokens * f);
   for (let t = 0; t < tokens; t++) {
     for (let j = 0; j < f; j++) {
       let acc = 0;
-      for (let i = 0; i < d; i++) acc += x[t * d + i]! * p.wq[i * f + j]!;
+      for (let i = 0; i < D; i++) acc += x[t * D + i]! * p.wq[i * f + j]!;
       q[t * f + j] = acc;
     }
   }
@@ -115,32 +116,32 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
       for (let j = 0; j < f; j++) q[t * f + j] = ((q[t * f + j]! - mean) / Math.sqrt(variance + c.normEps)) * p.gamma[j]! + p.beta[j]!;
     }
   }
-  const n = s * s;
-  const y = new Float64Array(tokens * d);
+  const N = sqrtN * sqrtN;
+  const y = new Float64Array(tokens * D);
   const indices = new Int32Array(tokens * h * k);
   const weights = new Float64Array(tokens * h * k);
-  const full = new Float64Array(n);
-  const order = new Int32Array(n);
+  const full = new Float64Array(N);
+  const order = new Int32Array(N);
   let boundaryGap = Infinity;
   for (let t = 0; t < tokens; t++) {
     for (let head = 0; head < h; head++) {
       const set = c.sharedKeys ? 0 : head;
       const qo = t * f + head * 2 * dk;
-      // Every full key [C1_a ; C2_b] of expert a*S + b, scored directly.
-      for (let a = 0; a < s; a++) {
-        for (let b = 0; b < s; b++) {
+      // Every full key [C1_a ; C2_b] of expert a*n + b, scored directly.
+      for (let a = 0; a < sqrtN; a++) {
+        for (let b = 0; b < sqrtN; b++) {
           let acc = 0;
           for (let j = 0; j < dk; j++) {
-            acc += q[qo + j]! * p.subKeys1[(set * s + a) * dk + j]!;
-            acc += q[qo + dk + j]! * p.subKeys2[(set * s + b) * dk + j]!;
+            acc += q[qo + j]! * p.subKeys1[(set * sqrtN + a) * dk + j]!;
+            acc += q[qo + dk + j]! * p.subKeys2[(set * sqrtN + b) * dk + j]!;
           }
-          full[a * s + b] = acc;
+          full[a * sqrtN + b] = acc;
         }
       }
-      for (let i = 0; i < n; i++) order[i] = i;
+      for (let i = 0; i < N; i++) order[i] = i;
       order.sort((i1, i2) => full[i2]! - full[i1]!);
       const top = Array.from(order.subarray(0, k));
-      if (k < n) boundaryGap = Math.min(boundaryGap, full[order[k - 1]!]! - full[order[k]!]!);
+      if (k < N) boundaryGap = Math.min(boundaryGap, full[order[k - 1]!]! - full[order[k]!]!);
       const scores = top.map((e) => full[e]!);
       let g: number[];
       if (c.scores === 'softmax') {
@@ -152,13 +153,13 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
         g = scores.map((v) => (v > 0 ? v : 0));
       }
       for (let i = 0; i < k; i++) {
-        const row = top[i]! + (c.separateExpertsPerHead ? head * n : 0);
+        const row = top[i]! + (c.separateExpertsPerHead ? head * N : 0);
         indices[(t * h + head) * k + i] = row;
         weights[(t * h + head) * k + i] = g[i]!;
         let a = 0;
-        for (let j = 0; j < d; j++) a += p.down[row * d + j]! * x[t * d + j]!;
+        for (let j = 0; j < D; j++) a += p.down[row * D + j]! * x[t * D + j]!;
         const w = g[i]! * activation64(a, c.activation);
-        for (let j = 0; j < d; j++) y[t * d + j]! += w * p.up[row * d + j]!;
+        for (let j = 0; j < D; j++) y[t * D + j]! += w * p.up[row * D + j]!;
       }
     }
   }
@@ -167,7 +168,7 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
 
 /**
  * PEER-pytorch's forward on its own tensors, in float64, brute force: queries = BN(x W^T) split as
- * (p h d), sim over keys[h, i, p], full score of expert i*S + j = sim0[i] + sim1[j], top-k, softmax,
+ * (p h d), sim over keys[h, i, p], full score of expert i*n + j = sim0[i] + sim1[j], top-k, softmax,
  * gelu(x . w_down[e]) * g * w_up[e].
  */
 export function pytorchReference(
@@ -178,15 +179,15 @@ export function pytorchReference(
   training: boolean,
 ): { y: Float64Array; indices: number[] } {
   const get = (n: string) => Float64Array.from(arrays.get(n)!.data);
-  const [h, s, , dk] = arrays.get('keys')!.shape as [number, number, number, number];
-  const [rows, d] = arrays.get('weight_down_embed.weight')!.shape as [number, number];
+  const [h, sqrtN, , dk] = arrays.get('keys')!.shape as [number, number, number, number];
+  const [rows, D] = arrays.get('weight_down_embed.weight')!.shape as [number, number];
   const f = 2 * h * dk;
   const w = get('to_queries.0.weight');
   const keys = get('keys');
   const down = get('weight_down_embed.weight');
   const up = get('weight_up_embed.weight');
   const q = new Float64Array(tokens * f);
-  for (let t = 0; t < tokens; t++) for (let o = 0; o < f; o++) for (let i = 0; i < d; i++) q[t * f + o]! += w[o * d + i]! * x[t * d + i]!;
+  for (let t = 0; t < tokens; t++) for (let o = 0; o < f; o++) for (let i = 0; i < D; i++) q[t * f + o]! += w[o * D + i]! * x[t * D + i]!;
   if (arrays.has('query_norm.running_mean')) {
     const [gamma, beta, rm, rv] = ['weight', 'bias', 'running_mean', 'running_var'].map((n) => get(`query_norm.${n}`));
     for (let o = 0; o < f; o++) {
@@ -201,31 +202,31 @@ export function pytorchReference(
       for (let t = 0; t < tokens; t++) q[t * f + o] = ((q[t * f + o]! - mean) / Math.sqrt(variance + 1e-5)) * gamma![o]! + beta![o]!;
     }
   }
-  const n = s * s;
-  const y = new Float64Array(tokens * d);
+  const N = sqrtN * sqrtN;
+  const y = new Float64Array(tokens * D);
   const indices: number[] = [];
   for (let t = 0; t < tokens; t++) {
     for (let head = 0; head < h; head++) {
       // queries[p, t, head, :] = q[t, p*h*dk + head*dk + :]
       const sim = [0, 1].map((p) =>
-        Array.from({ length: s }, (_, i) => {
+        Array.from({ length: sqrtN }, (_, i) => {
           let acc = 0;
-          for (let j = 0; j < dk; j++) acc += q[t * f + p * h * dk + head * dk + j]! * keys[((head * s + i) * 2 + p) * dk + j]!;
+          for (let j = 0; j < dk; j++) acc += q[t * f + p * h * dk + head * dk + j]! * keys[((head * sqrtN + i) * 2 + p) * dk + j]!;
           return acc;
         }),
       );
-      const all = Array.from({ length: n }, (_, e) => ({ e, score: sim[0]![Math.floor(e / s)]! + sim[1]![e % s]! }));
+      const all = Array.from({ length: N }, (_, e) => ({ e, score: sim[0]![Math.floor(e / sqrtN)]! + sim[1]![e % sqrtN]! }));
       all.sort((a, b) => b.score - a.score);
       const top = all.slice(0, topK);
       const m = top[0]!.score;
       const z = top.reduce((acc, c) => acc + Math.exp(c.score - m), 0);
       for (const { e, score } of top) {
-        const row = rows === n ? e : head * n + e;
+        const row = rows === N ? e : head * N + e;
         indices.push(row);
         let a = 0;
-        for (let j = 0; j < d; j++) a += x[t * d + j]! * down[row * d + j]!;
+        for (let j = 0; j < D; j++) a += x[t * D + j]! * down[row * D + j]!;
         const coef = activation64(a, 'gelu') * (Math.exp(score - m) / z);
-        for (let j = 0; j < d; j++) y[t * d + j]! += coef * up[row * d + j]!;
+        for (let j = 0; j < D; j++) y[t * D + j]! += coef * up[row * D + j]!;
       }
     }
   }

@@ -1,5 +1,5 @@
 // Deterministic arrays for checkpoint tests, shared by the test and its crashing child process.
-import type { NamedArray } from '../named-array.js';
+import type { NamedArray } from './named-array.js';
 
 /** A few tensors of several dtypes, about 150 KiB in all, values determined by `seed`. */
 export function checkpointArrays(seed: number): NamedArray[] {
