@@ -24,15 +24,3 @@ export { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.
 export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
 export { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions } from './time-layer-step.js';
-export {
-  emitModule,
-  F32,
-  FunctionBuilder,
-  I32,
-  V128,
-  type ExportedFunction,
-  type LoopStep,
-  type ModuleMemory,
-  type ValueType,
-} from './wasm-emitter/wasm-emitter.js';
-export { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-emitter/wasm-api.js';

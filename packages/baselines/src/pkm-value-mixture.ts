@@ -12,7 +12,7 @@
 // (tfjs would first copy the rows into a [T*R, D] tensor, and its batched [1, R] x [R, D]
 // products have no fast path on wasm).
 import * as tf from '@tensorflow/tfjs-core';
-import type { ExpertTable } from '@peer/expert-store';
+import type { HostExpertTable } from '@peer/expert-store';
 
 /** Where backward passes send the value-row gradients (a RowSparseGrad, or a test's recorder). */
 export interface RowGradientSink {
@@ -30,7 +30,7 @@ class RowReader {
   view: Float32Array;
   offset = 0;
 
-  constructor(private readonly table: ExpertTable) {
+  constructor(private readonly table: HostExpertTable) {
     this.scratch = new Float32Array(table.dim);
     this.view = this.scratch;
   }
@@ -59,7 +59,7 @@ class RowReader {
  * rows' gradient goes to `sink` when the backward pass runs (which reads the table as it is then:
  * apply sparse updates only after the backward pass).
  */
-export function valueMixture(weights: tf.Tensor2D, indices: Int32Array, table: ExpertTable, sink: RowGradientSink): tf.Tensor2D {
+export function valueMixture(weights: tf.Tensor2D, indices: Int32Array, table: HostExpertTable, sink: RowGradientSink): tf.Tensor2D {
   const [T, R] = weights.shape;
   const D = table.dim;
   if (indices.length !== T * R) throw new Error(`valueMixture: ${indices.length} indices for weights of shape [${T}, ${R}], expected ${T * R}`);

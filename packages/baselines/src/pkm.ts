@@ -10,13 +10,13 @@
 //   w = softmax over the k scores of each head
 //   y = sum_h sum_i w_hi V[idx_hi]     no per-slot nonlinearity (unlike PEER)
 //
-// The value table V [N, D] lives outside tfjs (an ExpertTable). Its gradient is row-sparse: the
+// The value table V [N, D] lives outside tfjs (a HostExpertTable). Its gradient is row-sparse: the
 // backward pass hands w_hi * dy for the T*h*k read rows to a RowSparseGrad, and `sparseStep`
 // applies the table's own optimizer (default Adam, lr 1e-3) to the touched rows only.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { ProductKeys, retrieve, type SubKeyTables } from '@peer/product-keys';
-import { ExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
+import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
 import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
 import { checkEntries, requireEntry, variableEntry, type ExpectedEntry } from './layer-state.js';
 import { checkInput3D } from './moe-stats.js';
@@ -42,7 +42,7 @@ export interface PkmTensors {
   /** null for queryNorm 'none'. */
   queryNorm: PkmQueryNormTensors | null;
   keys: SubKeyTables;
-  values: ExpertTable;
+  values: HostExpertTable;
 }
 
 export interface PkmForwardOptions {
@@ -134,7 +134,7 @@ export class ProductKeyMemory {
   /** gamma, beta [F] (trainable) and the running statistics [F] (not trainable); null without BN. */
   readonly queryNorm: { weight: tf.Variable; bias: tf.Variable; runningMean: tf.Variable; runningVar: tf.Variable } | null;
   /** V [N, D], outside tfjs. */
-  readonly values: ExpertTable;
+  readonly values: HostExpertTable;
   /** Value-row gradients accumulated by backward passes since the last sparse step. */
   readonly valueGrad: RowSparseGrad;
   readonly valueOptimizer: SparseAdam | SparseSgd;
@@ -160,7 +160,7 @@ export class ProductKeyMemory {
             runningVar: variableFrom(new Float32Array(F).fill(1), [F], false),
           }
         : null;
-    this.values = new ExpertTable({ rows: c.memories, dim: c.dim, init: { kind: 'normal', std: c.valueInitStd }, seed: rng.fork().int(2 ** 31), name: 'values' });
+    this.values = new HostExpertTable({ rows: c.memories, dim: c.dim, init: { kind: 'normal', std: c.valueInitStd }, seed: rng.fork().int(2 ** 31), name: 'values' });
     this.valueGrad = new RowSparseGrad(this.values);
     const o = c.valueOptimizer;
     const common = { lr: o.lr, weightDecay: o.weightDecay, ...(o.clipNorm === undefined ? {} : { clipNorm: o.clipNorm }) };

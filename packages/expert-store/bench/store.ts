@@ -16,7 +16,7 @@
 // Environment: BENCH_STEPS (default 12, of which 2 warm-up), BENCH_N (default 1048576), BENCH_D (256).
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@peer/backend';
-import { ExpertTable, RowSparseGrad, SparseAdam } from '../src/index.js';
+import { HostExpertTable, RowSparseGrad, SparseAdam } from '../src/index.js';
 
 const N = Number(process.env.BENCH_N ?? 1024 * 1024);
 const D = Number(process.env.BENCH_D ?? 256);
@@ -116,8 +116,8 @@ await initBackend({ backend: 'wasm', log: false });
 
 const initTimes: number[] = [];
 const tables = ['u', 'v'].map((name, i) => {
-  let table!: ExpertTable;
-  initTimes.push(timed(() => (table = new ExpertTable({ rows: N, dim: D, init: { kind: 'normal', std: 1 / Math.sqrt(D) }, seed: 1 + i, name }))).wall);
+  let table!: HostExpertTable;
+  initTimes.push(timed(() => (table = new HostExpertTable({ rows: N, dim: D, init: { kind: 'normal', std: 1 / Math.sqrt(D) }, seed: 1 + i, name }))).wall);
   return table;
 });
 const adam = new SparseAdam({ lr: 1e-3, weightDecay: 0.01 }, tables);

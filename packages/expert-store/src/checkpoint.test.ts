@@ -8,7 +8,7 @@ import { CheckpointError, loadCheckpoint, MANIFEST_FILE, planShards, saveCheckpo
 import { checkpointArrays } from './checkpoint-fixture.test-util.js';
 import { StoreFileError } from './file-io.js';
 import { readSafetensors } from './safetensors.js';
-import { ExpertTable } from './expert-table.js';
+import { HostExpertTable } from './host-expert-table.js';
 import { float32ToBFloat16, float32ToFloat16, float16ToFloat32 } from './half-float.js';
 import type { NamedArray } from './named-array.js';
 
@@ -90,23 +90,23 @@ describe('saveCheckpoint / loadCheckpoint', () => {
   it('restores tables straight from a lazy checkpoint, converting dtypes chunk by chunk', () => {
     const dir = freshDir();
     const rows = 4200; // 4200 x 1024 = 4.3M elements: more than one 4M-element conversion chunk
-    const source = new ExpertTable({ rows, dim: 1024, seed: 3, name: 'u' });
-    const half = new ExpertTable({ rows, dim: 1024, seed: 4, name: 'h', storage: 'float16' });
+    const source = new HostExpertTable({ rows, dim: 1024, seed: 3, name: 'u' });
+    const half = new HostExpertTable({ rows, dim: 1024, seed: 4, name: 'h', storage: 'float16' });
     saveCheckpoint(dir, [...source.stateEntries('a.'), ...half.stateEntries('a.')]);
     const ckpt = loadCheckpoint(dir, { lazy: true, verify: false });
     try {
-      const same = new ExpertTable({ rows, dim: 1024, init: { kind: 'zeros' }, name: 'u' });
+      const same = new HostExpertTable({ rows, dim: 1024, init: { kind: 'zeros' }, name: 'u' });
       same.restoreFrom('a.', ckpt);
       expect(bytes({ name: '', dtype: 'F32', shape: [], data: same.data }).equals(bytes({ name: '', dtype: 'F32', shape: [], data: source.data }))).toBe(true);
-      const toBf16 = new ExpertTable({ rows, dim: 1024, init: { kind: 'zeros' }, name: 'u', storage: 'bfloat16' });
+      const toBf16 = new HostExpertTable({ rows, dim: 1024, init: { kind: 'zeros' }, name: 'u', storage: 'bfloat16' });
       toBf16.restoreFrom('a.', ckpt);
       const u16 = (a: Uint16Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
       expect(u16(toBf16.halfData!).equals(u16(float32ToBFloat16(source.data)))).toBe(true);
-      const widened = new ExpertTable({ rows, dim: 1024, init: { kind: 'zeros' }, name: 'h' });
+      const widened = new HostExpertTable({ rows, dim: 1024, init: { kind: 'zeros' }, name: 'h' });
       widened.restoreFrom('a.', ckpt);
       expect(Array.from(widened.data.subarray(4_194_000, 4_194_400))).toEqual(Array.from(float16ToFloat32(half.halfData!.subarray(4_194_000, 4_194_400))));
       expect(u16(float32ToFloat16(widened.data)).equals(u16(half.halfData!))).toBe(true);
-      const wrong = new ExpertTable({ rows: 10, dim: 1024, name: 'u' });
+      const wrong = new HostExpertTable({ rows: 10, dim: 1024, name: 'u' });
       expect(() => wrong.restoreFrom('a.', ckpt)).toThrow(/state entry 'a.u' has shape \[4200,1024\], expected \[10,1024\]/);
       expect(() => wrong.restoreFrom('b.', ckpt)).toThrow(/state entry 'b.u' is missing/);
     } finally {

@@ -20,7 +20,8 @@ export {
   toBFloat16Bits,
   toFloat16Bits,
 } from './half-float.js';
-export { ExpertTable, type ExpertTableOptions, type TableInit, type TableStorage } from './expert-table.js';
+export type { ExpertTable, RowGradient, RowGradientSink, RowSelection, TableSource, TableStorage } from './expert-table.js';
+export { HostExpertTable, type ExpertTableOptions, type TableInit } from './host-expert-table.js';
 export { fillNormalSeeded, fillUniformSeeded } from './seeded-fill.js';
 export { RowSparseGrad, globalNorm, type RowSparseGradOptions } from './row-sparse-grad.js';
 export { SparseOptimizer, type SparseOptimizerOptions, type SparseStepResult } from './sparse-optimizer.js';

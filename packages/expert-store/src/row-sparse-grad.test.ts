@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { testRng } from '@peer/test-utils';
 import { globalNorm, RowSparseGrad } from './row-sparse-grad.js';
-import { ExpertTable } from './expert-table.js';
+import { HostExpertTable } from './host-expert-table.js';
+import { arenaOf } from './table-arena.js';
 
 describe('RowSparseGrad', () => {
   it('sums the gradients of repeated rows across calls, like a dense float64 scatter-add', () => {
@@ -52,7 +53,7 @@ describe('RowSparseGrad', () => {
     const rng = testRng();
     const d = 8;
     // Reserve no gradient rows: every growth allocates past the arena's initial size.
-    const table = new ExpertTable({ rows: 5000, dim: d, seed: 1, reserveGradRows: 0, reserveStateSlots: 0 });
+    const table = new HostExpertTable({ rows: 5000, dim: d, seed: 1, reserveGradRows: 0, reserveStateSlots: 0 });
     expect(table.backingKind).toBe('arena');
     const before = Float32Array.from(table.data);
     const grad = new RowSparseGrad(table, { initialCapacity: 2 });
@@ -65,7 +66,7 @@ describe('RowSparseGrad', () => {
         for (let j = 0; j < d; j++) dense[r * d + j]! += g[k * d + j]!;
       });
     }
-    expect(grad.arenaLayout(table.arena!)).toBeDefined();
+    expect(grad.arenaLayout(arenaOf(table))).toBeDefined();
     const rows = grad.uniqueRows();
     const values = grad.rowGrads();
     for (let s = 0; s < grad.size; s++) {
@@ -77,7 +78,7 @@ describe('RowSparseGrad', () => {
 
   it('lists its slots in ascending row order, in plain memory and in an arena', () => {
     const rng = testRng();
-    const table = new ExpertTable({ rows: 3000, dim: 4, seed: 2, reserveGradRows: 16 });
+    const table = new HostExpertTable({ rows: 3000, dim: 4, seed: 2, reserveGradRows: 16 });
     for (const grad of [new RowSparseGrad({ rows: 3000, dim: 4 }, { initialCapacity: 3 }), new RowSparseGrad(table, { initialCapacity: 3 })]) {
       for (let call = 0; call < 3; call++) {
         const indices = Int32Array.from({ length: 200 + rng.int(300) }, () => rng.int(3000));

@@ -7,7 +7,9 @@
 // optimizer kernels read them in place.
 //
 // Axes: N table rows, d row width, n looked-up rows, U unique rows (slots).
-import { Arena, ArenaArray } from './wasm/arena.js';
+import type { Arena } from '@peer/backend/wasm';
+import { HostBlock } from './host-block.js';
+import { arenaOf } from './table-arena.js';
 
 export interface RowSparseGradOptions {
   /**
@@ -17,30 +19,50 @@ export interface RowSparseGradOptions {
   initialCapacity?: number;
 }
 
+/**
+ * The occurrences of one mixture call grouped by table row (see `groupOccurrences`), in the
+ * gradient's memory: order [n] lists the occurrences group after group, groupEnd [U] ends each
+ * group, groupSlot [U] is each group's gradient slot (~slot for a slot that already held a gradient).
+ */
+export interface OccurrenceGroups {
+  groups: number;
+  order: HostBlock<Int32Array>;
+  groupEnd: HostBlock<Int32Array>;
+  groupSlot: HostBlock<Int32Array>;
+}
+
 export class RowSparseGrad {
   readonly rows: number;
   readonly dim: number;
-  /** slotOf[row] = slot + 1, or 0 for an untouched row. */
+  /** slotOf[row] = slot + 1, or 0 for an untouched row (-1 briefly while grouping). */
   private readonly slotOf: Int32Array;
-  private plainRows: Int32Array | undefined;
-  private plainValues: Float32Array | undefined;
-  private arenaRows: ArenaArray<Int32Array> | undefined;
-  private arenaValues: ArenaArray<Float32Array> | undefined;
-  /** Slots in ascending row order (see `slotsInRowOrder`), beside the rows: in the arena or plain. */
-  private arenaOrder: ArenaArray<Int32Array> | undefined;
-  private plainOrder: Int32Array | undefined;
+  private slotRows!: HostBlock<Int32Array>;
+  private values!: HostBlock<Float32Array>;
+  /** Slots in ascending row order (see `slotsInRowOrder`), beside the rows. */
+  private order!: HostBlock<Int32Array>;
   private sortScratch = new Int32Array(0);
   private capacity = 0;
   private count = 0;
+  /** Whether slots were handed out in ascending row order since the last clear (no sort needed). */
+  private ascending = true;
   /** The arena of the table, where slots are kept while they fit. */
   private readonly arena: Arena | undefined;
+  /** Grouping scratch, beside the slots (grown on demand). */
+  private groupOrder: HostBlock<Int32Array> | undefined;
+  private groupEnds: HostBlock<Int32Array> | undefined;
+  private groupSlots: HostBlock<Int32Array> | undefined;
+  private groupOf = new Int32Array(0);
+  private counts = new Int32Array(0);
+  private distinct = new Int32Array(0);
+  private seen = new Int32Array(0);
+  private call = 0;
 
   /** For a table (anything with `rows` and `dim`, e.g. an ExpertTable). */
-  constructor(table: { readonly rows: number; readonly dim: number; readonly arena?: Arena | undefined }, options: RowSparseGradOptions = {}) {
+  constructor(table: { readonly rows: number; readonly dim: number }, options: RowSparseGradOptions = {}) {
     const { rows, dim } = table;
     if (!Number.isSafeInteger(rows) || rows <= 0) throw new Error(`RowSparseGrad: rows must be a positive integer, got ${rows}`);
     if (!Number.isSafeInteger(dim) || dim <= 0) throw new Error(`RowSparseGrad: dim must be a positive integer, got ${dim}`);
-    this.arena = table.arena instanceof Arena ? table.arena : undefined;
+    this.arena = arenaOf(table);
     const capacity = options.initialCapacity ?? (this.arena ? Math.min(rows, 65536) : 4096);
     if (!Number.isSafeInteger(capacity) || capacity <= 0) throw new Error(`RowSparseGrad: initialCapacity must be a positive integer, got ${capacity}`);
     this.rows = rows;
@@ -51,53 +73,41 @@ export class RowSparseGrad {
 
   /** Slot storage for `capacity` rows (in the arena while it fits), keeping current slots. */
   private allocate(capacity: number): void {
-    const oldRows = this.capacity > 0 ? this.slotRows.subarray(0, this.count) : undefined;
-    const oldValues = this.capacity > 0 ? this.values.subarray(0, this.count * this.dim) : undefined;
-    const inArena = this.arena ? ArenaArray.alloc(this.arena, capacity, Int32Array) : undefined;
-    const inArenaValues = inArena ? ArenaArray.alloc(this.arena!, capacity * this.dim, Float32Array) : undefined;
-    const inArenaOrder = inArenaValues ? ArenaArray.alloc(this.arena!, capacity, Int32Array) : undefined;
-    if (inArena && inArenaValues && inArenaOrder) {
-      // Allocation may have grown the memory: copy from fresh views of the old slots.
-      const rows = oldRows && this.arenaRows ? this.arenaRows.array.subarray(0, this.count) : oldRows;
-      const values = oldValues && this.arenaValues ? this.arenaValues.array.subarray(0, this.count * this.dim) : oldValues;
-      if (rows) inArena.array.set(rows);
-      if (values) inArenaValues.array.set(values);
-      this.arenaRows = inArena;
-      this.arenaValues = inArenaValues;
-      this.arenaOrder = inArenaOrder;
-      this.plainRows = undefined;
-      this.plainValues = undefined;
-      this.plainOrder = undefined;
-    } else {
-      const rows = new Int32Array(capacity);
-      const values = new Float32Array(capacity * this.dim);
-      if (oldRows) rows.set(this.slotRows.subarray(0, this.count));
-      if (oldValues) values.set(this.values.subarray(0, this.count * this.dim));
-      this.plainRows = rows;
-      this.plainValues = values;
-      this.plainOrder = new Int32Array(capacity);
-      this.arenaRows = undefined;
-      this.arenaValues = undefined;
-      this.arenaOrder = undefined;
+    const rows = HostBlock.alloc(this.arena, capacity, Int32Array);
+    const values = HostBlock.alloc(this.arena, capacity * this.dim, Float32Array);
+    const order = HostBlock.alloc(this.arena, capacity, Int32Array);
+    if (this.capacity > 0) {
+      // Fresh views of the old slots: allocation may have grown the memory.
+      rows.array.set(this.slotRows.array.subarray(0, this.count));
+      values.array.set(this.values.array.subarray(0, this.count * this.dim));
     }
+    this.slotRows = rows;
+    this.values = values;
+    this.order = order;
     this.capacity = capacity;
-  }
-
-  private get slotRows(): Int32Array {
-    return this.arenaRows ? this.arenaRows.array : this.plainRows!;
-  }
-
-  private get values(): Float32Array {
-    return this.arenaValues ? this.arenaValues.array : this.plainValues!;
+    if (this.seen.length < capacity) {
+      const seen = new Int32Array(capacity);
+      seen.set(this.seen);
+      this.seen = seen;
+      this.groupOf = new Int32Array(capacity);
+    }
   }
 
   /**
-   * Byte offsets of the slot rows, values and row order in `arena`, if they live there (internal:
-   * for the SIMD kernels).
+   * Byte offsets of the slot rows, values and row order in `arena`, if they all live there
+   * (internal: for the SIMD kernels).
    */
-  arenaLayout(arena: Arena): { rowsOffset: number; valuesOffset: number; orderOffset: number } | undefined {
-    if (!this.arenaRows || !this.arenaValues || !this.arenaOrder || this.arenaRows.arena !== arena) return undefined;
-    return { rowsOffset: this.arenaRows.offset, valuesOffset: this.arenaValues.offset, orderOffset: this.arenaOrder.offset };
+  arenaLayout(arena: Arena | undefined): { rowsOffset: number; valuesOffset: number; orderOffset: number } | undefined {
+    const rowsOffset = this.slotRows.offsetIn(arena);
+    const valuesOffset = this.values.offsetIn(arena);
+    const orderOffset = this.order.offsetIn(arena);
+    if (rowsOffset === undefined || valuesOffset === undefined || orderOffset === undefined) return undefined;
+    return { rowsOffset, valuesOffset, orderOffset };
+  }
+
+  /** The gradient values [capacity, d] (internal: the mixture sums straight into slots). */
+  valuesBlock(): HostBlock<Float32Array> {
+    return this.values;
   }
 
   /**
@@ -108,11 +118,15 @@ export class RowSparseGrad {
    */
   slotsInRowOrder(): Int32Array {
     const u = this.count;
+    const order = this.order.array.subarray(0, u);
+    if (this.ascending) {
+      for (let s = 0; s < u; s++) order[s] = s;
+      return order;
+    }
     if (this.sortScratch.length < u) this.sortScratch = new Int32Array(this.capacity);
     const sorted = this.sortScratch.subarray(0, u);
-    sorted.set(this.slotRows.subarray(0, u));
+    sorted.set(this.slotRows.array.subarray(0, u));
     sorted.sort();
-    const order = (this.arenaOrder ? this.arenaOrder.array : this.plainOrder!).subarray(0, u);
     const slotOf = this.slotOf;
     for (let s = 0; s < u; s++) order[s] = slotOf[sorted[s]!]! - 1;
     return order;
@@ -125,24 +139,24 @@ export class RowSparseGrad {
 
   /** The touched rows in first-touch order [U] (a view, valid until the next accumulate or clear). */
   uniqueRows(): Int32Array {
-    return this.slotRows.subarray(0, this.count);
+    return this.slotRows.array.subarray(0, this.count);
   }
 
   /** Summed gradients of the touched rows [U * d], in the order of `uniqueRows` (a live view). */
   rowGrads(): Float32Array {
-    return this.values.subarray(0, this.count * this.dim);
+    return this.values.array.subarray(0, this.count * this.dim);
   }
 
   /** The summed gradient of slot `s` (a live view). */
   slotGrad(s: number): Float32Array {
     if (!(s >= 0 && s < this.count)) throw new Error(`RowSparseGrad.slotGrad: slot ${s} is out of range [0, ${this.count})`);
-    return this.values.subarray(s * this.dim, (s + 1) * this.dim);
+    return this.values.array.subarray(s * this.dim, (s + 1) * this.dim);
   }
 
   /** The summed gradient of table row `row`, or undefined if untouched (a live view). */
   gradOfRow(row: number): Float32Array | undefined {
     const s = this.slotOf[row];
-    return s ? this.values.subarray((s - 1) * this.dim, s * this.dim) : undefined;
+    return s !== undefined && s > 0 ? this.values.array.subarray((s - 1) * this.dim, s * this.dim) : undefined;
   }
 
   private grow(needed: number): void {
@@ -170,8 +184,8 @@ export class RowSparseGrad {
     }
     // `fresh` may count a row twice if it repeats within this call: an upper bound is enough.
     if (this.count + fresh > this.capacity) this.grow(this.count + fresh);
-    const values = this.values;
-    const slotRows = this.slotRows;
+    const values = this.values.array;
+    const slotRows = this.slotRows.array;
     // A run of fresh rows fills consecutive slots from consecutive gradients: one copy per run (a
     // layer hands over each distinct row once, so a whole call is usually one run). Per-row copies
     // of 1 KiB cost about 4x more at 63k rows.
@@ -187,6 +201,7 @@ export class RowSparseGrad {
       if (s === 0) {
         const slot = this.count++;
         slotOf[row] = slot + 1;
+        if (slot > 0 && slotRows[slot - 1]! > row) this.ascending = false;
         slotRows[slot] = row;
         if (runSlot < 0) {
           runStart = k;
@@ -204,14 +219,14 @@ export class RowSparseGrad {
 
   /** Multiplies every accumulated gradient by `factor` (e.g. a clipping scale). */
   scale(factor: number): void {
-    const v = this.values;
+    const v = this.values.array;
     const end = this.count * this.dim;
     for (let i = 0; i < end; i++) v[i]! *= factor;
   }
 
   /** Sum of squares of the accumulated gradient, in float64. */
   sumOfSquares(): number {
-    const v = this.values;
+    const v = this.values.array;
     const end = this.count * this.dim;
     let s = 0;
     for (let i = 0; i < end; i++) s += v[i]! * v[i]!;
@@ -226,9 +241,92 @@ export class RowSparseGrad {
   /** Forgets every touched row, in O(U). */
   clear(): void {
     const slotOf = this.slotOf;
-    const rows = this.slotRows;
+    const rows = this.slotRows.array;
     for (let s = 0; s < this.count; s++) slotOf[rows[s]!] = 0;
     this.count = 0;
+    this.ascending = true;
+  }
+
+  /**
+   * Groups the occurrences `indices` ([n] table rows, already range-checked) of one mixture call by
+   * row and gives every distinct row its gradient slot: the one grouping of a step, which the
+   * mixture's group-sum kernel then writes through (no second map, no copy of row gradients).
+   *
+   * Groups come in ascending row order, and rows new since `clear` get slots in that order, so that
+   * the accumulation and the sparse optimizer walk the table forward. Within a group, occurrences
+   * keep their order (the summation order of each row's gradient). O(n) integer work plus a sort of
+   * the U distinct rows.
+   */
+  groupOccurrences(indices: Int32Array): OccurrenceGroups {
+    const n = indices.length;
+    const slotOf = this.slotOf;
+    if (this.distinct.length < n) {
+      this.distinct = new Int32Array(n);
+      this.counts = new Int32Array(n);
+    }
+    const distinctRows = this.distinct;
+    const call = ++this.call;
+    let seen = this.seen;
+    let u = 0;
+    let fresh = 0;
+    for (let o = 0; o < n; o++) {
+      const row = indices[o]!;
+      const s = slotOf[row]!;
+      if (s === 0) {
+        slotOf[row] = -1;
+        distinctRows[u++] = row;
+        fresh++;
+      } else if (s > 0 && seen[s - 1] !== call) {
+        seen[s - 1] = call;
+        distinctRows[u++] = row;
+      }
+    }
+    if (this.count + fresh > this.capacity) this.grow(this.count + fresh);
+    seen = this.seen;
+    const sorted = distinctRows.subarray(0, u).sort();
+    this.groupOrder = this.scratch(this.groupOrder, n);
+    this.groupEnds = this.scratch(this.groupEnds, u);
+    this.groupSlots = this.scratch(this.groupSlots, u);
+    const groupSlot = this.groupSlots.array;
+    const slotRows = this.slotRows.array;
+    const groupOf = this.groupOf;
+    const counts = this.counts;
+    for (let g = 0; g < u; g++) {
+      const row = sorted[g]!;
+      let s = slotOf[row]!;
+      if (s === -1) {
+        const slot = this.count++;
+        if (slot > 0 && slotRows[slot - 1]! > row) this.ascending = false;
+        slotRows[slot] = row;
+        slotOf[row] = slot + 1;
+        seen[slot] = call;
+        groupSlot[g] = slot;
+        s = slot + 1;
+      } else {
+        groupSlot[g] = ~(s - 1);
+      }
+      groupOf[s - 1] = g;
+      counts[g] = 0;
+    }
+    for (let o = 0; o < n; o++) counts[groupOf[slotOf[indices[o]!]! - 1]!]!++;
+    const ends = this.groupEnds.array;
+    const order = this.groupOrder.array;
+    // counts become each group's next write position.
+    let total = 0;
+    for (let g = 0; g < u; g++) {
+      const c = counts[g]!;
+      counts[g] = total;
+      total += c;
+      ends[g] = total;
+    }
+    for (let o = 0; o < n; o++) order[counts[groupOf[slotOf[indices[o]!]! - 1]!]!++] = o;
+    return { groups: u, order: this.groupOrder, groupEnd: this.groupEnds, groupSlot: this.groupSlots };
+  }
+
+  /** A scratch block of at least `length` int32s beside the slots (kept and reused). */
+  private scratch(block: HostBlock<Int32Array> | undefined, length: number): HostBlock<Int32Array> {
+    if (block && block.length >= length) return block;
+    return HostBlock.alloc(this.arena, Math.max(length, 2 * (block?.length ?? 0), 1024), Int32Array);
   }
 }
 

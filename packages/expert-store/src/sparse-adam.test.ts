@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expectClose, testRng, type TestRng } from '@peer/test-utils';
-import { ExpertTable } from './expert-table.js';
+import { HostExpertTable } from './host-expert-table.js';
 import { RowSparseGrad } from './row-sparse-grad.js';
 import { SparseAdam } from './sparse-adam.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -77,9 +77,9 @@ describe(`SparseAdam (${backing} tables)`, () => {
     // 1.3e-5 relative (0.999 is not a float32). Betas whose first six powers are exact in float32
     // (0.875 = 1 - 2^-3, 0.9375 = 1 - 2^-4) leave only rounding of the arithmetic itself.
     const opts = { lr: 0.01, beta1: 0.875, beta2: 0.9375, eps: 1e-7 };
-    const table = new ExpertTable({ rows: N, dim: D, init: { kind: 'normal', std: 0.3 }, seed: rng.int(1 << 20), name: 'u', backing });
+    const table = new HostExpertTable({ rows: N, dim: D, init: { kind: 'normal', std: 0.3 }, seed: rng.int(1 << 20), name: 'u', backing });
     expect(table.backingKind).toBe(backing);
-    const kernel = backing === 'arena' ? vi.spyOn(table.arena!.kernels, 'adam') : undefined;
+    const kernel = backing === 'arena' ? vi.spyOn(table.optimizerKernels()!, 'adam') : undefined;
     const w0 = Float32Array.from(table.data);
     const sparse = new SparseAdam(opts);
     const grad = new RowSparseGrad(table);
@@ -128,7 +128,7 @@ describe(`SparseAdam (${backing} tables)`, () => {
   it('applies decoupled weight decay (AdamW) to touched rows only, with lrScale and clipping', () => {
     const rng = testRng();
     const opts = { lr: 0.05, beta1: 0.8, beta2: 0.99, eps: 1e-6, weightDecay: 0.1, clipNorm: 1.5 };
-    const table = new ExpertTable({ rows: N, dim: D, init: { kind: 'uniform', limit: 1 }, seed: rng.int(1 << 20), backing });
+    const table = new HostExpertTable({ rows: N, dim: D, init: { kind: 'uniform', limit: 1 }, seed: rng.int(1 << 20), backing });
     const w0 = Float32Array.from(table.data);
     const adamw = new SparseAdam(opts);
     const grad = new RowSparseGrad(table);
@@ -154,8 +154,8 @@ describe(`SparseAdam (${backing} tables)`, () => {
     const dir = mkdtempSync(join(tmpdir(), 'adam-ckpt-'));
     try {
       const make = () => {
-        const u = new ExpertTable({ rows: N, dim: D, seed: 4, name: 'u', backing });
-        const v = new ExpertTable({ rows: N, dim: D, seed: 5, name: 'v', backing });
+        const u = new HostExpertTable({ rows: N, dim: D, seed: 4, name: 'u', backing });
+        const v = new HostExpertTable({ rows: N, dim: D, seed: 5, name: 'v', backing });
         return { u, v, adam: new SparseAdam({ lr: 0.02, weightDecay: 0.01 }, [u, v]), gu: new RowSparseGrad(u), gv: new RowSparseGrad(v) };
       };
       const a = make();
@@ -202,14 +202,14 @@ describe(`SparseAdam (${backing} tables)`, () => {
     expect(() => new SparseAdam({ lr: -1 })).toThrow(/SparseAdam: lr must be a finite number >= 0, got -1/);
     expect(() => new SparseAdam({ lr: 1, beta2: 1 })).toThrow(/SparseAdam: beta2 must be in \[0, 1\), got 1/);
     expect(() => new SparseAdam({ lr: 1, clipNorm: 0 })).toThrow(/clipNorm must be a finite number > 0, got 0/);
-    const t = new ExpertTable({ rows: 10, dim: 4 });
+    const t = new HostExpertTable({ rows: 10, dim: 4 });
     const adam = new SparseAdam({ lr: 0.1 });
     expect(() => adam.step(t, new RowSparseGrad({ rows: 10, dim: 5 }))).toThrow(/gradient is \[10, 5\] but table 'table' is \[10, 4\]/);
     expect(() => adam.step(t, new RowSparseGrad(t), NaN)).toThrow(/lrScale must be a finite number >= 0, got NaN/);
-    const twin = new ExpertTable({ rows: 10, dim: 4 });
+    const twin = new HostExpertTable({ rows: 10, dim: 4 });
     adam.track(t);
     expect(() => adam.step(twin, new RowSparseGrad(twin))).toThrow(/two tables are named 'table'/);
-    const half = new ExpertTable({ rows: 10, dim: 4, storage: 'float16', name: 'h' });
+    const half = new HostExpertTable({ rows: 10, dim: 4, storage: 'float16', name: 'h' });
     expect(() => adam.step(half, new RowSparseGrad(half))).toThrow(/table 'h' is stored as float16; training needs float32 storage/);
   });
 });

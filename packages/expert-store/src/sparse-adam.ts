@@ -12,8 +12,11 @@
 import { SparseOptimizer, checkNonNegative, type SparseOptimizerOptions } from './sparse-optimizer.js';
 import { claimFresh, expectEntry, type NamedArray } from './named-array.js';
 import type { ExpertTable } from './expert-table.js';
+import type { HostExpertTable } from './host-expert-table.js';
+import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
-import { ArenaArray } from './wasm/arena.js';
+import { arenaOf } from './table-arena.js';
+import type { OptimizerKernelExports } from './wasm/optimizer-kernels.js';
 
 export interface SparseAdamOptions extends SparseOptimizerOptions {
   /** Default 0.9. */
@@ -35,14 +38,12 @@ export interface AdamState {
 
 /** Moments in the table's arena (SIMD kernel) or in plain arrays (JS loop). */
 interface AdamSlots {
-  m: ArenaArray<Float32Array> | Float32Array;
-  v: ArenaArray<Float32Array> | Float32Array;
-  steps: Int32Array;
+  m: HostBlock<Float32Array>;
+  v: HostBlock<Float32Array>;
+  steps: HostBlock<Int32Array>;
   /** Per-row (step size, 1 / sqrt(bias correction 2)) handed to the kernel, [2 * capacity]. */
-  coef: ArenaArray<Float32Array> | undefined;
+  coef: HostBlock<Float32Array> | undefined;
 }
-
-const live = (a: ArenaArray<Float32Array> | Float32Array): Float32Array => (a instanceof ArenaArray ? a.array : a);
 
 /** Bias corrections are cached up to this step count; later ones are computed. */
 const BIAS_CACHE_LIMIT = 1 << 20;
@@ -70,15 +71,21 @@ export class SparseAdam extends SparseOptimizer<AdamSlots> {
   /** The moments and step counts of `table` (live views), or undefined if it has none yet. */
   stateOf(table: ExpertTable): AdamState | undefined {
     const slots = this.lookup(table);
-    return slots ? { m: live(slots.m), v: live(slots.v), steps: slots.steps } : undefined;
+    return slots ? { m: slots.m.array, v: slots.v.array, steps: slots.steps.array } : undefined;
   }
 
-  protected createState(table: ExpertTable): AdamSlots {
+  protected createState(table: HostExpertTable): AdamSlots {
     const size = table.rows * table.dim;
-    const arena = table.arena;
-    const m = arena ? ArenaArray.alloc(arena, size, Float32Array) : undefined;
-    const v = m && arena ? ArenaArray.alloc(arena, size, Float32Array) : undefined;
-    return { m: m && v ? m : new Float32Array(size), v: m && v ? v : new Float32Array(size), steps: new Int32Array(table.rows), coef: undefined };
+    const arena = arenaOf(table);
+    const m = arena ? HostBlock.allocInArena(arena, size, Float32Array) : undefined;
+    const v = m && arena ? HostBlock.allocInArena(arena, size, Float32Array) : undefined;
+    const inArena = m && v;
+    return {
+      m: inArena ? m : HostBlock.alloc(undefined, size, Float32Array),
+      v: inArena ? v : HostBlock.alloc(undefined, size, Float32Array),
+      steps: HostBlock.alloc(undefined, table.rows, Int32Array),
+      coef: undefined,
+    };
   }
 
   private biasCorrections(t: number): void {
@@ -88,18 +95,21 @@ export class SparseAdam extends SparseOptimizer<AdamSlots> {
     this.inverseSqrtBc2 = Float64Array.from({ length }, (_, k) => 1 / Math.sqrt(1 - Math.pow(this.beta2, k)));
   }
 
-  protected applyRows(table: ExpertTable, state: AdamSlots, grad: RowSparseGrad, lr: number, gradScale: number): void {
-    const arena = table.arena;
-    const layout = arena ? grad.arenaLayout(arena) : undefined;
+  protected applyRows(table: HostExpertTable, state: AdamSlots, grad: RowSparseGrad, lr: number, gradScale: number): void {
+    const arena = arenaOf(table);
+    const kernels = table.optimizerKernels();
+    const layout = grad.arenaLayout(arena);
+    const at = { w: table.rowsOffsetIn(arena), m: state.m.offsetIn(arena), v: state.v.offsetIn(arena) };
     const d = table.dim;
-    if (arena && layout && state.m instanceof ArenaArray && state.v instanceof ArenaArray && d % 4 === 0) {
+    if (arena && kernels && layout && at.w !== undefined && at.m !== undefined && at.v !== undefined && d % 4 === 0) {
       const u = grad.size;
-      if (!state.coef || state.coef.length < 2 * u) state.coef = ArenaArray.alloc(arena, 2 * Math.max(u, 1024), Float32Array);
-      if (state.coef) {
+      if (!state.coef || state.coef.length < 2 * u) state.coef = HostBlock.allocInArena(arena, 2 * Math.max(u, 1024), Float32Array);
+      const coefAt = state.coef?.offsetIn(arena);
+      if (state.coef && coefAt !== undefined) {
         const order = grad.slotsInRowOrder();
         const coef = state.coef.array;
         const rows = grad.uniqueRows();
-        const steps = state.steps;
+        const steps = state.steps.array;
         for (let s = 0; s < u; s++) {
           const row = rows[order[s]!]!;
           const t = steps[row]! + 1;
@@ -113,62 +123,71 @@ export class SparseAdam extends SparseOptimizer<AdamSlots> {
             coef[2 * s + 1] = 1 / Math.sqrt(1 - Math.pow(this.beta2, t));
           }
         }
-        arena.kernels.adam(
-          u,
-          layout.orderOffset,
-          layout.rowsOffset,
-          state.coef.offset,
-          layout.valuesOffset,
-          table.arenaOffset!,
-          state.m.offset,
-          state.v.offset,
-          d * 4,
-          this.beta1,
-          1 - this.beta1,
-          this.beta2,
-          1 - this.beta2,
-          this.eps,
-          1 - lr * this.weightDecay,
+        adamKernel(kernels, {
+          count: u,
+          orderPtr: layout.orderOffset,
+          rowsPtr: layout.rowsOffset,
+          coefPtr: coefAt,
+          gradPtr: layout.valuesOffset,
+          wPtr: at.w,
+          mPtr: at.m,
+          vPtr: at.v,
+          dBytes: d * 4,
+          beta1: this.beta1,
+          beta2: this.beta2,
+          eps: this.eps,
+          decay: 1 - lr * this.weightDecay,
           gradScale,
-        );
+        });
         return;
       }
     }
-    adamRows(table.data, live(state.m), live(state.v), state.steps, grad.uniqueRows(), grad.rowGrads(), d, lr, this.beta1, this.beta2, this.eps, this.weightDecay, gradScale);
+    adamRows(table.data, state.m.array, state.v.array, state.steps.array, grad.uniqueRows(), grad.rowGrads(), d, lr, this.beta1, this.beta2, this.eps, this.weightDecay, gradScale);
   }
 
-  protected entriesOf(table: ExpertTable, state: AdamSlots, prefix: string): NamedArray[] {
+  protected entriesOf(table: HostExpertTable, state: AdamSlots, prefix: string): NamedArray[] {
     const base = `${prefix}${table.name}.adam`;
     const shape = [table.rows, table.dim];
     return [
-      { name: `${base}.m`, dtype: 'F32', shape, data: live(state.m) },
-      { name: `${base}.v`, dtype: 'F32', shape, data: live(state.v) },
-      { name: `${base}.steps`, dtype: 'I32', shape: [table.rows], data: state.steps },
+      { name: `${base}.m`, dtype: 'F32', shape, data: state.m.array },
+      { name: `${base}.v`, dtype: 'F32', shape, data: state.v.array },
+      { name: `${base}.steps`, dtype: 'I32', shape: [table.rows], data: state.steps.array },
     ];
   }
 
-  protected loadInto(table: ExpertTable, state: AdamSlots, prefix: string, get: (name: string) => NamedArray | undefined): void {
+  protected loadInto(table: HostExpertTable, state: AdamSlots, prefix: string, get: (name: string) => NamedArray | undefined): void {
     const base = `${prefix}${table.name}.adam`;
     const shape = [table.rows, table.dim];
     // Check all three before changing anything.
     const m = expectEntry(`${base}.m`, get(`${base}.m`), { shape, dtypes: ['F32'] });
     const v = expectEntry(`${base}.v`, get(`${base}.v`), { shape, dtypes: ['F32'] });
     const steps = expectEntry(`${base}.steps`, get(`${base}.steps`), { shape: [table.rows], dtypes: ['I32'] });
-    state.m = take(m.data as Float32Array, state.m);
-    state.v = take(v.data as Float32Array, state.v);
-    state.steps = take(steps.data as Int32Array, state.steps) as Int32Array;
+    state.m.take(m.data as Float32Array, claimFresh(m.data));
+    state.v.take(v.data as Float32Array, claimFresh(v.data));
+    state.steps.take(steps.data as Int32Array, claimFresh(steps.data));
   }
 }
 
-/** Copies `loaded` into arena state; a plain state takes over an array read freshly for it, or copies. */
-function take<T extends Float32Array | Int32Array>(loaded: T, own: ArenaArray<Float32Array> | T): ArenaArray<Float32Array> | T {
-  if (own instanceof ArenaArray) {
-    own.array.set(loaded);
-    return own;
-  }
-  if (claimFresh(loaded)) return loaded;
-  own.set(loaded as never);
-  return own;
+/** The lazy Adam kernel's arguments by name (pointers are byte offsets in the table's arena). */
+interface AdamKernelArgs {
+  count: number;
+  orderPtr: number;
+  rowsPtr: number;
+  coefPtr: number;
+  gradPtr: number;
+  wPtr: number;
+  mPtr: number;
+  vPtr: number;
+  dBytes: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  decay: number;
+  gradScale: number;
+}
+
+function adamKernel(kernels: { adam: OptimizerKernelExports['adam'] }, a: AdamKernelArgs): void {
+  kernels.adam(a.count, a.orderPtr, a.rowsPtr, a.coefPtr, a.gradPtr, a.wPtr, a.mPtr, a.vPtr, a.dBytes, a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, a.eps, a.decay, a.gradScale);
 }
 
 /**

@@ -3,8 +3,9 @@
 // the dense parameters' (common practice for memory tables).
 //
 // Axes: N table rows, d row width, U touched rows.
-import type { ExpertTable } from './expert-table.js';
-import type { RowSparseGrad } from './row-sparse-grad.js';
+import type { ExpertTable, RowGradient } from './expert-table.js';
+import { HostExpertTable } from './host-expert-table.js';
+import { RowSparseGrad } from './row-sparse-grad.js';
 import type { NamedArray } from './named-array.js';
 
 export interface SparseOptimizerOptions {
@@ -37,7 +38,7 @@ export abstract class SparseOptimizer<State> {
   lr: number;
   readonly weightDecay: number;
   readonly clipNorm: number | undefined;
-  protected readonly states = new Map<ExpertTable, State>();
+  protected readonly states = new Map<HostExpertTable, State>();
 
   constructor(options: SparseOptimizerOptions, tables: readonly ExpertTable[] = []) {
     const owner = new.target.name;
@@ -49,17 +50,17 @@ export abstract class SparseOptimizer<State> {
     this.lr = options.lr;
     this.weightDecay = options.weightDecay ?? 0;
     this.clipNorm = options.clipNorm;
-    this.pendingTables = [...tables];
+    this.pendingTables = tables.map((t) => hostTable(t, new.target.name));
   }
 
   // Subclass fields are not set yet while the base constructor runs: tables given to the
   // constructor are tracked on first use.
-  private pendingTables: ExpertTable[];
+  private pendingTables: HostExpertTable[];
 
-  protected abstract createState(table: ExpertTable): State;
-  protected abstract applyRows(table: ExpertTable, state: State, grad: RowSparseGrad, lr: number, gradScale: number): void;
-  protected abstract entriesOf(table: ExpertTable, state: State, prefix: string): NamedArray[];
-  protected abstract loadInto(table: ExpertTable, state: State, prefix: string, get: (name: string) => NamedArray | undefined): void;
+  protected abstract createState(table: HostExpertTable): State;
+  protected abstract applyRows(table: HostExpertTable, state: State, grad: RowSparseGrad, lr: number, gradScale: number): void;
+  protected abstract entriesOf(table: HostExpertTable, state: State, prefix: string): NamedArray[];
+  protected abstract loadInto(table: HostExpertTable, state: State, prefix: string, get: (name: string) => NamedArray | undefined): void;
 
   private flushPending(): void {
     if (this.pendingTables.length === 0) return;
@@ -71,23 +72,23 @@ export abstract class SparseOptimizer<State> {
   /** Registers tables (state is allocated now), so that `loadStateEntries` knows them before any step. */
   track(...tables: ExpertTable[]): this {
     this.flushPending();
-    for (const table of tables) this.stateFor(table, 'track');
+    for (const table of tables) this.stateFor(hostTable(table, this.constructor.name), 'track');
     return this;
   }
 
   /** The state of `table`, if tracked (tables given to the constructor count as tracked). */
   protected lookup(table: ExpertTable): State | undefined {
     this.flushPending();
-    return this.states.get(table);
+    return table instanceof HostExpertTable ? this.states.get(table) : undefined;
   }
 
   /** The tables this optimizer keeps state for. */
-  tables(): ExpertTable[] {
+  tables(): HostExpertTable[] {
     this.flushPending();
     return [...this.states.keys()];
   }
 
-  protected stateFor(table: ExpertTable, where: string): State {
+  protected stateFor(table: HostExpertTable, where: string): State {
     const existing = this.states.get(table);
     if (existing) return existing;
     const owner = this.constructor.name;
@@ -104,14 +105,16 @@ export abstract class SparseOptimizer<State> {
    * Applies `grad` to the rows of `table` it touched, then clears `grad`. `lrScale` multiplies the
    * learning rate (e.g. a warmup/decay schedule).
    */
-  step(table: ExpertTable, grad: RowSparseGrad, lrScale = 1): SparseStepResult {
+  step(table: ExpertTable, grad: RowGradient, lrScale = 1): SparseStepResult {
     this.flushPending();
     const owner = this.constructor.name;
+    const host = hostTable(table, owner);
+    if (!(grad instanceof RowSparseGrad)) throw new Error(`${owner}.step: the gradient of host table '${table.name}' must be a RowSparseGrad (table.createGradient())`);
     if (grad.rows !== table.rows || grad.dim !== table.dim) {
       throw new Error(`${owner}.step: gradient is [${grad.rows}, ${grad.dim}] but table '${table.name}' is [${table.rows}, ${table.dim}]`);
     }
     if (!(Number.isFinite(lrScale) && lrScale >= 0)) throw new Error(`${owner}.step: lrScale must be a finite number >= 0, got ${lrScale}`);
-    const state = this.stateFor(table, 'step');
+    const state = this.stateFor(host, 'step');
     let gradNorm: number | undefined;
     let clipScale = 1;
     if (this.clipNorm !== undefined) {
@@ -119,7 +122,7 @@ export abstract class SparseOptimizer<State> {
       if (gradNorm > this.clipNorm) clipScale = this.clipNorm / gradNorm;
     }
     const rows = grad.size;
-    if (rows > 0) this.applyRows(table, state, grad, this.lr * lrScale, clipScale);
+    if (rows > 0) this.applyRows(host, state, grad, this.lr * lrScale, clipScale);
     grad.clear();
     return { rows, gradNorm, clipScale };
   }
@@ -146,4 +149,10 @@ export abstract class SparseOptimizer<State> {
     this.states.clear();
     this.pendingTables = [];
   }
+}
+
+/** `table` as the host table these optimizers update in place. */
+function hostTable(table: ExpertTable, owner: string): HostExpertTable {
+  if (!(table instanceof HostExpertTable)) throw new Error(`${owner}: table '${table.name}' is not a host-memory table; its optimizer runs where the table lives`);
+  return table;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
-import { ExpertTable } from './expert-table.js';
+import { HostExpertTable } from './host-expert-table.js';
 import { RowSparseGrad } from './row-sparse-grad.js';
 import { SparseSgd } from './sparse-sgd.js';
 
@@ -10,9 +10,9 @@ describe('SparseSgd', () => {
   for (const [momentum, backing, D] of [[0, 'arena', 8], [0.9, 'arena', 8], [0.9, 'arena', 6], [0, 'plain', 6], [0.9, 'plain', 8]] as const) {
     it(`matches plain float64 lazy SGD (momentum ${momentum}, ${backing} table, d = ${D}, weight decay, clipping, lrScale)`, () => {
       const rng = testRng();
-      const table = new ExpertTable({ rows: N, dim: D, init: { kind: 'normal', std: 1 }, seed: rng.int(1000), backing });
+      const table = new HostExpertTable({ rows: N, dim: D, init: { kind: 'normal', std: 1 }, seed: rng.int(1000), backing });
       // The SIMD kernel runs on arena tables whose width is a multiple of 4; others take the JS loop.
-      const kernel = backing === 'arena' ? vi.spyOn(table.arena!.kernels, 'sgd') : undefined;
+      const kernel = backing === 'arena' ? vi.spyOn(table.optimizerKernels()!, 'sgd') : undefined;
       const w0 = Float32Array.from(table.data);
       const opts = { lr: 0.1, momentum, weightDecay: 0.05, clipNorm: 2 };
       const sgd = new SparseSgd(opts);

@@ -7,8 +7,10 @@
 import { SparseOptimizer, type SparseOptimizerOptions } from './sparse-optimizer.js';
 import { claimFresh, expectEntry, type NamedArray } from './named-array.js';
 import type { ExpertTable } from './expert-table.js';
+import type { HostExpertTable } from './host-expert-table.js';
+import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
-import { ArenaArray } from './wasm/arena.js';
+import { arenaOf } from './table-arena.js';
 
 export interface SparseSgdOptions extends SparseOptimizerOptions {
   /** Heavy-ball momentum in [0, 1) (default 0: plain SGD, no state). */
@@ -21,10 +23,8 @@ export interface SgdState {
 }
 
 interface SgdSlots {
-  momentum: ArenaArray<Float32Array> | Float32Array;
+  momentum: HostBlock<Float32Array>;
 }
-
-const live = (a: ArenaArray<Float32Array> | Float32Array): Float32Array => (a instanceof ArenaArray ? a.array : a);
 
 export class SparseSgd extends SparseOptimizer<SgdSlots> {
   readonly momentum: number;
@@ -38,29 +38,31 @@ export class SparseSgd extends SparseOptimizer<SgdSlots> {
 
   stateOf(table: ExpertTable): SgdState | undefined {
     const slots = this.lookup(table);
-    return slots ? { momentum: live(slots.momentum) } : undefined;
+    return slots ? { momentum: slots.momentum.array } : undefined;
   }
 
-  protected createState(table: ExpertTable): SgdSlots {
+  protected createState(table: HostExpertTable): SgdSlots {
     const size = this.momentum > 0 ? table.rows * table.dim : 0;
-    const inArena = size > 0 && table.arena ? ArenaArray.alloc(table.arena, size, Float32Array) : undefined;
-    return { momentum: inArena ?? new Float32Array(size) };
+    return { momentum: HostBlock.alloc(size > 0 ? arenaOf(table) : undefined, size, Float32Array) };
   }
 
-  protected applyRows(table: ExpertTable, state: SgdSlots, grad: RowSparseGrad, lr: number, gradScale: number): void {
+  protected applyRows(table: HostExpertTable, state: SgdSlots, grad: RowSparseGrad, lr: number, gradScale: number): void {
     const d = table.dim;
     const mu = this.momentum;
     const decay = 1 - lr * this.weightDecay;
-    const arena = table.arena;
-    const layout = arena ? grad.arenaLayout(arena) : undefined;
-    if (arena && layout && d % 4 === 0 && (mu === 0 || state.momentum instanceof ArenaArray)) {
-      const bOffset = state.momentum instanceof ArenaArray ? state.momentum.offset : 0;
+    const arena = arenaOf(table);
+    const kernels = table.optimizerKernels();
+    const layout = grad.arenaLayout(arena);
+    const wPtr = table.rowsOffsetIn(arena);
+    const bPtr = state.momentum.offsetIn(arena);
+    if (kernels && layout && wPtr !== undefined && d % 4 === 0 && (mu === 0 || bPtr !== undefined)) {
       grad.slotsInRowOrder(); // fills the slot order the kernel reads at layout.orderOffset
-      arena.kernels.sgd(grad.size, layout.orderOffset, layout.rowsOffset, layout.valuesOffset, table.arenaOffset!, bOffset, d * 4, lr, mu, decay, gradScale, mu > 0 ? 1 : 0);
+      const a = { count: grad.size, orderPtr: layout.orderOffset, rowsPtr: layout.rowsOffset, gradPtr: layout.valuesOffset, wPtr, bPtr: bPtr ?? 0, dBytes: d * 4 };
+      kernels.sgd(a.count, a.orderPtr, a.rowsPtr, a.gradPtr, a.wPtr, a.bPtr, a.dBytes, lr, mu, decay, gradScale, mu > 0 ? 1 : 0);
       return;
     }
     const w = table.data;
-    const b = live(state.momentum);
+    const b = state.momentum.array;
     const rows = grad.uniqueRows();
     const grads = grad.rowGrads();
     for (let s = 0; s < rows.length; s++) {
@@ -78,17 +80,15 @@ export class SparseSgd extends SparseOptimizer<SgdSlots> {
     }
   }
 
-  protected entriesOf(table: ExpertTable, state: SgdSlots, prefix: string): NamedArray[] {
+  protected entriesOf(table: HostExpertTable, state: SgdSlots, prefix: string): NamedArray[] {
     if (this.momentum === 0) return [];
-    return [{ name: `${prefix}${table.name}.sgd.momentum`, dtype: 'F32', shape: [table.rows, table.dim], data: live(state.momentum) }];
+    return [{ name: `${prefix}${table.name}.sgd.momentum`, dtype: 'F32', shape: [table.rows, table.dim], data: state.momentum.array }];
   }
 
-  protected loadInto(table: ExpertTable, state: SgdSlots, prefix: string, get: (name: string) => NamedArray | undefined): void {
+  protected loadInto(table: HostExpertTable, state: SgdSlots, prefix: string, get: (name: string) => NamedArray | undefined): void {
     if (this.momentum === 0) return;
     const name = `${prefix}${table.name}.sgd.momentum`;
     const entry = expectEntry(name, get(name), { shape: [table.rows, table.dim], dtypes: ['F32'] });
-    if (state.momentum instanceof ArenaArray) state.momentum.array.set(entry.data as Float32Array);
-    else if (claimFresh(entry.data)) state.momentum = entry.data as Float32Array;
-    else state.momentum.set(entry.data as Float32Array);
+    state.momentum.take(entry.data as Float32Array, claimFresh(entry.data));
   }
 }

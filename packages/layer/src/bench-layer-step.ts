@@ -34,8 +34,6 @@ export interface LayerStepBenchResult extends Omit<LayerStepTiming, 'layer' | 'f
   rss_ratio: number;
   /** Size of the tfjs wasm heap after the run (it never shrinks: its high-water mark); 0 elsewhere. */
   wasm_heap_bytes: number;
-  /** Memory of the expert-mixture row kernels (gathered rows and row gradients). */
-  kernel_bytes: number;
   /** The machine's 1-minute load average at the end (other processes inflate wall times). */
   load_average: number;
 }
@@ -71,7 +69,6 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
       optimizer_state_bytes: optimizerBytes,
       rss_ratio: round(timing.peak_rss_bytes / (tableBytes + optimizerBytes), 3),
       wasm_heap_bytes: heapStats()?.heapBytes ?? 0,
-      kernel_bytes: layer.workspaceBytes,
       step_ms: timing.step_ms,
       load_average: round(loadavg()[0]!, 2),
     };

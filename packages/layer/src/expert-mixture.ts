@@ -5,160 +5,29 @@
 // T tokens, R = h*k retrieved experts per token, D model width.
 //
 // Inputs of the customGrad are x [T, D] and the router weights g [T, R]; the u and v rows are not
-// tfjs variables: the distinct ones are copied (once each) from the expert tables (held outside
-// tfjs) into the row kernels' memory, and the products over them run as wasm SIMD loops
-// (kernels/row-kernels.ts), because tfjs-wasm's broadcasting element-wise ops are 5-10x slower on
-// these [T, R, D] arrays. The small [T, R] parts (sigma, sigma', products with g) are JS loops
-// (activation.ts): tfjs's erf ops on wasm cost 20 ms per 512-token step.
+// tfjs variables: the products over them are the expert tables' gather-mixture primitives
+// (ExpertTable.rowDots / weightedRowSum / accumulateRowGradients), which a host table runs in its
+// own memory, reading rows in place. The u-side math runs in the down table, the v-side in the up
+// table. The small [T, R] parts (sigma, sigma', products with g) are JS loops (activation.ts):
+// tfjs's erf ops on wasm are slow at this size.
 // Backward returns dx and dg to autodiff and hands the row gradients dU, dV (summed per distinct
-// expert, [U, D] for U distinct rows among the T*R) to the tables' row-sparse accumulators as a
-// side effect: no dense [N, D] gradient, no autodiff through gathers.
+// expert) to the tables' row-gradient accumulators as a side effect: no dense [N, D] gradient, no
+// autodiff through gathers.
 import * as tf from '@tensorflow/tfjs-core';
+import { readFloats } from '@peer/backend/wasm';
+import type { ExpertTable, RowGradientSink } from '@peer/expert-store';
 import { activate, activationDerivative } from './activation.js';
 import type { ExpertActivation } from './config.js';
-import { KernelArena, type Region } from './kernels/kernel-arena.js';
 
-/** Expert rows held outside tfjs, [rows, dim] (an `ExpertTable`). */
-export interface ExpertRows {
-  readonly rows: number;
-  readonly dim: number;
-  /** Copies rows `indices` into `out` ([indices.length * dim]); throws on an index out of range. */
-  gatherInto(indices: Int32Array, out: Float32Array): Float32Array;
-}
-
-/** Sums row gradients by index (a `RowSparseGrad`). `rowGrads` is only valid during the call. */
-export interface RowGradientSink {
-  accumulate(indices: Int32Array, rowGrads: Float32Array): void;
-}
+export type { RowGradientSink } from '@peer/expert-store';
 
 export interface MixtureTables {
   /** u rows (the "down" table). */
-  down: ExpertRows;
+  down: ExpertTable;
   /** v rows (the "up" table). */
-  up: ExpertRows;
+  up: ExpertTable;
   downGrad: RowGradientSink;
   upGrad: RowGradientSink;
-}
-
-/** The distinct rows of one call and where each occurrence finds its row, in kernel memory. */
-export interface RowGroups {
-  /** The distinct table rows in first-occurrence order [U]: the layout of the gathered rows. */
-  rows: Int32Array;
-  /** slot[o]: which gathered row occurrence o uses (int32 [n]). */
-  slot: Region;
-  /** The distinct table rows ascending [U]: the order of the row gradients. */
-  sortedRows: Int32Array;
-  /** The occurrences grouped by distinct row, groups in `sortedRows` order (int32 [n]). */
-  order: Region;
-  /** End offset into `order` of each group (int32 [U]). */
-  groupEnd: Region;
-}
-
-interface ResidentRows {
-  generation: number;
-  groups: RowGroups;
-  u: Region;
-  v: Region;
-  x: Region;
-}
-
-/**
- * The row kernels and their memory, one per layer. The distinct u and v rows gathered by a forward
- * pass stay in this memory; the backward pass of that same call reuses them when nothing has
- * overwritten them since (one chunk per batch), and gathers again otherwise (token chunks, several
- * forward passes in one tape).
- */
-export class MixtureWorkspace {
-  readonly kernels: KernelArena;
-  private generation = 0;
-  private resident: ResidentRows | undefined;
-  /** slotOf[row] = distinct slot + 1 while grouping; all zero between calls. */
-  private slotOf = new Int32Array(0);
-  private counts = new Int32Array(0);
-
-  constructor(options: { forceFallback?: boolean } = {}) {
-    this.kernels = new KernelArena(options);
-  }
-
-  /** Forgets resident rows (call when the tables change). */
-  invalidate(): void {
-    this.resident = undefined;
-  }
-
-  /** Records the rows of a new forward pass; returns its generation. */
-  beginForward(rows: Omit<ResidentRows, 'generation'>): number {
-    this.generation++;
-    this.resident = { generation: this.generation, ...rows };
-    return this.generation;
-  }
-
-  /** The rows of forward pass `generation` if still in memory. */
-  residentRows(generation: number): ResidentRows | undefined {
-    return this.resident?.generation === generation ? this.resident : undefined;
-  }
-
-  /** Bytes of kernel memory held. */
-  get bytes(): number {
-    return this.kernels.capacityBytes;
-  }
-
-  /**
-   * Groups the occurrences of `indices` by table row, allocating `slot`, `order` and `groupEnd` in
-   * kernel memory. O(n) integer work (and a sort of the U distinct rows) with a row -> slot map that
-   * is cleared again after use.
-   *
-   * Two orders on purpose: the gathered rows are laid out in first-occurrence order, so that the
-   * row kernels read them nearly sequentially token after token; the row gradients come out in
-   * ascending row order, so that the accumulation and the sparse optimizer walk the tables forward
-   * (measured at N = 1M, per table and step: accumulate 17 -> 13 ms, Adam 145 -> 135 ms). Laying
-   * the gathered rows out ascending instead made the row kernels' reads random and cost more.
-   */
-  groupByRow(indices: Int32Array, tableRows: number): RowGroups {
-    const n = indices.length;
-    if (this.slotOf.length < tableRows) this.slotOf = new Int32Array(tableRows);
-    if (this.counts.length < n) this.counts = new Int32Array(n);
-    const k = this.kernels;
-    const slot = k.alloc(n);
-    const order = k.alloc(n);
-    const slotOf = this.slotOf;
-    const counts = this.counts;
-    const slots = k.viewInt(slot);
-    const firstSeen = new Int32Array(n);
-    let distinct = 0;
-    for (let o = 0; o < n; o++) {
-      const row = indices[o]!;
-      let s = slotOf[row]!;
-      if (s === 0) {
-        s = ++distinct;
-        slotOf[row] = s;
-        firstSeen[s - 1] = row;
-      }
-      slots[o] = s - 1;
-    }
-    const rows = firstSeen.slice(0, distinct);
-    const sortedRows = rows.slice().sort();
-    // Now group number (ascending rank) + 1 per row; count each group's occurrences.
-    for (let g = 0; g < distinct; g++) {
-      slotOf[sortedRows[g]!] = g + 1;
-      counts[g] = 0;
-    }
-    for (let o = 0; o < n; o++) counts[slotOf[indices[o]!]! - 1]!++;
-    const groupEnd = k.alloc(distinct);
-    // Views again: the allocation may have grown (and detached) the memory.
-    const ends = k.viewInt(groupEnd);
-    const ord = k.viewInt(order);
-    // counts become each group's next write position.
-    let total = 0;
-    for (let g = 0; g < distinct; g++) {
-      const c = counts[g]!;
-      counts[g] = total;
-      total += c;
-      ends[g] = total;
-    }
-    for (let o = 0; o < n; o++) ord[counts[slotOf[indices[o]!]! - 1]!++] = o;
-    for (let g = 0; g < distinct; g++) slotOf[sortedRows[g]!] = 0;
-    return { rows, slot, sortedRows, order, groupEnd };
-  }
 }
 
 export interface MixtureOptions {
@@ -170,14 +39,7 @@ export interface MixtureOptions {
  * [T, R]). Differentiable in x and g; backward accumulates the u and v row gradients into
  * `tables.downGrad` / `tables.upGrad`.
  */
-export function expertMixture(
-  x: tf.Tensor2D,
-  g: tf.Tensor2D,
-  indices: Int32Array,
-  tables: MixtureTables,
-  workspace: MixtureWorkspace,
-  options: MixtureOptions,
-): tf.Tensor2D {
+export function expertMixture(x: tf.Tensor2D, g: tf.Tensor2D, indices: Int32Array, tables: MixtureTables, options: MixtureOptions): tf.Tensor2D {
   const [tokens, dim] = x.shape;
   const perToken = g.shape[1];
   if (g.shape[0] !== tokens) throw new Error(`expertMixture: g has ${g.shape[0]} tokens, x has ${tokens}`);
@@ -187,65 +49,41 @@ export function expertMixture(
   if (tables.down.dim !== dim || tables.up.dim !== dim) {
     throw new Error(`expertMixture: tables of width ${tables.down.dim} / ${tables.up.dim} for x of width ${dim}`);
   }
-  const k = workspace.kernels;
   const rowCount = tokens * perToken;
-  let generation = 0;
-
-  // Groups, then the distinct u and v rows: w_down = w_down_embed(indices); w_up = w_up_embed(indices)
-  const gatherRows = (xValues: Float32Array): Omit<ResidentRows, 'generation'> => {
-    k.reset();
-    const groups = workspace.groupByRow(indices, tables.down.rows);
-    const distinct = groups.rows.length;
-    const u = k.alloc(distinct * dim);
-    const v = k.alloc(distinct * dim);
-    const xr = k.alloc(tokens * dim);
-    tables.down.gatherInto(groups.rows, k.view(u));
-    tables.up.gatherInto(groups.rows, k.view(v));
-    k.view(xr).set(xValues);
-    return { groups, u, v, x: xr };
-  };
+  // w_down = w_down_embed(indices); w_up = w_up_embed(indices): read in place by the tables.
+  const downRows = tables.down.select(indices, perToken);
+  const upRows = tables.up.select(indices, perToken);
 
   const mixture = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x2, g2] = args as [tf.Tensor2D, tf.Tensor2D];
-    const xValues = x2.dataSync() as Float32Array;
-    const rows = gatherRows(xValues);
-    generation = workspace.beginForward(rows);
-    const ar = k.alloc(rowCount);
-    const wr = k.alloc(rowCount);
-    const yr = k.alloc(tokens * dim);
+    const [x2, g2, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+    save([x2]);
     // a = einsum('btd,bthkd->bthk', x, w_down)
-    k.dot(rows.u, rows.groups.slot, rows.x, ar, tokens, perToken, dim);
-    const a = k.view(ar).slice();
+    const aT = tables.down.rowDots(downRows, x2);
+    const a = readFloats(aT).slice();
+    aT.dispose();
     // w = activation(a) * g   (g: softmax(scores) of each head, dropout folded in)
     const gValues = g2.dataSync() as Float32Array;
     const z = new Float32Array(rowCount);
     activate(a, options.activation, z);
-    const w = k.view(wr);
+    const w = new Float32Array(rowCount);
     for (let i = 0; i < rowCount; i++) w[i] = gValues[i]! * z[i]!;
     // y = einsum('bthk,bthkd->btd', w, w_up)
-    k.wsum(rows.v, rows.groups.slot, wr, yr, tokens, perToken, dim);
-    const y = tf.tensor2d(k.view(yr).slice(), [tokens, dim]);
-    // The backward pass needs only these [T, R] and [T, D] values, kept as JS arrays.
+    const wT = tf.tensor2d(w, [tokens, perToken]);
+    const y = tables.up.weightedRowSum(upRows, wT);
+    wT.dispose();
+    // The backward pass needs only these [T, R] values, kept as JS arrays, and x.
     return {
       value: y,
-      gradFunc: (dy: tf.Tensor) => {
-        // Gathered again if a later forward pass (a later chunk or call) overwrote them.
-        const resident = workspace.residentRows(generation) ?? gatherRows(xValues);
-        const { groups, u, v } = resident;
-        // The row buffers are about to hold gradients.
-        workspace.invalidate();
-        const dyr = k.alloc(tokens * dim);
-        const sr = k.alloc(rowCount);
-        const dar = k.alloc(rowCount);
-        const wbr = k.alloc(rowCount);
-        const dxr = k.alloc(tokens * dim);
-        k.view(dyr).set(dy.dataSync());
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const xSaved = saved[0] as tf.Tensor2D;
+        const dy2 = dy as tf.Tensor2D;
         // s[t, r] = v_e . dy[t]  (= dy / dw)
-        k.dot(v, groups.slot, dyr, sr, tokens, perToken, dim);
+        const sT = tables.up.rowDots(upRows, dy2);
+        const s = readFloats(sT).slice();
+        sT.dispose();
         // dg = sigma(a) s;  da = g s sigma'(a);  w = g sigma(a)
-        const s = k.view(sr);
-        const da = k.view(dar);
-        const wb = k.view(wbr);
+        const da = new Float32Array(rowCount);
+        const wb = new Float32Array(rowCount);
         const dg = new Float32Array(rowCount);
         activationDerivative(a, options.activation, da);
         for (let i = 0; i < rowCount; i++) {
@@ -253,16 +91,16 @@ export function expertMixture(
           da[i] = gValues[i]! * s[i]! * da[i]!;
           wb[i] = gValues[i]! * z[i]!;
         }
+        const daT = tf.tensor2d(da, [tokens, perToken]);
+        const wbT = tf.tensor2d(wb, [tokens, perToken]);
         // dx[t] = sum_r da[t, r] u_e
-        k.wsum(u, groups.slot, dar, dxr, tokens, perToken, dim);
-        const dx = tf.tensor2d(k.view(dxr).slice(), [tokens, dim]);
-        // Row gradients per distinct expert e (ascending e), written over the rows they replace:
+        const dx = tables.down.weightedRowSum(downRows, daT);
+        // Row gradients per distinct expert e, in ascending e:
         //   dU_e = sum_{(t,r) -> e} da[t, r] x[t],   dV_e = sum_{(t,r) -> e} w[t, r] dy[t]
-        const distinct = groups.rows.length;
-        k.groupSum(groups.order, groups.groupEnd, dar, resident.x, u, distinct, perToken, dim);
-        tables.downGrad.accumulate(groups.sortedRows, k.view(u));
-        k.groupSum(groups.order, groups.groupEnd, wbr, dyr, v, distinct, perToken, dim);
-        tables.upGrad.accumulate(groups.sortedRows, k.view(v));
+        tables.down.accumulateRowGradients(downRows, daT, xSaved, tables.downGrad);
+        tables.up.accumulateRowGradients(upRows, wbT, dy2, tables.upGrad);
+        daT.dispose();
+        wbT.dispose();
         return [dx, tf.tensor2d(dg, [tokens, perToken])];
       },
     };

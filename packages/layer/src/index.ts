@@ -14,15 +14,7 @@ export {
   type ScoreFunction,
 } from './config.js';
 export { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
-export {
-  expertMixture,
-  MixtureWorkspace,
-  type ExpertRows,
-  type MixtureOptions,
-  type MixtureTables,
-  type RowGradientSink,
-  type RowGroups,
-} from './expert-mixture.js';
+export { expertMixture, type MixtureOptions, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
 export { PeerLayer, type PeerRouting } from './peer-layer.js';
 export { QueryNorm, type QueryNormOptions } from './query-norm.js';
 export {

@@ -19,10 +19,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { ProductKeys, retrieve } from '@peer/product-keys';
-import { ExpertTable, RowSparseGrad, SparseAdam, SparseSgd, UsageStats, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
+import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, UsageStats, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
-import { expertMixture, MixtureWorkspace, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
+import { expertMixture, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
 import { QueryNorm } from './query-norm.js';
 import { DOWN_NAME, UP_NAME, exportPeerPytorch, loadPeerPytorchInto } from './pytorch-layout.js';
 
@@ -49,9 +49,9 @@ export class PeerLayer {
   readonly queryWeight: tf.Variable<tf.Rank.R2>;
   readonly queryNorm: QueryNorm;
   /** u rows, [tableRows, d] (PEER-pytorch weight_down_embed). */
-  readonly down: ExpertTable;
+  readonly down: HostExpertTable;
   /** v rows, [tableRows, d] (PEER-pytorch weight_up_embed). */
-  readonly up: ExpertTable;
+  readonly up: HostExpertTable;
   /** Row gradients of `down` accumulated by backward passes since the last sparse step. */
   readonly downGrad: RowSparseGrad;
   readonly upGrad: RowSparseGrad;
@@ -61,8 +61,6 @@ export class PeerLayer {
   private usage: UsageStats | undefined;
   /** Where backward passes send row gradients (the sparse accumulators unless redirected). */
   private gradientSinks: { down: RowGradientSink; up: RowGradientSink };
-  /** Kernel memory of the expert mixture (gathered rows, row gradients). */
-  private readonly workspace = new MixtureWorkspace();
   private disposed = false;
 
   constructor(config: PeerLayerConfig) {
@@ -88,10 +86,10 @@ export class PeerLayer {
     this.queryNorm = new QueryNorm({ kind: c.queryNorm, features: f, momentum: c.normMomentum, eps: c.normEps, name: `${name}/query_norm` });
     // u, v ~ normal(0, 1/sqrt(d)); named as PEER-pytorch's embeddings (optimizer state is named after them).
     const init = { kind: 'normal', std: 1 / Math.sqrt(c.dim) } as const;
-    this.down = new ExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: DOWN_NAME });
-    this.up = new ExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: UP_NAME });
-    this.downGrad = new RowSparseGrad(this.down);
-    this.upGrad = new RowSparseGrad(this.up);
+    this.down = new HostExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: DOWN_NAME });
+    this.up = new HostExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: UP_NAME });
+    this.downGrad = this.down.createGradient();
+    this.upGrad = this.up.createGradient();
     this.gradientSinks = { down: this.downGrad, up: this.upGrad };
     const o = c.expertOptimizer;
     this.expertOptimizer =
@@ -165,14 +163,14 @@ export class PeerLayer {
     const tables: MixtureTables = { down: this.down, up: this.up, downGrad: this.gradientSinks.down, upGrad: this.gradientSinks.up };
     const options = { activation: c.activation };
     const chunk = c.tokenChunk;
-    if (tokens <= chunk) return expertMixture(x, g, indices, tables, this.workspace, options);
+    if (tokens <= chunk) return expertMixture(x, g, indices, tables, options);
     // Token chunks bound the gathered [chunk*h*k, d] rows held at once (forward and backward).
     const parts: tf.Tensor2D[] = [];
     for (let t0 = 0; t0 < tokens; t0 += chunk) {
       const size = Math.min(chunk, tokens - t0);
       const xs = tf.slice(x, [t0, 0], [size, c.dim]);
       const gs = tf.slice(g, [t0, 0], [size, perToken]);
-      parts.push(expertMixture(xs, gs, indices.subarray(t0 * perToken, (t0 + size) * perToken), tables, this.workspace, options));
+      parts.push(expertMixture(xs, gs, indices.subarray(t0 * perToken, (t0 + size) * perToken), tables, options));
     }
     return tf.concat(parts, 0);
   }
@@ -191,7 +189,6 @@ export class PeerLayer {
     if (!(lrScale >= 0) || !Number.isFinite(lrScale)) throw new Error(`PeerLayer.sparseStep: lrScale must be a finite number >= 0, got ${lrScale}`);
     this.expertOptimizer.step(this.down, this.downGrad, lrScale);
     this.expertOptimizer.step(this.up, this.upGrad, lrScale);
-    this.workspace.invalidate();
     this.zeroSparseGrads();
   }
 
@@ -276,15 +273,11 @@ export class PeerLayer {
     this.dropoutRng = new Rng(Array.from(rng.data as Int32Array));
   }
 
-  /** Bytes held by the expert mixture's kernel memory (gathered rows and row gradients). */
-  get workspaceBytes(): number {
-    return this.workspace.bytes;
-  }
-
-  /** Call after changing the expert tables' rows directly (drops rows cached for a backward pass). */
-  expertTablesChanged(): void {
-    this.workspace.invalidate();
-  }
+  /**
+   * Call after changing the expert tables' rows directly. The mixture reads rows in place and
+   * caches none, so there is nothing to drop; kept so that callers need not know.
+   */
+  expertTablesChanged(): void {}
 
   dispose(): void {
     if (this.disposed) return;

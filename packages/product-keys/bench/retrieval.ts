@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { cpus, loadavg } from 'node:os';
 import { initBackend, type BackendRequest } from '@peer/backend';
 import { ProductKeys, retrieve } from '../src/index.js';
-import { readFloats, rowTopK } from '../src/row-top-k.js';
+import { readFloats } from '@peer/backend/wasm';
+import { rowTopK } from '../src/row-top-k.js';
 import { heapRowTopK } from '../src/heap-top-k.js';
 
 function flag(name: string, fallback: string): string {

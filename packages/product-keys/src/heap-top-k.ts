@@ -12,8 +12,7 @@
 // Why: the JS `rowTopK` costs about 21 ms per [4096, 1024] half at 1024^2 keys (two per step) and
 // 8.5 ms at 128^2, a sixth of the retrieval forward; the JS loop pays for every element it reads.
 import type * as tf from '@tensorflow/tfjs-core';
-import { F32, FunctionBuilder, I32, V128 } from '@peer/backend';
-import { engineHeap, kernelsOnHeap } from './wasm-heap.js';
+import { F32, FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap } from '@peer/backend/wasm';
 
 interface TopKExports {
   row_topk(scores: number, rows: number, width: number, k: number, blockBytes: number, outValues: number, outIndices: number): void;

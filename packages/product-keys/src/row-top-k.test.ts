@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
 import { randomRows, sortedTopK } from './top-k-reference.test-util.js';
-import { combineHalves, combineScratch, readFloats, rowTopK } from './row-top-k.js';
+import { readFloats } from '@peer/backend/wasm';
+import { combineHalves, combineScratch, rowTopK } from './row-top-k.js';
 import { leadingRow } from './leading-rows.js';
 import { candidatePairs, selectTopK, type SelectionPlan } from './select-top-k.js';
 

@@ -4,28 +4,6 @@
 // Why JS: tfjs's wasm TopK costs about as much as the sub-key GEMM that feeds it (it sorts or
 // partially sorts every row), while a threshold scan touches each score once and inserts only the
 // few that beat the current k-th best - about k * ln(W / k) of W on random rows.
-import * as tf from '@tensorflow/tfjs-core';
-
-/** The wasm engine's hook for reading a tensor's values in place on its heap. */
-interface HeapBackend {
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
-}
-
-/**
- * The float32 values of `t` without a copy on the wasm engine (a view of its heap, valid until the
- * next allocation on that engine, which may grow the heap and detach it); `dataSync()` elsewhere.
- */
-export function readFloats(t: tf.Tensor): Float32Array {
-  if (t.dtype !== 'float32') throw new Error(`readFloats: expected a float32 tensor, got ${t.dtype}`);
-  if (tf.getBackend() === 'wasm') {
-    const backend = tf.backend() as unknown as Partial<HeapBackend>;
-    if (typeof backend.typedArrayFromHeap === 'function') {
-      return backend.typedArrayFromHeap({ dataId: t.dataId, shape: t.shape, dtype: t.dtype });
-    }
-  }
-  return t.dataSync() as Float32Array;
-}
-
 /**
  * Inserts (value, index) into the descending list out[base .. base + count) and returns the new
  * count (at most k; a full list drops its last entry). Entries equal to `value` stay ahead of it:

@@ -11,8 +11,7 @@
 // engine's heap, reading the saved tensors in place and writing the gradients straight into new
 // tensors. It needs wasm SIMD and dk a multiple of 8; the caller falls back to tfjs ops otherwise.
 import type * as tf from '@tensorflow/tfjs-core';
-import { FunctionBuilder, I32, V128 } from '@peer/backend';
-import { engineHeap, kernelsOnHeap, type EngineHeap } from './wasm-heap.js';
+import { FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap, type EngineHeap } from '@peer/backend/wasm';
 
 interface ScoreGradExports {
   /** One half: pointers are byte offsets; q and dq rows are `stride` bytes apart. */

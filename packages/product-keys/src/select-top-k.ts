@@ -3,7 +3,8 @@
 // dk key width, k results, Qc = Tc * h queries (token, head) of a chunk, M candidate pairs per query.
 import * as tf from '@tensorflow/tfjs-core';
 import { leadingRow, leadingRows } from './leading-rows.js';
-import { combineHalves, combineScratch, readFloats, rowTopK, type CombineScratch } from './row-top-k.js';
+import { readFloats } from '@peer/backend/wasm';
+import { combineHalves, combineScratch, rowTopK, type CombineScratch } from './row-top-k.js';
 import { heapRowTopK } from './heap-top-k.js';
 
 export interface SelectionPlan {

@@ -1,8 +1,10 @@
-// The slice of the wasm engine's backend object that the kernel fixes use, and the one way they
+// The slice of the wasm engine's backend object that the kernel fixes and the engine heap view
+// (wasm-memory/engine-heap.ts) use, and the one way they
 // replace a registered kernel. The engine's own types need emscripten typings; these few members
 // are stable across tfjs 4.x.
 import * as tf from '@tensorflow/tfjs-core';
 import type { DataType, KernelConfig, KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import type { WasmMemory } from '../wasm-emitter/wasm-api.js';
 
 export interface WasmTensorData {
   id: number;
@@ -15,6 +17,8 @@ export interface WasmTensorData {
 /** The emscripten module's members used here (tfjs 4.22's wasm build). */
 export interface WasmModule {
   HEAPU8: Uint8Array;
+  /** The instance's exports; `memory` is the heap's WebAssembly.Memory (read through `engineHeap`). */
+  asm?: { memory?: WasmMemory };
   /** Wraps an exported C function; 'array' arguments are Uint8Arrays copied onto the stack. */
   cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
   tfjs: {

@@ -4,8 +4,7 @@
 //
 // Axes: U touched rows, d row width. Pointers are byte offsets into the arena; row offsets wrap
 // through i32 arithmetic, which is exact for addresses below 4 GiB (wasm addresses are unsigned).
-import { emitModule, F32, FunctionBuilder, I32, V128 } from '@peer/backend';
-import { wasmApi, type WasmMemory, type WasmModule } from '@peer/backend';
+import { F32, FunctionBuilder, I32, kernelsOnHeap, V128, type WasmMemory } from '@peer/backend/wasm';
 
 export interface OptimizerKernelExports {
   /**
@@ -147,35 +146,13 @@ function buildGather(): FunctionBuilder {
   return f;
 }
 
-let compiled: WasmModule | undefined | null;
-
-/** The compiled kernel module, or null where WebAssembly SIMD is unavailable. */
-export function optimizerKernelModule(): WasmModule | null {
-  if (compiled === undefined) {
-    try {
-      if (!wasmApi) throw new Error('no WebAssembly');
-      compiled = new wasmApi.Module(
-        emitModule(
-          [
-            { name: 'adam', builder: buildAdam() },
-            { name: 'sgd', builder: buildSgd() },
-            { name: 'gather', builder: buildGather() },
-          ],
-          { kind: 'imported', maxPages: 65536 },
-        ),
-      );
-    } catch {
-      compiled = null;
-    }
-  }
-  return compiled;
-}
-
-/** Kernels bound to `memory`. */
-export function instantiateOptimizerKernels(memory: WasmMemory): OptimizerKernelExports | undefined {
-  const module = optimizerKernelModule();
-  if (!module) return undefined;
-  const exports = new wasmApi!.Instance(module, { env: { memory } }).exports as unknown as OptimizerKernelExports;
-  // A plain object (instance exports are frozen), so that tests can observe which path ran.
-  return { adam: exports.adam, sgd: exports.sgd, gather: exports.gather };
+/** The optimizer kernels bound to `memory` (an arena's), or undefined where WebAssembly SIMD is unavailable. */
+export function optimizerKernels(memory: WasmMemory): OptimizerKernelExports | undefined {
+  return (
+    kernelsOnHeap<OptimizerKernelExports>(memory, 'expert-store/optimizer', () => [
+      { name: 'adam', builder: buildAdam() },
+      { name: 'sgd', builder: buildSgd() },
+      { name: 'gather', builder: buildGather() },
+    ]) ?? undefined
+  );
 }

@@ -9,7 +9,7 @@
 //
 // Why: on wasm, tfjs reduces over axis 0 by transposing first, and the BatchNorm's dozen element-wise
 // passes over [512, 2048] cost about 35 ms per step (JS loops about 20 ms); these run in a few.
-import { FunctionBuilder, I32 } from '@peer/backend';
+import { FunctionBuilder, I32 } from '@peer/backend/wasm';
 import { rowLoop } from './row-kernels.js';
 
 /** out = sum over rows of a (or of a * b when `product`). */

@@ -2,7 +2,7 @@
 // row-kernels.ts and column-kernels.ts) with its own growable memory, managed as an arena, and the
 // plain JS loops of the same semantics that run where the kernels cannot (no wasm SIMD, widths not
 // a multiple of 8).
-import { emitModule, wasmApi, type WasmMemory, type WasmModule } from '@peer/backend';
+import { emitModule, wasmApi, type WasmMemory, type WasmModule } from '@peer/backend/wasm';
 import { buildDot, buildGroupSum, buildWsum } from './row-kernels.js';
 import { buildAffine, buildBnGrad, buildColSum } from './column-kernels.js';
 

@@ -12,7 +12,7 @@
 // Why: these are memory-bound products over [T, R, D] rows (64 MiB per table at T = 512, R = 128,
 // D = 256). Measured on one core here, the wasm SIMD loops run one pass in about 3.4 ms, where
 // tfjs-wasm's broadcasting mul + sum takes 17-30 ms and a JS loop 30-60 ms.
-import { FunctionBuilder, I32, V128 } from '@peer/backend';
+import { FunctionBuilder, I32, V128 } from '@peer/backend/wasm';
 
 /** An f32x4 inner loop over a row: j from 0 to D*4 bytes in steps of 32 (two vectors). */
 export function rowLoop(f: FunctionBuilder, j: number, dBytes: number, body: (offset: 0 | 16) => void): void {

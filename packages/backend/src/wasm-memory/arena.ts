@@ -1,12 +1,11 @@
-// A table's arena: one WebAssembly.Memory (outside the tfjs heap; each table has its own) that
-// holds the table's rows, its optimizer state and its gradient slots, so that the SIMD optimizer
-// kernels can update them in place. A wasm32 memory holds at most 4 GiB; tables whose rows and state
-// do not fit use plain typed arrays and the JS kernels instead.
+// An arena: one growable WebAssembly.Memory outside the tfjs heap, handed out in blocks that are
+// never freed one by one. An expert table keeps its rows, optimizer state, gradient slots and the
+// mixture's scratch in one (each table its own), so that SIMD kernels instantiated on the memory
+// (`kernelsOnHeap`) work on them in place. A wasm32 memory holds at most 4 GiB.
 //
 // Views into the memory are re-created when it grows (growing detaches every earlier view):
 // ArenaArray.array always returns a live view.
-import { instantiateOptimizerKernels, type OptimizerKernelExports } from './optimizer-kernels.js';
-import { wasmApi, type WasmMemory } from '@peer/backend';
+import { wasmApi, type WasmMemory } from '../wasm-emitter/wasm-api.js';
 
 const PAGE_BYTES = 65536;
 const MAX_PAGES = 65536;
@@ -21,18 +20,16 @@ const PAGE_4K = 4096;
 
 export class Arena {
   readonly memory: WasmMemory;
-  readonly kernels: OptimizerKernelExports;
   private top = 0;
   private largeBlocks = 0;
 
-  private constructor(memory: WasmMemory, kernels: OptimizerKernelExports) {
+  private constructor(memory: WasmMemory) {
     this.memory = memory;
-    this.kernels = kernels;
   }
 
   /**
    * An arena with `reserveBytes` addressable up front (pages are only backed by memory once
-   * written), or undefined where wasm SIMD is missing or the size is past 4 GiB.
+   * written), or undefined where WebAssembly is missing or the size is past 4 GiB.
    */
   static create(reserveBytes: number): Arena | undefined {
     const pages = Math.ceil(reserveBytes / PAGE_BYTES);
@@ -44,8 +41,7 @@ export class Arena {
     } catch {
       return undefined;
     }
-    const kernels = instantiateOptimizerKernels(memory);
-    return kernels ? new Arena(memory, kernels) : undefined;
+    return new Arena(memory);
   }
 
   /** Bytes handed out so far. */
@@ -61,7 +57,7 @@ export class Arena {
    * at (k * 1088) mod 4096 past a 4 KiB boundary. Unstaggered, row r of w, m and v sits at the same
    * address modulo 4 KiB (the arrays are 1 GiB apart at N = 1024^2, d = 256), so the optimizer's
    * loads and stores alias in the core's store-forwarding check and share cache sets: the lazy Adam
-   * sweep over 63k random rows ran 2-3x slower (measured: 288 -> 98-145 ms for two tables).
+   * sweep over 63k random rows ran 2-3x slower (see the expert-store README).
    */
   alloc(bytes: number): number | undefined {
     const offset =
@@ -84,7 +80,7 @@ export class Arena {
   }
 }
 
-type ArenaArrayKind = Float32Array | Int32Array;
+export type ArenaArrayKind = Float32Array | Int32Array;
 
 /** A typed array living in an arena; `array` is always a live view. */
 export class ArenaArray<T extends ArenaArrayKind> {

@@ -1,0 +1,14 @@
+export {
+  emitModule,
+  F32,
+  FunctionBuilder,
+  I32,
+  V128,
+  type ExportedFunction,
+  type LoopStep,
+  type ModuleMemory,
+  type ValueType,
+} from './wasm-emitter/wasm-emitter.js';
+export { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-emitter/wasm-api.js';
+export { engineHeap, kernelsOnHeap, readFloats, type EngineHeap } from './wasm-memory/engine-heap.js';
+export { Arena, ArenaArray, MAX_ARENA_BYTES, type ArenaArrayKind } from './wasm-memory/arena.js';

@@ -1,0 +1,226 @@
+// The gather-mixture primitives of a host table (HostExpertTable's rowDots, weightedRowSum,
+// accumulateRowGradients), run inside the table's own arena: the SIMD row kernels read the rows in
+// place (a slot is a table row), only x / dy / weights [T, *] are copied in, and the group-sum
+// kernel writes each distinct row's gradient straight into its RowSparseGrad slot. Tables without
+// an arena (plain backing), widths not a multiple of 8 and hosts without wasm SIMD run JS loops of
+// the same semantics.
+//
+// Axes: T tokens, R rows per token, n = T * R occurrences, U distinct rows, D row width.
+import * as tf from '@tensorflow/tfjs-core';
+import { engineHeap, kernelsOnHeap, readFloats, type Arena } from '@peer/backend/wasm';
+import type { RowSelection } from './expert-table.js';
+import { HostBlock } from './host-block.js';
+import type { RowSparseGrad } from './row-sparse-grad.js';
+import { buildDot, buildGroupSumInto, buildWsum } from './wasm/row-kernels.js';
+
+/** Arena space reserved for the mixture's scratch (address space; pages cost nothing until used). */
+export const MIXTURE_SCRATCH_BYTES = 8 << 20;
+
+interface MixtureKernelExports {
+  dot(rows: number, slot: number, x: number, out: number, t: number, r: number, d: number): void;
+  wsum(rows: number, slot: number, w: number, y: number, t: number, r: number, d: number): void;
+  group_sum_into(order: number, groupEnd: number, groupSlot: number, c: number, x: number, values: number, scratch: number, u: number, r: number, d: number): void;
+}
+
+class HostSelection implements RowSelection {
+  constructor(
+    readonly owner: HostMixture,
+    readonly indices: Int32Array,
+    readonly tokens: number,
+    readonly perToken: number,
+  ) {}
+}
+
+type Scratch = 'slot' | 'x' | 'small' | 'out' | 'row';
+
+export class HostMixture {
+  private readonly kernels: MixtureKernelExports | undefined;
+  private readonly scratch = new Map<Scratch, HostBlock<Float32Array>>();
+  private readonly slots: { block: HostBlock<Int32Array> | undefined } = { block: undefined };
+
+  constructor(
+    private readonly tableRows: number,
+    private readonly dim: number,
+    private readonly arena: Arena | undefined,
+    private readonly rows: () => HostBlock<Float32Array>,
+  ) {
+    this.kernels =
+      arena && dim % 8 === 0
+        ? (kernelsOnHeap<MixtureKernelExports>(arena.memory, 'expert-store/mixture', () => [
+            { name: 'dot', builder: buildDot() },
+            { name: 'wsum', builder: buildWsum() },
+            { name: 'group_sum_into', builder: buildGroupSumInto() },
+          ]) ?? undefined)
+        : undefined;
+  }
+
+  select(indices: Int32Array, perToken: number, name: string): RowSelection {
+    if (!(indices instanceof Int32Array)) throw new Error(`ExpertTable '${name}'.select: indices must be an Int32Array`);
+    if (!(Number.isSafeInteger(perToken) && perToken > 0) || indices.length % perToken !== 0) {
+      throw new Error(`ExpertTable '${name}'.select: ${indices.length} indices are not tokens x ${perToken} rows`);
+    }
+    for (let k = 0; k < indices.length; k++) {
+      const i = indices[k]!;
+      if (!(i >= 0 && i < this.tableRows)) throw new Error(`ExpertTable '${name}'.gather: indices[${k}] = ${i} is out of range [0, ${this.tableRows})`);
+    }
+    return new HostSelection(this, indices, indices.length / perToken, perToken);
+  }
+
+  private own(selection: RowSelection): HostSelection {
+    if (!(selection instanceof HostSelection) || selection.owner !== this) throw new Error('ExpertTable: a RowSelection is used with a table other than the one that made it');
+    return selection;
+  }
+
+  /** A float32 scratch block of `length` in the arena (kept, grown by doubling), or undefined. */
+  private block(kind: Scratch, length: number): HostBlock<Float32Array> | undefined {
+    const have = this.scratch.get(kind);
+    if (have && have.length >= length) return have;
+    const block = HostBlock.allocInArena(this.arena!, Math.max(length, 2 * (have?.length ?? 0)), Float32Array);
+    if (block) this.scratch.set(kind, block);
+    return block;
+  }
+
+  /** Copies the selection's rows into the arena's slot block; its offset, or undefined. */
+  private slotOffset(sel: HostSelection): number | undefined {
+    const n = sel.indices.length;
+    let block = this.slots.block;
+    if (!block || block.length < n) {
+      block = HostBlock.allocInArena(this.arena!, Math.max(n, 2 * (block?.length ?? 0)), Int32Array);
+      if (!block) return undefined;
+      this.slots.block = block;
+    }
+    block.array.set(sel.indices);
+    return block.offsetIn(this.arena);
+  }
+
+  /** `values` into the arena block `kind`; its offset, or undefined when there is no room. */
+  private copyIn(kind: Scratch, values: Float32Array): number | undefined {
+    const block = this.block(kind, values.length);
+    if (!block) return undefined;
+    block.array.set(values);
+    return block.offsetIn(this.arena);
+  }
+
+  rowDots(selection: RowSelection, x: tf.Tensor2D): tf.Tensor2D {
+    const sel = this.own(selection);
+    const { tokens: t, perToken: r } = sel;
+    const d = this.dim;
+    checkShape('rowDots', x, t, d);
+    const n = t * r;
+    if (this.kernels) {
+      const out = this.block('out', n);
+      const slot = out && this.slotOffset(sel);
+      const xAt = slot !== undefined ? this.copyIn('x', readFloats(x)) : undefined;
+      const rowsAt = this.rows().offsetIn(this.arena);
+      if (out && slot !== undefined && xAt !== undefined && rowsAt !== undefined) {
+        this.kernels.dot(rowsAt, slot, xAt, out.offsetIn(this.arena)!, t, r, d);
+        return toTensor(out.array.subarray(0, n), [t, r]);
+      }
+    }
+    const rv = this.rows().array;
+    const xv = readFloats(x).slice();
+    const sv = sel.indices;
+    const ov = new Float32Array(n);
+    for (let ti = 0; ti < t; ti++) {
+      for (let ri = 0; ri < r; ri++) {
+        const o = sv[ti * r + ri]! * d;
+        let acc = 0;
+        for (let j = 0; j < d; j++) acc += rv[o + j]! * xv[ti * d + j]!;
+        ov[ti * r + ri] = acc;
+      }
+    }
+    return toTensor(ov, [t, r]);
+  }
+
+  weightedRowSum(selection: RowSelection, weights: tf.Tensor2D): tf.Tensor2D {
+    const sel = this.own(selection);
+    const { tokens: t, perToken: r } = sel;
+    const d = this.dim;
+    checkShape('weightedRowSum', weights, t, r);
+    if (this.kernels) {
+      const y = this.block('out', t * d);
+      const slot = y && this.slotOffset(sel);
+      const wAt = slot !== undefined ? this.copyIn('small', readFloats(weights)) : undefined;
+      const rowsAt = this.rows().offsetIn(this.arena);
+      if (y && slot !== undefined && wAt !== undefined && rowsAt !== undefined) {
+        this.kernels.wsum(rowsAt, slot, wAt, y.offsetIn(this.arena)!, t, r, d);
+        return toTensor(y.array.subarray(0, t * d), [t, d]);
+      }
+    }
+    const rv = this.rows().array;
+    const wv = readFloats(weights).slice();
+    const sv = sel.indices;
+    const yv = new Float32Array(t * d);
+    for (let ti = 0; ti < t; ti++) {
+      for (let ri = 0; ri < r; ri++) {
+        const o = sv[ti * r + ri]! * d;
+        const s = wv[ti * r + ri]!;
+        for (let j = 0; j < d; j++) yv[ti * d + j]! += s * rv[o + j]!;
+      }
+    }
+    return toTensor(yv, [t, d]);
+  }
+
+  accumulateRowGradients(selection: RowSelection, weights: tf.Tensor2D, x: tf.Tensor2D, into: RowSparseGrad): void {
+    const sel = this.own(selection);
+    const { tokens: t, perToken: r } = sel;
+    const d = this.dim;
+    checkShape('accumulateRowGradients', weights, t, r);
+    checkShape('accumulateRowGradients', x, t, d);
+    const groups = into.groupOccurrences(sel.indices);
+    const u = groups.groups;
+    if (this.kernels) {
+      const arena = this.arena;
+      const at = [groups.order.offsetIn(arena), groups.groupEnd.offsetIn(arena), groups.groupSlot.offsetIn(arena), into.valuesBlock().offsetIn(arena)];
+      const row = this.block('row', d);
+      const cAt = row ? this.copyIn('small', readFloats(weights)) : undefined;
+      const xAt = cAt !== undefined ? this.copyIn('x', readFloats(x)) : undefined;
+      // Views again below: the copies may have grown the memory.
+      if (row && cAt !== undefined && xAt !== undefined && at.every((a) => a !== undefined)) {
+        const [order, groupEnd, groupSlot, values] = at as number[];
+        this.kernels.group_sum_into(order!, groupEnd!, groupSlot!, cAt, xAt, values!, row.offsetIn(arena)!, u, r, d);
+        return;
+      }
+    }
+    const cv = readFloats(weights).slice();
+    const xv = readFloats(x).slice();
+    const ord = groups.order.array;
+    const ends = groups.groupEnd.array;
+    const slots = groups.groupSlot.array;
+    const values = into.valuesBlock().array;
+    const acc = new Float32Array(d);
+    let i = 0;
+    for (let g = 0; g < u; g++) {
+      acc.fill(0);
+      for (; i < ends[g]!; i++) {
+        const o = ord[i]!;
+        const s = cv[o]!;
+        const src = Math.floor(o / r) * d;
+        for (let j = 0; j < d; j++) acc[j]! += s * xv[src + j]!;
+      }
+      const slot = slots[g]!;
+      if (slot >= 0) values.set(acc, slot * d);
+      else {
+        const dst = ~slot * d;
+        for (let j = 0; j < d; j++) values[dst + j]! += acc[j]!;
+      }
+    }
+  }
+}
+
+function checkShape(where: string, x: tf.Tensor, rows: number, cols: number): void {
+  if (x.rank !== 2 || x.shape[0] !== rows || x.shape[1] !== cols || x.dtype !== 'float32') {
+    throw new Error(`ExpertTable.${where}: expected a float32 tensor [${rows}, ${cols}], got ${x.dtype} [${x.shape.join(', ')}]`);
+  }
+}
+
+/** A new tensor holding `values`: written straight into the engine's heap on wasm. */
+function toTensor<R extends tf.Rank.R2>(values: Float32Array, shape: [number, number]): tf.Tensor<R> {
+  const heap = engineHeap();
+  if (heap) {
+    const out = heap.output(shape, 'float32');
+    heap.floats(out).set(values);
+    return out as tf.Tensor<R>;
+  }
+  return tf.tensor2d(values.slice(), shape) as tf.Tensor<R>;
+}
