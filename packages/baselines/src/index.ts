@@ -30,7 +30,7 @@ export {
 } from './moe-routing.js';
 export { expertMixture, type ExpertParams } from './moe-expert-mixture.js';
 export type { MoeRoutingStats } from './moe-stats.js';
-export { ACTIVATIONS, activate, activationDerivative, activationForward, activationWithCache, type Activation, type ActivationResult } from './activation.js';
+export { ACTIVATIONS, activate, activationDerivative, activationForward, activationWithCache, type Activation, type ActivationResult } from '@peer/backend';
 export { LayerConfigError, parseLayerConfig } from './layer-config.js';
 export { UsageAccumulator } from './usage-report.js';
 export type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from './feed-forward-types.js';

@@ -14,7 +14,7 @@
 // expert, [U, D] for U distinct rows among the T*R) to the tables' row-sparse accumulators as a
 // side effect: no dense [N, D] gradient, no autodiff through gathers.
 import * as tf from '@tensorflow/tfjs-core';
-import { activate, activationDerivative } from './activation.js';
+import { activateArray as activate, activationDerivativeArray as activationDerivative } from '@peer/backend';
 import type { ExpertActivation } from './config.js';
 import { KernelArena, type Region } from './kernels/kernel-arena.js';
 
