@@ -37,7 +37,7 @@ export type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from
 export { ProductKeyMemory, pkmForward, scoresForSlots, type PkmForwardOptions, type PkmForwardResult, type PkmQueryNormTensors, type PkmTensors } from './pkm.js';
 export { PKM_QUERY_NORMS, VALUE_OPTIMIZERS, parsePkmConfig, pkmConfigSchema, valueOptimizerSchema, type PkmConfig, type PkmOptions } from './pkm-config.js';
 export { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
-export { batchNormInference, batchNormTraining, updateRunningStats, type BatchNormResult } from './query-batch-norm.js';
+export { batchNormInference, batchNormTraining, updateRunningStats, type BatchNormResult } from '@peer/product-keys';
 export { loadLayerState, saveLayerState, type StatefulLayer } from './layer-io.js';
 export {
   BASELINE_KINDS,

@@ -24,7 +24,7 @@ export {
   type RowGroups,
 } from './expert-mixture.js';
 export { PeerLayer, type PeerRouting } from './peer-layer.js';
-export { QueryNorm, type QueryNormOptions } from './query-norm.js';
+export { QueryNorm, type QueryNormOptions } from '@peer/product-keys';
 export {
   featuresFromPytorch,
   featuresToPytorch,
