@@ -1,6 +1,6 @@
 // peer-train: the command line of the @peer project. Each command lives in src/commands/; this file
 // only declares flags and maps errors to exit codes (2: bad input, 1: runtime failure).
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { BACKEND_NAMES } from '@peer/backend';
 import { FEED_FORWARD_KINDS } from '@peer/model';
 import { presetDescription, presetNames } from './config/presets.js';
@@ -8,6 +8,7 @@ import { doctor } from './commands/doctor.js';
 import { evalCommand } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
 import { train } from './commands/train.js';
+import { collect, intArg, numberArg } from './cli-args.js';
 import { UsageError } from './errors.js';
 import { addExperimentCommands } from './experiment-commands.js';
 
@@ -22,24 +23,6 @@ const backendOption = (fallback?: string) => {
   const o = new Option('--backend <name>', 'tfjs engine').choices(BACKEND_NAMES as string[]);
   return fallback ? o.default(fallback) : o;
 };
-
-function intArg(min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got '${value}'`);
-    return n;
-  };
-}
-
-function numberArg(check: (n: number) => boolean, what: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || !check(n)) throw new InvalidArgumentError(`expected ${what}, got '${value}'`);
-    return n;
-  };
-}
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 program
   .command('train')

@@ -1,7 +1,7 @@
 // The experiment commands of peer-train: usage, sweep, report, bench (layer, train, all) and layer-io.
 // Declared here and added to the program by cli.ts; each command's work lives in src/commands/.
 // These commands print a bad flag value as one line (no help text after it): exit code 2.
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { BACKEND_NAMES } from '@peer/backend';
 import { benchAllCommand, benchLayerCommand, benchTrainCommand, BENCH_LAYERS } from './commands/bench.js';
 import { layerIoCommand } from './commands/layer-io.js';
@@ -9,16 +9,8 @@ import { reportCommand } from './commands/report.js';
 import { sweepCommand } from './commands/sweep.js';
 import { usageCommand } from './commands/usage.js';
 import { INTERRUPTED_EXIT_CODE } from './commands/train.js';
+import { collect, intArg } from './cli-args.js';
 
-function intArg(min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got '${value}'`);
-    return n;
-  };
-}
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 const backendOption = () => new Option('--backend <name>', 'tfjs engine (default: the run\'s, or auto)').choices(BACKEND_NAMES as string[]);
 

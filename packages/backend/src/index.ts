@@ -10,6 +10,18 @@ export {
   type SkippedBackend,
 } from './init-backend.js';
 export { stopGradient } from './stop-gradient.js';
+export {
+  ACTIVATIONS,
+  activate,
+  activateArray,
+  activationDerivative,
+  activationDerivativeArray,
+  activationForward,
+  activationWithCache,
+  erfc,
+  type Activation,
+  type ActivationResult,
+} from './ops/activation.js';
 export { columnSums } from './ops/column-sums.js';
 export { linear } from './ops/linear.js';
 export {

@@ -3,9 +3,8 @@
 // Weights are stored [in, out] so that the forward pass runs plain 2D matMuls (no transposes) on
 // [T, D] rows: the fast path of every engine, wasm in particular.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, columnSums, linear } from '@peer/backend';
+import { Rng, activate, columnSums, linear } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
-import { activate } from './dense-ffw-activation.js';
 import { parseDenseFfwConfig, type DenseFfwConfig, type DenseFfwConfigInput } from './dense-ffw-config.js';
 
 /** The parameters of a dense FFW, as tensors (the layer's variables, or any stand-ins for testing). */

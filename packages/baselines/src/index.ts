@@ -30,14 +30,14 @@ export {
 } from './moe-routing.js';
 export { expertMixture, type ExpertParams } from './moe-expert-mixture.js';
 export type { MoeRoutingStats } from './moe-stats.js';
-export { ACTIVATIONS, activate, activationDerivative, activationForward, activationWithCache, type Activation, type ActivationResult } from './activation.js';
+export { ACTIVATIONS, activate, activationDerivative, activationForward, activationWithCache, type Activation, type ActivationResult } from '@peer/backend';
 export { LayerConfigError, parseLayerConfig } from './layer-config.js';
 export { UsageAccumulator } from './usage-report.js';
 export type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from './feed-forward-types.js';
 export { ProductKeyMemory, pkmForward, scoresForSlots, type PkmForwardOptions, type PkmForwardResult, type PkmQueryNormTensors, type PkmTensors } from './pkm.js';
 export { PKM_QUERY_NORMS, VALUE_OPTIMIZERS, parsePkmConfig, pkmConfigSchema, valueOptimizerSchema, type PkmConfig, type PkmOptions } from './pkm-config.js';
 export { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
-export { batchNormInference, batchNormTraining, updateRunningStats, type BatchNormResult } from './query-batch-norm.js';
+export { batchNormInference, batchNormTraining, updateRunningStats, type BatchNormResult } from '@peer/product-keys';
 export { loadLayerState, saveLayerState, type StatefulLayer } from './layer-io.js';
 export {
   BASELINE_KINDS,

@@ -2,7 +2,7 @@
 // in training and 2 in evaluation, load-balancing coefficient 0.01) and the expert-choice MoE of
 // the PEER paper's baseline (capacity factor 1: on average one expert per token).
 import { z } from 'zod';
-import { ACTIVATIONS } from './activation.js';
+import { ACTIVATIONS } from '@peer/backend';
 import { nonNegative, parseLayerConfig, positiveInt, requireThat, seedField } from './layer-config.js';
 
 const expertFields = {

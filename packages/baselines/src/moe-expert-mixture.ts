@@ -14,7 +14,7 @@
 // processed rows are concatenated to [P, D] with a zero row appended, and token t sums the (at
 // most M) rows listed for it, so neither direction needs a scatter-add.
 import * as tf from '@tensorflow/tfjs-core';
-import { activationDerivative, activationWithCache, type Activation } from './activation.js';
+import { activationDerivative, activationWithCache, type Activation } from '@peer/backend';
 import type { MoeDispatch } from './moe-routing.js';
 
 export interface ExpertParams {

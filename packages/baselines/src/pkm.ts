@@ -15,14 +15,13 @@
 // applies the table's own optimizer (default Adam, lr 1e-3) to the touched rows only.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
-import { ProductKeys, retrieve, type SubKeyTables } from '@peer/product-keys';
+import { batchNormInference, batchNormTraining, ProductKeys, QueryNorm, retrieve, updateRunningStats, type SubKeyTables } from '@peer/product-keys';
 import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
 import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
 import { checkEntries, requireEntry, variableEntry, type ExpectedEntry } from './layer-state.js';
 import { checkInput3D } from './moe-stats.js';
 import { parsePkmConfig, type PkmConfig, type PkmOptions } from './pkm-config.js';
 import { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
-import { batchNormInference, batchNormTraining, updateRunningStats } from './query-batch-norm.js';
 import { UsageAccumulator } from './usage-report.js';
 
 export interface PkmQueryNormTensors {
@@ -123,6 +122,14 @@ function variableFrom(values: Float32Array, shape: number[], trainable: boolean)
   return tf.tidy(() => tf.variable(tf.tensor(values, shape, 'float32'), trainable));
 }
 
+/** A 'batch' QueryNorm, whose variables all exist. */
+type PkmQueryNorm = QueryNorm & {
+  readonly weight: tf.Variable<tf.Rank.R1>;
+  readonly bias: tf.Variable<tf.Rank.R1>;
+  readonly runningMean: tf.Variable<tf.Rank.R1>;
+  readonly runningVar: tf.Variable<tf.Rank.R1>;
+};
+
 /** Product-key memory layer (kind 'pkm'); conforms to @peer/model's FeedForwardLayer. */
 export class ProductKeyMemory {
   readonly kind = 'pkm' as const;
@@ -131,8 +138,11 @@ export class ProductKeyMemory {
   readonly keys: ProductKeys;
   /** Wq [D, F] */
   readonly queryWeight: tf.Variable;
-  /** gamma, beta [F] (trainable) and the running statistics [F] (not trainable); null without BN. */
-  readonly queryNorm: { weight: tf.Variable; bias: tf.Variable; runningMean: tf.Variable; runningVar: tf.Variable } | null;
+  /**
+   * The query BatchNorm: gamma, beta [F] (trainable) and the running statistics [F] (not trainable);
+   * null without BN. Its 'matmul' reductions are PKM's arithmetic (see @peer/product-keys' QueryNorm).
+   */
+  readonly queryNorm: PkmQueryNorm | null;
   /** V [N, D], outside tfjs. */
   readonly values: HostExpertTable;
   /** Value-row gradients accumulated by backward passes since the last sparse step. */
@@ -152,14 +162,7 @@ export class ProductKeyMemory {
     const limit = Math.sqrt(6 / (c.dim + F));
     this.queryWeight = variableFrom(rng.fork().fillUniform(new Float32Array(c.dim * F), -limit, limit), [c.dim, F], true);
     this.queryNorm =
-      c.queryNorm === 'batch'
-        ? {
-            weight: variableFrom(new Float32Array(F).fill(1), [F], true),
-            bias: variableFrom(new Float32Array(F), [F], true),
-            runningMean: variableFrom(new Float32Array(F), [F], false),
-            runningVar: variableFrom(new Float32Array(F).fill(1), [F], false),
-          }
-        : null;
+      c.queryNorm === 'batch' ? (new QueryNorm({ kind: 'batch', features: F, momentum: c.normMomentum, eps: c.normEps, reductions: 'matmul' }) as PkmQueryNorm) : null;
     this.values = new HostExpertTable({ rows: c.memories, dim: c.dim, init: { kind: 'normal', std: c.valueInitStd }, seed: rng.fork().int(2 ** 31), name: 'values' });
     this.valueGrad = new RowSparseGrad(this.values);
     const o = c.valueOptimizer;
@@ -175,7 +178,7 @@ export class ProductKeyMemory {
     const n = this.queryNorm;
     return {
       queryWeight: this.queryWeight as tf.Variable<tf.Rank.R2>,
-      queryNorm: n ? { weight: n.weight as tf.Variable<tf.Rank.R1>, bias: n.bias as tf.Variable<tf.Rank.R1>, runningMean: n.runningMean as tf.Variable<tf.Rank.R1>, runningVar: n.runningVar as tf.Variable<tf.Rank.R1> } : null,
+      queryNorm: n ? { weight: n.weight, bias: n.bias, runningMean: n.runningMean, runningVar: n.runningVar } : null,
       keys: this.keys,
       values: this.values,
     };
@@ -295,7 +298,7 @@ export class ProductKeyMemory {
     this.disposed = true;
     this.keys.dispose();
     this.queryWeight.dispose();
-    if (this.queryNorm) for (const v of Object.values(this.queryNorm)) v.dispose();
+    this.queryNorm?.dispose();
     this.valueOptimizer.dispose();
     this.values.dispose();
   }

@@ -14,9 +14,9 @@
 // expert) to the tables' row-gradient accumulators as a side effect: no dense [N, D] gradient, no
 // autodiff through gathers.
 import * as tf from '@tensorflow/tfjs-core';
+import { activateArray as activate, activationDerivativeArray as activationDerivative } from '@peer/backend';
 import { readFloats } from '@peer/backend/wasm';
 import type { ExpertTable, RowGradientSink } from '@peer/expert-store';
-import { activate, activationDerivative } from './activation.js';
 import type { ExpertActivation } from './config.js';
 
 export type { RowGradientSink } from '@peer/expert-store';

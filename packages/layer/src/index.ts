@@ -16,7 +16,7 @@ export {
 export { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
 export { expertMixture, type MixtureOptions, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
 export { PeerLayer, type PeerRouting } from './peer-layer.js';
-export { QueryNorm, type QueryNormOptions } from './query-norm.js';
+export { QueryNorm, type QueryNormOptions } from '@peer/product-keys';
 export {
   featuresFromPytorch,
   featuresToPytorch,

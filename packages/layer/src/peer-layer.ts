@@ -18,12 +18,11 @@
 // and `sparseStep(lrScale)` applies the sparse optimizer once per step.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
-import { ProductKeys, retrieve } from '@peer/product-keys';
+import { ProductKeys, QueryNorm, retrieve } from '@peer/product-keys';
 import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, UsageStats, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
 import { expertMixture, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
-import { QueryNorm } from './query-norm.js';
 import { DOWN_NAME, UP_NAME, exportPeerPytorch, loadPeerPytorchInto } from './pytorch-layout.js';
 
 let layerCount = 0;

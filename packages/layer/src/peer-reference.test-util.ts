@@ -6,6 +6,10 @@
 // per half, N experts,
 // F = h * 2 * dk query features in (head, half, dk) order, H' key sets (1 shared, else h).
 
+import { activation64 } from '@peer/test-utils';
+
+export { activation64, erf64 } from '@peer/test-utils';
+
 export interface ReferenceParams {
   /** [D, F] */
   wq: Float64Array;
@@ -52,26 +56,6 @@ export interface ReferenceOutput {
    * 0, float32 rounding may pick a different k-th expert (the layer is discontinuous there).
    */
   boundaryGap: number;
-}
-
-/** erf in float64: erf(x) = 2/sqrt(pi) e^{-x^2} sum_n 2^n x^{2n+1} / (1*3*...*(2n+1)); all terms positive. */
-export function erf64(x: number): number {
-  if (x < 0) return -erf64(-x);
-  if (x > 6) return 1;
-  let term = x;
-  let sum = x;
-  for (let n = 1; n < 400; n++) {
-    term *= (2 * x * x) / (2 * n + 1);
-    sum += term;
-    if (term < 1e-17 * sum) break;
-  }
-  return (2 / Math.sqrt(Math.PI)) * Math.exp(-x * x) * sum;
-}
-
-export function activation64(a: number, kind: ReferenceConfig['activation']): number {
-  if (kind === 'relu') return a > 0 ? a : 0;
-  if (kind === 'gelu') return 0.5 * a * (1 + erf64(a / Math.SQRT2));
-  return 0.5 * a * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (a + 0.044715 * a * a * a)));
 }
 
 /** The PEER layer in float64. `training` selects batch statistics for queryNorm 'batch'. */

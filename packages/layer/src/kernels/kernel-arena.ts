@@ -1,10 +1,9 @@
 // A WebAssembly SIMD kernel module (built at load time by wasm-emitter.ts from the builders in
-// row-kernels.ts and column-kernels.ts) with its own growable memory, managed as an arena, and the
+// row-kernels.ts) with its own growable memory, managed as an arena, and the
 // plain JS loops of the same semantics that run where the kernels cannot (no wasm SIMD, widths not
 // a multiple of 8).
 import { emitModule, wasmApi, type WasmMemory, type WasmModule } from '@peer/backend/wasm';
 import { buildDot, buildGroupSum, buildWsum } from './row-kernels.js';
-import { buildAffine, buildBnGrad, buildColSum } from './column-kernels.js';
 
 const PAGE = 65536;
 
@@ -13,10 +12,6 @@ interface KernelExports {
   dot(rows: number, slot: number, x: number, out: number, t: number, r: number, d: number): void;
   wsum(rows: number, slot: number, w: number, y: number, t: number, r: number, d: number): void;
   group_sum(order: number, groupEnd: number, c: number, x: number, out: number, u: number, r: number, d: number): void;
-  col_sum(a: number, out: number, t: number, f: number): void;
-  col_sum_prod(a: number, b: number, out: number, t: number, f: number): void;
-  affine(a: number, sub: number, mul: number, add: number, out: number, t: number, f: number): void;
-  bn_grad(dy: number, xhat: number, p: number, q: number, c: number, out: number, t: number, f: number): void;
 }
 
 let compiled: WasmModule | null | undefined;
@@ -29,10 +24,6 @@ function kernelModule(): WasmModule | null {
     { name: 'dot', builder: buildDot() },
     { name: 'wsum', builder: buildWsum() },
     { name: 'group_sum', builder: buildGroupSum() },
-    { name: 'col_sum', builder: buildColSum(false) },
-    { name: 'col_sum_prod', builder: buildColSum(true) },
-    { name: 'affine', builder: buildAffine() },
-    { name: 'bn_grad', builder: buildBnGrad() },
   ], { kind: 'exported', initialPages: 1 });
   try {
     compiled = new wasmApi.Module(bytes);
@@ -143,38 +134,6 @@ export class KernelArena {
         const src = Math.floor(o / r) * d;
         for (let j = 0; j < d; j++) ov[g * d + j]! += s * xv[src + j]!;
       }
-    }
-  }
-
-  /** out[j] = sum_t a[t, j] over a [t, f] matrix. */
-  colSum(a: Region, out: Region, t: number, f: number): void {
-    if (this.useSimd(f)) return this.exports!.col_sum(a.offset, out.offset, t, f);
-    const [av, ov] = [this.view(a), this.view(out)];
-    ov.fill(0, 0, f);
-    for (let i = 0; i < t; i++) for (let j = 0; j < f; j++) ov[j]! += av[i * f + j]!;
-  }
-
-  /** out[j] = sum_t a[t, j] b[t, j]. */
-  colSumProd(a: Region, b: Region, out: Region, t: number, f: number): void {
-    if (this.useSimd(f)) return this.exports!.col_sum_prod(a.offset, b.offset, out.offset, t, f);
-    const [av, bv, ov] = [this.view(a), this.view(b), this.view(out)];
-    ov.fill(0, 0, f);
-    for (let i = 0; i < t; i++) for (let j = 0; j < f; j++) ov[j]! += av[i * f + j]! * bv[i * f + j]!;
-  }
-
-  /** out[t, j] = (a[t, j] - sub[j]) mul[j] + add[j]; `out` may be `a`. */
-  affine(a: Region, sub: Region, mul: Region, add: Region, out: Region, t: number, f: number): void {
-    if (this.useSimd(f)) return this.exports!.affine(a.offset, sub.offset, mul.offset, add.offset, out.offset, t, f);
-    const [av, sv, mv, dv, ov] = [this.view(a), this.view(sub), this.view(mul), this.view(add), this.view(out)];
-    for (let i = 0; i < t; i++) for (let j = 0; j < f; j++) ov[i * f + j] = (av[i * f + j]! - sv[j]!) * mv[j]! + dv[j]!;
-  }
-
-  /** out[t, j] = (dy[t, j] - p[j] - xhat[t, j] q[j]) c[j]. */
-  bnGrad(dy: Region, xhat: Region, p: Region, q: Region, c: Region, out: Region, t: number, f: number): void {
-    if (this.useSimd(f)) return this.exports!.bn_grad(dy.offset, xhat.offset, p.offset, q.offset, c.offset, out.offset, t, f);
-    const [dv, xv, pv, qv, cv, ov] = [this.view(dy), this.view(xhat), this.view(p), this.view(q), this.view(c), this.view(out)];
-    for (let i = 0; i < t; i++) {
-      for (let j = 0; j < f; j++) ov[i * f + j] = (dv[i * f + j]! - pv[j]! - xv[i * f + j]! * qv[j]!) * cv[j]!;
     }
   }
 

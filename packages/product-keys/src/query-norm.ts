@@ -1,23 +1,40 @@
-// Normalization of the queries before retrieval (the paper's query BatchNorm, on by default).
+// Normalization of the queries before retrieval (the query BatchNorm of PEER and of PKM, on by
+// default in both).
 //
-// T tokens, F query features (h * 2 * dk, in the layer's internal (head, half, dk) order).
+// Axes: T tokens, F query features (h * 2 * dk, in the caller's order).
 //
 // batch: training normalizes with the batch's statistics over all T tokens (biased variance, as
 //   PyTorch) and moves running statistics by `momentum` (unbiased variance, as PyTorch); evaluation
 //   normalizes with the running statistics.
 // layer: each token over its F features (nn.LayerNorm(F)).
 // none: identity.
+//
+// Two ways to compute the training pass, which round differently; each layer keeps the one it has
+// always trained with, so that its runs reproduce bit for bit:
+//   'column-kernels' (PEER, the default): the sums over tokens and the element-wise passes are SIMD
+//     column kernels in a small wasm memory of their own (query-norm-kernels.ts); the running
+//     statistics move in float64 on the host.
+//   'matmul' (PKM): tfjs ops, sums over tokens as [1, T] x [T, F] products (query-norm-ops.ts); the
+//     running statistics move as float32 tfjs ops.
 import * as tf from '@tensorflow/tfjs-core';
-import type { QueryNorm as QueryNormKind } from './config.js';
-import { KernelArena } from './kernels/kernel-arena.js';
+import { QueryNormKernels } from './query-norm-kernels.js';
+import { batchNormInference, batchNormTraining, updateRunningStats } from './query-norm-ops.js';
+
+export const QUERY_NORM_KINDS = ['batch', 'layer', 'none'] as const;
+export type QueryNormKind = (typeof QUERY_NORM_KINDS)[number];
+
+/** How the training pass of 'batch' reduces over tokens (see the file comment). */
+export type QueryNormReductions = 'column-kernels' | 'matmul';
 
 export interface QueryNormOptions {
   kind: QueryNormKind;
   features: number;
   momentum: number;
   eps: number;
-  /** Variable name prefix (tfjs variable names are process-global; keep them unique). */
-  name: string;
+  /** Variable name prefix (tfjs variable names are process-global; keep them unique); default: tfjs's unique names. */
+  name?: string;
+  /** Default 'column-kernels'. */
+  reductions?: QueryNormReductions;
 }
 
 export class QueryNorm {
@@ -25,6 +42,7 @@ export class QueryNorm {
   readonly features: number;
   readonly momentum: number;
   readonly eps: number;
+  readonly reductions: QueryNormReductions;
   /** gamma [F] (absent for 'none'). */
   readonly weight: tf.Variable<tf.Rank.R1> | undefined;
   /** beta [F] (absent for 'none'). */
@@ -34,7 +52,7 @@ export class QueryNorm {
   /** Running (unbiased) variance [F] ('batch' only); not trainable. */
   readonly runningVar: tf.Variable<tf.Rank.R1> | undefined;
   /** SIMD kernels and their memory for the training-mode passes (created on first use). */
-  private kernels: KernelArena | undefined;
+  private kernels: QueryNormKernels | undefined;
 
   constructor(options: QueryNormOptions) {
     const { kind, features: f, name } = options;
@@ -42,11 +60,12 @@ export class QueryNorm {
     this.features = f;
     this.momentum = options.momentum;
     this.eps = options.eps;
+    this.reductions = options.reductions ?? 'column-kernels';
     if (kind === 'none') return;
     // tf.variable copies its initializer: release each one.
     const make = (value: number, trainable: boolean, suffix: string): tf.Variable<tf.Rank.R1> => {
       const init = tf.fill([f], value);
-      const v = tf.variable(init, trainable, `${name}/${suffix}`) as tf.Variable<tf.Rank.R1>;
+      const v = tf.variable(init, trainable, name === undefined ? undefined : `${name}/${suffix}`) as tf.Variable<tf.Rank.R1>;
       init.dispose();
       return v;
     };
@@ -84,24 +103,26 @@ export class QueryNorm {
         return tf.add(tf.mul(normalized, gamma), beta) as tf.Tensor2D;
       });
     }
-    if (!training) {
+    if (!training) return batchNormInference(q, gamma, beta, this.runningMean!, this.runningVar!, this.eps);
+    if (this.reductions === 'matmul') {
       return tf.tidy(() => {
-        const scale = tf.mul(gamma, tf.rsqrt(tf.add(this.runningVar!, this.eps)));
-        return tf.add(tf.mul(tf.sub(q, this.runningMean!), scale), beta) as tf.Tensor2D;
+        const { y, mean, variance } = batchNormTraining(q, gamma, beta, this.eps);
+        if (updateRunning) updateRunningStats(this.runningMean!, this.runningVar!, { mean, variance }, tokens, this.momentum);
+        return y;
       });
     }
     if (tokens < 2) {
       throw new Error(`query BatchNorm in training needs more than one token per batch, got ${tokens} (use queryNorm 'layer' or 'none', or evaluation mode)`);
     }
     return tf.tidy(() => {
-      this.kernels ??= new KernelArena();
-      const { y, mean, variance } = batchNormTraining(q, gamma, beta, this.eps, this.kernels);
-      if (updateRunning) this.updateRunningStats(mean, variance, tokens);
+      this.kernels ??= new QueryNormKernels();
+      const { y, mean, variance } = batchNormTrainingKernels(q, gamma, beta, this.eps, this.kernels);
+      if (updateRunning) this.moveRunningStats(mean, variance, tokens);
       return y;
     });
   }
 
-  private updateRunningStats(mean: Float64Array, biasedVar: Float64Array, tokens: number): void {
+  private moveRunningStats(mean: Float64Array, biasedVar: Float64Array, tokens: number): void {
     const m = this.momentum;
     const oldMean = this.runningMean!.dataSync();
     const oldVar = this.runningVar!.dataSync();
@@ -127,16 +148,15 @@ export class QueryNorm {
  * BatchNorm with batch statistics, as one customGrad with the closed-form backward:
  *   xhat = (q - mean) rstd,  y = xhat gamma + beta,
  *   dbeta = sum_t dy,  dgamma = sum_t dy xhat,  dq = gamma rstd (dy - dbeta / T - xhat dgamma / T).
- * The passes over [T, F] are SIMD column kernels (kernels/column-kernels.ts): on wasm, tfjs reduces
- * over axis 0 by transposing first, and the two passes as tfjs ops cost about 35 ms per step at
- * T = 512, F = 2048.
+ * The passes over [T, F] are SIMD column kernels (query-norm-kernels.ts): on wasm, tfjs reduces
+ * over axis 0 by transposing first (timings in the product-keys README).
  */
-function batchNormTraining(
+function batchNormTrainingKernels(
   q: tf.Tensor2D,
   gamma: tf.Tensor1D,
   beta: tf.Tensor1D,
   eps: number,
-  k: KernelArena,
+  k: QueryNormKernels,
 ): { y: tf.Tensor2D; mean: Float64Array; variance: Float64Array } {
   const [tokens, features] = q.shape;
   let mean = new Float64Array(0);

@@ -1,4 +1,6 @@
-// BatchNorm over the query features of the PKM layer.
+// The query BatchNorm as tfjs ops on explicit tensors: PKM's form (QueryNorm's 'matmul' reductions),
+// differentiable in q, gamma and beta whatever holds them; the evaluation form is every query
+// BatchNorm's.
 //
 // Axes: T tokens, F query features.
 //

@@ -1,7 +1,9 @@
+// Axes: t tokens, f query features.
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
 import { QueryNorm } from './query-norm.js';
+import { batchNormInference, batchNormTraining, updateRunningStats } from './query-norm-ops.js';
 
 describe('QueryNorm (batch)', () => {
   for (const f of [5, 16]) it(`normalizes with batch statistics and moves running stats PyTorch-style (unbiased variance, momentum), ${f} features`, () => {
@@ -94,5 +96,35 @@ describe('QueryNorm (batch)', () => {
     expect(() => norm.apply(q, true)).toThrow('needs more than one token per batch, got 1');
     q.dispose();
     norm.dispose();
+  });
+
+  it("'matmul' reductions (PKM's) run the tensor-op functions bit for bit and agree with the kernel path", () => {
+    const rng = testRng();
+    const [t, f, m] = [6, 8, 0.2];
+    const q = tf.tensor2d(Float32Array.from(rng.normals(t * f, 2)), [t, f]);
+    const viaClass = new QueryNorm({ kind: 'batch', features: f, momentum: m, eps: 1e-5, reductions: 'matmul' });
+    const viaKernels = new QueryNorm({ kind: 'batch', features: f, momentum: m, eps: 1e-5 });
+    const [gamma, beta, mean, variance] = [f, f, f, f].map(() => tf.variable(tf.tensor1d(Float32Array.from([1, 1, 1, 1, 1, 1, 1, 1])), false));
+    tf.tidy(() => {
+      beta!.assign(tf.zeros([f]));
+      mean!.assign(tf.zeros([f]));
+    });
+    const y = viaClass.apply(q, true);
+    const direct = batchNormTraining(q, gamma!, beta!, 1e-5);
+    updateRunningStats(mean!, variance!, direct, t, m);
+    expect(y.dataSync()).toEqual(direct.y.dataSync());
+    expect(viaClass.runningMean!.dataSync()).toEqual(mean!.dataSync());
+    expect(viaClass.runningVar!.dataSync()).toEqual(variance!.dataSync());
+    const yKernels = viaKernels.apply(q, true);
+    expectClose(y.dataSync(), yKernels.dataSync(), { rtol: 1e-5, atol: 1e-6, label: `seed ${rng.seed}` });
+    expectClose(viaClass.runningVar!.dataSync(), viaKernels.runningVar!.dataSync(), { rtol: 1e-5, atol: 1e-6 });
+    const yEval = viaClass.apply(q, false);
+    const directEval = batchNormInference(q, gamma!, beta!, mean!, variance!, 1e-5);
+    expect(yEval.dataSync()).toEqual(directEval.dataSync());
+    const single = tf.ones([1, f]) as tf.Tensor2D;
+    expect(() => viaClass.apply(single, true)).toThrow('query BatchNorm in training needs at least 2 tokens per batch, got 1');
+    tf.dispose([single, q, y, yKernels, yEval, directEval, direct.y, direct.mean, direct.variance, gamma!, beta!, mean!, variance!]);
+    viaClass.dispose();
+    viaKernels.dispose();
   });
 });
