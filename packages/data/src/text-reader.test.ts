@@ -175,6 +175,15 @@ describe('readSections', () => {
     );
   });
 
+  it('keeps a blank-line run whole when its whitespace-only lines straddle a chunk boundary', async () => {
+    // Found by the property above: one-byte chunks cut after the first '\n\n', the whole file did not.
+    const path = await fileWith(' \n\n \n\n x');
+    for (const chunk of [1, 2, 3, 4, 100]) {
+      const sections = await collect(readSections(path, 1, 100_000, chunk));
+      expect(sections.map((s) => s.text)).toEqual([' \n\n \n\n', ' x']);
+    }
+  });
+
   it('cuts text without blank lines at a newline, or between characters, before maxChars', async () => {
     const lines = Array.from({ length: 30 }, (_, i) => `line ${i} ${'ab'.repeat(i % 5)}`).join('\n');
     const path = await fileWith(lines);

@@ -188,13 +188,21 @@ export async function* readSections(
     for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) line++;
     return section;
   };
-  // The end of the first blank-line run at or after minChars that is followed by more text (a run
-  // touching the end of `pending` may continue in the next chunk), or -1.
+  // The end of the first blank-line run at or after minChars that is followed by more text, or -1.
+  // A run followed only by spaces and tabs up to the end of `pending` may continue in the next chunk
+  // (a whitespace-only line is blank), so it is not final yet: cut points must not depend on chunking.
+  const closedAt = (end: number): boolean => {
+    for (let i = end; i < pending.length; i++) {
+      const c = pending.charCodeAt(i);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0d) return true;
+    }
+    return false;
+  };
   const boundary = (): number => {
     BLANK_LINES.lastIndex = Math.max(0, minChars - 1);
     for (let m = BLANK_LINES.exec(pending); m; m = BLANK_LINES.exec(pending)) {
       const end = m.index + m[0].length;
-      if (end < pending.length) return end;
+      if (closedAt(end)) return end;
     }
     return -1;
   };
