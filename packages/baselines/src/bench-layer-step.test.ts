@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { BASELINE_KINDS, baselineBenchConfig, benchBaselineLayer, createBaselineLayer, timeLayerStep } from './bench-layer-step.js';
+import { timeLayerStep } from '@peer/feed-forward';
+import { BASELINE_KINDS, baselineBenchConfig, benchBaselineLayer, createBaselineLayer } from './bench-layer-step.js';
 import { ProductKeyMemory } from './pkm.js';
 
 describe('timeLayerStep', () => {

@@ -1,13 +1,11 @@
-// The baselines at matched active parameters, timed by @peer/backend's `timeLayerStep` (one
-// harness for every feed-forward layer's training step, re-exported here).
+// The baselines at matched active parameters, timed by @peer/feed-forward's `timeLayerStep` (one
+// harness for every feed-forward layer's training step).
 // The trainer's `peer-train bench layer --layer ffw|moe|moe-ec|pkm` calls `benchBaselineLayer`.
-import { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions } from '@peer/backend';
+import { timeLayerStep, type FeedForwardLayer, type LayerStepTiming, type TimeLayerStepOptions } from '@peer/feed-forward';
 import { DenseFfw } from './dense-ffw.js';
 import { MoeExpertChoice } from './moe-expert-choice.js';
 import { MoeTokenChoice } from './moe-token-choice.js';
 import { ProductKeyMemory } from './pkm.js';
-
-export { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions };
 
 function round(v: number, digits = 1): number {
   const f = 10 ** digits;
@@ -39,7 +37,7 @@ export function baselineBenchConfig(kind: BaselineKind, dim: number, overrides: 
 }
 
 /** Builds a baseline layer from its kind and config (validated by the layer). */
-export function createBaselineLayer(kind: BaselineKind, config: Record<string, unknown>): BenchableLayer & { dispose(): void } {
+export function createBaselineLayer(kind: BaselineKind, config: Record<string, unknown>): FeedForwardLayer {
   switch (kind) {
     case 'ffw':
       return new DenseFfw(config as never);

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, columnSums, linear } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 import { activate } from './dense-ffw-activation.js';
 import { parseDenseFfwConfig, type DenseFfwConfig, type DenseFfwConfigInput } from './dense-ffw-config.js';
 
@@ -72,10 +73,10 @@ function variableFrom<T extends tf.Tensor>(init: T): tf.Variable {
 }
 
 /**
- * The dense FFW baseline. Implements `FeedForwardLayer` of `@peer/model` (kind 'dense'): no routing,
+ * The dense FFW baseline. Implements the `FeedForwardLayer` contract (kind 'dense'): no routing,
  * no sparse tables, so `sparseStep` and `zeroSparseGrads` do nothing.
  */
-export class DenseFfw {
+export class DenseFfw implements FeedForwardLayer {
   readonly kind = 'dense' as const;
   readonly config: DenseFfwConfig;
   private readonly vars: Partial<Record<ParamName, tf.Variable>> = {};

@@ -33,7 +33,6 @@ export type { MoeRoutingStats } from './moe-stats.js';
 export { ACTIVATIONS, activate, activationDerivative, activationForward, activationWithCache, type Activation, type ActivationResult } from './activation.js';
 export { LayerConfigError, parseLayerConfig } from './layer-config.js';
 export { UsageAccumulator } from './usage-report.js';
-export type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from './feed-forward-types.js';
 export { ProductKeyMemory, pkmForward, scoresForSlots, type PkmForwardOptions, type PkmForwardResult, type PkmQueryNormTensors, type PkmTensors } from './pkm.js';
 export { PKM_QUERY_NORMS, VALUE_OPTIMIZERS, parsePkmConfig, pkmConfigSchema, valueOptimizerSchema, type PkmConfig, type PkmOptions } from './pkm-config.js';
 export { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
@@ -44,11 +43,7 @@ export {
   baselineBenchConfig,
   benchBaselineLayer,
   createBaselineLayer,
-  timeLayerStep,
   type BaselineBenchOptions,
   type BaselineBenchResult,
   type BaselineKind,
-  type BenchableLayer,
-  type LayerStepTiming,
-  type TimeLayerStepOptions,
 } from './bench-layer-step.js';

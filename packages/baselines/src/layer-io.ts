@@ -1,7 +1,7 @@
 // Safetensors files of one layer's state (any layer with stateEntries / loadStateEntries: the
 // baselines here, PEER, or anything else that follows the feed-forward contract).
 import { readSafetensors, writeSafetensors, type NamedArray, type SafetensorsMetadata, type WriteResult } from '@peer/expert-store';
-import type { StateEntryGetter } from './feed-forward-types.js';
+import type { StateEntryGetter } from '@peer/feed-forward';
 
 export interface StatefulLayer {
   stateEntries(prefix: string): NamedArray[];

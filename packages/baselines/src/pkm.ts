@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { ProductKeys, retrieve, type SubKeyTables } from '@peer/product-keys';
 import { ExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
-import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
+import type { ApplyMode, FeedForwardLayer, FeedForwardOutput, StateEntryGetter } from '@peer/feed-forward';
 import { checkEntries, requireEntry, variableEntry, type ExpectedEntry } from './layer-state.js';
 import { checkInput3D } from './moe-stats.js';
 import { parsePkmConfig, type PkmConfig, type PkmOptions } from './pkm-config.js';
@@ -123,8 +123,8 @@ function variableFrom(values: Float32Array, shape: number[], trainable: boolean)
   return tf.tidy(() => tf.variable(tf.tensor(values, shape, 'float32'), trainable));
 }
 
-/** Product-key memory layer (kind 'pkm'); conforms to @peer/model's FeedForwardLayer. */
-export class ProductKeyMemory {
+/** Product-key memory layer: the `FeedForwardLayer` of kind 'pkm'. */
+export class ProductKeyMemory implements FeedForwardLayer {
   readonly kind = 'pkm' as const;
   readonly dim: number;
   readonly config: Readonly<PkmConfig>;

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackendUnavailableError, initBackend, type BackendRequest } from '@peer/backend';
 import { benchBaselineLayer, type BaselineKind } from '@peer/baselines';
+import { ConfigError } from '@peer/feed-forward';
 import { benchLayerStep, parseLayerOverrides, peerActiveParams, peerFlops, peerParams, resolvePeerConfig, type PeerLayerConfig } from '@peer/layer';
 import { parseSetArg } from '../config/overrides.js';
 import { UsageError } from '../errors.js';
@@ -78,9 +79,9 @@ export async function startBackend(requested: string | undefined): Promise<strin
   }
 }
 
-/** A layer's config error (each layer package has a `...ConfigError`) as a usage error. */
+/** A layer's config error (every package's config error is a `ConfigError`) as a usage error. */
 function asConfigUsageError(err: unknown, layer: string): unknown {
-  if (err instanceof Error && /ConfigError$/.test(err.name)) return new UsageError(`bench layer --layer ${layer}: ${err.message}`);
+  if (err instanceof ConfigError) return new UsageError(`bench layer --layer ${layer}: ${err.message}`);
   return err;
 }
 
