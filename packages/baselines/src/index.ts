@@ -37,7 +37,7 @@ export { ProductKeyMemory, pkmForward, scoresForSlots, type PkmForwardOptions, t
 export { PKM_QUERY_NORMS, VALUE_OPTIMIZERS, parsePkmConfig, pkmConfigSchema, valueOptimizerSchema, type PkmConfig, type PkmOptions } from './pkm-config.js';
 export { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
 export { batchNormInference, batchNormTraining, updateRunningStats, type BatchNormResult } from './query-batch-norm.js';
-export { loadLayerState, saveLayerState, type StatefulLayer } from './layer-io.js';
+export { loadLayerState, saveLayerState, type StatefulLayer } from './layer-state-file.js';
 export {
   BASELINE_KINDS,
   baselineBenchConfig,

@@ -17,7 +17,7 @@ describe('ConfigError', () => {
     expect(err.message).toBe('invalid x config: a = 1: too small');
     expect(new Error('x')).not.toBeInstanceOf(ConfigError);
     expect(new ConfigError('x')).not.toBeInstanceOf(LayerError);
-    expect(null instanceof ConfigError).toBe(false);
+    expect((null as unknown as object) instanceof ConfigError).toBe(false);
   });
 
   it('recognises a config error of another build of this package (ESM beside CJS)', () => {
