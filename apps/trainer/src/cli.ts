@@ -2,7 +2,7 @@
 // only declares flags and maps errors to exit codes (2: bad input, 1: runtime failure).
 import { Command, CommanderError, Option } from 'commander';
 import { BACKEND_NAMES } from '@peer/backend';
-import { FEED_FORWARD_KINDS } from '@peer/model';
+import { FEED_FORWARD_KINDS } from '@peer/feed-forward';
 import { presetDescription, presetNames } from './config/presets.js';
 import { doctor } from './commands/doctor.js';
 import { evalCommand } from './commands/eval.js';

@@ -281,9 +281,9 @@ describe('peer-train sweep', () => {
       [['sweep', '--config', changed, '--out', sweepDir], /^peer-train: --out .*sweep holds a sweep with a different config \(differs at budgets\)/],
       [['sweep', '--preset', 'nope'], /^peer-train: unknown sweep preset 'nope'/],
       [['sweep', '--config', configPath, '--out', sweepDir, '--backend', 'cpu'], /^peer-train: sweep run 8e8-dense-xs: .* was started with a different config than this sweep plans \(differs at backend\)/],
-      [['bench', 'layer', '--layer', 'mlp'], /^peer-train: bench layer: unknown --layer 'mlp': expected one of peer, ffw, moe, moe-ec, pkm$/],
+      [['bench', 'layer', '--layer', 'mlp'], /^peer-train: bench layer: unknown --layer 'mlp': expected one of peer, dense, moe, moe-ec, pkm$/],
       [['bench', 'layer', '--layer', 'peer', '--experts', 'many'], /^error: option '--experts <n>' argument 'many' is invalid\. expected an integer >= 1, got 'many'$/],
-      [['bench', 'layer', '--layer', 'ffw', '--heads', '4'], /^peer-train: bench layer: --heads does not apply to --layer ffw/],
+      [['bench', 'layer', '--layer', 'dense', '--heads', '4'], /^peer-train: bench layer: --heads does not apply to --layer dense/],
       [['layer-io', '--weights', join(dir, 'w.safetensors'), '--input', join(dir, 'x.safetensors'), '--output', join(dir, 'y.safetensors')], /^peer-train: --weights .*w\.safetensors: no such file$/],
     ];
     // two at a time: each is a fresh node process

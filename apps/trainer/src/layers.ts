@@ -1,10 +1,11 @@
-// The one place that plugs feed-forward layers into @peer/model. The model builds 'dense' itself;
-// the sparse kinds come from @peer/layer (PEER) and @peer/baselines (MoE token/expert choice, PKM).
+// The one place that plugs feed-forward layers into @peer/model, which knows none itself: the dense
+// FFW, MoE token/expert choice and PKM come from @peer/baselines, PEER from @peer/layer.
 // The trainer's optim.sparseLr / optim.sparseOptimizer become the table optimizer of PEER's expert
 // tables and PKM's value table here, so that a config states them once, next to the dense optimizer.
-import { MoeExpertChoice, MoeTokenChoice, ProductKeyMemory } from '@peer/baselines';
+import { DenseFfw, MoeExpertChoice, MoeTokenChoice, ProductKeyMemory } from '@peer/baselines';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 import { PeerLayer } from '@peer/layer';
-import { registerFeedForward, type FeedForwardFactoryArgs, type FeedForwardLayer } from '@peer/model';
+import { registerFeedForward, type FeedForwardFactoryArgs } from '@peer/model';
 import type { TrainConfig } from './config/schema.js';
 
 type SparseOptim = Pick<TrainConfig['optim'], 'sparseLr' | 'sparseOptimizer'>;
@@ -16,14 +17,16 @@ function tableOptimizer(options: Record<string, unknown>, key: string, optim: Sp
   return { ...base, kind: optim.sparseOptimizer, lr: optim.sparseLr };
 }
 
-/** Registers every sparse layer kind, with the sparse-table optimizer of `optim`. */
+/** Registers every feed-forward kind, the sparse ones with the sparse-table optimizer of `optim`. */
 export function registerLayers(optim: SparseOptim): void {
+  const dense = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new DenseFfw({ seed, ...options, dim });
   const peer = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer =>
     new PeerLayer({ seed, ...options, dim, expertOptimizer: tableOptimizer(options, 'expertOptimizer', optim) });
   const pkm = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer =>
     new ProductKeyMemory({ seed, ...options, dim, valueOptimizer: tableOptimizer(options, 'valueOptimizer', optim) });
   const moe = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new MoeTokenChoice({ seed, experts: 8, ...options, dim });
   const moeEc = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new MoeExpertChoice({ seed, experts: 8, ...options, dim });
+  registerFeedForward('dense', dense);
   registerFeedForward('peer', peer);
   registerFeedForward('pkm', pkm);
   registerFeedForward('moe', moe);

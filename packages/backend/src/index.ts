@@ -9,6 +9,7 @@ export {
   type InitBackendOptions,
   type SkippedBackend,
 } from './init-backend.js';
+export { formatValue, type FormatValueOptions } from './format-value.js';
 export { stopGradient } from './stop-gradient.js';
 export {
   ACTIVATIONS,
@@ -35,4 +36,3 @@ export {
 export { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
 export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
-export { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions } from './time-layer-step.js';

@@ -1,4 +1,4 @@
-// pnpm bench [-- --layer ffw|moe|moe-ec|pkm|all] [--dim 256] [--tokens 512] [--steps 5] [--warmup 1]
+// pnpm bench [-- --layer dense|moe|moe-ec|pkm|all] [--dim 256] [--tokens 512] [--steps 5] [--warmup 1]
 //            [--backend auto|wasm|cpu|tensorflow] [--set key=value ...] [--json]
 //
 // Times a full training step of each baseline layer at matched active parameters and prints a

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { BASELINE_KINDS, baselineBenchConfig, benchBaselineLayer, createBaselineLayer, timeLayerStep } from './bench-layer-step.js';
+import { timeLayerStep } from '@peer/feed-forward';
+import { BASELINE_KINDS, baselineBenchConfig, benchBaselineLayer, createBaselineLayer } from './bench-layer-step.js';
 import { ProductKeyMemory } from './pkm.js';
 
 describe('timeLayerStep', () => {
@@ -25,7 +26,7 @@ describe('timeLayerStep', () => {
   });
 
   it('builds every baseline at matched active parameters for D = 256', () => {
-    const ffw = createBaselineLayer('ffw', baselineBenchConfig('ffw', 256));
+    const ffw = createBaselineLayer('dense', baselineBenchConfig('dense', 256));
     const target = ffw.activeParamsPerToken();
     expect(target).toBe(2 * 256 * 1024 + 1024 + 256);
     ffw.dispose();
@@ -39,14 +40,14 @@ describe('timeLayerStep', () => {
     const F = 8 * 2 * 24;
     expect(c).toMatchObject({ memories: 1024 * 1024, heads: 8, topK: 32, dimKey: 24 });
     expect(256 * F + 2 * F + 8 * 2 * 1024 * 24 + 8 * 32 * 256).toBe(557824);
-    expect(BASELINE_KINDS).toEqual(['ffw', 'moe', 'moe-ec', 'pkm']);
+    expect(BASELINE_KINDS).toEqual(['dense', 'moe', 'moe-ec', 'pkm']);
   });
 
   it('benchBaselineLayer applies overrides and rejects an unknown kind or field', async () => {
     const r = await benchBaselineLayer({ layer: 'moe', dim: 8, overrides: { experts: 3, hidden: 5 }, tokens: 12, steps: 1, warmup: 0 });
     expect(r.config).toEqual({ dim: 8, experts: 3, hidden: 5, topK: 1 });
     expect(r.total_params).toBe(8 * 3 + 3 * (2 * 8 * 5 + 5 + 8));
-    await expect(benchBaselineLayer({ layer: 'mlp' as never })).rejects.toThrow("benchBaselineLayer: layer must be one of ffw, moe, moe-ec, pkm, got \"mlp\"");
+    await expect(benchBaselineLayer({ layer: 'mlp' as never })).rejects.toThrow("benchBaselineLayer: layer must be one of dense, moe, moe-ec, pkm, got \"mlp\"");
     await expect(benchBaselineLayer({ layer: 'moe-ec', dim: 8, overrides: { topK: 2 } })).rejects.toThrow("invalid moe-ec config: unknown field 'topK'");
   });
 });

@@ -1,26 +1,25 @@
-// The baselines at matched active parameters, timed by @peer/backend's `timeLayerStep` (one
-// harness for every feed-forward layer's training step, re-exported here).
-// The trainer's `peer-train bench layer --layer ffw|moe|moe-ec|pkm` calls `benchBaselineLayer`.
-import { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions } from '@peer/backend';
+// The baselines at matched active parameters, timed by @peer/feed-forward's `timeLayerStep` (one
+// harness for every feed-forward layer's training step).
+// The trainer's `peer-train bench layer --layer dense|moe|moe-ec|pkm` calls `benchBaselineLayer`.
+import { timeLayerStep, type FeedForwardLayer, type LayerStepTiming, type TimeLayerStepOptions } from '@peer/feed-forward';
 import { DenseFfw } from './dense-ffw.js';
 import { MoeExpertChoice } from './moe-expert-choice.js';
 import { MoeTokenChoice } from './moe-token-choice.js';
 import { ProductKeyMemory } from './pkm.js';
-
-export { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions };
 
 function round(v: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(v * f) / f;
 }
 
-export const BASELINE_KINDS = ['ffw', 'moe', 'moe-ec', 'pkm'] as const;
+/** The baseline feed-forward kinds, named as in the model config (`ffw.kind`). */
+export const BASELINE_KINDS = ['dense', 'moe', 'moe-ec', 'pkm'] as const;
 export type BaselineKind = (typeof BASELINE_KINDS)[number];
 
 /**
  * The benchmark configs, matched on active parameters per token to the dense FFW of width 4D
  * (2 * D * 4D + biases; 525,568 at D = 256):
- * - ffw: hidden 4D.
+ * - dense: hidden 4D.
  * - moe: Switch, 16 experts of hidden 4D, top-1 (one expert per token, plus the router).
  * - moe-ec: expert choice, 16 experts of hidden 4D, capacity factor 1 (one expert per token on average).
  * - pkm: the paper's PKM (1024^2 memories, 8 heads, top-32, query BN) with dk = 24 so that query
@@ -29,7 +28,7 @@ export type BaselineKind = (typeof BASELINE_KINDS)[number];
  */
 export function baselineBenchConfig(kind: BaselineKind, dim: number, overrides: Record<string, unknown> = {}): Record<string, unknown> {
   const base: Record<BaselineKind, Record<string, unknown>> = {
-    ffw: { dim, hidden: 4 * dim },
+    dense: { dim, hidden: 4 * dim },
     moe: { dim, experts: 16, hidden: 4 * dim, topK: 1 },
     'moe-ec': { dim, experts: 16, hidden: 4 * dim, capacityFactor: 1 },
     pkm: { dim, memories: 1024 * 1024, heads: 8, topK: 32, dimKey: 24 },
@@ -39,9 +38,9 @@ export function baselineBenchConfig(kind: BaselineKind, dim: number, overrides: 
 }
 
 /** Builds a baseline layer from its kind and config (validated by the layer). */
-export function createBaselineLayer(kind: BaselineKind, config: Record<string, unknown>): BenchableLayer & { dispose(): void } {
+export function createBaselineLayer(kind: BaselineKind, config: Record<string, unknown>): FeedForwardLayer {
   switch (kind) {
-    case 'ffw':
+    case 'dense':
       return new DenseFfw(config as never);
     case 'moe':
       return new MoeTokenChoice(config as never);

@@ -1,4 +1,6 @@
 // Configuration of the dense feed-forward block, validated once in the constructor.
+import { formatValue } from '@peer/backend';
+import { ConfigError } from '@peer/feed-forward';
 import { z } from 'zod';
 
 export const DENSE_FFW_ACTIVATIONS = ['gelu', 'gelu-tanh', 'relu'] as const;
@@ -23,18 +25,11 @@ export type DenseFfwConfigInput = z.input<typeof DenseFfwConfigSchema>;
 export type DenseFfwConfig = Required<z.output<typeof DenseFfwConfigSchema>>;
 
 /** A dense FFW config that failed validation; the message names the field and the value. */
-export class DenseFfwConfigError extends Error {
+export class DenseFfwConfigError extends ConfigError {
   constructor(message: string) {
     super(message);
     this.name = 'DenseFfwConfigError';
   }
-}
-
-function show(value: unknown): string {
-  if (value === undefined) return 'undefined';
-  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
-  const text = JSON.stringify(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 /**
@@ -47,7 +42,7 @@ export function parseDenseFfwConfig(input: unknown): DenseFfwConfig {
     const problems = result.error.issues.map((issue) => {
       if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
       const field = issue.path.length > 0 ? issue.path.map(String).join('.') : '(config)';
-      return `${field} = ${show(issue.input)}: ${issue.message}`;
+      return `${field} = ${formatValue(issue.input, { maxLength: 80 })}: ${issue.message}`;
     });
     throw new DenseFfwConfigError(`invalid dense FFW config: ${problems.join('; ')}`);
   }

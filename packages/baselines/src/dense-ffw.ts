@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, activate, columnSums, linear } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 import { parseDenseFfwConfig, type DenseFfwConfig, type DenseFfwConfigInput } from './dense-ffw-config.js';
 
 /** The parameters of a dense FFW, as tensors (the layer's variables, or any stand-ins for testing). */
@@ -71,10 +72,10 @@ function variableFrom<T extends tf.Tensor>(init: T): tf.Variable {
 }
 
 /**
- * The dense FFW baseline. Implements `FeedForwardLayer` of `@peer/model` (kind 'dense'): no routing,
+ * The dense FFW baseline. Implements the `FeedForwardLayer` contract (kind 'dense'): no routing,
  * no sparse tables, so `sparseStep` and `zeroSparseGrads` do nothing.
  */
-export class DenseFfw {
+export class DenseFfw implements FeedForwardLayer {
   readonly kind = 'dense' as const;
   readonly config: DenseFfwConfig;
   private readonly vars: Partial<Record<ParamName, tf.Variable>> = {};

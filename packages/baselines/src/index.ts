@@ -33,22 +33,17 @@ export type { MoeRoutingStats } from './moe-stats.js';
 export { ACTIVATIONS, activate, activationDerivative, activationForward, activationWithCache, type Activation, type ActivationResult } from '@peer/backend';
 export { LayerConfigError, parseLayerConfig } from './layer-config.js';
 export { UsageAccumulator } from './usage-report.js';
-export type { ApplyMode, FeedForwardOutput, StateEntryGetter, UsageReport } from './feed-forward-types.js';
 export { ProductKeyMemory, pkmForward, scoresForSlots, type PkmForwardOptions, type PkmForwardResult, type PkmQueryNormTensors, type PkmTensors } from './pkm.js';
 export { PKM_QUERY_NORMS, VALUE_OPTIMIZERS, parsePkmConfig, pkmConfigSchema, valueOptimizerSchema, type PkmConfig, type PkmOptions } from './pkm-config.js';
 export { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
 export { batchNormInference, batchNormTraining, updateRunningStats, type BatchNormResult } from '@peer/product-keys';
-export { loadLayerState, saveLayerState, type StatefulLayer } from './layer-io.js';
+export { loadLayerState, saveLayerState, type StatefulLayer } from './layer-state-file.js';
 export {
   BASELINE_KINDS,
   baselineBenchConfig,
   benchBaselineLayer,
   createBaselineLayer,
-  timeLayerStep,
   type BaselineBenchOptions,
   type BaselineBenchResult,
   type BaselineKind,
-  type BenchableLayer,
-  type LayerStepTiming,
-  type TimeLayerStepOptions,
 } from './bench-layer-step.js';

@@ -1,9 +1,11 @@
 // Config validation shared by the layers: zod schemas, and one readable error per bad config that
 // names the layer, each offending field and the value it had.
+import { formatValue } from '@peer/backend';
+import { ConfigError } from '@peer/feed-forward';
 import { z } from 'zod';
 
 /** Thrown for a config that fails validation; `issues` lists `field = value: problem` lines. */
-export class LayerConfigError extends Error {
+export class LayerConfigError extends ConfigError {
   constructor(
     readonly layer: string,
     readonly issues: string[],
@@ -22,13 +24,6 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   return v;
 }
 
-function show(value: unknown): string {
-  if (value === undefined) return 'undefined';
-  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
-  const text = JSON.stringify(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
-}
-
 /**
  * Validates `input` against `schema` (defaults filled in) or throws a `LayerConfigError` such as
  * `invalid moe config: topK = 5: must be at most experts (4)`.
@@ -39,7 +34,7 @@ export function parseLayerConfig<S extends z.ZodType>(layer: string, schema: S, 
   const issues = result.error.issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
     const field = issue.path.length === 0 ? '(config)' : issue.path.map(String).join('.');
-    return `${field} = ${show(valueAt(input, issue.path))}: ${issue.message}`;
+    return `${field} = ${formatValue(valueAt(input, issue.path), { maxLength: 80 })}: ${issue.message}`;
   });
   throw new LayerConfigError(layer, issues);
 }

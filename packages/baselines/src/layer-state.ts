@@ -2,7 +2,7 @@
 // that name the entry and what is wrong with it.
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedArray } from '@peer/expert-store';
-import type { StateEntryGetter } from './feed-forward-types.js';
+import type { StateEntryGetter } from '@peer/feed-forward';
 
 /** A float32 copy of `variable` as one entry. */
 export function variableEntry(name: string, variable: tf.Variable): NamedArray {

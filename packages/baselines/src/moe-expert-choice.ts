@@ -19,7 +19,7 @@
 // of its prefix: evaluate on batches of the same composition (size and length) as in training;
 // autoregressive generation token by token is not equivalent to the batched forward.
 import * as tf from '@tensorflow/tfjs-core';
-import type { ApplyMode, FeedForwardOutput } from './feed-forward-types.js';
+import type { ApplyMode, FeedForwardLayer, FeedForwardOutput } from '@peer/feed-forward';
 import { parseMoeExpertChoiceConfig, type MoeExpertChoiceConfig, type MoeExpertChoiceOptions } from './moe-config.js';
 import { expertMixture } from './moe-expert-mixture.js';
 import { MoeLayerBase } from './moe-layer-base.js';
@@ -72,8 +72,8 @@ export function moeExpertChoiceForward(
   return { y, ...(auxLoss ? { auxLoss } : {}), dispatch: route, slotGates };
 }
 
-/** Expert-choice MoE layer (kind 'moe-ec'); conforms to @peer/model's FeedForwardLayer. */
-export class MoeExpertChoice extends MoeLayerBase<MoeExpertChoiceConfig> {
+/** Expert-choice MoE layer: the `FeedForwardLayer` of kind 'moe-ec'. */
+export class MoeExpertChoice extends MoeLayerBase<MoeExpertChoiceConfig> implements FeedForwardLayer {
   readonly kind = 'moe-ec' as const;
 
   constructor(options: MoeExpertChoiceOptions) {

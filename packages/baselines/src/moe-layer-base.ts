@@ -4,7 +4,7 @@
 // Axes: D model width, E experts, H expert hidden width.
 import type * as tf from '@tensorflow/tfjs-core';
 import type { NamedArray, UsageStatsReport } from '@peer/expert-store';
-import type { StateEntryGetter } from './feed-forward-types.js';
+import type { StateEntryGetter } from '@peer/feed-forward';
 import { expertSlotFlops } from './moe-expert-mixture.js';
 import { MoeParameters, type MoeShape } from './moe-parameters.js';
 import type { MoeRoutingStats } from './moe-stats.js';

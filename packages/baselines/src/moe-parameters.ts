@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { NamedArray } from '@peer/expert-store';
 import { Rng } from '@peer/backend';
-import type { StateEntryGetter } from './feed-forward-types.js';
+import type { StateEntryGetter } from '@peer/feed-forward';
 import { requireEntry, variableEntry } from './layer-state.js';
 import type { ExpertParams } from './moe-expert-mixture.js';
 

@@ -15,7 +15,7 @@
 // A token's combine weights sum to p_t,top1 for K = 1, to 1 for K >= 2 with normalizeGates when no
 // assignment is dropped, and lose exactly the dropped assignments' gates otherwise.
 import * as tf from '@tensorflow/tfjs-core';
-import type { ApplyMode, FeedForwardOutput } from './feed-forward-types.js';
+import type { ApplyMode, FeedForwardLayer, FeedForwardOutput } from '@peer/feed-forward';
 import { parseMoeTokenChoiceConfig, type MoeTokenChoiceConfig, type MoeTokenChoiceOptions } from './moe-config.js';
 import { expertMixture, type ExpertParams } from './moe-expert-mixture.js';
 import { MoeLayerBase } from './moe-layer-base.js';
@@ -99,8 +99,8 @@ export function moeTokenChoiceForward(
   return { y, ...(auxLoss ? { auxLoss } : {}), routing: route, combineWeights };
 }
 
-/** Token-choice MoE layer (kind 'moe'); conforms to @peer/model's FeedForwardLayer. */
-export class MoeTokenChoice extends MoeLayerBase<MoeTokenChoiceConfig> {
+/** Token-choice MoE layer: the `FeedForwardLayer` of kind 'moe'. */
+export class MoeTokenChoice extends MoeLayerBase<MoeTokenChoiceConfig> implements FeedForwardLayer {
   readonly kind = 'moe' as const;
 
   constructor(options: MoeTokenChoiceOptions) {

@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { batchNormInference, batchNormTraining, ProductKeys, QueryNorm, retrieve, updateRunningStats, type SubKeyTables } from '@peer/product-keys';
 import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
-import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from './feed-forward-types.js';
+import type { ApplyMode, FeedForwardLayer, FeedForwardOutput, StateEntryGetter } from '@peer/feed-forward';
 import { checkEntries, requireEntry, variableEntry, type ExpectedEntry } from './layer-state.js';
 import { checkInput3D } from './moe-stats.js';
 import { parsePkmConfig, type PkmConfig, type PkmOptions } from './pkm-config.js';
@@ -130,8 +130,8 @@ type PkmQueryNorm = QueryNorm & {
   readonly runningVar: tf.Variable<tf.Rank.R1>;
 };
 
-/** Product-key memory layer (kind 'pkm'); conforms to @peer/model's FeedForwardLayer. */
-export class ProductKeyMemory {
+/** Product-key memory layer: the `FeedForwardLayer` of kind 'pkm'. */
+export class ProductKeyMemory implements FeedForwardLayer {
   readonly kind = 'pkm' as const;
   readonly dim: number;
   readonly config: Readonly<PkmConfig>;

@@ -10,20 +10,27 @@ import { usageHistogram, type UsageHistogram } from './usage-histogram.js';
 
 export type { UsageHistogram };
 
-/** Field names match the model's `UsageReport`, with the histogram and totals added. */
-export interface UsageStatsReport {
-  /** N, the number of experts. */
+/**
+ * Routing statistics of one layer over an evaluation pass: what a feed-forward layer's `stopUsage()`
+ * returns (the contract in @peer/feed-forward re-exports this type).
+ */
+export interface UsageReport {
+  /** Number of routing targets N (experts or memory slots). */
   count: number;
-  /** Fraction of experts with z_i > 0. */
+  /** Fraction of targets with non-zero accumulated router weight (paper: "expert usage"). */
   usage: number;
-  /** KL(z || uniform) in nats; NaN before any weight was recorded. */
+  /** KL(z || uniform) of the normalized accumulated router weights in nats (paper: "unevenness"); NaN before any weight was recorded. */
   unevenness: number;
-  /** Share of the total weight held by the top 1% of experts; NaN before any weight was recorded. */
+  /** Share of total router weight held by the top 1% of targets (at least one target); NaN before any weight was recorded. */
   top1PercentShare: number;
-  /** Accumulated router weight per expert (a copy). */
+  /** Accumulated router weight per target (length `count`, a copy). */
   weights: Float64Array;
-  /** Retrievals per expert (a copy). */
+  /** Number of retrievals per target (length `count`, a copy). */
   hits: Float64Array;
+}
+
+/** The usage report with the histogram and totals added. */
+export interface UsageStatsReport extends UsageReport {
   histogram: UsageHistogram;
   /** Sum of all recorded weights. */
   totalWeight: number;

@@ -1,5 +1,7 @@
 // The PEER layer's configuration: a zod schema with the paper's defaults, then the cross-field
 // constraints, each failing with one error that names the field and its value.
+import { formatValue } from '@peer/backend';
+import { ConfigError } from '@peer/feed-forward';
 import { z } from 'zod';
 
 export const SCORE_FUNCTIONS = ['softmax', 'relu'] as const;
@@ -83,22 +85,15 @@ export interface ResolvedPeerConfig extends Omit<z.output<typeof PeerLayerConfig
 }
 
 /** A bad layer config; the message names the field and the value. */
-export class PeerConfigError extends Error {
+export class PeerConfigError extends ConfigError {
   constructor(
     readonly field: string,
     readonly value: unknown,
     readonly problem: string,
   ) {
-    super(`invalid PEER layer config: ${field} = ${show(value)}: ${problem}`);
+    super(`invalid PEER layer config: ${field} = ${formatValue(value, { maxLength: 80 })}: ${problem}`);
     this.name = 'PeerConfigError';
   }
-}
-
-function show(value: unknown): string {
-  if (value === undefined) return 'undefined';
-  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
-  const text = JSON.stringify(value);
-  return text === undefined ? String(value) : text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {

@@ -35,5 +35,5 @@ export {
   type EntryGetter,
 } from './pytorch-layout.js';
 export { importPeerPytorch, loadPeerPytorch, savePeerPytorch } from './pytorch-files.js';
-export { DenseRowGradient, parseLayerOverrides, runLayerIo, type LayerIoOptions, type LayerIoResult } from './layer-io.js';
+export { DenseRowGradient, parseLayerOverrides, runPeerOnFiles, type PeerOnFilesOptions, type PeerOnFilesResult } from './peer-on-files.js';
 export { benchLayerStep, type LayerStepBenchOptions, type LayerStepBenchResult } from './bench-layer-step.js';

@@ -19,6 +19,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { ProductKeys, QueryNorm, retrieve } from '@peer/product-keys';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, UsageStats, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
@@ -37,7 +38,7 @@ export interface PeerRouting {
   weights: Float32Array;
 }
 
-export class PeerLayer {
+export class PeerLayer implements FeedForwardLayer {
   readonly kind = 'peer' as const;
   /** Model width d. */
   readonly dim: number;

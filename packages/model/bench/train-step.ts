@@ -14,6 +14,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, initBackend, measureMatMulRate, type BackendRequest } from '@peer/backend';
 import { TransformerLM, type ModelConfigInput } from '../src/index.js';
+import { registerProjectLayers } from '../src/project-layers.test-util.js';
 
 const { values: args } = parseArgs({
   // pnpm forwards the `--` separator itself.
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     ffw: { kind: 'dense', options: { activation: args.activation } },
     seed: 1,
   };
+  registerProjectLayers();
   const model = new TransformerLM(config, { attention: args.attention as 'auto' | 'sliced' | 'batched' });
   const { seqLen, vocabSize } = model.config;
   const tokens = batch * seqLen;

@@ -1,8 +1,8 @@
 // The model's configuration: one zod schema with the defaults written next to each field
 // (nanoGPT style), plus the cross-field checks that a schema per field cannot express.
+import { formatValue } from '@peer/backend';
+import { ConfigError, FEED_FORWARD_KINDS } from '@peer/feed-forward';
 import { z } from 'zod';
-
-export const FEED_FORWARD_KINDS = ['dense', 'moe', 'moe-ec', 'pkm', 'peer'] as const;
 
 const positiveInt = () => z.number().int().positive();
 
@@ -78,18 +78,11 @@ export interface ModelConfig extends Omit<Parsed, 'ffw' | 'sparseBlocks'> {
 }
 
 /** A model config that failed validation; `issues` holds one `field = value: problem` line each. */
-export class ModelConfigError extends Error {
+export class ModelConfigError extends ConfigError {
   constructor(readonly issues: string[]) {
     super(`invalid model config: ${issues.join('; ')}`);
     this.name = 'ModelConfigError';
   }
-}
-
-function show(value: unknown): string {
-  if (value === undefined) return 'undefined';
-  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
-  const text = JSON.stringify(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 /**
@@ -107,7 +100,7 @@ export function parseModelConfig(input: unknown): ModelConfig {
           return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}${where}`;
         }
         const field = issue.path.length > 0 ? issue.path.map(String).join('.') : '(config)';
-        return `${field} = ${show(issue.input)}: ${issue.message}`;
+        return `${field} = ${formatValue(issue.input, { maxLength: 80 })}: ${issue.message}`;
       }),
     );
   }

@@ -1,6 +1,4 @@
-export type { FeedForwardKind, FeedForwardLayer, FeedForwardOutput, UsageReport } from './feed-forward.js';
 export {
-  FEED_FORWARD_KINDS,
   FeedForwardConfigSchema,
   ModelConfigError,
   ModelConfigSchema,

@@ -1,22 +1,8 @@
 // Which layer builds each feed-forward kind. The model names kinds in its config and asks this
-// registry for them, so that layers from any package (or a user's own) plug in through
-// `registerFeedForward`. Every kind starts registered with the project's layer, built from
-// `{ seed, ...options, dim }`: dense FFW, MoE token choice ('moe'), MoE expert choice ('moe-ec') and
-// PKM from @peer/baselines, PEER from @peer/layer. Applications replace them to add settings the
-// options do not carry (the trainer passes its sparse-table optimizer this way).
-import {
-  DenseFfw,
-  MoeExpertChoice,
-  MoeTokenChoice,
-  ProductKeyMemory,
-  type DenseFfwConfigInput,
-  type MoeExpertChoiceOptions,
-  type MoeTokenChoiceOptions,
-  type PkmOptions,
-} from '@peer/baselines';
-import { PeerLayer, type PeerLayerConfig } from '@peer/layer';
-import { FEED_FORWARD_KINDS } from './config.js';
-import type { FeedForwardKind, FeedForwardLayer } from './feed-forward.js';
+// registry for them; it knows no concrete layer. The application (or a user) registers a factory
+// per kind through `registerFeedForward` before building a model: the trainer registers the dense
+// FFW, MoE and PKM of @peer/baselines and PEER of @peer/layer (apps/trainer/src/layers.ts).
+import { FEED_FORWARD_KINDS, type FeedForwardKind, type FeedForwardLayer } from '@peer/feed-forward';
 
 export interface FeedForwardFactoryArgs {
   /** Model width D. */
@@ -85,19 +71,3 @@ export function createFeedForward(kind: FeedForwardKind, args: FeedForwardFactor
   }
   return layer;
 }
-
-/** The layer's options: the config's `ffw.options` with the model's seed and width; each layer validates them. */
-function layerOptions<T>({ dim, seed, options }: FeedForwardFactoryArgs): T {
-  return { seed, ...options, dim } as T;
-}
-
-const DEFAULT_FACTORIES: Record<FeedForwardKind, FeedForwardFactory> = {
-  dense: (args) => new DenseFfw(layerOptions<DenseFfwConfigInput>(args)),
-  moe: (args) => new MoeTokenChoice(layerOptions<MoeTokenChoiceOptions>(args)),
-  'moe-ec': (args) => new MoeExpertChoice(layerOptions<MoeExpertChoiceOptions>(args)),
-  pkm: (args) => new ProductKeyMemory(layerOptions<PkmOptions>(args)),
-  peer: (args) => new PeerLayer(layerOptions<PeerLayerConfig>(args)),
-};
-
-// Registered once per process; a registration made earlier (e.g. by the other build of this package) wins.
-for (const kind of FEED_FORWARD_KINDS) if (!registry.has(kind)) registry.set(kind, DEFAULT_FACTORIES[kind]);

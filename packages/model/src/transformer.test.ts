@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import type { NamedArray } from '@peer/expert-store';
 import type { ModelConfigInput } from './config.js';
-import type { FeedForwardLayer } from './feed-forward.js';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 import { referenceLogits, referenceLoss, type Weights } from './reference-model.test-util.js';
 import { feedForwardFactory, registerFeedForward, unregisterFeedForward } from './registry.js';
 import { TransformerLM } from './transformer.js';

@@ -12,7 +12,7 @@ import { modelFlopsPerToken, modelParamCounts, type FeedForwardCosts, type Param
 import { causalMask, causalSelfAttention, type AttentionMode } from './causal-attention.js';
 import { blockKinds, parseModelConfig, type ModelConfig, type ModelConfigInput } from './config.js';
 import { crossEntropy } from './cross-entropy.js';
-import type { FeedForwardLayer } from './feed-forward.js';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 import { layerNorm, rmsNorm } from './norm.js';
 import { createFeedForward, registeredFeedForwardKinds } from './registry.js';
 import { ropeTables, rotateHalfMatrix, type RopeFactors } from './rope.js';

@@ -1,23 +1,10 @@
 // Argument checks shared by ProductKeys and retrieve. Each failure is one Error that names the
 // argument, what was expected and the value received.
 import * as tf from '@tensorflow/tfjs-core';
+import { formatValue } from '@peer/backend';
 
 /** Largest sqrt(N): expert indices i * sqrt(N) + j must fit in int32. */
 export const MAX_SQRT_KEYS = 46340;
-
-export function show(value: unknown): string {
-  if (value instanceof tf.Tensor) return `a ${value.dtype} tensor of shape [${value.shape.join(', ')}]`;
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) {
-    return String(value);
-  }
-  if (Array.isArray(value)) return `[${value.map(show).join(', ')}]`;
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
-}
 
 export function shapeText(shape: readonly (number | string)[]): string {
   return `[${shape.join(', ')}]`;
@@ -26,7 +13,7 @@ export function shapeText(shape: readonly (number | string)[]): string {
 export function checkInteger(where: string, name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `between ${min} and ${max}`;
-    throw new Error(`${where}: ${name} must be an integer ${range}, got ${show(value)}`);
+    throw new Error(`${where}: ${name} must be an integer ${range}, got ${formatValue(value)}`);
   }
   return value;
 }
@@ -35,7 +22,7 @@ export function checkInteger(where: string, name: string, value: unknown, min: n
 export function checkNumKeys(where: string, name: string, value: unknown): number {
   const max = MAX_SQRT_KEYS * MAX_SQRT_KEYS;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 4 || value > max) {
-    throw new Error(`${where}: ${name} must be a perfect square between 4 and ${max} (e.g. 1048576 = 1024^2), got ${show(value)}`);
+    throw new Error(`${where}: ${name} must be a perfect square between 4 and ${max} (e.g. 1048576 = 1024^2), got ${formatValue(value)}`);
   }
   const root = Math.round(Math.sqrt(value));
   if (root * root !== value) {
@@ -48,7 +35,7 @@ export function checkNumKeys(where: string, name: string, value: unknown): numbe
 }
 
 export function checkTensor(where: string, name: string, value: unknown, rank: number, axes: string): tf.Tensor {
-  if (!(value instanceof tf.Tensor)) throw new Error(`${where}: ${name} must be a float32 tensor ${axes}, got ${show(value)}`);
+  if (!(value instanceof tf.Tensor)) throw new Error(`${where}: ${name} must be a float32 tensor ${axes}, got ${formatValue(value)}`);
   if (value.isDisposed) throw new Error(`${where}: ${name} is a disposed tensor`);
   if (value.dtype !== 'float32') {
     throw new Error(`${where}: ${name} must have dtype float32, got ${value.dtype} (shape ${shapeText(value.shape)})`);

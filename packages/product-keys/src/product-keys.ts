@@ -1,8 +1,8 @@
 // A product-key set: two sub-key tables per head whose concatenations form N = n^2 full keys.
 // Axes: H' key sets (1 when shared, else h heads), n = sqrt(N) sub-keys per half, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@peer/backend';
-import { checkInteger, checkNumKeys, checkShape, checkTensor, show } from './checks.js';
+import { formatValue, Rng } from '@peer/backend';
+import { checkInteger, checkNumKeys, checkShape, checkTensor } from './checks.js';
 
 export interface ProductKeysConfig {
   /** N, the number of full keys (experts or memory slots): a perfect square, 4 <= N <= 46340^2. */
@@ -45,20 +45,20 @@ export class ProductKeys implements SubKeyTables {
   readonly subKeys2: tf.Variable<tf.Rank.R3>;
 
   constructor(config: ProductKeysConfig) {
-    if (typeof config !== 'object' || config === null) throw new Error(`${WHERE}: config must be an object, got ${show(config)}`);
+    if (typeof config !== 'object' || config === null) throw new Error(`${WHERE}: config must be an object, got ${formatValue(config)}`);
     this.sqrtN = checkNumKeys(WHERE, 'numKeys', config.numKeys);
     this.numKeys = config.numKeys;
     this.heads = checkInteger(WHERE, 'heads', config.heads, 1, 4096);
     this.dimKey = checkInteger(WHERE, 'dimKey', config.dimKey, 1, 65536);
     const shared = config.sharedKeys ?? false;
-    if (typeof shared !== 'boolean') throw new Error(`${WHERE}: sharedKeys must be a boolean, got ${show(shared)}`);
+    if (typeof shared !== 'boolean') throw new Error(`${WHERE}: sharedKeys must be a boolean, got ${formatValue(shared)}`);
     this.sharedKeys = shared;
     const seed = config.seed ?? 0;
     if (!(seed instanceof Rng) && (typeof seed !== 'number' || !Number.isInteger(seed))) {
-      throw new Error(`${WHERE}: seed must be an integer or an Rng, got ${show(seed)}`);
+      throw new Error(`${WHERE}: seed must be an integer or an Rng, got ${formatValue(seed)}`);
     }
     if (config.name !== undefined && (typeof config.name !== 'string' || config.name === '')) {
-      throw new Error(`${WHERE}: name must be a non-empty string, got ${show(config.name)}`);
+      throw new Error(`${WHERE}: name must be a non-empty string, got ${formatValue(config.name)}`);
     }
 
     const sets = shared ? 1 : this.heads;

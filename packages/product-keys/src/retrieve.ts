@@ -2,7 +2,8 @@
 // Axes: T tokens, h heads, H' key sets (1 shared, or h), n = sqrt(N) sub-keys per half, dk key
 // width, k results.
 import * as tf from '@tensorflow/tfjs-core';
-import { checkInteger, checkShape, checkTensor, MAX_SQRT_KEYS, show } from './checks.js';
+import { formatValue } from '@peer/backend';
+import { checkInteger, checkShape, checkTensor, MAX_SQRT_KEYS } from './checks.js';
 import { gatheredScores } from './gathered-scores.js';
 import { leadingRow } from './leading-rows.js';
 import type { SubKeyTables } from './product-keys.js';
@@ -82,7 +83,7 @@ interface RetrievalPlan {
 }
 
 function planRetrieval(queries: tf.Tensor, keys: SubKeyTables, options: RetrieveOptions): RetrievalPlan {
-  if (typeof keys !== 'object' || keys === null) throw new Error(`${WHERE}: keys must be ProductKeys or { subKeys1, subKeys2 }, got ${show(keys)}`);
+  if (typeof keys !== 'object' || keys === null) throw new Error(`${WHERE}: keys must be ProductKeys or { subKeys1, subKeys2 }, got ${formatValue(keys)}`);
   const c1 = checkTensor(WHERE, 'keys.subKeys1', keys.subKeys1, 3, '[keySets, sqrtN, dimKey]');
   const c2 = checkTensor(WHERE, 'keys.subKeys2', keys.subKeys2, 3, '[keySets, sqrtN, dimKey]');
   const [sets, sqrtN, dimKey] = c1.shape as [number, number, number];
@@ -99,7 +100,7 @@ function planRetrieval(queries: tf.Tensor, keys: SubKeyTables, options: Retrieve
     throw new Error(`${WHERE}: keys.subKeys1 must have 1 (shared) or ${heads} (one per head) key sets on axis 0, got shape [${c1.shape.join(', ')}]`);
   }
 
-  if (typeof options !== 'object' || options === null) throw new Error(`${WHERE}: options must be an object like { k: 16 }, got ${show(options)}`);
+  if (typeof options !== 'object' || options === null) throw new Error(`${WHERE}: options must be an object like { k: 16 }, got ${formatValue(options)}`);
   const k = checkIntegerIn('options.k', options.k, 1, sqrtN, `sqrt(numKeys) = ${sqrtN}`);
   if (options.candidateK !== undefined) checkIntegerIn('options.candidateK', options.candidateK, k, sqrtN, `k = ${k} and sqrt(numKeys) = ${sqrtN}`);
   const maxElements = options.maxChunkElements === undefined ? DEFAULT_MAX_CHUNK_ELEMENTS : checkInteger(WHERE, 'options.maxChunkElements', options.maxChunkElements, 1);
@@ -119,7 +120,7 @@ function planRetrieval(queries: tf.Tensor, keys: SubKeyTables, options: Retrieve
 
 function checkIntegerIn(name: string, value: unknown, min: number, max: number, bounds: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new Error(`${WHERE}: ${name} must be an integer from ${min} to ${max} (bounded by ${bounds}), got ${show(value)}`);
+    throw new Error(`${WHERE}: ${name} must be an integer from ${min} to ${max} (bounded by ${bounds}), got ${formatValue(value)}`);
   }
   return value;
 }

@@ -39,15 +39,15 @@ describe('peer-train bench layer', () => {
   });
 
   for (const [layer, flags, expected] of [
-    ['ffw', {}, { dim: 32 }],
+    ['dense', {}, { dim: 32 }],
     ['moe', { experts: 4, topk: 2 }, { experts: 4, topK: 2 }],
     ['moe-ec', { experts: 4 }, { experts: 4 }],
     ['pkm', { experts: 256, heads: 2, topk: 4, dimKey: 8 }, { memories: 256, heads: 2, topK: 4, dimKey: 8 }],
   ] as const) {
     it(`${layer}: the flags set the layer; its own cost numbers`, async () => {
-      const r = await bench({ layer, ...flags, set: layer === 'ffw' ? ['hidden=48'] : [] });
+      const r = await bench({ layer, ...flags, set: layer === 'dense' ? ['hidden=48'] : [] });
       expect(r.config).toMatchObject(expected);
-      if (layer === 'ffw') expect(r.config.hidden).toBe(48);
+      if (layer === 'dense') expect(r.config.hidden).toBe(48);
       const built = createBaselineLayer(layer as BaselineKind, r.config);
       try {
         expect(r.flops_per_token).toBe(built.flopsPerToken());
@@ -59,9 +59,21 @@ describe('peer-train bench layer', () => {
     });
   }
 
+  it('accepts the old --layer ffw as dense, with a deprecation warning', () => {
+    const writes: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((text: string) => writes.push(text)) as never;
+    try {
+      expect(benchLayerConfig({ layer: 'ffw', set: ['hidden=48'] })).toEqual({ kind: 'dense', fields: { hidden: 48 } });
+    } finally {
+      process.stderr.write = write;
+    }
+    expect(writes).toEqual(['peer-train: bench layer: --layer ffw is deprecated, use --layer dense\n']);
+  });
+
   it('bad input: unknown layer, flags that do not apply, bad settings', async () => {
-    expect(() => benchLayerConfig({ layer: 'mlp' })).toThrow(/^bench layer: unknown --layer 'mlp': expected one of peer, ffw, moe, moe-ec, pkm$/);
-    expect(() => benchLayerConfig({ layer: 'ffw', experts: 4 })).toThrow(/^bench layer: --experts does not apply to --layer ffw/);
+    expect(() => benchLayerConfig({ layer: 'mlp' })).toThrow(/^bench layer: unknown --layer 'mlp': expected one of peer, dense, moe, moe-ec, pkm$/);
+    expect(() => benchLayerConfig({ layer: 'dense', experts: 4 })).toThrow(/^bench layer: --experts does not apply to --layer dense/);
     expect(() => benchLayerConfig({ layer: 'moe-ec', topk: 2 })).toThrow(/^bench layer: --topk does not apply to --layer moe-ec \(it takes --experts;/);
     expect(() => benchLayerConfig({ layer: 'peer', set: ['topk=3'] })).toThrow(/^bench layer --layer peer: invalid PEER layer config: topk = "3": unknown setting/);
     expect(() => benchLayerConfig({ layer: 'moe', set: ['a.b=1'] })).toThrow(/expected a top-level field/);

@@ -1,7 +1,7 @@
 // peer-train bench: the speed benchmarks.
 //   bench layer  one feed-forward layer's full training step (forward, backward, dense Adam, sparse
 //                table update), timed by the layer packages' own harnesses: @peer/layer's
-//                benchLayerStep (PEER) and @peer/baselines' benchBaselineLayer (ffw, moe, moe-ec, pkm).
+//                benchLayerStep (PEER) and @peer/baselines' benchBaselineLayer (dense, moe, moe-ec, pkm).
 //   bench train  end-to-end training of the dense and PEER presets: tokens/s, MFU, and the PEER/dense
 //                tokens/s ratio (target >= 0.8), each preset in its own `peer-train train` process.
 //   bench all    both, each measurement in its own process (peak RSS is per process).
@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BackendUnavailableError, initBackend, type BackendRequest } from '@peer/backend';
 import { benchBaselineLayer, type BaselineKind } from '@peer/baselines';
+import { ConfigError } from '@peer/feed-forward';
 import { benchLayerStep, parseLayerOverrides, peerActiveParams, peerFlops, peerParams, resolvePeerConfig, type PeerLayerConfig } from '@peer/layer';
 import { parseSetArg } from '../config/overrides.js';
 import { UsageError } from '../errors.js';
@@ -18,8 +19,12 @@ import { readJsonFile, type MetricsRecord } from '../run/run-folder.js';
 import type { RunSummary } from '../run/summary.js';
 import { defaultCli } from '../sweep/run-sweep.js';
 
-export const BENCH_LAYERS = ['peer', 'ffw', 'moe', 'moe-ec', 'pkm'] as const;
+/** The layers `bench layer` times, named as in the model config (`ffw.kind`). */
+export const BENCH_LAYERS = ['peer', 'dense', 'moe', 'moe-ec', 'pkm'] as const;
 export type BenchLayerKind = (typeof BENCH_LAYERS)[number];
+
+/** Old `--layer` spellings, still accepted with a warning on stderr: `ffw` was the dense FFW's name here only. */
+const DEPRECATED_BENCH_LAYERS: Record<string, BenchLayerKind> = { ffw: 'dense' };
 
 /** PyTorch (OpenBLAS, one core of the reference machine) on the dense preset's model: tokens/s. */
 export const PYTORCH_DENSE_TOKENS_PER_SECOND = 5300;
@@ -62,7 +67,7 @@ export type BenchLayerResult = BenchLayerFields & { layer: BenchLayerKind; [key:
 /** Which flags each layer takes, and the config field each sets. */
 const FLAG_FIELDS: Record<BenchLayerKind, Partial<Record<'experts' | 'heads' | 'topk' | 'dimKey', string>>> = {
   peer: { experts: 'numExperts', heads: 'heads', topk: 'topK', dimKey: 'dimKey' },
-  ffw: {},
+  dense: {},
   moe: { experts: 'experts', topk: 'topK' },
   'moe-ec': { experts: 'experts' },
   pkm: { experts: 'memories', heads: 'heads', topk: 'topK', dimKey: 'dimKey' },
@@ -78,15 +83,17 @@ export async function startBackend(requested: string | undefined): Promise<strin
   }
 }
 
-/** A layer's config error (each layer package has a `...ConfigError`) as a usage error. */
+/** A layer's config error (every package's config error is a `ConfigError`) as a usage error. */
 function asConfigUsageError(err: unknown, layer: string): unknown {
-  if (err instanceof Error && /ConfigError$/.test(err.name)) return new UsageError(`bench layer --layer ${layer}: ${err.message}`);
+  if (err instanceof ConfigError) return new UsageError(`bench layer --layer ${layer}: ${err.message}`);
   return err;
 }
 
 /** The layer's config fields from the flags (only those given) and `--set`. */
 export function benchLayerConfig(options: BenchLayerOptions): { kind: BenchLayerKind; fields: Record<string, unknown> } {
-  const kind = options.layer as BenchLayerKind;
+  const renamed = DEPRECATED_BENCH_LAYERS[options.layer];
+  if (renamed) process.stderr.write(`peer-train: bench layer: --layer ${options.layer} is deprecated, use --layer ${renamed}\n`);
+  const kind = (renamed ?? options.layer) as BenchLayerKind;
   if (!BENCH_LAYERS.includes(kind)) throw new UsageError(`bench layer: unknown --layer '${options.layer}': expected one of ${BENCH_LAYERS.join(', ')}`);
   const fields: Record<string, unknown> = {};
   for (const flag of ['experts', 'heads', 'topk', 'dimKey'] as const) {
@@ -298,7 +305,7 @@ export function formatTrainBench(r: BenchTrainResult): string {
 export const BENCH_ALL_LAYERS: { label: string; args: string[]; large?: boolean }[] = [
   { label: 'peer 128^2', args: ['--layer', 'peer', '--experts', String(128 * 128), '--heads', '8', '--topk', '16', '--dim-key', '128'] },
   { label: 'peer 1024^2', args: ['--layer', 'peer', '--experts', String(1024 * 1024), '--heads', '8', '--topk', '16', '--dim-key', '128'], large: true },
-  { label: 'ffw', args: ['--layer', 'ffw'] },
+  { label: 'dense', args: ['--layer', 'dense'] },
   { label: 'moe', args: ['--layer', 'moe'] },
   { label: 'moe-ec', args: ['--layer', 'moe-ec'] },
   { label: 'pkm 1024^2', args: ['--layer', 'pkm'], large: true },

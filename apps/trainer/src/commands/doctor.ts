@@ -6,6 +6,7 @@ const PACKAGES = [
   '@peer/backend',
   '@peer/product-keys',
   '@peer/expert-store',
+  '@peer/feed-forward',
   '@peer/layer',
   '@peer/baselines',
   '@peer/data',

@@ -1,9 +1,9 @@
 // peer-train layer-io: one PEER layer forward (and backward) on tensors from safetensors files, for
-// checking this implementation against PEER-pytorch. A thin wrapper around @peer/layer's runLayerIo:
+// checking this implementation against PEER-pytorch. A thin wrapper around @peer/layer's runPeerOnFiles:
 // weights in PEER-pytorch's names and layout; x in, y out; with --grad-output (dy), the input
 // gradient dx and every weight's gradient under the weight's own name go to --grads-out.
 import { existsSync, statSync } from 'node:fs';
-import { parseLayerOverrides, runLayerIo, type LayerIoResult } from '@peer/layer';
+import { parseLayerOverrides, runPeerOnFiles, type PeerOnFilesResult } from '@peer/layer';
 import { UsageError } from '../errors.js';
 import { startBackend } from './bench.js';
 
@@ -24,7 +24,7 @@ function checkFile(flag: string, path: string): void {
   if (!statSync(path).isFile()) throw new UsageError(`${flag} ${path}: not a file`);
 }
 
-export async function layerIoCommand(options: LayerIoCommandOptions): Promise<LayerIoResult> {
+export async function layerIoCommand(options: LayerIoCommandOptions): Promise<PeerOnFilesResult> {
   checkFile('--weights', options.weights);
   checkFile('--input', options.input);
   if (options.gradOutput !== undefined) checkFile('--grad-output', options.gradOutput);
@@ -37,9 +37,9 @@ export async function layerIoCommand(options: LayerIoCommandOptions): Promise<La
     throw new UsageError(`--set: ${(err as Error).message}`);
   }
   const backend = await startBackend(options.backend);
-  let result: LayerIoResult;
+  let result: PeerOnFilesResult;
   try {
-    result = runLayerIo({
+    result = runPeerOnFiles({
       weights: options.weights,
       input: options.input,
       output: options.output,

@@ -14,7 +14,8 @@
 import { join } from 'node:path';
 import { usageHistogram, writeSafetensors, type NamedArray, type UsageHistogram } from '@peer/expert-store';
 import type { SplitName } from '@peer/data';
-import type { FeedForwardLayer, TransformerLM, UsageReport } from '@peer/model';
+import type { FeedForwardLayer, UsageReport } from '@peer/feed-forward';
+import type { TransformerLM } from '@peer/model';
 import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { writePlot, type PlotFiles } from '../plots/render.js';

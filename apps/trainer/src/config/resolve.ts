@@ -1,6 +1,7 @@
 // From what the user typed to one validated TrainConfig:
 //   schema defaults <- preset (or --config file) <- first-class flags <- --set overrides (in order)
 import type { z } from 'zod';
+import { formatValue } from '@peer/backend';
 import { createTokenizer, DataError, type TokenizerSpec } from '@peer/data';
 import { parseModelConfig } from '@peer/model';
 import { UsageError } from '../errors.js';
@@ -36,13 +37,6 @@ export interface ResolvedConfig {
   name: string;
 }
 
-function show(value: unknown): string {
-  if (value === undefined) return 'missing';
-  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
-  const text = JSON.stringify(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
-}
-
 /** One line for the first validation problem (the one to fix first), naming the key and the value. */
 export function formatConfigError(error: z.ZodError): string {
   const issue = error.issues[0]!;
@@ -52,7 +46,7 @@ export function formatConfigError(error: z.ZodError): string {
     return `invalid config: unknown key${issue.keys.length > 1 ? 's' : ''} ${keys}`;
   }
   const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more problem${error.issues.length > 2 ? 's' : ''})` : '';
-  return `invalid config: ${path || '(root)'} = ${show(issue.input)}: ${issue.message}${more}`;
+  return `invalid config: ${path || '(root)'} = ${formatValue(issue.input, { maxLength: 60, undefinedText: 'missing' })}: ${issue.message}${more}`;
 }
 
 /** Validates a raw config object (defaults filled, data.seqLen resolved) or throws a UsageError. */
@@ -66,7 +60,7 @@ export function validateConfig(raw: JsonObject): TrainConfig {
   try {
     vocab = createTokenizer(config.data.tokenizer as TokenizerSpec).vocabSize;
   } catch (err) {
-    if (err instanceof DataError) throw new UsageError(`invalid config: data.tokenizer = ${show(config.data.tokenizer)}: ${err.message}`);
+    if (err instanceof DataError) throw new UsageError(`invalid config: data.tokenizer = ${formatValue(config.data.tokenizer, { maxLength: 60, undefinedText: 'missing' })}: ${err.message}`);
     throw err;
   }
   if (config.model.vocabSize < vocab) {
@@ -87,7 +81,7 @@ function withDefaultVocab(raw: JsonObject): JsonObject {
   try {
     return setPath(raw, ['model', 'vocabSize'], createTokenizer(name as TokenizerSpec).vocabSize);
   } catch (err) {
-    if (err instanceof DataError) throw new UsageError(`invalid config: data.tokenizer = ${show(name)}: ${err.message}`);
+    if (err instanceof DataError) throw new UsageError(`invalid config: data.tokenizer = ${formatValue(name, { maxLength: 60, undefinedText: 'missing' })}: ${err.message}`);
     throw err;
   }
 }

@@ -14,7 +14,7 @@
 //     }
 //   }
 // A method whose config names no ffw kind gets the kind of its name (dense, moe, moe-ec, pkm, peer).
-import { FEED_FORWARD_KINDS } from '@peer/model';
+import { FEED_FORWARD_KINDS } from '@peer/feed-forward';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
 import { deepMerge, isPlainObject, type JsonObject } from '../config/overrides.js';

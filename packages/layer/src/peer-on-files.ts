@@ -17,7 +17,7 @@ import { loadPeerPytorch } from './pytorch-files.js';
 import { DOWN_NAME, PYTORCH_NAMES, UP_NAME } from './pytorch-layout.js';
 import { featuresToPytorch, queryWeightToPytorch } from './query-layout.js';
 
-export interface LayerIoOptions {
+export interface PeerOnFilesOptions {
   /** PEER-pytorch weights (safetensors). */
   weights: string;
   /** Input file holding `x`. */
@@ -34,7 +34,7 @@ export interface LayerIoOptions {
   training?: boolean;
 }
 
-export interface LayerIoResult {
+export interface PeerOnFilesResult {
   config: PeerLayerConfig;
   training: boolean;
   /** Shape of x (and y). */
@@ -69,9 +69,9 @@ function floatEntry(file: string, entry: NamedArray | undefined, name: string): 
 }
 
 /** Runs the layer of `weights` on `x` from `input`, writes `y`, and with `gradOutput` the gradients. */
-export function runLayerIo(options: LayerIoOptions): LayerIoResult {
+export function runPeerOnFiles(options: PeerOnFilesOptions): PeerOnFilesResult {
   if (options.gradOutput !== undefined && options.gradsOut === undefined) {
-    throw new Error('layer-io: gradOutput needs gradsOut (where to write the gradients)');
+    throw new Error('runPeerOnFiles: gradOutput needs gradsOut (where to write the gradients)');
   }
   const training = options.training ?? true;
   const layer = loadPeerPytorch(options.weights, options.overrides ?? {});
@@ -89,7 +89,7 @@ export function runLayerIo(options: LayerIoOptions): LayerIoResult {
         throw new Error(`${options.gradOutput}: 'dy' has shape [${dy.shape.join(', ')}], expected the shape of y [${x.shape.join(', ')}]`);
       }
     }
-    const result: LayerIoResult = { config: { ...c }, training, shape: [...x.shape], gradients: [] };
+    const result: PeerOnFilesResult = { config: { ...c }, training, shape: [...x.shape], gradients: [] };
     const x3 = tf.tensor3d(Float32Array.from(x.data as Float32Array), [1, tokens, c.dim]);
     try {
       if (!dy) {

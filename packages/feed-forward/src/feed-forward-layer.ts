@@ -1,12 +1,17 @@
 // The contract every feed-forward block of the transformer implements: dense FFW, MoE (token and
 // expert choice), PKM (@peer/baselines) and PEER (@peer/layer). The model only talks to this
-// interface; the layers conform to it structurally and do not import it.
+// interface; the layers implement it, and the registry of @peer/model builds them by kind.
 //
-// Axes: B batch, S sequence, D model width.
+// Axes: B batch, S sequence length, D model width.
 import type * as tf from '@tensorflow/tfjs-core';
-import type { NamedArray } from '@peer/expert-store';
+import type { NamedArray, UsageReport } from '@peer/expert-store';
 
-export type FeedForwardKind = 'dense' | 'moe' | 'moe-ec' | 'pkm' | 'peer';
+export type { UsageReport };
+
+/** Every feed-forward kind a model config can name, in the order the CLI lists them. */
+export const FEED_FORWARD_KINDS = ['dense', 'moe', 'moe-ec', 'pkm', 'peer'] as const;
+
+export type FeedForwardKind = (typeof FEED_FORWARD_KINDS)[number];
 
 export interface FeedForwardOutput {
   /** [B, S, D] */
@@ -15,20 +20,13 @@ export interface FeedForwardOutput {
   auxLoss?: tf.Scalar;
 }
 
-export interface UsageReport {
-  /** Number of routing targets (experts or memory slots). */
-  count: number;
-  /** Fraction of targets with non-zero accumulated router weight (paper: "expert usage"). */
-  usage: number;
-  /** KL(z || uniform) of the normalized accumulated router weights (paper: "unevenness"). */
-  unevenness: number;
-  /** Share of total router weight held by the top 1% of targets. */
-  top1PercentShare: number;
-  /** Accumulated router weight per target (length `count`). */
-  weights: Float64Array;
-  /** Number of retrievals per target (length `count`). */
-  hits: Float64Array;
+export interface ApplyMode {
+  /** Training selects batch statistics (query BN), dropout, training capacity and the auxiliary losses. */
+  training: boolean;
 }
+
+/** Reads one saved entry by its full name; undefined when the source has no such entry. */
+export type StateEntryGetter = (name: string) => NamedArray | undefined;
 
 export interface FeedForwardLayer {
   readonly kind: FeedForwardKind;
@@ -38,7 +36,7 @@ export interface FeedForwardLayer {
    * Forward on [B, S, D]. Runs inside the caller's `tf.tidy` / `tf.variableGrads`; tensors it does not
    * return are released by the caller's scope. `training` selects batch statistics and dropout.
    */
-  apply(x: tf.Tensor3D, mode: { training: boolean }): FeedForwardOutput;
+  apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput;
   /** Dense trainable variables, updated by the model's AdamW. */
   trainableVariables(): tf.Variable[];
   /**
@@ -62,7 +60,7 @@ export interface FeedForwardLayer {
   /** Every piece of state (dense weights, BN statistics, sparse tables, sparse optimizer state), names prefixed with `prefix`. */
   stateEntries(prefix: string): NamedArray[];
   /** Restores what `stateEntries` produced; throws naming the entry on a missing name or a shape mismatch. */
-  loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void;
+  loadStateEntries(prefix: string, get: StateEntryGetter): void;
   /** Releases variables and tables. */
   dispose(): void;
 }

@@ -1,4 +1,4 @@
-// runLayerIo end to end on files: y against PEER-pytorch's forward written in float64 on the weight
+// runPeerOnFiles end to end on files: y against PEER-pytorch's forward written in float64 on the weight
 // tensors, every gradient (under the weights' own names and layouts) against central differences
 // of that same reference.
 import * as tf from '@tensorflow/tfjs-core';
@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
 import { readSafetensors, writeSafetensors } from '@peer/expert-store';
 import { PeerConfigError } from './config.js';
-import { parseLayerOverrides, runLayerIo } from './layer-io.js';
+import { parseLayerOverrides, runPeerOnFiles } from './peer-on-files.js';
 import { PeerLayer } from './peer-layer.js';
 import { exportPeerPytorch } from './pytorch-layout.js';
 import { perturbNorm } from './layer-params.test-util.js';
@@ -18,7 +18,7 @@ import { pytorchReference } from './peer-reference.test-util.js';
 const dir = mkdtempSync(join(tmpdir(), 'peer-layer-io-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe('runLayerIo', () => {
+describe('runPeerOnFiles', () => {
   it('writes y, dx and every weight gradient; all match the float64 PEER-pytorch reference', () => {
     const rng = testRng();
     const [b, s, d, topK] = [2, 3, 16, 3];
@@ -34,7 +34,7 @@ describe('runLayerIo', () => {
     writeSafetensors(paths.input, [{ name: 'x', dtype: 'F32', shape: [b, s, d], data: Float32Array.from(x) }]);
     writeSafetensors(paths.gradOutput, [{ name: 'dy', dtype: 'F32', shape: [b, s, d], data: Float32Array.from(dy) }]);
     const before = tf.memory().numTensors;
-    const result = runLayerIo({ ...paths, overrides: { topK } });
+    const result = runPeerOnFiles({ ...paths, overrides: { topK } });
     expect(tf.memory().numTensors).toBe(before);
     expect(result.training).toBe(true);
     expect(result.gradients.sort()).toEqual(['dx', 'keys', 'query_norm.bias', 'query_norm.weight', 'to_queries.0.weight', 'weight_down_embed.weight', 'weight_up_embed.weight']);
@@ -95,15 +95,15 @@ describe('runLayerIo', () => {
     const x = Float32Array.from(rng.normals(5 * 8));
     writeSafetensors(join(dir, 'x2.safetensors'), [{ name: 'x', dtype: 'F32', shape: [5, 8], data: x }]);
     const { overrides, training } = parseLayerOverrides(['topK=2', 'training=false']);
-    runLayerIo({ weights: w, input: join(dir, 'x2.safetensors'), output: join(dir, 'y2.safetensors'), overrides, training });
+    runPeerOnFiles({ weights: w, input: join(dir, 'x2.safetensors'), output: join(dir, 'y2.safetensors'), overrides, training });
     const y = readSafetensors(join(dir, 'y2.safetensors')).get('y')!;
     expect(y.shape).toEqual([5, 8]);
     const xt = tf.tensor3d(x, [1, 5, 8]);
     expect(Array.from(y.data as Float32Array)).toEqual(Array.from(tf.tidy(() => layer.apply(xt, { training: false }).y.dataSync())));
     xt.dispose();
     layer.dispose();
-    expect(() => runLayerIo({ weights: w, input: join(dir, 'x2.safetensors'), output: join(dir, 'y3.safetensors'), gradOutput: join(dir, 'x2.safetensors') })).toThrow('gradOutput needs gradsOut');
-    expect(() => runLayerIo({ weights: w, input: join(dir, 'x2.safetensors'), output: join(dir, 'y3.safetensors') })).toThrow('topK = 16: must be at most sqrt(numExperts) = 4');
+    expect(() => runPeerOnFiles({ weights: w, input: join(dir, 'x2.safetensors'), output: join(dir, 'y3.safetensors'), gradOutput: join(dir, 'x2.safetensors') })).toThrow('gradOutput needs gradsOut');
+    expect(() => runPeerOnFiles({ weights: w, input: join(dir, 'x2.safetensors'), output: join(dir, 'y3.safetensors') })).toThrow('topK = 16: must be at most sqrt(numExperts) = 4');
   });
 
   it('parses --set overrides with one clear error per bad setting', () => {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from './init-backend.js';
+import { initBackend } from '@peer/backend';
 import { timeLayerStep, type BenchableLayer } from './time-layer-step.js';
 
 beforeAll(async () => {
@@ -9,7 +9,7 @@ beforeAll(async () => {
 
 /** y = x W with an auxiliary loss sum(W^2); the sparse step only counts its calls. */
 function linearLayer(dim: number): BenchableLayer & { w: tf.Variable; sparseSteps: number; zeroed: number } {
-  const w = tf.variable(tf.eye(dim).mul(0.5), true, `time_layer_step_w_${Math.random()}`);
+  const w = tf.variable(tf.mul(tf.eye(dim), 0.5), true, `time_layer_step_w_${Math.random()}`);
   const layer = {
     kind: 'linear',
     dim,

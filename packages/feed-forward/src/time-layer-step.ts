@@ -1,25 +1,22 @@
 // One timing harness for a feed-forward layer's full training step on the current tfjs engine:
 // forward, backward (input gradient included, as inside a model), the dense Adam update of its tfjs
-// variables, and its sparse step. Any layer with this shape can be timed: the baselines, PEER, and
-// whatever follows @peer/model's feed-forward contract. `benchLayerStep` (@peer/layer) and
-// `benchBaselineLayer` (@peer/baselines) build their layers and call it.
+// variables, and its sparse step. Any feed-forward layer can be timed: the baselines, PEER, and
+// a user's own. `benchLayerStep` (@peer/layer) and `benchBaselineLayer` (@peer/baselines) build
+// their layers and call it.
 //
-// T tokens, D model width.
+// Axes: T tokens, D model width.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from './rng.js';
+import { Rng } from '@peer/backend';
+import type { FeedForwardLayer } from './feed-forward-layer.js';
 
-/** What the harness needs of a layer (a structural subset of @peer/model's FeedForwardLayer). */
-export interface BenchableLayer {
-  readonly kind: string;
-  readonly dim: number;
-  apply(x: tf.Tensor3D, mode: { training: boolean }): { y: tf.Tensor3D; auxLoss?: tf.Scalar };
-  trainableVariables(): tf.Variable[];
-  sparseStep(lrScale: number): void;
-  zeroSparseGrads(): void;
-  flopsPerToken(): number;
-  activeParamsPerToken(): number;
-  totalParams(): number;
-}
+/**
+ * What the harness uses of a layer: the contract's training-step members. `kind` is any string, so
+ * that a layer not (yet) in the model's kinds can be timed too.
+ */
+export type BenchableLayer = Pick<
+  FeedForwardLayer,
+  'dim' | 'apply' | 'trainableVariables' | 'sparseStep' | 'zeroSparseGrads' | 'flopsPerToken' | 'activeParamsPerToken' | 'totalParams'
+> & { readonly kind: string };
 
 export interface TimeLayerStepOptions {
   /** Tokens per step, as one sequence. Default 512. */

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors } from '@peer/expert-store';
 import { testRng } from '@peer/test-utils';
-import { loadLayerState, saveLayerState } from './layer-io.js';
+import { loadLayerState, saveLayerState } from './layer-state-file.js';
 import { MoeExpertChoice } from './moe-expert-choice.js';
 import { MoeTokenChoice } from './moe-token-choice.js';
 import { ProductKeyMemory } from './pkm.js';
 import { DenseFfw } from './dense-ffw.js';
 
 const makers = {
-  ffw: (seed: number) => new DenseFfw({ dim: 6, hidden: 10, seed }),
+  dense: (seed: number) => new DenseFfw({ dim: 6, hidden: 10, seed }),
   moe: (seed: number) => new MoeTokenChoice({ dim: 6, experts: 3, hidden: 5, topK: 2, seed }),
   'moe-ec': (seed: number) => new MoeExpertChoice({ dim: 6, experts: 3, hidden: 5, seed }),
   pkm: (seed: number) => new ProductKeyMemory({ dim: 6, memories: 16, heads: 2, topK: 2, seed }),

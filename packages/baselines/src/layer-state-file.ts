@@ -1,12 +1,10 @@
 // Safetensors files of one layer's state (any layer with stateEntries / loadStateEntries: the
 // baselines here, PEER, or anything else that follows the feed-forward contract).
-import { readSafetensors, writeSafetensors, type NamedArray, type SafetensorsMetadata, type WriteResult } from '@peer/expert-store';
-import type { StateEntryGetter } from './feed-forward-types.js';
+import { readSafetensors, writeSafetensors, type SafetensorsMetadata, type WriteResult } from '@peer/expert-store';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 
-export interface StatefulLayer {
-  stateEntries(prefix: string): NamedArray[];
-  loadStateEntries(prefix: string, get: StateEntryGetter): void;
-}
+/** What saving and loading use of a layer: the contract's state members. */
+export type StatefulLayer = Pick<FeedForwardLayer, 'stateEntries' | 'loadStateEntries'>;
 
 /** Writes every state entry of `layer` (names prefixed with `prefix`) to one safetensors file. */
 export function saveLayerState(layer: StatefulLayer, path: string, options: { prefix?: string; metadata?: SafetensorsMetadata } = {}): WriteResult {

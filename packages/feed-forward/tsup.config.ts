@@ -1,0 +1,3 @@
+import { definePackageConfig } from '@peer/tsup-config';
+
+export default definePackageConfig();

@@ -1,0 +1,3 @@
+import { definePackageTest } from '@peer/vitest-config';
+
+export default definePackageTest({ setupFiles: ['./src/test-setup.ts'] });
