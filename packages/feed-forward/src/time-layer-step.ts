@@ -91,8 +91,8 @@ export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerSte
   const r = tf.tensor3d(rng.fillNormal(new Float32Array(tokens * D), 0, 1 / tokens), [1, tokens, D]);
   const vars = layer.trainableVariables();
   // One tfjs Adam per variable: a single applyGradients keeps every variable's temporaries alive
-  // until it returns (about 8x the parameters; 2 GiB for 128 experts of 525k parameters), past
-  // the wasm heap. Per-variable optimizers free them variable by variable; the math is the same.
+  // until it returns (several times the parameters; see the README), past the wasm heap.
+  // Per-variable optimizers free them variable by variable; the math is the same.
   const optimizers: tf.Optimizer[] = vars.map(() => tf.train.adam(options.denseLr ?? 1e-3));
   const parts = { fb: [] as number[], dense: [] as number[], sparse: [] as number[], fwd: [] as number[] };
   const stepMs: number[] = [];
