@@ -36,3 +36,5 @@ export { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.
 export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
 export { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions } from './time-layer-step.js';
+export { webgpuAdapterInfo } from './webgpu/webgpu-engine.js';
+export type { WebgpuAdapterInfo } from './webgpu/adapter-probe.js';
