@@ -36,3 +36,5 @@ export {
 export { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
 export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
+export { webgpuAdapterInfo } from './webgpu/webgpu-engine.js';
+export type { WebgpuAdapterInfo } from './webgpu/adapter-probe.js';

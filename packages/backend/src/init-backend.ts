@@ -9,15 +9,26 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { installHeapGuard } from './heap-guard.js';
 import { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
+import { adapterName } from './webgpu/adapter-probe.js';
+import { mayHaveHardwareGpu, PROBE_ENV } from './webgpu/gpu-device-hint.js';
+import { ALLOW_FALLBACK_ENV, startWebgpu } from './webgpu/webgpu-engine.js';
 
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
 export type BackendRequest = BackendName | 'auto';
 
-export const BACKEND_NAMES: readonly BackendRequest[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export const BACKEND_NAMES: readonly BackendRequest[] = ['auto', 'tensorflow', 'wasm', 'cpu', 'webgpu'];
 
 export interface InitBackendOptions {
-  /** Which engine to run; `auto` tries tensorflow (GPU, then CPU build), wasm, cpu in that order. */
+  /**
+   * Which engine to run; `auto` tries tensorflow (GPU, then CPU build), webgpu (only with
+   * `PEER_WEBGPU_PROBE=1` for now, and only on a hardware adapter), wasm, cpu in that order.
+   */
   backend?: BackendRequest;
+  /**
+   * Let an explicit `webgpu` request run on a software adapter (SwiftShader, llvmpipe/lavapipe), e.g.
+   * for tests. Default: the environment variable `PEER_WEBGPU_ALLOW_FALLBACK=1`. `auto` never does.
+   */
+  allowFallbackAdapter?: boolean;
   /** Where to report the choice; `false` keeps quiet. Default: one line on stderr. */
   log?: ((line: string) => void) | false;
   /** Install the wasm kernel fixes (default true); `false` restores the built-in kernels (for benchmarks). */
@@ -135,12 +146,28 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   const skipped: SkippedBackend[] = [];
   let backend: BackendName | undefined;
   let provider = '';
+  let onAdapter = '';
 
   if (request === 'auto' || request === 'tensorflow') {
     const native = await tryNative(skipped);
     if (native) {
       backend = 'tensorflow';
       provider = native;
+    }
+  }
+  // `auto` considers webgpu only when asked to (PEER_WEBGPU_PROBE=1) until the layers and the
+  // training loop run on it: picking it on a GPU machine today would stop `train` at its first
+  // synchronous read. Without a GPU device it never loads Dawn.
+  if (!backend && (request === 'webgpu' || (request === 'auto' && autoProbesWebgpu()))) {
+    const allowFallbackAdapter =
+      request === 'webgpu' && (options.allowFallbackAdapter ?? process.env[ALLOW_FALLBACK_ENV] === '1');
+    const started = await startWebgpu({ allowFallbackAdapter });
+    if (started.ok) {
+      backend = 'webgpu';
+      provider = '@tensorflow/tfjs-backend-webgpu';
+      onAdapter = ` on ${adapterName(started.info)}`;
+    } else {
+      skipped.push({ backend: 'webgpu', reason: started.reason });
     }
   }
   if (!backend && (request === 'auto' || request === 'wasm')) {
@@ -166,7 +193,12 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   current = { backend, provider, skipped, fixes };
   if (log) {
     const why = skipped.length ? ` (skipped ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')})` : '';
-    log(`[peer] backend: ${backend} via ${provider}${why}`);
+    log(`[peer] backend: ${backend} via ${provider}${onAdapter}${why}`);
   }
   return current;
+}
+
+/** Whether `auto` tries webgpu: opt-in (`PEER_WEBGPU_PROBE=1`) and only where a GPU may exist. */
+function autoProbesWebgpu(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env[PROBE_ENV] === '1' && mayHaveHardwareGpu(env);
 }

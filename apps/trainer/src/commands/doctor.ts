@@ -1,4 +1,11 @@
-import { BackendUnavailableError, initBackend, measureMatMulRate, type BackendRequest } from '@peer/backend';
+import {
+  BackendUnavailableError,
+  initBackend,
+  measureMatMulRate,
+  webgpuAdapterInfo,
+  type BackendRequest,
+  type WebgpuAdapterInfo,
+} from '@peer/backend';
 import { createRequire } from 'node:module';
 import { UsageError } from '../errors.js';
 
@@ -13,7 +20,22 @@ const PACKAGES = [
   '@peer/model',
   '@tensorflow/tfjs-core',
   '@tensorflow/tfjs-backend-wasm',
+  '@tensorflow/tfjs-backend-webgpu',
+  'webgpu',
 ];
+
+const GIB = 2 ** 30;
+
+/** The adapter's identity and the limits that decide how big one table shard can be. */
+export function adapterLines(info: WebgpuAdapterInfo): string[] {
+  const bytes = (n: number) => `${n} bytes (${(n / GIB).toFixed(2)} GiB)`;
+  return [
+    `  adapter: vendor ${info.vendor || '?'}, architecture ${info.architecture || '?'}, description ${info.description || info.device || '?'}`,
+    `  fallback (software) adapter: ${info.isFallbackAdapter ? 'yes' : 'no'}`,
+    `  maxStorageBufferBindingSize: ${bytes(info.maxStorageBufferBindingSize)}`,
+    `  maxBufferSize: ${bytes(info.maxBufferSize)}`,
+  ];
+}
 
 /** The versions of the packages this app runs with ('missing' when one cannot be resolved). */
 export function packageVersions(): Record<string, string> {
@@ -37,10 +59,14 @@ export async function doctor(options: { backend: string }): Promise<void> {
     console.log(`backend: ${choice.backend} via ${choice.provider}`);
     for (const s of choice.skipped) console.log(`  skipped ${s.backend}: ${s.reason}`);
     if (choice.fixes.length) console.log(`  wasm fixes: ${choice.fixes.join(', ')}`);
+    const adapter = choice.backend === 'webgpu' ? webgpuAdapterInfo() : undefined;
+    if (adapter) for (const line of adapterLines(adapter)) console.log(line);
   } catch (err) {
     if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
     throw err;
   }
   const rate = await measureMatMulRate(512, 5);
-  console.log(`matMul ${rate.size}^3: ${rate.gflops.toFixed(1)} GFLOP/s (median of ${rate.repeats})`);
+  // Software adapters run at a fraction of a GFLOP/s: keep two significant digits there.
+  const gflops = rate.gflops < 1 ? rate.gflops.toPrecision(2) : rate.gflops.toFixed(1);
+  console.log(`matMul ${rate.size}^3: ${gflops} GFLOP/s (median of ${rate.repeats})`);
 }
