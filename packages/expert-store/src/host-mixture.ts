@@ -54,6 +54,11 @@ export class HostMixture {
         : undefined;
   }
 
+  /** Whether the SIMD row kernels run (else the JS loops). */
+  get simd(): boolean {
+    return this.kernels !== undefined;
+  }
+
   select(indices: Int32Array, perToken: number, name: string): RowSelection {
     if (!(indices instanceof Int32Array)) throw new Error(`ExpertTable '${name}'.select: indices must be an Int32Array`);
     if (!(Number.isSafeInteger(perToken) && perToken > 0) || indices.length % perToken !== 0) {
