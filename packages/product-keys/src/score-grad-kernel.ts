@@ -11,7 +11,7 @@
 // engine's heap, reading the saved tensors in place and writing the gradients straight into new
 // tensors. It needs wasm SIMD and dk a multiple of 8; the caller falls back to tfjs ops otherwise.
 import type * as tf from '@tensorflow/tfjs-core';
-import { FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap, type EngineHeap } from '@peer/backend/wasm';
+import { FunctionBuilder, I32, rowLoop, V128, engineHeap, kernelsOnHeap, type EngineHeap } from '@peer/backend/wasm';
 
 interface ScoreGradExports {
   /** One half: pointers are byte offsets; q and dq rows are `stride` bytes apart. */
@@ -37,19 +37,17 @@ function buildScoreGrad(): FunctionBuilder {
       f.get(dc).get(keyRow).add().set(gradRow);
       f.get(c).get(keyRow).add().set(keyRow);
       f.increment(dy, 4).increment(ids, 4);
-      f.forLoop(i, dkBytes, 32, () => {
-        for (const offset of [0, 16]) {
-          // dq[r] += w * C[id]
-          f.get(dq).get(i).add();
-          f.get(dq).get(i).add().v128Load(offset);
-          f.get(w).get(keyRow).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
-          f.v128Store(offset);
-          // dC[id] += w * q[r]
-          f.get(gradRow).get(i).add();
-          f.get(gradRow).get(i).add().v128Load(offset);
-          f.get(w).get(q).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
-          f.v128Store(offset);
-        }
+      rowLoop(f, i, dkBytes, (offset) => {
+        // dq[r] += w * C[id]
+        f.get(dq).get(i).add();
+        f.get(dq).get(i).add().v128Load(offset);
+        f.get(w).get(keyRow).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
+        f.v128Store(offset);
+        // dC[id] += w * q[r]
+        f.get(gradRow).get(i).add();
+        f.get(gradRow).get(i).add().v128Load(offset);
+        f.get(w).get(q).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
+        f.v128Store(offset);
       });
     });
     f.increment(q, () => f.get(stride)).increment(dq, () => f.get(stride));
