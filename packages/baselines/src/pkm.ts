@@ -10,9 +10,10 @@
 //   w = softmax over the k scores of each head
 //   y = sum_h sum_i w_hi V[idx_hi]     no per-slot nonlinearity (unlike PEER)
 //
-// The value table V [N, D] lives outside tfjs (a HostExpertTable). Its gradient is row-sparse: the
-// backward pass hands w_hi * dy for the T*h*k read rows to a RowSparseGrad, and `sparseStep`
-// applies the table's own optimizer (default Adam, lr 1e-3) to the touched rows only.
+// The value table V [N, D] lives outside tfjs (a HostExpertTable); the read and its backward are the
+// table's gather-mixture primitives (pkm-value-mixture.ts). Its gradient is row-sparse: the backward
+// pass sums w_hi * dy per distinct read row into a RowSparseGrad, and `sparseStep` applies the
+// table's own optimizer (default Adam, lr 1e-3) to the touched rows only.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { batchNormInference, batchNormTraining, ProductKeys, QueryNorm, retrieve, updateRunningStats, type SubKeyTables } from '@peer/product-keys';

@@ -420,8 +420,7 @@ export class HostExpertTable implements ExpertTable {
 
   private mixture(): HostMixture {
     this.live();
-    if (this.kind !== 'float32') throw new Error(`ExpertTable '${this.name}': the mixture needs float32 storage, but the table is stored as ${this.kind}`);
-    return (this.mixtureKernels ??= new HostMixture(this.rows, this.dim, this.arena, () => this.f32Rows!));
+    return (this.mixtureKernels ??= new HostMixture(this.rows, this.dim, this.arena, () => this.f32Rows, (indices, out) => this.copyRows(indices, out)));
   }
 
   /** The occurrences `indices` ([T * perToken] table rows) of a mixture call (checked here once). */

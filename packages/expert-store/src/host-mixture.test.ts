@@ -137,10 +137,30 @@ describe('HostExpertTable mixture primitives', () => {
     js.dispose();
   });
 
+  it('reads half-storage rows widened to float32, as a float32 table holding the rounded rows does', () => {
+    const rng = testRng();
+    const [t, r, d] = [4, 6, 16];
+    for (const storage of ['float16', 'bfloat16'] as const) {
+      const half = new HostExpertTable({ rows: 50, dim: d, seed: rng.int(1000), storage });
+      const widened = new HostExpertTable({ rows: 50, dim: d, init: { kind: 'zeros' }, backing: 'plain' });
+      widened.data.set(half.gatherInto(Int32Array.from({ length: 50 }, (_, i) => i), new Float32Array(50 * d)));
+      const slots = Int32Array.from({ length: t * r }, () => rng.int(50));
+      tf.tidy(() => {
+        const x = tensor(rng.normals(t * d), [t, d]);
+        const w = tensor(rng.normals(t * r), [t, r]);
+        const label = `${storage} seed ${rng.seed}`;
+        expect(Array.from(half.rowDots(half.select(slots, r), x).dataSync()), label).toEqual(Array.from(widened.rowDots(widened.select(slots, r), x).dataSync()));
+        expect(Array.from(half.weightedRowSum(half.select(slots, r), w).dataSync()), label).toEqual(Array.from(widened.weightedRowSum(widened.select(slots, r), w).dataSync()));
+      });
+      half.dispose();
+      widened.dispose();
+    }
+  });
+
   it('checks selections and shapes, naming the table', () => {
     const table = new HostExpertTable({ rows: 8, dim: 8, name: 'u' });
     const other = new HostExpertTable({ rows: 8, dim: 8, name: 'v' });
-    expect(() => table.select(Int32Array.of(1, 8), 2)).toThrow(/indices\[1\] = 8 is out of range \[0, 8\)/);
+    expect(() => table.select(Int32Array.of(1, 8), 2)).toThrow(/ExpertTable 'u'.select: indices\[1\] = 8 is out of range \[0, 8\)/);
     expect(() => table.select(Int32Array.of(1, 2, 3), 2)).toThrow(/3 indices are not tokens x 2 rows/);
     const selection = table.select(Int32Array.of(1, 2), 2);
     tf.tidy(() => {
