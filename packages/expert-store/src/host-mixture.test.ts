@@ -5,7 +5,7 @@ import { expectClose, testRng } from '@peer/test-utils';
 import { HostBlock } from './host-block.js';
 import { HostExpertTable } from './host-expert-table.js';
 import { HostMixture } from './host-mixture.js';
-import { RowSparseGrad } from './row-sparse-grad.js';
+import type { RowSparseGrad } from './row-sparse-grad.js';
 
 // The gather-mixture primitives of a host table (its SIMD row kernels and their JS loops) against
 // plain float64 references. Axes: T tokens, R rows per token, U distinct rows, D row width.
@@ -47,9 +47,12 @@ describe('HostMixture', () => {
   it('builds the SIMD row kernels in an arena on this host, and none without one or for widths not a multiple of 8', () => {
     const arena = Arena.create(1 << 20)!;
     const rows = HostBlock.allocInArena(arena, 16 * 24, Float32Array)!;
-    expect(new HostMixture(16, 24, arena, () => rows).simd).toBe(true);
-    expect(new HostMixture(16, 10, arena, () => rows).simd).toBe(false);
-    expect(new HostMixture(16, 24, undefined, () => HostBlock.plain(new Float32Array(16 * 24))).simd).toBe(false);
+    const unused = (): Float32Array => {
+      throw new Error('no half rows here');
+    };
+    expect(new HostMixture(16, 24, arena, () => rows, unused).simd).toBe(true);
+    expect(new HostMixture(16, 10, arena, () => rows, unused).simd).toBe(false);
+    expect(new HostMixture(16, 24, undefined, () => HostBlock.plain(new Float32Array(16 * 24)), unused).simd).toBe(false);
   });
 });
 
