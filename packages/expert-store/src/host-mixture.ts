@@ -5,7 +5,7 @@
 // an arena (plain backing, half storage), widths not a multiple of 8 and hosts without wasm SIMD run
 // JS loops of the same semantics (half rows widened to float32 first).
 //
-// Axes: T tokens, R rows per token, n = T * R occurrences, U distinct rows, D row width.
+// Axes: T tokens, R rows per token, L = T * R occurrences, U distinct rows, D row width.
 import * as tf from '@tensorflow/tfjs-core';
 import { engineHeap, kernelsOnHeap, readFloats, type Arena } from '@peer/backend/wasm';
 import type { RowSelection } from './expert-table.js';
