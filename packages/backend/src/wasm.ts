@@ -3,6 +3,7 @@ export {
   F32,
   FunctionBuilder,
   I32,
+  rowLoop,
   V128,
   type ExportedFunction,
   type LoopStep,

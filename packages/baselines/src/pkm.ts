@@ -2,17 +2,18 @@
 //
 // Axes: B batch, S sequence, T = B*S tokens, D model width, h heads, k slots per head,
 // dk sub-key width, F = h*2*dk query features (order: head, half, dk), N memory slots,
-// sqrtN sub-keys per half, H' key sets (1 shared, else h).
+// n = sqrt(N) sub-keys per half (the local `sqrtN`), H' key sets (1 shared, else h).
 //
 //   q = BN(x Wq)                       [T, F] query BatchNorm (batch statistics in training)
-//   for each head: the top-k slots by q_h . [C1_a ; C2_b] over all N = sqrtN^2 slots, found by
+//   for each head: the top-k slots by q_h . [C1_a ; C2_b] over all N = n^2 slots, found by
 //   @peer/product-keys from the top-k of each half (exact); scores re-gathered, differentiable
 //   w = softmax over the k scores of each head
 //   y = sum_h sum_i w_hi V[idx_hi]     no per-slot nonlinearity (unlike PEER)
 //
-// The value table V [N, D] lives outside tfjs (a HostExpertTable). Its gradient is row-sparse: the
-// backward pass hands w_hi * dy for the T*h*k read rows to a RowSparseGrad, and `sparseStep`
-// applies the table's own optimizer (default Adam, lr 1e-3) to the touched rows only.
+// The value table V [N, D] lives outside tfjs (a HostExpertTable); the read and its backward are the
+// table's gather-mixture primitives (pkm-value-mixture.ts). Its gradient is row-sparse: the backward
+// pass sums w_hi * dy per distinct read row into a RowSparseGrad, and `sparseStep` applies the
+// table's own optimizer (default Adam, lr 1e-3) to the touched rows only.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { batchNormInference, batchNormTraining, ProductKeys, QueryNorm, retrieve, updateRunningStats, type SubKeyTables } from '@peer/product-keys';
@@ -61,7 +62,7 @@ export interface PkmForwardResult {
 }
 
 /**
- * Scores q_h . [C1_a ; C2_b] of given slots idx = a * sqrtN + b: [T, h, k], differentiable in the
+ * Scores q_h . [C1_a ; C2_b] of given slots idx = a * n + b: [T, h, k], differentiable in the
  * queries and sub-keys (plain gathers; used when the retrieval is pinned).
  */
 export function scoresForSlots(queries: tf.Tensor3D, keys: SubKeyTables, indices: Int32Array, k: number): tf.Tensor3D {
@@ -215,7 +216,7 @@ export class ProductKeyMemory implements FeedForwardLayer {
   }
 
   /**
-   * Forward FLOPs per token (multiply-add = 2): query 2 D F + sub-key scores 2 h 2 sqrtN dk +
+   * Forward FLOPs per token (multiply-add = 2): query 2 D F + sub-key scores 2 h 2 n dk +
    * candidate sums h c^2 + value read 2 h k D. BN, softmax and top-k comparisons are not counted.
    */
   flopsPerToken(): number {
@@ -265,7 +266,7 @@ export class ProductKeyMemory implements FeedForwardLayer {
 
   /**
    * `query.weight` [D, F], `query_norm.{weight,bias,running_mean,running_var}` [F], `keys.sub_keys1`,
-   * `keys.sub_keys2` [H', sqrtN, dk], `values` [N, D] and the value optimizer's state
+   * `keys.sub_keys2` [H', n, dk], `values` [N, D] and the value optimizer's state
    * (`values.adam.m`, `values.adam.v` [N, D], `values.adam.steps` [N]). The table and optimizer
    * entries are live views of the layer's memory (no copy of gigabytes): write them out before the
    * next step.

@@ -1,9 +1,9 @@
-// The expert-table contract: what the PEER layer and PKM use of a [N, d] table of rows, so that a
+// The expert-table contract: what the PEER layer and PKM use of a [N, D] table of rows, so that a
 // table may live in host memory (HostExpertTable) or, later, on a device. Nothing here exposes
 // where the rows are: the mixture primitives take and return tensors, occurrences travel as an
 // opaque RowSelection, and gradients as a RowGradient made by the table itself.
 //
-// Axes: N table rows, d row width, T tokens, R rows read per token, n = T * R occurrences.
+// Axes: N table rows, D row width, T tokens, R rows read per token, L = T * R occurrences.
 import type * as tf from '@tensorflow/tfjs-core';
 import type { NamedArray, NamedArrayData, NamedArraySpec } from './named-array.js';
 
@@ -16,7 +16,7 @@ export interface RowSelection {
   readonly perToken: number;
 }
 
-/** Where row gradients go: `rowGrads` ([n * d], valid only during the call) adds to rows `indices` ([n]). */
+/** Where row gradients go: `rowGrads` ([L * D], valid only during the call) adds to rows `indices` ([L]). */
 export interface RowGradientSink {
   accumulate(indices: Int32Array, rowGrads: Float32Array): void;
 }
@@ -27,7 +27,7 @@ export interface RowGradient extends RowGradientSink {
   readonly dim: number;
   /** Distinct rows touched since the last clear (U). */
   readonly size: number;
-  /** Adds `rowGrads` ([n * d]) to rows `indices` ([n]). */
+  /** Adds `rowGrads` ([L * D]) to rows `indices` ([L]). */
   accumulate(indices: Int32Array, rowGrads: Float32Array): void;
   /** Multiplies every accumulated gradient by `factor`. */
   scale(factor: number): void;
@@ -46,29 +46,29 @@ export interface ExpertTable {
   readonly name: string;
   /** N. */
   readonly rows: number;
-  /** d. */
+  /** D. */
   readonly dim: number;
   readonly storage: TableStorage;
   /** Bytes held by the rows. */
   readonly bytes: number;
-  /** Rows `indices` as a float32 tensor [n, d] (no gradient flows back to the table). */
+  /** Rows `indices` as a float32 tensor [L, D] (no gradient flows back to the table). */
   gather(indices: Int32Array): tf.Tensor2D;
   /** Prepares the occurrences `indices` ([T * perToken], row-major [T, R]) of a mixture call; checks their range. */
   select(indices: Int32Array, perToken: number): RowSelection;
-  /** out[t, r] = row(e(t, r)) . x[t] for x [T, d]; returns [T, R]. */
+  /** out[t, r] = row(e(t, r)) . x[t] for x [T, D]; returns [T, R]. */
   rowDots(selection: RowSelection, x: tf.Tensor2D): tf.Tensor2D;
-  /** y[t] = sum_r weights[t, r] row(e(t, r)) for weights [T, R]; returns [T, d]. */
+  /** y[t] = sum_r weights[t, r] row(e(t, r)) for weights [T, R]; returns [T, D]. */
   weightedRowSum(selection: RowSelection, weights: tf.Tensor2D): tf.Tensor2D;
   /**
    * The backward of `weightedRowSum` towards the rows: grad(e) += sum_{(t, r) -> e} weights[t, r] x[t]
-   * for x [T, d], into a gradient of this table (`createGradient`, the fast path) or any sink (which
+   * for x [T, D], into a gradient of this table (`createGradient`, the fast path) or any sink (which
    * receives the distinct rows ascending, once each). Each distinct row's sum runs over its
    * occurrences in order, then adds to what the gradient held.
    */
   accumulateRowGradients(selection: RowSelection, weights: tf.Tensor2D, x: tf.Tensor2D, into: RowGradientSink): void;
   /** A row-sparse gradient for this table. */
   createGradient(): RowGradient;
-  /** One entry `<prefix><name>` [N, d] in the storage dtype. */
+  /** One entry `<prefix><name>` [N, D] in the storage dtype. */
   stateEntries(prefix?: string): NamedArray[];
   loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void;
   restoreFrom(prefix: string, source: TableSource): void;

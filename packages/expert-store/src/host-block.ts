@@ -2,7 +2,7 @@
 // mixture scratch): a block lives in the table's arena when it has one and there is room (SIMD
 // kernels reach it by byte offset), else in a plain typed array (JS loops). Either way `array` is
 // a live view: arena views are re-created after the memory grows.
-import { Arena, ArenaArray, type ArenaArrayKind } from '@peer/backend/wasm';
+import { ArenaArray, type Arena, type ArenaArrayKind } from '@peer/backend/wasm';
 
 type Ctor<T extends ArenaArrayKind> = (new (length: number) => T) &
   (new (buffer: ArrayBuffer, byteOffset: number, length: number) => T) & { BYTES_PER_ELEMENT: number };

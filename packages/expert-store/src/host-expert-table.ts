@@ -1,9 +1,9 @@
-// The host-memory ExpertTable: a [N, d] table of expert (or memory-slot) vectors held outside the
-// tfjs heap: N = 1024^2 rows of d = 256 is 1 GiB, and two tables with Adam moments are 6 GiB, past
+// The host-memory ExpertTable: a [N, D] table of expert (or memory-slot) vectors held outside the
+// tfjs heap: N = 1024^2 rows of D = 256 is 1 GiB, and two tables with Adam moments are 6 GiB, past
 // what the wasm heap (wasm32, 4 GiB) can hold. Float32 rows live in the table's own arena when they
 // fit (SIMD kernels update and read them in place), else in a plain array.
 //
-// Axes: N rows (experts), d row width, n looked-up rows.
+// Axes: N rows (experts), D row width, L looked-up rows.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { Arena, engineHeap, MAX_ARENA_BYTES } from '@peer/backend/wasm';
@@ -23,9 +23,9 @@ export type TableInit = { kind: 'normal'; std: number } | { kind: 'uniform'; lim
 export interface ExpertTableOptions {
   /** N, the number of rows. */
   rows: number;
-  /** d, the width of a row. */
+  /** D, the width of a row. */
   dim: number;
-  /** Default: normal with std 1/sqrt(d) (the spec's init for PEER's u and v). */
+  /** Default: normal with std 1/sqrt(D) (the spec's init for PEER's u and v). */
   init?: TableInit;
   /** Seed of the initialization (default 0). */
   seed?: number;
@@ -58,7 +58,7 @@ function checkCount(what: string, value: number): void {
 
 /**
  * Bytes of the gather staging block: small enough to stay in the L2 cache and below the arena's
- * stagger threshold; 512 rows of d = 256 per chunk.
+ * stagger threshold; 512 rows of D = 256 per chunk.
  */
 const GATHER_STAGING_BYTES = 512 * 1024;
 
@@ -191,7 +191,7 @@ export class HostExpertTable implements ExpertTable {
   }
 
   /**
-   * The rows, row-major [N * d], live (writes change the table). Only for float32 storage; half
+   * The rows, row-major [N * D], live (writes change the table). Only for float32 storage; half
    * storage is reachable through `halfData`, `row`, `gather`. Read it when needed rather than keeping
    * it: an arena that grows (rare: a gradient with more rows than reserved) detaches older views.
    */
@@ -223,7 +223,7 @@ export class HostExpertTable implements ExpertTable {
     return this.kind === 'float16' ? float16ToFloat32(bits) : bfloat16ToFloat32(bits);
   }
 
-  /** Copies rows `indices` into `out` ([n * d], float32). */
+  /** Copies rows `indices` into `out` ([L * D], float32). */
   gatherInto(indices: Int32Array, out: Float32Array): Float32Array {
     this.live();
     const d = this.dim;
@@ -268,7 +268,7 @@ export class HostExpertTable implements ExpertTable {
   }
 
   /**
-   * Rows `indices` as a float32 tensor [n, d] (no gradient flows back to the table: a layer routes
+   * Rows `indices` as a float32 tensor [L, D] (no gradient flows back to the table: a layer routes
    * the gradient of the rows to a RowSparseGrad). On the wasm engine the rows are copied straight
    * into the tensor's heap memory, one copy in all.
    */
@@ -317,7 +317,7 @@ export class HostExpertTable implements ExpertTable {
     return this;
   }
 
-  /** One entry `<prefix><name>` [N, d] in the storage dtype; its data is the live table memory (no copy). */
+  /** One entry `<prefix><name>` [N, D] in the storage dtype; its data is the live table memory (no copy). */
   stateEntries(prefix = ''): NamedArray[] {
     this.live();
     return [{ name: `${prefix}${this.name}`, dtype: STORAGE_DTYPE[this.kind], shape: [this.rows, this.dim], data: this.f32 ?? this.half! }];
@@ -359,7 +359,7 @@ export class HostExpertTable implements ExpertTable {
   }
 
   /**
-   * Restores `<prefix><name>` (F32, F16 or BF16, shape [N, d]), converting to this table's storage.
+   * Restores `<prefix><name>` (F32, F16 or BF16, shape [N, D]), converting to this table's storage.
    * An array freshly read by a lazy checkpoint is taken over without a copy by a plain table.
    */
   loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void {
@@ -420,8 +420,7 @@ export class HostExpertTable implements ExpertTable {
 
   private mixture(): HostMixture {
     this.live();
-    if (this.kind !== 'float32') throw new Error(`ExpertTable '${this.name}': the mixture needs float32 storage, but the table is stored as ${this.kind}`);
-    return (this.mixtureKernels ??= new HostMixture(this.rows, this.dim, this.arena, () => this.f32Rows!));
+    return (this.mixtureKernels ??= new HostMixture(this.rows, this.dim, this.arena, () => this.f32Rows, (indices, out) => this.copyRows(indices, out)));
   }
 
   /** The occurrences `indices` ([T * perToken] table rows) of a mixture call (checked here once). */
@@ -429,17 +428,17 @@ export class HostExpertTable implements ExpertTable {
     return this.mixture().select(indices, perToken, this.name);
   }
 
-  /** out[t, r] = row(e(t, r)) . x[t] for x [T, d]; returns [T, R]. */
+  /** out[t, r] = row(e(t, r)) . x[t] for x [T, D]; returns [T, R]. */
   rowDots(selection: RowSelection, x: tf.Tensor2D): tf.Tensor2D {
     return this.mixture().rowDots(selection, x);
   }
 
-  /** y[t] = sum_r weights[t, r] row(e(t, r)) for weights [T, R]; returns [T, d]. */
+  /** y[t] = sum_r weights[t, r] row(e(t, r)) for weights [T, R]; returns [T, D]. */
   weightedRowSum(selection: RowSelection, weights: tf.Tensor2D): tf.Tensor2D {
     return this.mixture().weightedRowSum(selection, weights);
   }
 
-  /** Adds grad(row e) += sum_{(t, r) -> e} weights[t, r] x[t] to `into` for x [T, d]. */
+  /** Adds grad(row e) += sum_{(t, r) -> e} weights[t, r] x[t] to `into` for x [T, D]. */
   accumulateRowGradients(selection: RowSelection, weights: tf.Tensor2D, x: tf.Tensor2D, into: RowGradientSink): void {
     const mixture = this.mixture();
     if (into instanceof RowSparseGrad && into.rows === this.rows && into.dim === this.dim) {

@@ -2,10 +2,10 @@
 // accumulateRowGradients), run inside the table's own arena: the SIMD row kernels read the rows in
 // place (a slot is a table row), only x / dy / weights [T, *] are copied in, and the group-sum
 // kernel writes each distinct row's gradient straight into its RowSparseGrad slot. Tables without
-// an arena (plain backing), widths not a multiple of 8 and hosts without wasm SIMD run JS loops of
-// the same semantics.
+// an arena (plain backing, half storage), widths not a multiple of 8 and hosts without wasm SIMD run
+// JS loops of the same semantics (half rows widened to float32 first).
 //
-// Axes: T tokens, R rows per token, n = T * R occurrences, U distinct rows, D row width.
+// Axes: T tokens, R rows per token, L = T * R occurrences, U distinct rows, D row width.
 import * as tf from '@tensorflow/tfjs-core';
 import { engineHeap, kernelsOnHeap, readFloats, type Arena } from '@peer/backend/wasm';
 import type { RowSelection } from './expert-table.js';
@@ -42,7 +42,9 @@ export class HostMixture {
     private readonly tableRows: number,
     private readonly dim: number,
     private readonly arena: Arena | undefined,
-    private readonly rows: () => HostBlock<Float32Array>,
+    /** The float32 rows, or undefined for half storage (read through `gatherRows`). */
+    private readonly rows: () => HostBlock<Float32Array> | undefined,
+    private readonly gatherRows: (indices: Int32Array, out: Float32Array) => Float32Array,
   ) {
     this.kernels =
       arena && dim % 8 === 0
@@ -54,6 +56,11 @@ export class HostMixture {
         : undefined;
   }
 
+  /** Whether the SIMD row kernels run (else the JS loops). */
+  get simd(): boolean {
+    return this.kernels !== undefined;
+  }
+
   select(indices: Int32Array, perToken: number, name: string): RowSelection {
     if (!(indices instanceof Int32Array)) throw new Error(`ExpertTable '${name}'.select: indices must be an Int32Array`);
     if (!(Number.isSafeInteger(perToken) && perToken > 0) || indices.length % perToken !== 0) {
@@ -61,7 +68,7 @@ export class HostMixture {
     }
     for (let k = 0; k < indices.length; k++) {
       const i = indices[k]!;
-      if (!(i >= 0 && i < this.tableRows)) throw new Error(`ExpertTable '${name}'.gather: indices[${k}] = ${i} is out of range [0, ${this.tableRows})`);
+      if (!(i >= 0 && i < this.tableRows)) throw new Error(`ExpertTable '${name}'.select: indices[${k}] = ${i} is out of range [0, ${this.tableRows})`);
     }
     return new HostSelection(this, indices, indices.length / perToken, perToken);
   }
@@ -78,6 +85,17 @@ export class HostMixture {
     const block = HostBlock.allocInArena(this.arena!, Math.max(length, 2 * (have?.length ?? 0)), Float32Array);
     if (block) this.scratch.set(kind, block);
     return block;
+  }
+
+  /**
+   * The rows the JS loops read and the slot of each occurrence in them: the table's float32 rows and
+   * the selection itself, or for half storage the occurrences' rows widened ([T * R, D]) and 0, 1, ...
+   */
+  private jsRows(sel: HostSelection): [Float32Array, Int32Array] {
+    const rows = this.rows();
+    if (rows) return [rows.array, sel.indices];
+    const n = sel.indices.length;
+    return [this.gatherRows(sel.indices, new Float32Array(n * this.dim)), Int32Array.from({ length: n }, (_, o) => o)];
   }
 
   /** Copies the selection's rows into the arena's slot block; its offset, or undefined. */
@@ -111,15 +129,14 @@ export class HostMixture {
       const out = this.block('out', n);
       const slot = out && this.slotOffset(sel);
       const xAt = slot !== undefined ? this.copyIn('x', readFloats(x)) : undefined;
-      const rowsAt = this.rows().offsetIn(this.arena);
+      const rowsAt = this.rows()?.offsetIn(this.arena);
       if (out && slot !== undefined && xAt !== undefined && rowsAt !== undefined) {
         this.kernels.dot(rowsAt, slot, xAt, out.offsetIn(this.arena)!, t, r, d);
         return toTensor(out.array.subarray(0, n), [t, r]);
       }
     }
-    const rv = this.rows().array;
+    const [rv, sv] = this.jsRows(sel);
     const xv = readFloats(x).slice();
-    const sv = sel.indices;
     const ov = new Float32Array(n);
     for (let ti = 0; ti < t; ti++) {
       for (let ri = 0; ri < r; ri++) {
@@ -141,15 +158,14 @@ export class HostMixture {
       const y = this.block('out', t * d);
       const slot = y && this.slotOffset(sel);
       const wAt = slot !== undefined ? this.copyIn('small', readFloats(weights)) : undefined;
-      const rowsAt = this.rows().offsetIn(this.arena);
+      const rowsAt = this.rows()?.offsetIn(this.arena);
       if (y && slot !== undefined && wAt !== undefined && rowsAt !== undefined) {
         this.kernels.wsum(rowsAt, slot, wAt, y.offsetIn(this.arena)!, t, r, d);
         return toTensor(y.array.subarray(0, t * d), [t, d]);
       }
     }
-    const rv = this.rows().array;
+    const [rv, sv] = this.jsRows(sel);
     const wv = readFloats(weights).slice();
-    const sv = sel.indices;
     const yv = new Float32Array(t * d);
     for (let ti = 0; ti < t; ti++) {
       for (let ri = 0; ri < r; ri++) {

@@ -1,12 +1,12 @@
-// The gradient of one [N, d] table, kept row-sparse: only the rows a step touched, each once, with
+// The gradient of one [N, D] table, kept row-sparse: only the rows a step touched, each once, with
 // the gradients of repeated lookups summed. A row -> slot map (one int per table row, reset in
-// O(touched) by `clear`) finds a row's slot; slot values live in one growable [slots, d] buffer.
-// No [N, d] buffer is ever built.
+// O(touched) by `clear`) finds a row's slot; slot values live in one growable [slots, D] buffer.
+// No [N, D] buffer is ever built.
 //
 // When the table keeps its rows in an arena, the slots live in the same arena, where the SIMD
 // optimizer kernels read them in place.
 //
-// Axes: N table rows, d row width, n looked-up rows, U unique rows (slots).
+// Axes: N table rows, D row width, L looked-up rows, U unique rows (slots).
 import type { Arena } from '@peer/backend/wasm';
 import { HostBlock } from './host-block.js';
 import { arenaOf } from './table-arena.js';
@@ -21,7 +21,7 @@ export interface RowSparseGradOptions {
 
 /**
  * The occurrences of one mixture call grouped by table row (see `groupOccurrences`), in the
- * gradient's memory: order [n] lists the occurrences group after group, groupEnd [U] ends each
+ * gradient's memory: order [L] lists the occurrences group after group, groupEnd [U] ends each
  * group, groupSlot [U] is each group's gradient slot (~slot for a slot that already held a gradient).
  */
 export interface OccurrenceGroups {
@@ -105,7 +105,7 @@ export class RowSparseGrad {
     return { rowsOffset, valuesOffset, orderOffset };
   }
 
-  /** The gradient values [capacity, d] (internal: the mixture sums straight into slots). */
+  /** The gradient values [capacity, D] (internal: the mixture sums straight into slots). */
   valuesBlock(): HostBlock<Float32Array> {
     return this.values;
   }
@@ -113,8 +113,8 @@ export class RowSparseGrad {
   /**
    * The slots sorted by ascending row [U] (computed now; a view valid until the next accumulate or
    * clear): `uniqueRows()[order[0]]` is the smallest touched row. The optimizers walk the touched
-   * rows in this order, at ascending addresses: over a table far larger than the caches that costs
-   * about a third less than first-touch order (measured at N = 1024^2, d = 256, 63k rows). O(U log U).
+   * rows in this order, at ascending addresses: over a table far larger than the caches the row
+   * jumps become forward strides, cheaper than first-touch order (expert-store README). O(U log U).
    */
   slotsInRowOrder(): Int32Array {
     const u = this.count;
@@ -142,7 +142,7 @@ export class RowSparseGrad {
     return this.slotRows.array.subarray(0, this.count);
   }
 
-  /** Summed gradients of the touched rows [U * d], in the order of `uniqueRows` (a live view). */
+  /** Summed gradients of the touched rows [U * D], in the order of `uniqueRows` (a live view). */
   rowGrads(): Float32Array {
     return this.values.array.subarray(0, this.count * this.dim);
   }
@@ -166,7 +166,7 @@ export class RowSparseGrad {
   }
 
   /**
-   * Adds `rowGrads` ([n * d]) to rows `indices` ([n]); a row listed several times (here or in
+   * Adds `rowGrads` ([L * D]) to rows `indices` ([L]); a row listed several times (here or in
    * earlier calls since `clear`) gets the sum. First touches copy, repeats add.
    */
   accumulate(indices: Int32Array, rowGrads: Float32Array): void {
@@ -188,7 +188,7 @@ export class RowSparseGrad {
     const slotRows = this.slotRows.array;
     // A run of fresh rows fills consecutive slots from consecutive gradients: one copy per run (a
     // layer hands over each distinct row once, so a whole call is usually one run). Per-row copies
-    // of 1 KiB cost about 4x more at 63k rows.
+    // cost a view and a call per row (expert-store README).
     let runStart = 0;
     let runSlot = -1;
     const flush = (end: number) => {
@@ -248,13 +248,13 @@ export class RowSparseGrad {
   }
 
   /**
-   * Groups the occurrences `indices` ([n] table rows, already range-checked) of one mixture call by
+   * Groups the occurrences `indices` ([L] table rows, already range-checked) of one mixture call by
    * row and gives every distinct row its gradient slot: the one grouping of a step, which the
    * mixture's group-sum kernel then writes through (no second map, no copy of row gradients).
    *
    * Groups come in ascending row order, and rows new since `clear` get slots in that order, so that
    * the accumulation and the sparse optimizer walk the table forward. Within a group, occurrences
-   * keep their order (the summation order of each row's gradient). O(n) integer work plus a sort of
+   * keep their order (the summation order of each row's gradient). O(L) integer work plus a sort of
    * the U distinct rows.
    */
   groupOccurrences(indices: Int32Array): OccurrenceGroups {

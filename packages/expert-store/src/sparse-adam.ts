@@ -8,7 +8,7 @@
 //   m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2
 //   w <- w - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 //
-// Axes: N table rows, d row width, U touched rows.
+// Axes: N table rows, D row width, U touched rows.
 import { SparseOptimizer, checkNonNegative, type SparseOptimizerOptions } from './sparse-optimizer.js';
 import { claimFresh, expectEntry, type NamedArray } from './named-array.js';
 import type { ExpertTable } from './expert-table.js';
@@ -28,9 +28,9 @@ export interface SparseAdamOptions extends SparseOptimizerOptions {
 }
 
 export interface AdamState {
-  /** First moments [N * d]. */
+  /** First moments [N * D]. */
   m: Float32Array;
-  /** Second moments [N * d]. */
+  /** Second moments [N * D]. */
   v: Float32Array;
   /** Times each row was updated [N]. */
   steps: Int32Array;
@@ -191,7 +191,7 @@ function adamKernel(kernels: { adam: OptimizerKernelExports['adam'] }, a: AdamKe
 }
 
 /**
- * The lazy Adam update of rows `rows` ([U]) with gradients `grads` ([U * d]) in place. Math in
+ * The lazy Adam update of rows `rows` ([U]) with gradients `grads` ([U * D]) in place. Math in
  * float64, stored in float32.
  */
 export function adamRows(

@@ -1,8 +1,8 @@
 // Optimizers for ExpertTables that update only the rows a step touched (lazy updates): a step costs
-// O(U * d) for U touched rows, never O(N * d). Their learning rate and clipping are separate from
+// O(U * D) for U touched rows, never O(N * D). Their learning rate and clipping are separate from
 // the dense parameters' (common practice for memory tables).
 //
-// Axes: N table rows, d row width, U touched rows.
+// Axes: N table rows, D row width, U touched rows.
 import type { ExpertTable, RowGradient } from './expert-table.js';
 import { HostExpertTable } from './host-expert-table.js';
 import { RowSparseGrad } from './row-sparse-grad.js';

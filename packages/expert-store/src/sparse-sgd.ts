@@ -3,7 +3,7 @@
 //   b <- momentum * b + g                           (only when momentum > 0; b is per row, lazy)
 //   w <- w - lr * (momentum > 0 ? b : g)
 //
-// Axes: N table rows, d row width, U touched rows.
+// Axes: N table rows, D row width, U touched rows.
 import { SparseOptimizer, type SparseOptimizerOptions } from './sparse-optimizer.js';
 import { claimFresh, expectEntry, type NamedArray } from './named-array.js';
 import type { ExpertTable } from './expert-table.js';
@@ -18,7 +18,7 @@ export interface SparseSgdOptions extends SparseOptimizerOptions {
 }
 
 export interface SgdState {
-  /** Momentum buffers [N * d] (empty without momentum). */
+  /** Momentum buffers [N * D] (empty without momentum). */
   momentum: Float32Array;
 }
 

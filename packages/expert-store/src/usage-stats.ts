@@ -5,7 +5,7 @@
 //   top-1% share = total z of the ceil(N / 100) heaviest experts
 // plus hit counts and a histogram of z_i * N (1 = the uniform share) on log-spaced bins.
 //
-// Axes: N experts, n recorded retrievals.
+// Axes: N experts, L recorded retrievals.
 import { usageHistogram, type UsageHistogram } from './usage-histogram.js';
 
 export type { UsageHistogram };

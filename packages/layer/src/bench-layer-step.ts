@@ -1,8 +1,7 @@
 // A full training step of one PEER layer alone, timed by @peer/feed-forward's `timeLayerStep` (forward,
 // backward with the input gradient, the dense Adam update of the tfjs variables, the sparse update
-// of both expert tables), plus what only PEER has: its tables' memory against peak RSS, the wasm
-// heap and the row kernels' memory. The trainer's `peer-train bench layer --layer peer` calls
-// `benchLayerStep`.
+// of both expert tables), plus what only PEER has: its tables' memory against peak RSS, and the
+// wasm heap. The trainer's `peer-train bench layer --layer peer` calls `benchLayerStep`.
 import { loadavg } from 'node:os';
 import { heapStats } from '@peer/backend';
 import { timeLayerStep, type LayerStepTiming, type TimeLayerStepOptions } from '@peer/feed-forward';

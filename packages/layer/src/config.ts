@@ -59,11 +59,11 @@ export const PeerLayerConfigSchema = z.strictObject({
   dropout: z.number().min(0).lt(1).default(0),
   /** Sparse optimizer of the expert tables. */
   expertOptimizer: ExpertOptimizerSchema.default(ExpertOptimizerSchema.parse({})),
-  /** Tokens per expert-mixture chunk; bounds the [tokens*h*k, d] rows held at once. */
+  /** Tokens per expert-mixture chunk; bounds the [tokens*h*k, D] rows held at once. */
   tokenChunk: positiveInt().default(1024),
   /**
-   * Tokens per product-key retrieval chunk; bounds its temporaries on the tfjs heap. At 512 tokens
-   * and N = 1024^2, 128 halved the wasm heap's high-water mark (362 -> 217 MB) at no measurable cost.
+   * Tokens per product-key retrieval chunk; bounds its temporaries on the tfjs heap. 128 lowers the
+   * wasm heap's high-water mark at 512 tokens and N = 1024^2 at no measurable cost (layer README).
    */
   retrievalChunk: positiveInt().default(128),
   /** Seed of the initialization and the dropout stream. */

@@ -2,7 +2,7 @@
 //   y[t] = sum_{r < R} g[t, r] * sigma(u_{e(t,r)} . x[t]) * v_{e(t,r)}
 // where e(t, r) is the r-th retrieved expert of token t (R = h * k, all heads of the token).
 //
-// T tokens, R = h*k retrieved experts per token, D model width.
+// Axes: T tokens, R = h*k retrieved experts per token, D model width.
 //
 // Inputs of the customGrad are x [T, D] and the router weights g [T, R]; the u and v rows are not
 // tfjs variables: the products over them are the expert tables' gather-mixture primitives

@@ -24,7 +24,6 @@ export {
   queryWeightFromPytorch,
   queryWeightToPytorch,
 } from './query-layout.js';
-export { KernelArena, type Region } from './kernels/kernel-arena.js';
 export {
   DOWN_NAME,
   PYTORCH_NAMES,

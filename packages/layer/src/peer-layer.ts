@@ -1,8 +1,8 @@
 // The PEER layer (He 2024, "Mixture of A Million Experts"), a drop-in feed-forward block.
 //
-// B batch, S sequence, T = B*S tokens, D model width (d), h heads, k experts per head,
-// dk sub-key width, F = h*2*dk query features (internal order: head, half, dk), N experts,
-// sqrtN sub-keys per half, R = h*k experts per token.
+// Axes: B batch, S sequence, T = B*S tokens, D model width (the local `d`), h heads, k experts per
+// head, dk sub-key width, F = h*2*dk query features (internal order: head, half, dk), N experts,
+// n = sqrt(N) sub-keys per half, R = h*k experts per token.
 //
 // Forward, following the paper's Algorithm 1 (peer_forward):
 //   indices, scores = get_indices(query_proj(x), sub_keys, top_k=k)    -> queries, retrieve
@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { ProductKeys, QueryNorm, retrieve } from '@peer/product-keys';
 import type { FeedForwardLayer } from '@peer/feed-forward';
-import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, UsageStats, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
+import { HostExpertTable, SparseAdam, SparseSgd, UsageStats, type NamedArray, type RowSparseGrad, type UsageStatsReport } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
 import { expertMixture, type MixtureTables, type RowGradientSink } from './expert-mixture.js';

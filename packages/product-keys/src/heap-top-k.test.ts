@@ -1,5 +1,5 @@
 // The in-heap SIMD row top-k against a plain sort and against the JS rowTopK, bit for bit, ties
-// included. Axes: R rows, W row width, k results.
+// included. Axes: Q rows, W row width, k results.
 import * as tf from '@tensorflow/tfjs-core';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ describe('heapRowTopK', () => {
     [3, 40, 1, 0],
   ];
   for (const [rows, width, k, levels] of cases) {
-    it(`equals sorting and rowTopK for R=${rows}, W=${width}, k=${k}, ${levels ? `${levels} distinct values` : 'normal values'}`, () => {
+    it(`equals sorting and rowTopK for Q=${rows}, W=${width}, k=${k}, ${levels ? `${levels} distinct values` : 'normal values'}`, () => {
       const rng = testRng();
       const scores = randomRows(rng, rows, width, levels);
       // Ascending and descending rows: the most and the fewest insertions.

@@ -1,16 +1,16 @@
 // Row-wise top-k in a WebAssembly SIMD kernel that runs on the wasm engine's own heap, in place on
 // the sub-key score tensor (no copy). Same results as `rowTopK`, bit for bit: the k largest,
 // descending, equal values in increasing column order.
-// Axes: R rows, W row width (S sub-keys), k results per row.
+// Axes: Q rows (queries: token, head), W row width (n = sqrt(N) sub-keys), k results per row.
 //
 // Per row, the kernel first takes the maximum of each of k disjoint blocks of the row (f32x4.max);
 // the smallest of those k maxima, t0, is at most the row's k-th largest value, because k distinct
 // entries reach it. Then one f32x4 sweep compares four scores at a time with t0 and hands only the
-// lanes >= t0 (about 5% of a random row at W = 1024, k = 16) to the scalar insertion of `rowTopK`,
+// lanes >= t0 (a small fraction of a random row; product-keys README) to the scalar insertion of `rowTopK`,
 // in column order. An entry below t0 can never be in the top k, so skipping it changes nothing.
 //
-// Why: the JS `rowTopK` costs about 21 ms per [4096, 1024] half at 1024^2 keys (two per step) and
-// 8.5 ms at 128^2, a sixth of the retrieval forward; the JS loop pays for every element it reads.
+// Why: the JS `rowTopK` was a sizeable share of the retrieval forward (timings in the product-keys
+// README); the JS loop pays for every element it reads, the kernel's sweep four at a time.
 import type * as tf from '@tensorflow/tfjs-core';
 import { F32, FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap } from '@peer/backend/wasm';
 

@@ -12,7 +12,7 @@
 //
 // Why kernels: on wasm, tfjs reduces over axis 0 by transposing first, and the BatchNorm's dozen
 // element-wise passes over [T, F] as tfjs ops cost several times more (product-keys README).
-import { emitModule, FunctionBuilder, I32, wasmApi, type WasmMemory, type WasmModule } from '@peer/backend/wasm';
+import { emitModule, FunctionBuilder, I32, rowLoop, wasmApi, type WasmMemory, type WasmModule } from '@peer/backend/wasm';
 
 const PAGE = 65536;
 
@@ -22,14 +22,6 @@ interface ColumnKernelExports {
   col_sum_prod(a: number, b: number, out: number, t: number, f: number): void;
   affine(a: number, sub: number, mul: number, add: number, out: number, t: number, f: number): void;
   bn_grad(dy: number, xhat: number, p: number, q: number, c: number, out: number, t: number, f: number): void;
-}
-
-/** An f32x4 inner loop over a row: j from 0 to F*4 bytes in steps of 32 (two vectors). */
-function rowLoop(f: FunctionBuilder, j: number, fBytes: number, body: (offset: 0 | 16) => void): void {
-  f.forLoop(j, fBytes, 32, () => {
-    body(0);
-    body(16);
-  });
 }
 
 /** out = sum over rows of a (or of a * b when `product`). */

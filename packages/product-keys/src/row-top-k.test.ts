@@ -1,6 +1,6 @@
 // The JS row top-k and candidate-pair stage against plain sorting references and against tf.topk
 // (bit for bit, ties included), and the whole selection against the tf-op pipeline it replaced.
-// Axes: R rows (as row-top-k.ts names them), W row width, k results, T tokens, h heads, H' key
+// Axes: Q rows (queries, as row-top-k.ts names them), W row width, k results, T tokens, h heads, H' key
 // sets, n = sqrt(N) sub-keys per half, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
@@ -30,7 +30,7 @@ describe('rowTopK', () => {
     [4, 200, 9, 1],
   ];
   for (const [rows, width, k, levels] of cases) {
-    it(`equals sorting and tf.topk for R=${rows}, W=${width}, k=${k}, ${levels ? `${levels} distinct values` : 'normal values'}`, () => {
+    it(`equals sorting and tf.topk for Q=${rows}, W=${width}, k=${k}, ${levels ? `${levels} distinct values` : 'normal values'}`, () => {
       const rng = testRng();
       const scores = randomRows(rng, rows, width, levels);
       // Sorted rows (ascending and descending) are the worst and best cases of the insertion.

@@ -1,5 +1,6 @@
 // Row-wise top-k of small k over long rows, and the candidate-pair stage, in plain JS loops.
-// Axes: R rows, W row width (S sub-keys, or M candidate pairs), k results per row.
+// Axes: Q rows (queries: token, head), W row width (n = sqrt(N) sub-keys, or M candidate pairs),
+// k results per row.
 //
 // Why JS: tfjs's wasm TopK costs about as much as the sub-key GEMM that feeds it (it sorts or
 // partially sorts every row), while a threshold scan touches each score once and inserts only the
@@ -23,9 +24,9 @@ function insert(values: Float32Array, indices: Int32Array, base: number, count: 
 }
 
 /**
- * For each of `rows` rows of `scores` ([R, W] row-major), the k largest values, descending, with
+ * For each of `rows` rows of `scores` ([Q, W] row-major), the k largest values, descending, with
  * their column indices; equal values in increasing column order (tf.topk's order), into outValues /
- * outIndices [R, k]. Scores must not be NaN.
+ * outIndices [Q, k]. Scores must not be NaN.
  * Cost O(W) per row plus O(k) per insertion; worst case (ascending rows) O(W * k).
  */
 export function rowTopK(

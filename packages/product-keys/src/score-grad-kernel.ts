@@ -1,17 +1,17 @@
 // The backward of the gathered scores in one WebAssembly SIMD pass per half, on its own memory.
-// Axes: R rows (token, head), k selections per row, dk key width, K table rows (H' * S).
+// Axes: Q query rows (token, head), k selections per row, dk key width, K table rows (H' * n).
 //
 // For one half, with id[r, j] the table row of selection j of row r and dy[r, j] its score gradient:
 //   dq[r, :]      = sum_j dy[r, j] C[id[r, j], :]
 //   dC[id[r, j]] += dy[r, j] q[r, :]                 (rows no selection names stay 0)
 //
-// Why: in tfjs ops this is a gather of [R * k, dk] rows, two broadcasting products and two ScatterNd
-// per half: about 68 ms per 512-token step of the PEER benchmark (R = 4096, k = 16, dk = 128), a
-// quarter of the step. A plain JS loop takes about 75 ms; this kernel a few ms. It runs on the wasm
+// Why: in tfjs ops this is a gather of [Q * k, dk] rows, two broadcasting products and two ScatterNd
+// per half, a quarter of the PEER benchmark's step; a plain JS loop is about as slow, this
+// kernel several times faster (timings in the product-keys README). It runs on the wasm
 // engine's heap, reading the saved tensors in place and writing the gradients straight into new
 // tensors. It needs wasm SIMD and dk a multiple of 8; the caller falls back to tfjs ops otherwise.
 import type * as tf from '@tensorflow/tfjs-core';
-import { FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap, type EngineHeap } from '@peer/backend/wasm';
+import { FunctionBuilder, I32, rowLoop, V128, engineHeap, kernelsOnHeap, type EngineHeap } from '@peer/backend/wasm';
 
 interface ScoreGradExports {
   /** One half: pointers are byte offsets; q and dq rows are `stride` bytes apart. */
@@ -29,7 +29,7 @@ function buildScoreGrad(): FunctionBuilder {
   const gradRow = f.local(I32);
   const w = f.local(V128);
   f.forLoop(r, rows, 1, () => {
-    // Per-head tables: row r is head r mod h, whose sub-keys start at table row (r mod h) * S.
+    // Per-head tables: row r is head r mod h, whose sub-keys start at table row (r mod h) * n.
     f.get(r).get(heads).op(0x70).get(headRows).mul().set(headOffset); // i32.rem_u
     f.forLoop(j, k, 1, () => {
       f.get(dy).f32Load().f32x4Splat().set(w);
@@ -37,19 +37,17 @@ function buildScoreGrad(): FunctionBuilder {
       f.get(dc).get(keyRow).add().set(gradRow);
       f.get(c).get(keyRow).add().set(keyRow);
       f.increment(dy, 4).increment(ids, 4);
-      f.forLoop(i, dkBytes, 32, () => {
-        for (const offset of [0, 16]) {
-          // dq[r] += w * C[id]
-          f.get(dq).get(i).add();
-          f.get(dq).get(i).add().v128Load(offset);
-          f.get(w).get(keyRow).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
-          f.v128Store(offset);
-          // dC[id] += w * q[r]
-          f.get(gradRow).get(i).add();
-          f.get(gradRow).get(i).add().v128Load(offset);
-          f.get(w).get(q).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
-          f.v128Store(offset);
-        }
+      rowLoop(f, i, dkBytes, (offset) => {
+        // dq[r] += w * C[id]
+        f.get(dq).get(i).add();
+        f.get(dq).get(i).add().v128Load(offset);
+        f.get(w).get(keyRow).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
+        f.v128Store(offset);
+        // dC[id] += w * q[r]
+        f.get(gradRow).get(i).add();
+        f.get(gradRow).get(i).add().v128Load(offset);
+        f.get(w).get(q).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
+        f.v128Store(offset);
       });
     });
     f.increment(q, () => f.get(stride)).increment(dq, () => f.get(stride));
@@ -78,11 +76,11 @@ export function scoreGradKernelFits(dimKey: number): boolean {
 export interface ScoreGradInputs {
   /** Queries [T, h, 2 * dk]: the first dk features of a head meet table 1, the last dk table 2. */
   queries: tf.Tensor;
-  /** The two sub-key tables [H', S, dk]. */
+  /** The two sub-key tables [H', n, dk]. */
   subKeys: [tf.Tensor, tf.Tensor];
   /** Sub-key indices of the selections, int32 [T, h, k] per half (within the head's key set). */
   ids: [tf.Tensor, tf.Tensor];
-  /** Heads h, and sub-keys per key set S when each head has its own (else 0: one shared set). */
+  /** Heads h, and sub-keys per key set n when each head has its own (else 0: one shared set). */
   heads: number;
   headRows: number;
   /** Score gradients [T, h, k]. */

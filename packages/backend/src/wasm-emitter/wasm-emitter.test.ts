@@ -1,7 +1,7 @@
 // N floats (a multiple of 4), read 4 at a time as f32x4 lanes.
 import { expectClose, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
-import { emitModule, F32, FunctionBuilder, I32, V128 } from './wasm-emitter.js';
+import { emitModule, F32, FunctionBuilder, I32, rowLoop, V128 } from './wasm-emitter.js';
 
 // The project compiles without the DOM lib, so the few WebAssembly JS API pieces used are typed here.
 interface WasmMemory {
@@ -92,6 +92,38 @@ describe('emitModule', () => {
     expectClose(new Float32Array(memory.buffer, yOffset, n), expected, { rtol: 1e-5, atol: 1e-6, label: `seed ${rng.seed}` });
     // The function only writes y: x is untouched.
     expect(new Float32Array(memory.buffer, xOffset, n)).toEqual(x);
+  });
+
+  it('rowLoop walks a row two vectors at a time, the same code as the loop it stands for', () => {
+    // axpy(x, y, nBytes, a): y += a x over one row.
+    const build = (useRowLoop: boolean): FunctionBuilder => {
+      const [x, y, nBytes, a] = [0, 1, 2, 3];
+      const f = new FunctionBuilder([I32, I32, I32, F32]);
+      const j = f.local(I32);
+      const av = f.local(V128);
+      f.get(a).f32x4Splat().set(av);
+      const body = (offset: 0 | 16) => {
+        f.get(y).get(j).add();
+        f.get(y).get(j).add().v128Load(offset);
+        f.get(av).get(x).get(j).add().v128Load(offset).f32x4Mul().f32x4Add();
+        f.v128Store(offset);
+      };
+      if (useRowLoop) rowLoop(f, j, nBytes, body);
+      else f.forLoop(j, nBytes, 32, () => [0, 16].forEach((offset) => body(offset as 0 | 16)));
+      return f;
+    };
+    expect(build(true).encode()).toEqual(build(false).encode());
+    const bytes = emitModule([{ name: 'axpy', builder: build(true) }], { kind: 'exported', initialPages: 1 });
+    const { exports } = new wasm.Instance(new wasm.Module(bytes));
+    const memory = exports.memory as WasmMemory;
+    const rng = testRng();
+    const n = 8 * (1 + rng.int(100));
+    const x = Float32Array.from(rng.normals(n));
+    const y = Float32Array.from(rng.normals(n));
+    new Float32Array(memory.buffer, 0, n).set(x);
+    new Float32Array(memory.buffer, 4 * n, n).set(y);
+    (exports.axpy as (x: number, y: number, nBytes: number, a: number) => void)(0, 4 * n, 4 * n, 0.5);
+    expect(new Float32Array(memory.buffer, 4 * n, n)).toEqual(Float32Array.from(y, (v, k) => v + Math.fround(0.5 * x[k]!)));
   });
 
   it('a count of parameters means that many i32 parameters', () => {

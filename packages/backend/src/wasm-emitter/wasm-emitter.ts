@@ -191,6 +191,18 @@ export class FunctionBuilder {
   }
 }
 
+/**
+ * An f32x4 loop over one row of float32s, unrolled twice: `for (j = 0; j < rowBytes; j += 32)` runs
+ * `body(0)` then `body(16)`, the byte offsets of the two vectors at j (a v128 load/store immediate).
+ * `j` and `rowBytes` are i32 locals; rows must be a multiple of 8 floats wide.
+ */
+export function rowLoop(f: FunctionBuilder, j: number, rowBytes: number, body: (offset: 0 | 16) => void): void {
+  f.forLoop(j, rowBytes, 32, () => {
+    body(0);
+    body(16);
+  });
+}
+
 export interface ExportedFunction {
   name: string;
   builder: FunctionBuilder;

@@ -55,9 +55,9 @@ export class Arena {
    *
    * Large blocks (a table's rows, its moments, its gradient slots) are staggered: the k-th starts
    * at (k * 1088) mod 4096 past a 4 KiB boundary. Unstaggered, row r of w, m and v sits at the same
-   * address modulo 4 KiB (the arrays are 1 GiB apart at N = 1024^2, d = 256), so the optimizer's
-   * loads and stores alias in the core's store-forwarding check and share cache sets: the lazy Adam
-   * sweep over 63k random rows ran 2-3x slower (see the expert-store README).
+   * address modulo 4 KiB (the arrays are 1 GiB apart at N = 1024^2, D = 256), so the optimizer's
+   * loads and stores alias in the core's store-forwarding check and share cache sets, and the lazy
+   * Adam sweep over random rows ran several times slower (timings in the expert-store README).
    */
   alloc(bytes: number): number | undefined {
     const offset =

@@ -2,16 +2,16 @@
 // run in place on a table's arena (its rows, moments and gradient slots share one WebAssembly.Memory). One core does
 // the lazy Adam update of 65,536 rows x 256 in a few ms of arithmetic; the rest is memory traffic.
 //
-// Axes: U touched rows, d row width. Pointers are byte offsets into the arena; row offsets wrap
+// Axes: U touched rows, D row width. Pointers are byte offsets into the arena; row offsets wrap
 // through i32 arithmetic, which is exact for addresses below 4 GiB (wasm addresses are unsigned).
 import { F32, FunctionBuilder, I32, kernelsOnHeap, V128, type WasmMemory } from '@peer/backend/wasm';
 
 export interface OptimizerKernelExports {
   /**
    * Lazy Adam over U rows, visited in the order of the slots order[s] (i32 at orderPtr): slot
-   * order[s] holds row rows[order[s]] (i32 at rowsPtr) and its gradient [d] at gradPtr +
+   * order[s] holds row rows[order[s]] (i32 at rowsPtr) and its gradient [D] at gradPtr +
    * order[s] * dBytes; coef[s] = (lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t)) (two f32 at coefPtr,
-   * in visiting order); w, m, v are [N, d] at wPtr, mPtr, vPtr.
+   * in visiting order); w, m, v are [N, D] at wPtr, mPtr, vPtr.
    */
   adam(
     count: number,
@@ -31,7 +31,7 @@ export interface OptimizerKernelExports {
     decay: number,
     gradScale: number,
   ): void;
-  /** Copies rows idx[s] (i32 at idxPtr) of the [N, d] array at srcPtr to [count, d] at dstPtr. */
+  /** Copies rows idx[s] (i32 at idxPtr) of the [N, D] array at srcPtr to [count, D] at dstPtr. */
   gather(count: number, idxPtr: number, srcPtr: number, dstPtr: number, dBytes: number): void;
   /** SGD with heavy-ball momentum (bPtr) or without (momentum = 0 and bPtr unused); slots visited as in `adam`. */
   sgd(count: number, orderPtr: number, rowsPtr: number, gradPtr: number, wPtr: number, bPtr: number, dBytes: number, lr: number, momentum: number, decay: number, gradScale: number, useMomentum: number): void;
@@ -61,7 +61,7 @@ function buildAdam(): FunctionBuilder {
     f.get(scalar).f32x4Splat().set(vector);
   }
   f.forLoop(s, count, 1, () => {
-    // slot = order[s]; row = rows[slot] * dBytes (byte offset of the row in each [N, d] array)
+    // slot = order[s]; row = rows[slot] * dBytes (byte offset of the row in each [N, D] array)
     f.get(orderPtr).get(s).i32(4).mul().add().i32Load().set(slot);
     f.get(rowsPtr).get(slot).i32(4).mul().add().i32Load().get(dBytes).mul().set(row);
     f.get(gradPtr).get(slot).get(dBytes).mul().add().set(gp);

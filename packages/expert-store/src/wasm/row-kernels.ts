@@ -13,15 +13,7 @@
 // Why: these are memory-bound products over [T, R, D] rows (64 MiB per table at T = 512, R = 128,
 // D = 256); tfjs-wasm's broadcasting mul + sum and plain JS loops are several times slower (timings
 // in the expert-store README).
-import { FunctionBuilder, I32, V128 } from '@peer/backend/wasm';
-
-/** An f32x4 inner loop over a row: j from 0 to D*4 bytes in steps of 32 (two vectors). */
-export function rowLoop(f: FunctionBuilder, j: number, dBytes: number, body: (offset: 0 | 16) => void): void {
-  f.forLoop(j, dBytes, 32, () => {
-    body(0);
-    body(16);
-  });
-}
+import { FunctionBuilder, I32, rowLoop, V128 } from '@peer/backend/wasm';
 
 export function buildDot(): FunctionBuilder {
   const [rows, slot, x, out, tCount, rCount, d] = [0, 1, 2, 3, 4, 5, 6];
