@@ -9,7 +9,7 @@ import { Rng } from '@peer/backend';
 import { Arena, engineHeap, MAX_ARENA_BYTES } from '@peer/backend/wasm';
 import type { ExpertTable, RowGradientSink, RowSelection, TableStorage } from './expert-table.js';
 import { HostBlock } from './host-block.js';
-import { HostMixture, MIXTURE_SCRATCH_BYTES } from './host-mixture.js';
+import { GATHERED_READ_MIN_TABLE_BYTES, HostMixture, MIXTURE_SCRATCH_BYTES } from './host-mixture.js';
 import { RowSparseGrad, type RowSparseGradOptions } from './row-sparse-grad.js';
 import { setArenaOf } from './table-arena.js';
 import { optimizerKernels, type OptimizerKernelExports } from './wasm/optimizer-kernels.js';
@@ -105,7 +105,9 @@ export class HostExpertTable implements ExpertTable {
     // rows + state slots + gradient slots (values, row ids, their order, per-row coefficients) +
     // the gather staging block and its indices + alignment and stagger slack. Allocations inside the
     // reservation never grow the memory, so views of the rows taken before a gather stay attached.
-    this.reserveBytes = rows * dim * 4 * (1 + slots) + gradRows * (dim * 4 + 16) + 2 * GATHER_STAGING_BYTES + MIXTURE_SCRATCH_BYTES + 65536;
+    // A large table's mixture also keeps a gathered copy of a selection's rows (as many as gradient slots).
+    const gatheredBytes = rows * dim * 4 >= GATHERED_READ_MIN_TABLE_BYTES ? gradRows * (dim * 4 + 4) : 0;
+    this.reserveBytes = rows * dim * 4 * (1 + slots) + gradRows * (dim * 4 + 16) + 2 * GATHER_STAGING_BYTES + MIXTURE_SCRATCH_BYTES + gatheredBytes + 65536;
     const init = this.init;
     if (init.kind === 'normal') {
       if (!(init.std >= 0) || !Number.isFinite(init.std)) throw new Error(`ExpertTable: init.std must be a finite number >= 0, got ${init.std}`);
@@ -363,6 +365,7 @@ export class HostExpertTable implements ExpertTable {
    * An array freshly read by a lazy checkpoint is taken over without a copy by a plain table.
    */
   loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void {
+    this.rowsChanged();
     this.live();
     const name = `${prefix}${this.name}`;
     const entry = expectEntry(name, get(name), { shape: [this.rows, this.dim], dtypes: ['F32', 'F16', 'BF16'] });
@@ -418,9 +421,26 @@ export class HostExpertTable implements ExpertTable {
     return new RowSparseGrad(this, options);
   }
 
+  /**
+   * Drops what the mixture keeps of the rows between a selection's forward and backward pass
+   * (internal: the optimizers and loads call it; call it after writing rows through `data` between
+   * the two passes of one selection).
+   */
+  rowsChanged(): void {
+    this.mixtureKernels?.rowsChanged();
+  }
+
   private mixture(): HostMixture {
     this.live();
-    return (this.mixtureKernels ??= new HostMixture(this.rows, this.dim, this.arena, () => this.f32Rows, (indices, out) => this.copyRows(indices, out)));
+    const gather = this.optimizerKernels()?.gather;
+    return (this.mixtureKernels ??= new HostMixture(
+      this.rows,
+      this.dim,
+      this.arena,
+      () => this.f32Rows,
+      (indices, out) => this.copyRows(indices, out),
+      gather && ((count, indicesAt, rowsAt, outAt, rowBytes) => gather(count, indicesAt, rowsAt, outAt, rowBytes)),
+    ));
   }
 
   /** The occurrences `indices` ([T * perToken] table rows) of a mixture call (checked here once). */

@@ -4,7 +4,8 @@ import { Arena } from '@peer/backend/wasm';
 import { expectClose, testRng } from '@peer/test-utils';
 import { HostBlock } from './host-block.js';
 import { HostExpertTable } from './host-expert-table.js';
-import { HostMixture } from './host-mixture.js';
+import { GATHERED_READ_MIN_TABLE_BYTES, HostMixture } from './host-mixture.js';
+import { SparseSgd } from './sparse-sgd.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
 
 // The gather-mixture primitives of a host table (its SIMD row kernels and their JS loops) against
@@ -172,5 +173,41 @@ describe('HostExpertTable mixture primitives', () => {
     });
     table.dispose();
     other.dispose();
+  });
+});
+
+describe('HostExpertTable mixture primitives on a table read through a gathered copy', () => {
+  it('gives what reading in place gives, in forward and backward order, and sees rows an optimizer step changed', async () => {
+    const rng = testRng();
+    const d = 256;
+    const rows = GATHERED_READ_MIN_TABLE_BYTES / (d * 4); // the smallest table that is read through a copy
+    const big = new HostExpertTable({ rows, dim: d, seed: rng.int(1000), backing: 'arena' });
+    const t = 12;
+    const r = 6;
+    const indices = Int32Array.from({ length: t * r }, () => rng.int(rows));
+    const x64 = rng.normals(t * d);
+    const w64 = rng.normals(t * r);
+    const sel = big.select(indices, r);
+    const x = tensor(x64, [t, d]);
+    const w = tensor(w64, [t, r]);
+    const check = async (label: string) => {
+      const rowsNow = Float32Array.from(big.data);
+      const dots = big.rowDots(sel, x);
+      expectClose(await dots.data(), dot64(rowsNow, indices, x64, t, r, d), { rtol: 1e-4, atol: 1e-4, label: `${label} rowDots, seed ${rng.seed}` });
+      const y = big.weightedRowSum(sel, w);
+      expectClose(await y.data(), wsum64(rowsNow, indices, w64, t, r, d), { rtol: 1e-4, atol: 1e-4, label: `${label} weightedRowSum, seed ${rng.seed}` });
+      // The backward pass reads the same selection again (from the copy).
+      const again = big.rowDots(sel, x);
+      expect(Array.from(await again.data())).toEqual(Array.from(await dots.data()));
+      tf.dispose([dots, y, again]);
+    };
+    await check('first read');
+    // An optimizer step writes the rows: the copy is dropped and the next read sees the new rows.
+    const grad = big.createGradient();
+    big.accumulateRowGradients(sel, w, x, grad);
+    new SparseSgd({ lr: 0.5 }, [big]).step(big, grad);
+    await check('after a step');
+    tf.dispose([x, w]);
+    big.dispose();
   });
 });

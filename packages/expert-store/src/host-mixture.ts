@@ -1,7 +1,11 @@
 // The gather-mixture primitives of a host table (HostExpertTable's rowDots, weightedRowSum,
-// accumulateRowGradients), run inside the table's own arena: the SIMD row kernels read the rows in
-// place (a slot is a table row), only x / dy / weights [T, *] are copied in, and the group-sum
-// kernel writes each distinct row's gradient straight into its RowSparseGrad slot. Tables without
+// accumulateRowGradients), run inside the table's own arena: the SIMD row kernels read the rows
+// where they are, only x / dy / weights [T, *] are copied in, and the group-sum kernel writes each
+// distinct row's gradient straight into its RowSparseGrad slot. A small table is read in place (a
+// slot is a table row: it stays in the caches). A table far larger than the caches is read once per
+// selection, into a gathered copy of the selection's rows in the same arena, which the forward and
+// the backward pass then read in order: random reads of a large table cost far more than one copy,
+// and a selection is read twice (forward and backward) per table. Tables without
 // an arena (plain backing, half storage), widths not a multiple of 8 and hosts without wasm SIMD run
 // JS loops of the same semantics (half rows widened to float32 first).
 //
@@ -15,6 +19,8 @@ import { buildDot, buildGroupSumInto, buildWsum } from './wasm/row-kernels.js';
 
 /** Arena space reserved for the mixture's scratch (address space; pages cost nothing until used). */
 export const MIXTURE_SCRATCH_BYTES = 8 << 20;
+/** Tables from this size on are read through a gathered copy per selection (see the header). */
+export const GATHERED_READ_MIN_TABLE_BYTES = 64 << 20;
 
 interface MixtureKernelExports {
   dot(rows: number, slot: number, x: number, out: number, t: number, r: number, d: number): void;
@@ -31,12 +37,22 @@ class HostSelection implements RowSelection {
   ) {}
 }
 
-type Scratch = 'slot' | 'x' | 'small' | 'out' | 'row';
+type Scratch = 'slot' | 'x' | 'small' | 'out' | 'row' | 'gathered';
+
+/** Where the row kernels find a selection's rows: a row block and the slot of each occurrence in it. */
+interface RowSource {
+  rowsAt: number;
+  slotAt: number;
+}
 
 export class HostMixture {
   private readonly kernels: MixtureKernelExports | undefined;
   private readonly scratch = new Map<Scratch, HostBlock<Float32Array>>();
   private readonly slots: { block: HostBlock<Int32Array> | undefined } = { block: undefined };
+  /** 0, 1, 2, ...: the slots of a gathered copy, whose row o is occurrence o. */
+  private sequence: HostBlock<Int32Array> | undefined;
+  /** The selection whose rows the 'gathered' block holds. */
+  private gatheredFor: { selection: HostSelection; source: RowSource } | undefined;
 
   constructor(
     private readonly tableRows: number,
@@ -45,6 +61,8 @@ export class HostMixture {
     /** The float32 rows, or undefined for half storage (read through `gatherRows`). */
     private readonly rows: () => HostBlock<Float32Array> | undefined,
     private readonly gatherRows: (indices: Int32Array, out: Float32Array) => Float32Array,
+    /** The arena's row-gather kernel (count, indices, rows, out, row bytes), when it has one. */
+    private readonly gatherKernel?: (count: number, indicesAt: number, rowsAt: number, outAt: number, rowBytes: number) => void,
   ) {
     this.kernels =
       arena && dim % 8 === 0
@@ -111,6 +129,50 @@ export class HostMixture {
     return block.offsetIn(this.arena);
   }
 
+  /**
+   * Where the kernels read the selection's rows: in place for a small table; for a large one a
+   * gathered copy, made by the first call on the selection and kept until another selection needs
+   * it (the backward pass of the same selection reads it again). Undefined when the arena has no room.
+   */
+  private rowSource(sel: HostSelection): RowSource | undefined {
+    const rows = this.rows();
+    const rowsAt = rows?.offsetIn(this.arena);
+    if (!rows || rowsAt === undefined) return undefined;
+    const n = sel.indices.length;
+    const d = this.dim;
+    if (!this.gatherKernel || rows.length * 4 < GATHERED_READ_MIN_TABLE_BYTES) {
+      const slotAt = this.slotOffset(sel);
+      return slotAt === undefined ? undefined : { rowsAt, slotAt };
+    }
+    if (this.gatheredFor?.selection === sel) return this.gatheredFor.source;
+    this.gatheredFor = undefined;
+    const gathered = this.block('gathered', n * d);
+    let sequence = this.sequence;
+    if (gathered && (!sequence || sequence.length < n)) {
+      sequence = HostBlock.allocInArena(this.arena!, Math.max(n, 2 * (sequence?.length ?? 0)), Int32Array);
+      if (sequence) {
+        const s = sequence.array;
+        for (let o = 0; o < s.length; o++) s[o] = o;
+        this.sequence = sequence;
+      }
+    }
+    const indicesAt = gathered && sequence ? this.slotOffset(sel) : undefined;
+    if (!gathered || !sequence || indicesAt === undefined) {
+      const slotAt = indicesAt ?? this.slotOffset(sel);
+      return slotAt === undefined ? undefined : { rowsAt: this.rows()!.offsetIn(this.arena)!, slotAt };
+    }
+    // Offsets again: the allocations above may have grown the memory (offsets stay, views do not).
+    const source = { rowsAt: gathered.offsetIn(this.arena)!, slotAt: sequence.offsetIn(this.arena)! };
+    this.gatherKernel(n, indicesAt, this.rows()!.offsetIn(this.arena)!, source.rowsAt, d * 4);
+    this.gatheredFor = { selection: sel, source };
+    return source;
+  }
+
+  /** Forgets the gathered copy (call when the table's rows change). */
+  rowsChanged(): void {
+    this.gatheredFor = undefined;
+  }
+
   /** `values` into the arena block `kind`; its offset, or undefined when there is no room. */
   private copyIn(kind: Scratch, values: Float32Array): number | undefined {
     const block = this.block(kind, values.length);
@@ -127,11 +189,10 @@ export class HostMixture {
     const n = t * r;
     if (this.kernels) {
       const out = this.block('out', n);
-      const slot = out && this.slotOffset(sel);
-      const xAt = slot !== undefined ? this.copyIn('x', readFloats(x)) : undefined;
-      const rowsAt = this.rows()?.offsetIn(this.arena);
-      if (out && slot !== undefined && xAt !== undefined && rowsAt !== undefined) {
-        this.kernels.dot(rowsAt, slot, xAt, out.offsetIn(this.arena)!, t, r, d);
+      const source = out && this.rowSource(sel);
+      const xAt = source ? this.copyIn('x', readFloats(x)) : undefined;
+      if (out && source && xAt !== undefined) {
+        this.kernels.dot(source.rowsAt, source.slotAt, xAt, out.offsetIn(this.arena)!, t, r, d);
         return toTensor(out.array.subarray(0, n), [t, r]);
       }
     }
@@ -156,11 +217,10 @@ export class HostMixture {
     checkShape('weightedRowSum', weights, t, r);
     if (this.kernels) {
       const y = this.block('out', t * d);
-      const slot = y && this.slotOffset(sel);
-      const wAt = slot !== undefined ? this.copyIn('small', readFloats(weights)) : undefined;
-      const rowsAt = this.rows()?.offsetIn(this.arena);
-      if (y && slot !== undefined && wAt !== undefined && rowsAt !== undefined) {
-        this.kernels.wsum(rowsAt, slot, wAt, y.offsetIn(this.arena)!, t, r, d);
+      const source = y && this.rowSource(sel);
+      const wAt = source ? this.copyIn('small', readFloats(weights)) : undefined;
+      if (y && source && wAt !== undefined) {
+        this.kernels.wsum(source.rowsAt, source.slotAt, wAt, y.offsetIn(this.arena)!, t, r, d);
         return toTensor(y.array.subarray(0, t * d), [t, d]);
       }
     }

@@ -122,7 +122,10 @@ export abstract class SparseOptimizer<State> {
       if (gradNorm > this.clipNorm) clipScale = this.clipNorm / gradNorm;
     }
     const rows = grad.size;
-    if (rows > 0) this.applyRows(host, state, grad, this.lr * lrScale, clipScale);
+    if (rows > 0) {
+      this.applyRows(host, state, grad, this.lr * lrScale, clipScale);
+      host.rowsChanged();
+    }
     grad.clear();
     return { rows, gradNorm, clipScale };
   }
