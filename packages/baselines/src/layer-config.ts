@@ -1,7 +1,7 @@
 // Config validation shared by the layers: zod schemas, and one readable error per bad config that
 // names the layer, each offending field and the value it had.
 import { formatValue } from '@peer/backend';
-import { ConfigError } from '@peer/feed-forward';
+import { ConfigError, valueAtPath } from '@peer/feed-forward';
 import { z } from 'zod';
 
 /** Thrown for a config that fails validation; `issues` lists `field = value: problem` lines. */
@@ -15,15 +15,6 @@ export class LayerConfigError extends ConfigError {
   }
 }
 
-function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
-  let v = input;
-  for (const key of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[key];
-  }
-  return v;
-}
-
 /**
  * Validates `input` against `schema` (defaults filled in) or throws a `LayerConfigError` such as
  * `invalid moe config: topK = 5: must be at most experts (4)`.
@@ -34,7 +25,7 @@ export function parseLayerConfig<S extends z.ZodType>(layer: string, schema: S, 
   const issues = result.error.issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `'${k}'`).join(', ')}`;
     const field = issue.path.length === 0 ? '(config)' : issue.path.map(String).join('.');
-    return `${field} = ${formatValue(valueAt(input, issue.path), { maxLength: 80 })}: ${issue.message}`;
+    return `${field} = ${formatValue(valueAtPath(input, issue.path), { maxLength: 80 })}: ${issue.message}`;
   });
   throw new LayerConfigError(layer, issues);
 }

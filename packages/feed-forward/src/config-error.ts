@@ -20,3 +20,13 @@ export class ConfigError extends Error {
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
 }
+
+/** The value at `path` (a validation issue's path) in a config input, for the error message; undefined where it does not exist. */
+export function valueAtPath(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v = input;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
+}

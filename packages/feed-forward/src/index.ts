@@ -7,5 +7,5 @@ export {
   type StateEntryGetter,
   type UsageReport,
 } from './feed-forward-layer.js';
-export { ConfigError } from './config-error.js';
+export { ConfigError, valueAtPath } from './config-error.js';
 export { timeLayerStep, type BenchableLayer, type LayerStepTiming, type TimeLayerStepOptions } from './time-layer-step.js';

@@ -1,7 +1,7 @@
 // The PEER layer's configuration: a zod schema with the paper's defaults, then the cross-field
 // constraints, each failing with one error that names the field and its value.
 import { formatValue } from '@peer/backend';
-import { ConfigError } from '@peer/feed-forward';
+import { ConfigError, valueAtPath } from '@peer/feed-forward';
 import { z } from 'zod';
 
 export const SCORE_FUNCTIONS = ['softmax', 'relu'] as const;
@@ -96,15 +96,6 @@ export class PeerConfigError extends ConfigError {
   }
 }
 
-function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
-  let v = input;
-  for (const key of path) {
-    if (v === null || typeof v !== 'object') return undefined;
-    v = (v as Record<PropertyKey, unknown>)[key];
-  }
-  return v;
-}
-
 /** Validates `input`, fills defaults, and checks the constraints between fields. Throws `PeerConfigError`. */
 export function resolvePeerConfig(input: unknown): ResolvedPeerConfig {
   const parsed = PeerLayerConfigSchema.safeParse(input);
@@ -114,10 +105,10 @@ export function resolvePeerConfig(input: unknown): ResolvedPeerConfig {
     if (issue.code === 'unrecognized_keys') {
       const key = issue.keys[0]!;
       const at = [...issue.path.map(String), key].join('.');
-      throw new PeerConfigError(at, valueAt(input, [...issue.path, key]), 'unknown field');
+      throw new PeerConfigError(at, valueAtPath(input, [...issue.path, key]), 'unknown field');
     }
     const field = issue.path.length === 0 ? '(config)' : issue.path.map(String).join('.');
-    throw new PeerConfigError(field, valueAt(input, issue.path), issue.message);
+    throw new PeerConfigError(field, valueAtPath(input, issue.path), issue.message);
   }
   const c = parsed.data;
   const subKeys = Math.round(Math.sqrt(c.numExperts));
