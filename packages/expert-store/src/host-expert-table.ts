@@ -105,8 +105,10 @@ export class HostExpertTable implements ExpertTable {
     // rows + state slots + gradient slots (values, row ids, their order, per-row coefficients) +
     // the gather staging block and its indices + alignment and stagger slack. Allocations inside the
     // reservation never grow the memory, so views of the rows taken before a gather stay attached.
-    // A large table's mixture also keeps a gathered copy of a selection's rows (as many as gradient slots).
-    const gatheredBytes = rows * dim * 4 >= GATHERED_READ_MIN_TABLE_BYTES ? gradRows * (dim * 4 + 4) : 0;
+    // A large table's mixture also keeps a gathered copy of a selection's rows, one per occurrence
+    // (T * R of a call: twice the gradient slots covers the layer's default token chunk at h*k = 128;
+    // a larger call grows the memory).
+    const gatheredBytes = rows * dim * 4 >= GATHERED_READ_MIN_TABLE_BYTES ? 2 * gradRows * (dim * 4 + 4) : 0;
     this.reserveBytes = rows * dim * 4 * (1 + slots) + gradRows * (dim * 4 + 16) + 2 * GATHER_STAGING_BYTES + MIXTURE_SCRATCH_BYTES + gatheredBytes + 65536;
     const init = this.init;
     if (init.kind === 'normal') {
@@ -314,6 +316,8 @@ export class HostExpertTable implements ExpertTable {
       this.setArena(undefined);
       this.staging = undefined;
       this.mixtureKernels = undefined;
+      // Its slots live in the arena just dropped.
+      this.sinkScratch = undefined;
     }
     this.kind = storage;
     return this;
@@ -332,6 +336,7 @@ export class HostExpertTable implements ExpertTable {
    */
   restoreFrom(prefix: string, source: { spec(name: string): NamedArraySpec | undefined; readInto(name: string, out: NamedArrayData, start?: number): void }): void {
     this.live();
+    this.rowsChanged();
     const name = `${prefix}${this.name}`;
     const spec = source.spec(name);
     if (!spec) throw new Error(`state entry '${name}' is missing`);
@@ -402,6 +407,8 @@ export class HostExpertTable implements ExpertTable {
     this.f32Rows = undefined;
     this.setArena(undefined);
     this.mixtureKernels = undefined;
+    this.sinkScratch = undefined;
+    this.staging = undefined;
     this.half = undefined;
     this.disposed = true;
   }
@@ -467,8 +474,12 @@ export class HostExpertTable implements ExpertTable {
     }
     // Another sink: sum into a fresh gradient of this table, then hand over its rows (ascending).
     const scratch = (this.sinkScratch ??= new RowSparseGrad(this, { initialCapacity: 1024 }));
-    mixture.accumulateRowGradients(selection, weights, x, scratch);
-    into.accumulate(scratch.uniqueRows(), scratch.rowGrads());
-    scratch.clear();
+    try {
+      mixture.accumulateRowGradients(selection, weights, x, scratch);
+      into.accumulate(scratch.uniqueRows(), scratch.rowGrads());
+    } finally {
+      // A sink that threw must not receive these gradients again with the next call's.
+      scratch.clear();
+    }
   }
 }

@@ -211,3 +211,24 @@ describe('HostExpertTable mixture primitives on a table read through a gathered 
     big.dispose();
   });
 });
+
+describe('HostExpertTable.accumulateRowGradients into another sink', () => {
+  it('hands over only this call\'s gradients after a sink threw on the previous call', () => {
+    const table = new HostExpertTable({ rows: 8, dim: 8, seed: 1 });
+    const sel = table.select(Int32Array.of(1, 2, 2, 5), 2);
+    const w = tf.tensor2d([1, 2, 3, 4], [2, 2]);
+    const x = tf.tensor2d(Float32Array.from({ length: 16 }, (_, i) => i / 16), [2, 8]);
+    const failing = { accumulate: (): void => { throw new Error('sink full'); } };
+    expect(() => table.accumulateRowGradients(sel, w, x, failing)).toThrow('sink full');
+    const got: { rows: number[]; grads: Float32Array }[] = [];
+    const once = { accumulate: (rows: Int32Array, grads: Float32Array): void => void got.push({ rows: Array.from(rows), grads: grads.slice() }) };
+    table.accumulateRowGradients(sel, w, x, once);
+    const fresh = table.createGradient();
+    table.accumulateRowGradients(sel, w, x, fresh);
+    expect(got).toHaveLength(1);
+    expect(got[0]!.rows).toEqual(Array.from(fresh.uniqueRows()).sort((a, b) => a - b));
+    expect(Array.from(got[0]!.grads)).toEqual(Array.from(fresh.rowGrads()));
+    tf.dispose([w, x]);
+    table.dispose();
+  });
+});

@@ -99,6 +99,8 @@ function registerFactory(adapter: DawnAdapter, WebGPUBackend: WebGPUBackendClass
 export async function startWebgpu(options: StartWebgpuOptions): Promise<WebgpuStart> {
   if (running && tf.findBackendFactory('webgpu')) {
     if (await tf.setBackend('webgpu')) return { ok: true, info: { ...running.info } };
+    tf.removeBackend('webgpu');
+    running = undefined;
     return { ok: false, reason: 'the webgpu engine that started earlier failed to initialize again' };
   }
   const probe = await probeAdapter(options.deps ?? defaultProbeDeps);
