@@ -37,4 +37,6 @@ export { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.
 export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
 export { webgpuAdapterInfo } from './webgpu/webgpu-engine.js';
+export { SWIFTSHADER_HINT, webgpuSkipReason } from './webgpu/webgpu-test-gate.js';
+export { makeReadable, onDevice } from './device.js';
 export type { WebgpuAdapterInfo } from './webgpu/adapter-probe.js';

@@ -42,8 +42,16 @@ export interface TableSource {
   readInto(name: string, out: NamedArrayData, start?: number): void;
 }
 
+/**
+ * Where a table keeps its rows: 'host' tables (HostExpertTable) run their kernels in WebAssembly
+ * memory on any engine but webgpu; 'device' tables keep rows, moments and row gradients in GPU
+ * buffers of the webgpu engine and never read them back during training.
+ */
+export type TablePlacement = 'host' | 'device';
+
 export interface ExpertTable {
   readonly name: string;
+  readonly placement: TablePlacement;
   /** N. */
   readonly rows: number;
   /** D. */
@@ -53,8 +61,13 @@ export interface ExpertTable {
   readonly bytes: number;
   /** Rows `indices` as a float32 tensor [L, D] (no gradient flows back to the table). */
   gather(indices: Int32Array): tf.Tensor2D;
-  /** Prepares the occurrences `indices` ([T * perToken], row-major [T, R]) of a mixture call; checks their range. */
-  select(indices: Int32Array, perToken: number): RowSelection;
+  /**
+   * Prepares the occurrences `indices` ([T * perToken], row-major [T, R]) of a mixture call. Host
+   * tables take an Int32Array (a tensor is read once) and check the range; device tables need an
+   * int32 tensor (any shape with T * perToken elements), which stays on the device (out-of-range
+   * rows are the caller's bug there: they read zeros).
+   */
+  select(indices: Int32Array | tf.Tensor, perToken: number): RowSelection;
   /** out[t, r] = row(e(t, r)) . x[t] for x [T, D]; returns [T, R]. */
   rowDots(selection: RowSelection, x: tf.Tensor2D): tf.Tensor2D;
   /** y[t] = sum_r weights[t, r] row(e(t, r)) for weights [T, R]; returns [T, D]. */

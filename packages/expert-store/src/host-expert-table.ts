@@ -66,6 +66,7 @@ export class HostExpertTable implements ExpertTable {
   readonly rows: number;
   readonly dim: number;
   readonly name: string;
+  readonly placement = 'host' as const;
   readonly init: TableInit;
   readonly seed: number;
   /** The float32 rows (in the arena or plain), undefined for half storage. */
@@ -451,8 +452,9 @@ export class HostExpertTable implements ExpertTable {
   }
 
   /** The occurrences `indices` ([T * perToken] table rows) of a mixture call (checked here once). */
-  select(indices: Int32Array, perToken: number): RowSelection {
-    return this.mixture().select(indices, perToken, this.name);
+  select(indices: Int32Array | tf.Tensor, perToken: number): RowSelection {
+    const rows = indices instanceof Int32Array ? indices : hostIndices(indices, this.name);
+    return this.mixture().select(rows, perToken, this.name);
   }
 
   /** out[t, r] = row(e(t, r)) . x[t] for x [T, D]; returns [T, R]. */
@@ -482,4 +484,9 @@ export class HostExpertTable implements ExpertTable {
       scratch.clear();
     }
   }
+}
+
+function hostIndices(indices: tf.Tensor, table: string): Int32Array {
+  if (indices.dtype !== 'int32') throw new Error(`${table}.select: indices must be int32, got ${indices.dtype}`);
+  return indices.dataSync() as Int32Array;
 }

@@ -20,7 +20,7 @@ export {
   toBFloat16Bits,
   toFloat16Bits,
 } from './half-float.js';
-export type { ExpertTable, RowGradient, RowGradientSink, RowSelection, TableSource, TableStorage } from './expert-table.js';
+export type { ExpertTable, RowGradient, RowGradientSink, RowSelection, TablePlacement, TableSource, TableStorage } from './expert-table.js';
 export { HostExpertTable, type ExpertTableOptions, type TableInit } from './host-expert-table.js';
 export { fillNormalSeeded, fillUniformSeeded } from './seeded-fill.js';
 export { RowSparseGrad, globalNorm, type RowSparseGradOptions } from './row-sparse-grad.js';

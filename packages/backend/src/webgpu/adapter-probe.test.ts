@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { adapterName, describeAdapter, probeAdapter, type DawnAdapter, type DawnModule, type ProbeDeps } from './adapter-probe.js';
 import { mayHaveHardwareGpu, PROBE_ENV } from './gpu-device-hint.js';
-import { webgpuSkipReason } from './webgpu-test-gate.test-util.js';
+import { webgpuSkipReason } from './webgpu-test-gate.js';
 
 function fakeAdapter(info: DawnAdapter['info'], extra: Partial<DawnAdapter> = {}): DawnAdapter {
   return {

@@ -9,7 +9,7 @@ import { initBackend } from '../init-backend.js';
 import { scaledError } from '../wasm/engine-compare.test-util.js';
 import { PROBE_ENV } from './gpu-device-hint.js';
 import { webgpuAdapterInfo } from './webgpu-engine.js';
-import { webgpuSkipReason } from './webgpu-test-gate.test-util.js';
+import { webgpuSkipReason } from './webgpu-test-gate.js';
 
 const skip = webgpuSkipReason();
 if (skip) console.warn(`webgpu engine tests skipped: ${skip}`);

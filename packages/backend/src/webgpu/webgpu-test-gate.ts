@@ -1,5 +1,5 @@
-// Test-only: whether this process can reach a Vulkan driver for the webgpu tests. A developer without
-// one gets a skip with the reason; CI (CI=true) must never skip them, so there it is an error.
+// Whether this process can reach a Vulkan driver for webgpu test suites (every package's). A developer
+// without one gets a skip with the reason; CI (CI=true) must never skip them, so there it is an error.
 import { mayHaveHardwareGpu } from './gpu-device-hint.js';
 
 export const SWIFTSHADER_HINT = 'eval "$(bash tooling/scripts/fetch-swiftshader.sh)" sets up SwiftShader';
