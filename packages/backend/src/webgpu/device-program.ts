@@ -106,7 +106,7 @@ export function runDeviceProgram(spec: DeviceProgramSpec): tf.Tensor {
     const info = engine.runWebGPUProgram(program, spec.inputs.map(([, t]) => t), outputDtype, data, into);
     // The engine serves reads from a host copy made by an earlier read: it is stale now.
     const record = engine.tensorMap.get(info.dataId);
-    if (record && record.resource != null) record.values = null;
+    if (record && record.resource !== null && record.resource !== undefined) record.values = null;
     return into;
   }
   const info = engine.runWebGPUProgram(program, spec.inputs.map(([, t]) => t), outputDtype, data);
