@@ -31,8 +31,12 @@ export interface RowGradient extends RowGradientSink {
   accumulate(indices: Int32Array, rowGrads: Float32Array): void;
   /** Multiplies every accumulated gradient by `factor`. */
   scale(factor: number): void;
+  /** Sum of squares (host gradients only: a device gradient throws, see sumOfSquaresTensor). */
   sumOfSquares(): number;
+  /** Euclidean norm (host gradients only: a device gradient throws). */
   norm(): number;
+  /** Sum of squares as a scalar tensor the caller disposes: on a device gradient it stays on the device. */
+  sumOfSquaresTensor(): tf.Scalar;
   clear(): void;
 }
 
@@ -81,7 +85,12 @@ export interface ExpertTable {
   accumulateRowGradients(selection: RowSelection, weights: tf.Tensor2D, x: tf.Tensor2D, into: RowGradientSink): void;
   /** A row-sparse gradient for this table. */
   createGradient(): RowGradient;
-  /** One entry `<prefix><name>` [N, D] in the storage dtype. */
+  /**
+   * Makes `stateEntries` readable: a no-op on host tables; a device table reads its rows once,
+   * asynchronously (await it before `stateEntries`, e.g. before writing a checkpoint).
+   */
+  prepareState(): Promise<void>;
+  /** One entry `<prefix><name>` [N, D] in the storage dtype (a device table: F32, after `prepareState`). */
   stateEntries(prefix?: string): NamedArray[];
   loadStateEntries(prefix: string, get: (name: string) => NamedArray | undefined): void;
   restoreFrom(prefix: string, source: TableSource): void;

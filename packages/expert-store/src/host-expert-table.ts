@@ -324,6 +324,11 @@ export class HostExpertTable implements ExpertTable {
     return this;
   }
 
+  /** Nothing to prepare: host rows are readable at any time. */
+  prepareState(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** One entry `<prefix><name>` [N, D] in the storage dtype; its data is the live table memory (no copy). */
   stateEntries(prefix = ''): NamedArray[] {
     this.live();

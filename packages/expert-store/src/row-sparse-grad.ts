@@ -7,6 +7,7 @@
 // optimizer kernels read them in place.
 //
 // Axes: N table rows, D row width, L looked-up rows, U unique rows (slots).
+import * as tf from '@tensorflow/tfjs-core';
 import type { Arena } from '@peer/backend/wasm';
 import { HostBlock } from './host-block.js';
 import { arenaOf } from './table-arena.js';
@@ -231,6 +232,11 @@ export class RowSparseGrad {
     let s = 0;
     for (let i = 0; i < end; i++) s += v[i]! * v[i]!;
     return s;
+  }
+
+  /** `sumOfSquares` as a scalar tensor (the interface's engine-neutral form; the caller disposes it). */
+  sumOfSquaresTensor(): tf.Scalar {
+    return tf.scalar(this.sumOfSquares());
   }
 
   /** Euclidean norm of the accumulated gradient. */
