@@ -22,6 +22,16 @@ export {
 } from './half-float.js';
 export type { ExpertTable, RowGradient, RowGradientSink, RowSelection, TablePlacement, TableSource, TableStorage } from './expert-table.js';
 export { HostExpertTable, type ExpertTableOptions, type TableInit } from './host-expert-table.js';
+export { DeviceExpertTable, type DeviceExpertTableOptions } from './device-expert-table.js';
+export { DeviceRowGradient, type SummedRows } from './device-row-gradient.js';
+export { DeviceSparseAdam, DeviceSparseOptimizer, DeviceSparseSgd } from './device-sparse-optimizer.js';
+export {
+  createExpertTable,
+  createSparseOptimizer,
+  type CreateExpertTableOptions,
+  type SparseOptimizerConfig,
+  type SparseTableOptimizer,
+} from './table-factory.js';
 export { fillNormalSeeded, fillUniformSeeded } from './seeded-fill.js';
 export { RowSparseGrad, globalNorm, type RowSparseGradOptions } from './row-sparse-grad.js';
 export { SparseOptimizer, type SparseOptimizerOptions, type SparseStepResult } from './sparse-optimizer.js';

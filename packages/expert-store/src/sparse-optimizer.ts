@@ -21,11 +21,11 @@ export interface SparseOptimizerOptions {
 }
 
 export interface SparseStepResult {
-  /** Rows updated (U). */
+  /** Rows updated (U); NaN from a device optimizer (U stays on the device). */
   rows: number;
-  /** L2 norm of the gradient before clipping (computed only when `clipNorm` is set). */
+  /** L2 norm of the gradient before clipping (computed only when `clipNorm` is set; undefined on a device). */
   gradNorm: number | undefined;
-  /** Factor the gradient was multiplied by (1 when not clipped). */
+  /** Factor the gradient was multiplied by (1 when not clipped); NaN from a device optimizer with clipNorm. */
   clipScale: number;
 }
 
@@ -33,20 +33,26 @@ export function checkNonNegative(owner: string, what: string, value: number | un
   if (value !== undefined && !(Number.isFinite(value) && value >= 0)) throw new Error(`${owner}: ${what} must be a finite number >= 0, got ${value}`);
 }
 
+/** Throws one clear error naming `owner` and the field for a bad lr, weightDecay or clipNorm. */
+export function checkOptimizerOptions(owner: string, options: SparseOptimizerOptions): void {
+  if (!(Number.isFinite(options.lr) && options.lr >= 0)) throw new Error(`${owner}: lr must be a finite number >= 0, got ${options.lr}`);
+  checkNonNegative(owner, 'weightDecay', options.weightDecay);
+  if (options.clipNorm !== undefined && !(options.clipNorm > 0 && Number.isFinite(options.clipNorm))) {
+    throw new Error(`${owner}: clipNorm must be a finite number > 0, got ${options.clipNorm}`);
+  }
+}
+
 /** Shared bookkeeping: per-table state, clipping, validation, state entries. */
 export abstract class SparseOptimizer<State> {
+  /** These optimizers update host tables (the device ones: DeviceSparseAdam, DeviceSparseSgd). */
+  readonly placement = 'host' as const;
   lr: number;
   readonly weightDecay: number;
   readonly clipNorm: number | undefined;
   protected readonly states = new Map<HostExpertTable, State>();
 
   constructor(options: SparseOptimizerOptions, tables: readonly ExpertTable[] = []) {
-    const owner = new.target.name;
-    if (!(Number.isFinite(options.lr) && options.lr >= 0)) throw new Error(`${owner}: lr must be a finite number >= 0, got ${options.lr}`);
-    checkNonNegative(owner, 'weightDecay', options.weightDecay);
-    if (options.clipNorm !== undefined && !(options.clipNorm > 0 && Number.isFinite(options.clipNorm))) {
-      throw new Error(`${owner}: clipNorm must be a finite number > 0, got ${options.clipNorm}`);
-    }
+    checkOptimizerOptions(new.target.name, options);
     this.lr = options.lr;
     this.weightDecay = options.weightDecay ?? 0;
     this.clipNorm = options.clipNorm;
@@ -145,6 +151,11 @@ export abstract class SparseOptimizer<State> {
       throw new Error(`${this.constructor.name}.loadStateEntries: no tables are tracked; pass them to the constructor or call track(table) first`);
     }
     for (const [table, state] of this.states) this.loadInto(table, state, prefix, get);
+  }
+
+  /** Nothing to prepare: host state is readable at any time (the device optimizers read theirs here). */
+  prepareState(): Promise<void> {
+    return Promise.resolve();
   }
 
   /** Drops all state. */

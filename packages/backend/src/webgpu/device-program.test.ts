@@ -52,6 +52,15 @@ describe.skipIf(skip !== undefined)(`runDeviceProgram${skip ? ` (skipped: ${skip
     t.dispose();
   });
 
+  it('binds inputs the code does not read (the layout would drop them)', async () => {
+    const a = tf.tensor1d([1, 2, 3]);
+    const unused = tf.tensor1d([7], 'int32');
+    const b = tf.tensor1d([10, 20, 30]);
+    const out = runDeviceProgram({ name: 'test_unused', inputs: [['a', a], ['unused', unused], ['b', b]], outputShape: [3], outputDtype: 'float32', threads: 3, main: '  result[index] = b[index] - a[index];' });
+    expect(Array.from(await out.data())).toEqual([9, 18, 27]);
+    tf.dispose([a, unused, b, out]);
+  });
+
   it('refuses input names the engine uses itself', () => {
     const t = tf.tensor1d([1]);
     expect(() => runDeviceProgram({ name: 'bad', inputs: [['getX', t]], outputShape: [1], outputDtype: 'float32', threads: 1, main: '' })).toThrow(

@@ -88,7 +88,11 @@ export function runDeviceProgram(spec: DeviceProgramSpec): tf.Tensor {
   if (spec.atomic && outputDtype !== 'int32') throw new Error(`runDeviceProgram '${spec.name}': an atomic output must be int32`);
   const allUniforms: DeviceUniform[] = [{ name: 'threads', type: 'i32', value: spec.threads }, ...uniforms];
   const uniformDecl = allUniforms.map((u) => `${u.name} : ${u.type},`).join(' ');
-  const userCode = `${spec.helpers ?? ''}\nfn main(index : i32) {\n  if (index >= uniforms.threads) { return; }\n${spec.main}\n}\n`;
+  // The pipeline layout is derived from the shader: an input the code never reads would lose its
+  // binding and the dispatch would fail validation (silently, as a console warning). Phony reads
+  // keep every input bound.
+  const uses = spec.inputs.map(([n]) => `  _ = ${n}[0];\n`).join('');
+  const userCode = `${spec.helpers ?? ''}\nfn main(index : i32) {\n${uses}  if (index >= uniforms.threads) { return; }\n${spec.main}\n}\n`;
   const program = {
     variableNames: spec.inputs.map(([n]) => n),
     outputShape,
