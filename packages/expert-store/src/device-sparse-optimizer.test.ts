@@ -5,7 +5,12 @@
 // Axes: N table rows, D row width, L rows of one accumulate call.
 import { initBackend, webgpuSkipReason } from '@peer/backend';
 import { expectClose, expectNoLeaks, testRng } from '@peer/test-utils';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { float32ToFloat16, float16ToFloat32 } from './half-float.js';
 import { DeviceExpertTable } from './device-expert-table.js';
 import { DeviceSparseAdam, DeviceSparseSgd } from './device-sparse-optimizer.js';
 import { HostExpertTable } from './host-expert-table.js';
@@ -132,6 +137,39 @@ describe.skipIf(skip !== undefined)(`device sparse optimizers on webgpu${skip ? 
     expect(() => shardedAdam.loadStateEntries('layer.', (n) => (n.endsWith('.v') ? undefined : back.get(n)))).toThrow("state entry 'layer.u.adam.v' is missing");
     [adam, shardedAdam].forEach((o) => o.dispose());
     [table, sharded].forEach((t) => t.dispose());
+  });
+
+  it('a checkpoint written from the device restores into host and sharded device tables (F32, and F16 widened)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'peer-device-ckpt-'));
+    try {
+      const table = new DeviceExpertTable({ rows: N, dim: D, seed: 8, name: 'u' });
+      const grad = table.createGradient();
+      const adam = new DeviceSparseAdam({ lr: 0.1 }, [table]);
+      const g = gradient();
+      grad.accumulate(g.rows, g.values);
+      adam.step(table, grad);
+      const saved = await entriesOf(table);
+      const rows = saved.get('layer.u')!.data as Float32Array;
+      saveCheckpoint(join(dir, 'f32'), [...saved.values()]);
+      saveCheckpoint(join(dir, 'f16'), [{ name: 'layer.u', dtype: 'F16', shape: [N, D], data: float32ToFloat16(rows) }]);
+      for (const [kind, want] of [['f32', rows], ['f16', float16ToFloat32(float32ToFloat16(rows))]] as const) {
+        const source = loadCheckpoint(join(dir, kind));
+        const host = new HostExpertTable({ rows: N, dim: D, init: { kind: 'zeros' }, name: 'u' });
+        const sharded = new DeviceExpertTable({ rows: N, dim: D, init: { kind: 'zeros' }, name: 'u', maxShardBytes: SMALL_SHARD });
+        host.restoreFrom('layer.', source);
+        sharded.restoreFrom('layer.', source);
+        await sharded.prepareState();
+        expect(Array.from(host.data), kind).toEqual(Array.from(want));
+        expect(Array.from(sharded.stateEntries()[0]!.data as Float32Array), kind).toEqual(Array.from(want));
+        source.close();
+        host.dispose();
+        sharded.dispose();
+      }
+      adam.dispose();
+      table.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a step leaves no tensors behind', async () => {
