@@ -80,14 +80,14 @@ export class DeviceRowGradient implements RowGradient {
     const next = tf.tidy(() => {
       const all: Occurrences[] = held ? [{ indices: held.slotRows, weights: tf.ones([held.slotRows.size]) as tf.Tensor1D, x: held.grads, perToken: 1 }, ...parts] : parts;
       const total = all.reduce((s, p) => s + p.indices.size, 0);
-      // Token of each occurrence in the concatenated x: computed here, uploaded once.
-      const tok = new Int32Array(total);
-      let o = 0;
+      // Token of each occurrence in the concatenated x: floor(o / perToken) + the call's first token.
       let base = 0;
-      for (const p of all) {
-        for (let k = 0; k < p.indices.size; k++) tok[o++] = base + Math.floor(k / p.perToken);
+      const tokParts = all.map((p) => {
+        const part = tf.add(tf.floorDiv(tf.range(0, p.indices.size, 1, 'int32'), tf.scalar(p.perToken, 'int32')), tf.scalar(base, 'int32'));
         base += p.x.shape[0];
-      }
+        return part;
+      });
+      const tok = (tokParts.length === 1 ? tokParts[0]! : tf.concat(tokParts)) as tf.Tensor1D;
       const raw = all.length === 1 ? all[0]!.indices : tf.concat(all.map((p) => p.indices));
       // Invalid rows (-1 of unused slots, out-of-range indices) sort last as row N and get no slot.
       const valid = tf.logicalAnd(tf.greaterEqual(raw, 0), tf.less(raw, this.rows));
@@ -105,7 +105,7 @@ export class DeviceRowGradient implements RowGradient {
       const x = all.length === 1 ? all[0]!.x : (tf.concat(all.map((p) => p.x)) as tf.Tensor2D);
       return {
         slotRows: slotRowsProgram(keys, heads),
-        grads: groupSumProgram(order, keys, heads, tf.tensor1d(tok, 'int32'), w, x),
+        grads: groupSumProgram(order, keys, heads, tok, w, x),
       };
     });
     this.disposePending();

@@ -61,6 +61,17 @@ describe.skipIf(skip !== undefined)(`runDeviceProgram${skip ? ` (skipped: ${skip
     tf.dispose([a, unused, b, out]);
   });
 
+  it('covers every index when the dispatch is wider than one grid dimension (the engine folds it)', async () => {
+    // 65,535 workgroups of 64 is the most one dimension takes; one more workgroup needs a second.
+    const threads = 65535 * 64 + 129;
+    const out = runDeviceProgram({ name: 'test_iota', inputs: [], outputShape: [threads], outputDtype: 'int32', threads, main: '  result[index] = index;' });
+    const got = (await out.data()) as Int32Array;
+    let wrong = -1;
+    for (let i = 0; i < threads && wrong < 0; i++) if (got[i] !== i) wrong = i;
+    expect(wrong).toBe(-1);
+    out.dispose();
+  });
+
   it('refuses input names the engine uses itself', () => {
     const t = tf.tensor1d([1]);
     expect(() => runDeviceProgram({ name: 'bad', inputs: [['getX', t]], outputShape: [1], outputDtype: 'float32', threads: 1, main: '' })).toThrow(
