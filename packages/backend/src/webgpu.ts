@@ -1,2 +1,2 @@
 // `@peer/backend/webgpu`: custom WGSL programs on the webgpu engine (for packages with device kernels).
-export { runDeviceProgram, type DeviceProgramSpec, type DeviceUniform } from './webgpu/device-program.js';
+export { DEVICE_WORKGROUP, runDeviceProgram, type DeviceProgramSpec, type DeviceUniform } from './webgpu/device-program.js';

@@ -7,7 +7,7 @@
 // Axes: N table rows, D row width, T tokens, R rows per token, L = T * R occurrences, U slots of
 // summed gradients (one per distinct row, at most min(L, N)), n rows of a shard.
 import type * as tf from '@tensorflow/tfjs-core';
-import { runDeviceProgram, type DeviceUniform } from '@peer/backend/webgpu';
+import { DEVICE_WORKGROUP, runDeviceProgram, type DeviceUniform } from '@peer/backend/webgpu';
 
 /** A shard of a device table: rows [lo, lo + n) as a [n, D] tensor. */
 export interface RowShard {
@@ -34,9 +34,13 @@ function overShards(shards: readonly RowShard[], one: (shard: RowShard, first: b
   return out!;
 }
 
-/** out[t, r] = row(idx[t * R + r]) . x[t]; returns [T, R]. */
+/**
+ * out[t, r] = row(idx[t * R + r]) . x[t]; returns [T, R]. One workgroup per (t, r): its invocations
+ * read the row and x[t] at consecutive addresses and add their partial sums in workgroup memory.
+ */
 export function rowDotsProgram(shards: readonly RowShard[], idx: tf.Tensor1D, x: tf.Tensor2D, perToken: number): tf.Tensor2D {
   const [t, d] = x.shape;
+  const pairs = t * perToken;
   return overShards(shards, (shard, first, into) =>
     runDeviceProgram({
       name: 'peer_row_dots',
@@ -44,18 +48,30 @@ export function rowDotsProgram(shards: readonly RowShard[], idx: tf.Tensor1D, x:
       outputShape: [t, perToken],
       outputDtype: 'float32',
       into,
-      threads: t * perToken,
-      uniforms: [...shardUniforms(shard, d, first), { name: 'r', type: 'i32', value: perToken }],
+      threads: pairs * DEVICE_WORKGROUP,
+      guard: false,
+      uniforms: [...shardUniforms(shard, d, first), { name: 'r', type: 'i32', value: perToken }, { name: 'pairs', type: 'i32', value: pairs }],
+      helpers: `var<workgroup> partial : array<f32, ${DEVICE_WORKGROUP}>;`,
       main: `
-  let e = idx[index] - uniforms.lo;
-  if (e >= 0 && e < uniforms.n) {
+  let pair = index / ${DEVICE_WORKGROUP};
+  let valid = pair < uniforms.pairs;
+  var e = -1;
+  if (valid) { e = idx[pair] - uniforms.lo; }
+  let inShard = valid && e >= 0 && e < uniforms.n;
+  var acc = 0.0;
+  if (inShard) {
     let rb = e * uniforms.d;
-    let xb = (index / uniforms.r) * uniforms.d;
-    var acc = 0.0;
-    for (var j = 0; j < uniforms.d; j++) { acc = acc + rows[rb + j] * x[xb + j]; }
-    result[index] = acc;
-  } else if (uniforms.first == 1) {
-    result[index] = 0.0;
+    let xb = (pair / uniforms.r) * uniforms.d;
+    for (var j = local; j < uniforms.d; j = j + ${DEVICE_WORKGROUP}) { acc = acc + rows[rb + j] * x[xb + j]; }
+  }
+  partial[local] = acc;
+  workgroupBarrier();
+  for (var half = ${DEVICE_WORKGROUP / 2}; half > 0; half = half / 2) {
+    if (local < half) { partial[local] = partial[local] + partial[local + half]; }
+    workgroupBarrier();
+  }
+  if (local == 0 && valid) {
+    if (inShard) { result[pair] = partial[0]; } else if (uniforms.first == 1) { result[pair] = 0.0; }
   }`,
     }),
   ) as tf.Tensor2D;

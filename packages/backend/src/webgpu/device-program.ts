@@ -26,9 +26,17 @@ export interface DeviceProgramSpec {
   /** Invocations; `main` returns early for `index >= threads` itself (use `uniforms.threads`). */
   threads: number;
   uniforms?: readonly DeviceUniform[];
-  /** WGSL statements of `fn main(index : i32)`. */
+  /**
+   * WGSL statements of `fn main(index : i32)`; `local` is the invocation's index within its
+   * workgroup of `DEVICE_WORKGROUP` (64) invocations, which are consecutive in `index`.
+   */
   main: string;
-  /** WGSL functions `main` calls (names must not start with `get` or `set`: the engine's). */
+  /**
+   * Return at once for `index >= threads` (default). Programs with workgroup barriers turn it off
+   * (a barrier after a return that depends on the invocation is invalid WGSL) and check themselves.
+   */
+  guard?: boolean;
+  /** Module-scope WGSL: functions `main` calls, `var<workgroup>` arrays (names must not start with `get` or `set`: the engine's). */
   helpers?: string;
   /**
    * Write into this tensor instead of a new one: its values change in place, for every tensor
@@ -51,7 +59,9 @@ interface WebgpuEngine {
   tensorMap: { get(dataId: object): { values: unknown; resource: unknown } | undefined };
 }
 
-const WORKGROUP = 64;
+/** Invocations per workgroup of every program. */
+export const DEVICE_WORKGROUP = 64;
+const WORKGROUP = DEVICE_WORKGROUP;
 const NAME = /^[a-z][A-Za-z0-9]*$/;
 
 function hash(text: string): string {
@@ -71,8 +81,8 @@ export function runDeviceProgram(spec: DeviceProgramSpec): tf.Tensor {
   const uniforms = spec.uniforms ?? [];
   const names = [...spec.inputs.map(([n]) => n), ...uniforms.map((u) => u.name)];
   for (const n of names) {
-    if (!NAME.test(n) || n.startsWith('get') || n.startsWith('set') || n === 'result' || n === 'index' || n === 'threads') {
-      throw new Error(`runDeviceProgram '${spec.name}': '${n}' cannot name an input or uniform (lower camelCase, not get*/set*/result/index/threads)`);
+    if (!NAME.test(n) || n.startsWith('get') || n.startsWith('set') || n === 'result' || n === 'index' || n === 'threads' || n === 'local') {
+      throw new Error(`runDeviceProgram '${spec.name}': '${n}' cannot name an input or uniform (lower camelCase, not get*/set*/result/index/threads/local)`);
     }
   }
   for (const [n, t] of spec.inputs) {
@@ -92,7 +102,9 @@ export function runDeviceProgram(spec: DeviceProgramSpec): tf.Tensor {
   // binding and the dispatch would fail validation (silently, as a console warning). Phony reads
   // keep every input bound.
   const uses = spec.inputs.map(([n]) => `  _ = ${n}[0];\n`).join('');
-  const userCode = `${spec.helpers ?? ''}\nfn main(index : i32) {\n${uses}  if (index >= uniforms.threads) { return; }\n${spec.main}\n}\n`;
+  const guard = spec.guard === false ? '' : '  if (index >= uniforms.threads) { return; }\n';
+  // localIndex: the engine's private copy of the local_invocation_index builtin.
+  const userCode = `${spec.helpers ?? ''}\nfn main(index : i32) {\n${uses}  let local = i32(localIndex);\n${guard}${spec.main}\n}\n`;
   const program = {
     variableNames: spec.inputs.map(([n]) => n),
     outputShape,
