@@ -201,6 +201,25 @@ describe.skipIf(skip !== undefined)(`DeviceExpertTable on webgpu${skip ? ` (skip
     table.dispose();
   });
 
+  it('a selection of host indices holds no tensor, and a pass over it leaves none behind', async () => {
+    const table = new DeviceExpertTable({ rows: N, dim: D, seed: 9 });
+    const grad = table.createGradient();
+    const idx = occurrences(T * R);
+    const x = tf.tensor2d(normals(T * D), [T, D]);
+    const w = tf.tensor2d(normals(T * R), [T, R]);
+    await expectNoLeaks(async () => {
+      const sel = table.select(idx, R);
+      const out = table.weightedRowSum(sel, w);
+      table.accumulateRowGradients(sel, w, x, grad);
+      grad.summedRows();
+      await out.data();
+      out.dispose();
+      grad.clear();
+    });
+    tf.dispose([x, w]);
+    table.dispose();
+  });
+
   it('a forward and backward pass leaves no tensors behind', async () => {
     const table = new DeviceExpertTable({ rows: N, dim: D, seed: 9 });
     const grad = table.createGradient();

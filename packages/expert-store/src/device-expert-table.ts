@@ -28,8 +28,8 @@ const DEFAULT_SHARD_BYTES = 128 * 2 ** 20;
 class DeviceSelection implements RowSelection {
   constructor(
     readonly owner: DeviceExpertTable,
-    /** The caller's index tensor (any shape with tokens * perToken elements). */
-    readonly indices: tf.Tensor,
+    /** The caller's index tensor (any shape with tokens * perToken elements), or checked host indices (uploaded per use). */
+    readonly indices: tf.Tensor | Int32Array,
     readonly tokens: number,
     readonly perToken: number,
   ) {}
@@ -149,45 +149,48 @@ export class DeviceExpertTable implements ExpertTable {
     const l = indices instanceof Int32Array ? indices.length : indices.size;
     if (l === 0) return tf.zeros([0, this.dim]);
     return tf.tidy(() => {
-      const idx = indices instanceof Int32Array ? tf.tensor1d(indices, 'int32') : this.flatIndices(indices, 'gather');
+      const idx = this.flatIndices(indices, 'gather');
       return gatherProgram(this.shardList, idx, this.dim);
     });
   }
 
-  private flatIndices(indices: tf.Tensor, where: string): tf.Tensor1D {
+  /** `indices` as a [L] int32 tensor (call inside a tidy: an upload or a reshape). */
+  private flatIndices(indices: tf.Tensor | Int32Array, where: string): tf.Tensor1D {
+    if (indices instanceof Int32Array) return tf.tensor1d(indices, 'int32');
     if (indices.dtype !== 'int32') throw new Error(`DeviceExpertTable '${this.name}'.${where}: indices must be int32, got ${indices.dtype}`);
     return tf.reshape(indices, [indices.size]);
   }
 
   /**
    * The occurrences `indices` ([T * perToken], row-major [T, R]) of a mixture call: an int32 tensor
-   * (any shape), kept by reference: keep it alive while the selection is used. An Int32Array is
-   * range-checked and uploaded.
+   * (any shape), kept by reference, never read: keep it alive while the selection is used. An
+   * Int32Array is range-checked and copied (uploaded by each use).
    */
   select(indices: Int32Array | tf.Tensor, perToken: number): RowSelection {
     this.live();
     if (!Number.isSafeInteger(perToken) || perToken <= 0) throw new Error(`DeviceExpertTable '${this.name}'.select: perToken must be a positive integer, got ${perToken}`);
-    let tensor: tf.Tensor;
+    let held: tf.Tensor | Int32Array;
     if (indices instanceof Int32Array) {
       for (let k = 0; k < indices.length; k++) {
         const i = indices[k]!;
         if (!(i >= 0 && i < this.rows)) throw new Error(`DeviceExpertTable '${this.name}'.select: indices[${k}] = ${i} is out of range [0, ${this.rows})`);
       }
-      tensor = tf.tensor1d(indices.slice(), 'int32');
+      // A copy, uploaded by each use: a tensor made here would have no owner to dispose it.
+      held = indices.slice();
     } else {
       if (!(indices instanceof tf.Tensor)) throw new Error(`DeviceExpertTable '${this.name}'.select: indices must be an int32 tensor or an Int32Array`);
       if (indices.dtype !== 'int32') throw new Error(`DeviceExpertTable '${this.name}'.select: indices must be int32, got ${indices.dtype}`);
-      tensor = indices;
+      held = indices;
     }
-    const l = tensor.size;
+    const l = held instanceof Int32Array ? held.length : held.size;
     if (l % perToken !== 0) throw new Error(`DeviceExpertTable '${this.name}'.select: ${l} indices are not a whole number of tokens of ${perToken} rows`);
-    return new DeviceSelection(this, tensor, l / perToken, perToken);
+    return new DeviceSelection(this, held, l / perToken, perToken);
   }
 
   private selection(s: RowSelection, where: string): DeviceSelection {
     this.live();
     if (!(s instanceof DeviceSelection) || s.owner !== this) throw new Error(`DeviceExpertTable '${this.name}'.${where}: the selection was made by another table (use this table's select)`);
-    if (s.indices.isDisposed) throw new Error(`DeviceExpertTable '${this.name}'.${where}: the selection's index tensor was disposed; keep it alive while the selection is used`);
+    if (s.indices instanceof tf.Tensor && s.indices.isDisposed) throw new Error(`DeviceExpertTable '${this.name}'.${where}: the selection's index tensor was disposed; keep it alive while the selection is used`);
     return s;
   }
 
@@ -228,7 +231,7 @@ export class DeviceExpertTable implements ExpertTable {
         `DeviceExpertTable '${this.name}'.accumulateRowGradients: the gradient must be this table's createGradient() (a [${this.rows}, ${this.dim}] DeviceRowGradient); a host sink would need a synchronous read of the device`,
       );
     }
-    into.record(s.indices, weights, x, s.perToken);
+    tf.tidy(() => into.record(this.flatIndices(s.indices, 'accumulateRowGradients'), weights, x, s.perToken));
   }
 
   /** A row-sparse gradient on the device. */
