@@ -253,5 +253,10 @@ describe.skipIf(skip !== undefined)(`DeviceExpertTable on webgpu${skip ? ` (skip
     table.gather(Int32Array.from([0])).dispose();
     expect(() => table.stateEntries()).toThrow(/await prepareState\(\) first/);
     table.dispose();
+    const host = new HostExpertTable({ rows: N, dim: D, name: 'h' });
+    const idx = tf.tensor1d([0, 1], 'int32');
+    expect(() => host.select(idx, 1)).toThrow(/h.select: a host table cannot read an index tensor on the webgpu engine .*createExpertTable/);
+    idx.dispose();
+    host.dispose();
   });
 });

@@ -1,5 +1,5 @@
 // The expert-table contract: what the PEER layer and PKM use of a [N, D] table of rows, so that a
-// table may live in host memory (HostExpertTable) or, later, on a device. Nothing here exposes
+// table may live in host memory (HostExpertTable) or on a device (DeviceExpertTable). Nothing here exposes
 // where the rows are: the mixture primitives take and return tensors, occurrences travel as an
 // opaque RowSelection, and gradients as a RowGradient made by the table itself.
 //

@@ -5,7 +5,7 @@
 //
 // Axes: N rows (experts), D row width, L looked-up rows.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@peer/backend';
+import { onDevice, Rng } from '@peer/backend';
 import { Arena, engineHeap, MAX_ARENA_BYTES } from '@peer/backend/wasm';
 import type { ExpertTable, RowGradientSink, RowSelection, TableStorage } from './expert-table.js';
 import { HostBlock } from './host-block.js';
@@ -493,5 +493,8 @@ export class HostExpertTable implements ExpertTable {
 
 function hostIndices(indices: tf.Tensor, table: string): Int32Array {
   if (indices.dtype !== 'int32') throw new Error(`${table}.select: indices must be int32, got ${indices.dtype}`);
+  if (onDevice()) {
+    throw new Error(`${table}.select: a host table cannot read an index tensor on the ${tf.getBackend()} engine (no synchronous reads there); make tables with createExpertTable, which gives a device table on it`);
+  }
   return indices.dataSync() as Int32Array;
 }
