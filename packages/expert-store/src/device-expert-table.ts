@@ -39,13 +39,17 @@ function checkCount(what: string, value: number): void {
   if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`DeviceExpertTable: ${what} must be a positive integer, got ${value}`);
 }
 
-/** The rows of a table as shards of at most `rowsPerShard` rows, from a host array (copied). */
-export function uploadShards(data: Float32Array, rows: number, dim: number, rowsPerShard: number): RowShard[] {
+/**
+ * The rows of a table as shards of at most `rowsPerShard` rows, from a host array: copied, unless
+ * `owned` (the caller never writes `data` again; the shards then hold views until uploaded).
+ */
+export function uploadShards(data: Float32Array, rows: number, dim: number, rowsPerShard: number, owned = false): RowShard[] {
   const shards: RowShard[] = [];
   for (let lo = 0; lo < rows; lo += rowsPerShard) {
     const n = Math.min(rowsPerShard, rows - lo);
-    // A copy: the engine uploads lazily and must not see later writes to `data`.
-    shards.push({ lo, n, tensor: tf.keep(tf.tensor2d(data.slice(lo * dim, (lo + n) * dim), [n, dim])) });
+    // The engine uploads lazily, keeping the array until then: it must not see later writes to `data`.
+    const part = owned ? data.subarray(lo * dim, (lo + n) * dim) : data.slice(lo * dim, (lo + n) * dim);
+    shards.push({ lo, n, tensor: tf.keep(tf.tensor2d(part, [n, dim])) });
   }
   return shards;
 }
@@ -120,7 +124,7 @@ export class DeviceExpertTable implements ExpertTable {
     const data = new Float32Array(rows * dim);
     if (init.kind === 'normal' && init.std > 0) fillNormalSeeded(data, new Rng(this.seed), init.std);
     if (init.kind === 'uniform' && init.limit > 0) fillUniformSeeded(data, new Rng(this.seed), -init.limit, init.limit);
-    this.shardList = uploadShards(data, rows, dim, this.rowsPerShard);
+    this.shardList = uploadShards(data, rows, dim, this.rowsPerShard, true);
   }
 
   private live(): void {
