@@ -249,6 +249,7 @@ describe.skipIf(skip !== undefined)(`DeviceExpertTable on webgpu${skip ? ` (skip
     const grad = table.createGradient();
     expect(() => grad.sumOfSquares()).toThrow(/DeviceRowGradient.sumOfSquares: on a device table it would need a synchronous read/);
     expect(() => grad.size).toThrow(/DeviceRowGradient.size/);
+    expect(() => new DeviceRowGradient({ rows: 2 ** 24, dim: 4 })).toThrow('DeviceRowGradient: a table of 16777216 rows is too large; row ids are sorted as float32, exact below 16777216');
     // Once its rows were used on the device, the host copy is gone until prepareState.
     table.gather(Int32Array.from([0])).dispose();
     expect(() => table.stateEntries()).toThrow(/await prepareState\(\) first/);

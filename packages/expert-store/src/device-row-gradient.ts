@@ -26,6 +26,9 @@ export interface SummedRows {
   grads: tf.Tensor2D;
 }
 
+/** 2^24: integers up to here are exact in float32 (tf.topk and tf.cumsum sort and count in float32). */
+const EXACT_FLOAT_INTS = 2 ** 24;
+
 const DEVICE_SYNC_HINT = 'on a device table it would need a synchronous read (use sumOfSquaresTensor(), or read it with await data())';
 
 export class DeviceRowGradient implements RowGradient {
@@ -35,6 +38,7 @@ export class DeviceRowGradient implements RowGradient {
   private summed: SummedRows | undefined;
 
   constructor(table: { readonly rows: number; readonly dim: number }) {
+    if (table.rows >= EXACT_FLOAT_INTS) throw new Error(`DeviceRowGradient: a table of ${table.rows} rows is too large; row ids are sorted as float32, exact below ${EXACT_FLOAT_INTS}`);
     this.rows = table.rows;
     this.dim = table.dim;
   }
@@ -80,6 +84,9 @@ export class DeviceRowGradient implements RowGradient {
     const next = tf.tidy(() => {
       const all: Occurrences[] = held ? [{ indices: held.slotRows, weights: tf.ones([held.slotRows.size]) as tf.Tensor1D, x: held.grads, perToken: 1 }, ...parts] : parts;
       const total = all.reduce((s, p) => s + p.indices.size, 0);
+      if (total >= EXACT_FLOAT_INTS) {
+        throw new Error(`DeviceRowGradient: ${total} occurrences since the last step; slots are numbered by a float32 cumulative sum, exact below ${EXACT_FLOAT_INTS} (step more often)`);
+      }
       // Token of each occurrence in the concatenated x: floor(o / perToken) + the call's first token.
       let base = 0;
       const tokParts = all.map((p) => {
