@@ -7,7 +7,7 @@ import { expectClose, expectNoLeaks, testRng } from '@peer/test-utils';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceExpertTable } from './device-expert-table.js';
-import type { DeviceRowGradient } from './device-row-gradient.js';
+import { DeviceRowGradient } from './device-row-gradient.js';
 import { HostExpertTable } from './host-expert-table.js';
 import { RowSparseGrad } from './row-sparse-grad.js';
 
