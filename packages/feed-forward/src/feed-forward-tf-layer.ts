@@ -48,7 +48,7 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
   private loadedState: StateEntryGetter | undefined;
   private lastAuxLoss: tf.Scalar | undefined;
 
-  constructor(config: ConfigDict) {
+  constructor(config: object) {
     const base: ConfigDict = {};
     const own: ConfigDict = {};
     for (const [key, value] of Object.entries(config)) {
@@ -154,21 +154,24 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
           `pass callbacks: [sparseStepCallback(model)] to model.fit / fitDataset, or call sparseStep(model) after each trainOnBatch or optimizer step`,
       );
     }
-    // The aux loss stays in the caller's scope: model.fit adds it to the loss (see `auxLoss`).
     const [y, aux] = tf.tidy(() => {
       const x3 = (x.rank === 2 ? tf.expandDims(x, 1) : x) as tf.Tensor3D;
       const out = layer.apply(x3, { training });
       const y3 = x.rank === 2 ? tf.squeeze(out.y, [1]) : out.y;
       return out.auxLoss ? [y3, out.auxLoss] : [y3];
     });
-    this.lastAuxLoss = training ? (aux as tf.Scalar | undefined) : undefined;
+    // model.fit adds the layer losses after the forward, outside the scopes that ran it (a model's
+    // call is a tidy of its own): keep the aux loss until the next forward replaces it.
+    this.lastAuxLoss?.dispose();
+    this.lastAuxLoss = undefined;
+    if (aux && training) this.lastAuxLoss = tf.keep(aux as tf.Scalar);
+    else aux?.dispose();
     return y!;
   }
 
   /** The auxiliary loss of the last training forward (MoE load balancing), or 0. */
   private auxLoss(): tf.Scalar {
-    const aux = this.lastAuxLoss;
-    return aux && !aux.isDisposed ? aux : tf.scalar(0);
+    return this.lastAuxLoss ?? tf.scalar(0);
   }
 
   /** Every piece of the wrapped layer's state, unprefixed (what the file-system handler saves). */
@@ -188,6 +191,8 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
   override dispose(): ReturnType<layers.Layer['dispose']> {
     const result = super.dispose();
     if (result.refCountAfterDispose === 0) {
+      this.lastAuxLoss?.dispose();
+      this.lastAuxLoss = undefined;
       this.wrapped?.dispose();
       unregisterLiveLayer(this.stateId);
     }

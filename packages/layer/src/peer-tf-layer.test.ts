@@ -13,6 +13,8 @@ import { PeerLayer } from './peer-layer.js';
 import { PeerTfLayer, peer, sparseStep, sparseStepCallback } from './tf-layers.js';
 
 const SMALL = { numExperts: 64, heads: 2, topK: 4, dimKey: 4 } as const;
+/** The mean squared error the toy regression must reach (its targets have variance of about 0.4). */
+const TARGET = 0.03;
 const dirs: string[] = [];
 
 afterAll(() => {
@@ -46,7 +48,7 @@ function toyRegression(rng: TestRng, samples: number, dim: number): { xs: tf.Ten
   const linearLoss = tf.tidy(() => {
     const xb = tf.concat([xs, tf.ones([samples, 1])], 1);
     const xtx = tf.matMul(xb, xb, true, false);
-    const beta = tf.matMul(tf.matMul(inverse(xtx), xb, false, true), ys);
+    const beta = tf.matMul(tf.matMul(inverse(xtx as tf.Tensor2D), xb, false, true), ys);
     return tf.mean(tf.square(tf.sub(tf.matMul(xb, beta), ys))).dataSync()[0]!;
   });
   return { xs, ys, linearLoss };
@@ -94,10 +96,18 @@ describe('PEER as a tf.layers layer', () => {
     const model = regressionModel(dim, rng.int(1000));
     const peerLayer = model.layers[0] as PeerTfLayer;
     const tablesBefore = peerLayer.stateEntries().find((e) => e.name === 'weight_down_embed.weight')!.data.slice();
-    const history = await model.fit(xs, ys, { epochs: 40, batchSize: 32, shuffle: false, verbose: 0, callbacks: [sparseStepCallback(model)] });
+    // Train until the loss falls below TARGET (at most 60 epochs).
+    const stopAtTarget = new tf.CustomCallback({
+      onEpochEnd: async (_epoch, logs) => {
+        if (logs && logs.loss! < TARGET) model.stopTraining = true;
+      },
+    });
+    const history = await model.fit(xs, ys, { epochs: 60, batchSize: 32, shuffle: false, verbose: 0, callbacks: [sparseStepCallback(model), stopAtTarget] });
     const losses = history.history.loss as number[];
     const final = losses[losses.length - 1]!;
-    expect(final, `seed ${rng.seed}: losses ${losses.map((l) => l.toFixed(4)).join(' ')}; linear ${linearLoss}`).toBeLessThan(Math.min(0.05, linearLoss / 4));
+    const trace = `seed ${rng.seed}: losses ${losses.map((l) => l.toFixed(4)).join(' ')}; best linear fit ${linearLoss}`;
+    expect(final, trace).toBeLessThan(TARGET);
+    expect(final, trace).toBeLessThan(linearLoss / 3);
     // The expert tables were trained (by the callback), not only the dense weights.
     const tablesAfter = peerLayer.stateEntries().find((e) => e.name === 'weight_down_embed.weight')!.data;
     let changed = 0;
@@ -116,7 +126,7 @@ describe('PEER as a tf.layers layer', () => {
     // Every piece of state came back: tables, sparse Adam moments and step counts, dropout stream.
     const original = (model.layers[0] as PeerTfLayer).stateEntries();
     const restored = new Map((loaded.layers[0] as PeerTfLayer).stateEntries().map((e) => [e.name, e]));
-    for (const e of original) expect(Array.from(restored.get(e.name)!.data), e.name).toEqual(Array.from(e.data));
+    for (const e of original) expect(restored.get(e.name)!.data, e.name).toEqual(e.data);
 
     // Saving again replaces the files of the previous generation.
     await model.save(`file://${dir}`);

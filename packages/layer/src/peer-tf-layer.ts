@@ -16,7 +16,7 @@ export class PeerTfLayer extends FeedForwardTfLayer<PeerLayer> {
   static readonly className = 'Peer';
 
   constructor(config: PeerTfLayerConfig) {
-    super(config as Record<string, unknown>);
+    super(config);
     // A bad config fails here, not when the layer is first applied.
     const { dim } = this.layerConfig;
     if (dim !== undefined) resolvePeerConfig(this.layerConfig);
