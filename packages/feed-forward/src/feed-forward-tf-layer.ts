@@ -7,6 +7,7 @@
 // become this layer's weights (the same variables, see AdoptedLayerVariable), so model.fit's optimizer
 // trains them; its tables outside tfjs collect row gradients in backward, which `sparseStep(model)`
 // (or the `sparseStepCallback`) applies after each batch.
+import { randomInt } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs-core';
 import { layers, type LayerVariable } from '@tensorflow/tfjs-layers';
 import type { NamedArray } from '@peer/expert-store';
@@ -61,6 +62,9 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
     const loadedId = own[STATE_ID_KEY];
     delete own[STATE_ID_KEY];
     delete own[STATE_FILE_KEY];
+    // Without a seed, each layer draws its own (the layers' default seed 0 would give every layer
+    // of a model the same initialization); the config records it, so a saved model rebuilds alike.
+    if (own.seed === undefined) own.seed = randomInt(2 ** 31);
     this.layerConfig = own;
     if (typeof loadedId === 'string') {
       this.loadedState = takeLoadedState(loadedId);

@@ -63,7 +63,7 @@ function fsyncDir(dir: string): void {
 
 function weightBytes(data: tf.io.WeightData | undefined): Uint8Array {
   if (data === undefined) return new Uint8Array(0);
-  return new Uint8Array(tf.io.concatenateArrayBuffers(data));
+  return new Uint8Array(tf.io.CompositeArrayBuffer.join(data));
 }
 
 /** A file name for a layer's state, from its name (which may hold '/'). */
@@ -152,7 +152,7 @@ async function load(path: string): Promise<tf.io.ModelArtifacts> {
         buffers.push(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer);
       }
     }
-    return [specs, tf.io.concatenateArrayBuffers(buffers)];
+    return [specs, tf.io.CompositeArrayBuffer.join(buffers)];
   });
 }
 
