@@ -10,8 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
-import type { PeerTfLayer} from './tf-layers.js';
-import { peer, sparseStep, sparseStepCallback } from './tf-layers.js';
+import { peer, sparseStep, sparseStepCallback, type PeerTfLayer } from './tf-layers.js';
 
 const SMALL = { numExperts: 64, heads: 2, topK: 4, dimKey: 4 } as const;
 /** The mean squared error the toy regression must reach (its targets have variance of about 0.4). */
