@@ -200,6 +200,7 @@ describe('PEER as a tf.layers layer', () => {
 
   it('works in the functional API on [B, S, D], infers dim, validates the config and the input', () => {
     const rng = testRng();
+    const tensorsBefore = tf.memory().numTensors;
     const input = tf.input({ shape: [5, 16] });
     const layer = peer({ ...SMALL, name: 'ffw' });
     const out = layer.apply(input) as tf.SymbolicTensor;
@@ -223,5 +224,8 @@ describe('PEER as a tf.layers layer', () => {
     expect(() => peer({ ...SMALL, dim: 8 }).apply(tf.input({ shape: [6] }))).toThrow(/dim = 8 but the input's last axis is 6/);
     tf.dispose([x, y, direct]);
     model.dispose();
+    // Building, predicting and disposing leaves nothing behind (the layer's variables went with it).
+    expect(tf.memory().numTensors).toBe(tensorsBefore);
+    expect(() => layer.layer.apply(x as tf.Tensor3D, { training: false })).toThrow(/used after dispose/);
   });
 });
