@@ -3,6 +3,8 @@
 // (variableGrads + Adam + sparseStep) and by model.fit with sparseStepCallback, in alternating
 // rounds of 5 steps each (after a warm-up round); prints the median ms per step of each. Runs the
 // built package (pnpm build first).
+import process from 'node:process';
+import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '@peer/backend';
 import { PeerLayer } from '@peer/layer';
@@ -52,4 +54,4 @@ for (let r = 0; r < rounds; r++) {
 }
 const median = (a) => [...a].sort((p, q) => p - q)[Math.floor(a.length / 2)];
 const result = { plainMs: median(times.plain), fitMs: median(times.fit) };
-console.log(JSON.stringify({ ...result, overhead: result.fitMs / result.plainMs - 1, rounds, times }));
+process.stdout.write(`${JSON.stringify({ ...result, overhead: result.fitMs / result.plainMs - 1, rounds, times })}\n`);
