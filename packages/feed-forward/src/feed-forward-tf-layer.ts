@@ -79,7 +79,10 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
     registerLiveLayer(this.stateId, this);
   }
 
-  /** Builds the wrapped layer for model width `dim` (the config's `dim` when given, else the input's). */
+  /**
+   * Builds the wrapped layer for model width `dim` (the config's `dim` when given, else the input's).
+   * The config always has a `seed` (drawn when the user gave none).
+   */
   protected abstract createLayer(config: ConfigDict & { dim: number }): L;
 
   /** The wrapped layer's dense variables, every one of `trainableVariables()` among them. */
@@ -112,8 +115,8 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
     this.layerConfig.dim = width;
     const layer = this.createLayer({ ...this.layerConfig, dim: width });
     try {
-      this.adopt(layer);
       if (this.loadedState) layer.loadStateEntries('', this.loadedState);
+      this.adopt(layer);
     } catch (err) {
       layer.dispose();
       throw err;
@@ -130,11 +133,8 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
     for (const v of layer.trainableVariables()) {
       if (!trainable.has(v)) throw new Error(`${this.getClassName()}: trainable variable '${v.name}' of the wrapped layer has no weight name`);
     }
-    for (const n of named) {
-      const lv = new AdoptedLayerVariable(n.variable, n.name, n.trainable);
-      if (n.trainable) this._trainableWeights.push(lv);
-      else this.adoptedNonTrainable.push(lv);
-    }
+    const adopted = named.map((n) => ({ trainable: n.trainable, variable: new AdoptedLayerVariable(n.variable, n.name, n.trainable) }));
+    for (const a of adopted) (a.trainable ? this._trainableWeights : this.adoptedNonTrainable).push(a.variable);
   }
 
   override get nonTrainableWeights(): LayerVariable[] {
