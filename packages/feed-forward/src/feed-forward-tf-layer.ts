@@ -13,7 +13,7 @@ import { layers, type LayerVariable } from '@tensorflow/tfjs-layers';
 import type { NamedArray } from '@peer/expert-store';
 import { AdoptedLayerVariable } from './adopted-layer-variable.js';
 import type { FeedForwardLayer, StateEntryGetter } from './feed-forward-layer.js';
-import { STATE_FILE_KEY, STATE_ID_KEY, newStateId, registerLiveLayer, takeLoadedState, unregisterLiveLayer, type StatefulTfLayer } from './layer-state-link.js';
+import { STATE_FILE_KEY, STATE_ID_KEY, newStateId, registerLiveLayer, takeLoadedState, unregisterLiveLayer, type LoadedState, type StatefulTfLayer } from './layer-state-link.js';
 
 /** The tf.layers base arguments the factories accept beside a layer's own config. */
 export interface TfLayerArgs {
@@ -46,7 +46,7 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
   protected readonly layerConfig: ConfigDict;
   private wrapped: L | undefined;
   private readonly adoptedNonTrainable: LayerVariable[] = [];
-  private loadedState: StateEntryGetter | undefined;
+  private loadedState: LoadedState | undefined;
   private lastAuxLoss: tf.Scalar | undefined;
 
   constructor(config: object) {
@@ -115,7 +115,14 @@ export abstract class FeedForwardTfLayer<L extends FeedForwardLayer = FeedForwar
     this.layerConfig.dim = width;
     const layer = this.createLayer({ ...this.layerConfig, dim: width });
     try {
-      if (this.loadedState) layer.loadStateEntries('', this.loadedState);
+      const state = this.loadedState;
+      if (state) {
+        try {
+          layer.loadStateEntries('', state.get);
+        } catch (err) {
+          throw new Error(`${state.source}: layer '${this.name}': ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        }
+      }
       this.adopt(layer);
     } catch (err) {
       layer.dispose();

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { NamedArray } from '@peer/expert-store';
+import { writeSafetensors, type NamedArray } from '@peer/expert-store';
 import type { FeedForwardLayer, StateEntryGetter } from './feed-forward-layer.js';
 import { FeedForwardTfLayer, fileSystem, registerFileSystemRouter, sparseStep, type NamedVariable } from './tf-layers.js';
 
@@ -138,6 +138,12 @@ describe('fileSystem IOHandler and the file:// router', () => {
     let artifacts: tf.io.ModelArtifacts | undefined;
     await m.save(tf.io.withSaveHandler(async (a) => ((artifacts = a), { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(a) })));
     await expect(tf.loadLayersModel(tf.io.fromMemory(artifacts!))).rejects.toThrow(/state \(expert tables, sparse optimizer\) was not loaded with it/);
+
+    // A state file that does not fit the layer: the error names the file, the layer and the entry.
+    await m.save(fileSystem(dir));
+    const wrongFile = readdirSync(dir).find((f) => f.endsWith('.safetensors') && !f.includes('second-ffw'))!;
+    writeSafetensors(join(dir, wrongFile), [{ name: 'other', dtype: 'F32', shape: [1], data: new Float32Array(1) }]);
+    await expect(tf.loadLayersModel(fileSystem(dir))).rejects.toThrow(new RegExp(`${wrongFile}: layer '${m.layers[0]!.name}': entry 'table' is missing`));
 
     const bad = tempDir();
     const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as { modelTopology: { config: { layers: { config: Record<string, unknown> }[] } } };

@@ -138,9 +138,10 @@ async function load(path: string): Promise<tf.io.ModelArtifacts> {
     const file = config[SAVED_STATE_FILE];
     if (typeof file !== 'string') continue;
     if (basename(file) !== file) throw new Error(`${modelJson}: state_file '${file}' of layer '${String(config.name)}' must be a file name beside model.json`);
-    const state = readSafetensors(join(dir, file));
+    const statePath = join(dir, file);
+    const state = readSafetensors(statePath);
     delete config[SAVED_STATE_FILE];
-    config[SAVED_STATE_ID] = parkLoadedState(state.get);
+    config[SAVED_STATE_ID] = parkLoadedState({ get: state.get, source: statePath });
   }
   return tf.io.getModelArtifactsForJSON(modelJSON, async (manifest) => {
     const specs: tf.io.WeightsManifestEntry[] = [];

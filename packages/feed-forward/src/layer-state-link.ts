@@ -24,7 +24,13 @@ export interface StatefulTfLayer {
 }
 
 const live = new Map<string, WeakRef<StatefulTfLayer>>();
-const loaded = new Map<string, StateEntryGetter>();
+/** Entries parked for a layer about to be built, and where they came from (for errors). */
+export interface LoadedState {
+  get: StateEntryGetter;
+  source: string;
+}
+
+const loaded = new Map<string, LoadedState>();
 
 export function newStateId(): string {
   return `s${randomBytes(12).toString('hex')}`;
@@ -46,15 +52,15 @@ export function liveLayer(id: string): StatefulTfLayer | undefined {
 }
 
 /** Parks loaded entries for the layer that will be built from a config carrying the returned token. */
-export function parkLoadedState(get: StateEntryGetter): string {
+export function parkLoadedState(state: LoadedState): string {
   const id = newStateId();
-  loaded.set(id, get);
+  loaded.set(id, state);
   return id;
 }
 
 /** Takes (once) the entries parked under `id`. */
-export function takeLoadedState(id: string): StateEntryGetter | undefined {
-  const get = loaded.get(id);
+export function takeLoadedState(id: string): LoadedState | undefined {
+  const state = loaded.get(id);
   loaded.delete(id);
-  return get;
+  return state;
 }
