@@ -1,3 +1,3 @@
 import { definePackageConfig } from '@peer/tsup-config';
 
-export default definePackageConfig();
+export default definePackageConfig({ entry: { index: 'src/index.ts', 'tf-layers': 'src/tf-layers.ts' } });

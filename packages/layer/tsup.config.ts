@@ -1,3 +1,4 @@
 import { definePackageConfig } from '@peer/tsup-config';
 
-export default definePackageConfig();
+// ./tf-layers shares the layer classes with the main entry (one PeerLayer class, not two copies).
+export default definePackageConfig({ entry: { index: 'src/index.ts', 'tf-layers': 'src/tf-layers.ts' }, splitting: true });

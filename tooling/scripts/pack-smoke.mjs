@@ -20,7 +20,7 @@ const libs = readdirSync(join(root, 'packages'))
 
 const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
 
-const deps = { '@tensorflow/tfjs': '4.22.0', '@tensorflow/tfjs-core': '4.22.0' };
+const deps = { '@tensorflow/tfjs': '4.22.0', '@tensorflow/tfjs-core': '4.22.0', '@tensorflow/tfjs-layers': '4.22.0' };
 for (const { dir, pkg } of libs) {
   const out = run('pnpm', ['pack', '--pack-destination', tarballs], dir).trim().split('\n').pop();
   deps[pkg.name] = `file:${out}`;
@@ -30,7 +30,13 @@ const overrides = Object.fromEntries(Object.entries(deps).filter(([n]) => n.star
 writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'pack-smoke', private: true, dependencies: deps, overrides }, null, 2));
 run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], app);
 
-const names = libs.map(({ pkg }) => pkg.name);
+// Every entry point: the main one and each subpath of the exports map (e.g. @peer/layer/tf-layers).
+const names = libs.flatMap(({ pkg }) => [
+  pkg.name,
+  ...Object.keys(pkg.exports ?? {})
+    .filter((key) => key.startsWith('./') && !key.endsWith('.json'))
+    .map((key) => `${pkg.name}${key.slice(1)}`),
+]);
 writeFileSync(
   join(app, 'esm.mjs'),
   `for (const n of ${JSON.stringify(names)}) { const m = await import(n); if (!Object.keys(m).length) throw new Error(n + ': no exports (ESM)'); console.log('esm ok', n, Object.keys(m).length); }\n`,
@@ -41,4 +47,4 @@ writeFileSync(
 );
 process.stdout.write(run('node', ['esm.mjs'], app));
 process.stdout.write(run('node', ['cjs.cjs'], app));
-console.log(`pack-smoke: ${names.length} packages install and import from ESM and CJS`);
+console.log(`pack-smoke: ${libs.length} packages install and their ${names.length} entry points import from ESM and CJS`);

@@ -12,7 +12,9 @@ export function definePackageConfig(options = {}) {
     clean: true,
     target: 'node20',
     platform: 'node',
-    splitting: false,
+    // Packages with several entries (a main one and subpaths such as ./tf-layers) share their modules
+    // through chunks: bundled twice, a class would exist twice and `instanceof` would fail between them.
+    splitting: options.splitting ?? false,
     // import.meta.url works in the CJS output too.
     shims: true,
     treeshake: false,
