@@ -325,7 +325,7 @@ async function* parquetDocuments(path: string, name: string, options: Required<C
 async function* wholeFileDocument(file: FileEntry, options: Required<CorpusOptions>): AsyncGenerator<CorpusDocument> {
   const tooLarge = (bytes: number): DataError =>
     new DataError(
-      `file of ${bytes} bytes${file.read === 'document' && file.path.toLowerCase().endsWith('.gz') ? ' (decompressed)' : ''} is over maxDocumentBytes (${options.maxDocumentBytes}): one folder file is one document; address a large file by its own path (it is then cut into sections)`,
+      `file of ${bytes} bytes${file.path.toLowerCase().endsWith('.gz') ? ' (decompressed)' : ''} is over maxDocumentBytes (${options.maxDocumentBytes}): one folder file is one document; address a large file by its own path (it is then cut into sections)`,
       { file: file.path },
     );
   if (file.size > options.maxDocumentBytes) throw tooLarge(file.size);
@@ -372,12 +372,12 @@ async function folderCorpus(root: string, options: Required<CorpusOptions>): Pro
   const files = await listFolderFiles(root);
   if (files.length === 0) {
     throw new DataError(
-      `empty corpus: no ${TEXT_EXTENSIONS.join(' / ')} files (plain or .gz) and no .jsonl / .ndjson / .json.gz / .parquet shards in the folder`,
+      `empty corpus: no ${TEXT_EXTENSIONS.join(' / ')} files in the folder (plain or .gz), nor .jsonl / .ndjson / .json.gz / .parquet shards`,
       { file: root },
     );
   }
   const byteSize = files.reduce((a, f) => a + f.size, 0);
-  if (byteSize === 0) throw new DataError('empty corpus: all files in the folder have 0 bytes', { file: root });
+  if (byteSize === 0) throw new DataError('empty corpus: all text files in the folder have 0 bytes', { file: root });
   return withIterator({
     name: basename(root),
     kind: 'folder',
