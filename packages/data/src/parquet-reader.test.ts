@@ -4,7 +4,7 @@ import { fixture } from './fixtures.test-util.js';
 import { readParquetColumn } from './parquet-reader.js';
 
 vi.mock('hyparquet', async (importOriginal) => {
-  const original = await importOriginal<typeof import('hyparquet')>();
+  const original = await importOriginal<typeof hyparquet>();
   return { ...original, parquetReadObjects: vi.fn(original.parquetReadObjects) };
 });
 

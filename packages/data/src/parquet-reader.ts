@@ -2,9 +2,14 @@
 // only that column's chunk of that group). Every codec Parquet writers use is decoded
 // (hyparquet-compressors: snappy, gzip, brotli, zstd, lz4). A file that is not Parquet, a damaged
 // footer or a damaged column chunk is one DataError naming the file and the byte range at fault.
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type FileMetaData } from 'hyparquet';
-import { compressors } from 'hyparquet-compressors';
+import type * as Hyparquet from 'hyparquet';
+import type { AsyncBuffer, FileMetaData } from 'hyparquet';
 import { DataError } from './errors.js';
+
+// hyparquet is ESM-only: imported on first use, so the CJS build loads without it (Node < 20.19
+// cannot require ES modules) and corpora without Parquet never load it.
+const hyparquet = () => import('hyparquet');
+const codecs = async () => (await import('hyparquet-compressors')).compressors;
 
 export interface ParquetText {
   /** The cell, as stored (possibly empty). */
@@ -19,7 +24,8 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-async function readMetadata(file: string): Promise<{ metadata: FileMetaData; size: number; buffer: Awaited<ReturnType<typeof asyncBufferFromFile>> }> {
+async function readMetadata(file: string): Promise<{ metadata: FileMetaData; size: number; buffer: AsyncBuffer }> {
+  const { asyncBufferFromFile, parquetMetadataAsync } = await hyparquet();
   let buffer;
   try {
     buffer = await asyncBufferFromFile(file);
@@ -42,7 +48,7 @@ function describe(value: unknown): string {
 }
 
 /** Top-level column names, in schema order. */
-function columnNames(metadata: FileMetaData): string[] {
+function columnNames(parquetSchema: typeof Hyparquet.parquetSchema, metadata: FileMetaData): string[] {
   return parquetSchema(metadata).children.map((c) => c.element.name);
 }
 
@@ -51,11 +57,13 @@ function columnNames(metadata: FileMetaData): string[] {
  * is missing or does not hold text, and the row when a cell is null.
  */
 export async function* readParquetColumn(file: string, field: string): AsyncGenerator<ParquetText> {
+  const { parquetReadObjects, parquetSchema } = await hyparquet();
+  const compressors = await codecs();
   const { metadata, size, buffer } = await readMetadata(file);
   const column = parquetSchema(metadata).children.find((c) => c.element.name === field);
   if (column === undefined) {
     throw new DataError(
-      `no column ${JSON.stringify(field)} (columns: ${columnNames(metadata).map((n) => JSON.stringify(n)).join(', ')}); choose the text column with textField / --text-field`,
+      `no column ${JSON.stringify(field)} (columns: ${columnNames(parquetSchema, metadata).map((n) => JSON.stringify(n)).join(', ')}); choose the text column with textField / --text-field`,
       { file },
     );
   }

@@ -1,3 +1,4 @@
+/* global process, console */
 // Part of make-fixtures.sh (run that): the fixture documents, as JSONL and plain text, and the same
 // texts as Parquet files written by parquet-wasm.
 import { createRequire } from 'node:module';
