@@ -391,7 +391,8 @@ async function folderCorpus(root: string, options: Required<CorpusOptions>): Pro
 
 /** The leading path segments without glob syntax (the folder to search) and the rest (the pattern). */
 function splitPattern(spec: string): { base: string; pattern: string } {
-  const parts = spec.split(/[\\/]/);
+  // On POSIX a backslash escapes glob syntax; only Windows separates paths with it.
+  const parts = spec.split(sep === '/' ? '/' : /[\\/]/);
   let i = 0;
   while (i < parts.length - 1 && !isDynamicPattern(parts[i]!)) i++;
   const head = parts.slice(0, i).join('/');
