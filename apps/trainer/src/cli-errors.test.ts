@@ -69,6 +69,22 @@ describe('peer-train bad input', () => {
     expect(existsSync(join(dir, 'b'))).toBe(false);
   });
 
+  it('a corrupt gzip shard, a missing Parquet column and a glob matching nothing: one line naming the file', async () => {
+    const fixtures = join(import.meta.dirname, '..', '..', '..', 'packages', 'data', 'test-fixtures');
+    expectOneLineError(
+      await train('c', '--data', join(fixtures, 'corrupt.jsonl.gz')),
+      2,
+      /^peer-train: data: .*corrupt\.jsonl\.gz: corrupt gzip data in compressed bytes \d+-\d+ of \d+: /,
+    );
+    expectOneLineError(
+      await train('c', '--data', join(fixtures, 'content.parquet')),
+      2,
+      /^peer-train: data: .*content\.parquet: no column "text" \(columns: "id", "content"\); choose the text column with textField \/ --text-field$/,
+    );
+    expectOneLineError(await train('c', '--data', join(fixtures, 'shards', '*.parquet')), 2, /^peer-train: data: .*no files match the pattern "\*\.parquet"/);
+    expect(existsSync(join(dir, 'c'))).toBe(false);
+  });
+
   it('--out pointing at a non-empty folder is refused', async () => {
     const out = join(dir, 'occupied');
     mkdirSync(out);

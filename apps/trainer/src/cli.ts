@@ -30,7 +30,8 @@ program
   .addOption(new Option('--preset <name>', 'a preset from apps/trainer/presets (default: default)').conflicts('config'))
   .option('--config <file>', 'a config JSON file (a partial config, or a run folder\'s config.json)')
   .addOption(new Option('--ffw <kind>', 'feed-forward layer of the sparse blocks').choices(FEED_FORWARD_KINDS as unknown as string[]))
-  .option('--data <name|path>', 'corpus: sotu, moby-dick, or a text/jsonl file or folder')
+  .option('--data <name|path|glob>', "corpus: sotu, moby-dick, a .txt/.jsonl/.parquet file (.gz too), a folder, or a quoted glob of shards ('c4/en/c4-train.0000*-of-01024.json.gz')")
+  .option('--text-field <name>', 'JSONL field / Parquet column holding the text (default: text)')
   .option('--tokenizer <name>', 'byte, gpt2, p50k, cl100k, o200k (also sets model.vocabSize)')
   .addOption(new Option('--steps <n>', 'optimizer steps').argParser(intArg(1)).conflicts('flops'))
   .addOption(new Option('--flops <F>', 'compute budget: floor(F / FLOPs per step) steps').argParser(numberArg((n) => n > 0, 'a positive number')))
@@ -48,7 +49,8 @@ program
   .command('eval')
   .description("loss, perplexity and bits-per-byte of a run's checkpoint")
   .requiredOption('--run <dir>', 'run folder')
-  .option('--data <name|path>', "another corpus (default: the run's)")
+  .option('--data <name|path|glob>', "another corpus (default: the run's)")
+  .option('--text-field <name>', "JSONL field / Parquet column of --data (default: the run's)")
   .addOption(
     new Option('--split <name>', "split to evaluate (default: validation of the run's corpus, all of another corpus)").choices([
       'train',

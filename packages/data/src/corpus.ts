@@ -1,18 +1,24 @@
 // A corpus is a deterministic sequence of documents plus what identifies its content (the
 // fingerprint). Documents are the unit of splitting: each lands in exactly one of train / validation /
-// test. Path corpora are streamed, so a corpus larger than memory costs one document at a time.
+// test. Path corpora are streamed (gzip inflated on the fly, Parquet one row group at a time), so a
+// corpus larger than memory costs one document (or one row group) at a time.
 import { createHash } from 'node:crypto';
 import { readdir, stat } from 'node:fs/promises';
-import { basename, extname, join, relative, resolve, sep } from 'node:path';
+import { basename, extname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { glob, isDynamicPattern } from 'tinyglobby';
 import { BUILTIN_CORPORA, loadBuiltinCorpus, type BuiltinCorpusName } from './builtin-corpora.js';
 import { DataError } from './errors.js';
 import { sha256File } from './file-hash.js';
+import { readParquetColumn } from './parquet-reader.js';
 import { readLines, readSections, readTextChunks } from './text-reader.js';
 
-export type CorpusKind = 'builtin' | 'text' | 'folder' | 'jsonl';
+export type CorpusKind = 'builtin' | 'text' | 'folder' | 'jsonl' | 'parquet' | 'glob';
 
 export interface CorpusDocument {
-  /** Stable, human-readable: `1790_george_washington_n`, `chapter_1`, `notes/a.txt`, `data.jsonl:17`. */
+  /**
+   * Stable, human-readable: `1790_george_washington_n`, `chapter_1`, `notes/a.txt`, `data.jsonl:17`
+   * (line), `data.parquet:17` (row), `en/c4-train.00000-of-01024.json.gz:17` (a shard of a folder or glob).
+   */
   id: string;
   /** Well-formed Unicode (lone surrogates from JSON escapes become U+FFFD). Never empty. */
   text: string;
@@ -21,12 +27,12 @@ export interface CorpusDocument {
 }
 
 export interface Corpus {
-  /** `sotu`, `moby-dick`, or the file/folder name for a path. */
+  /** `sotu`, `moby-dick`, the file/folder name for a path, or the pattern for a glob. */
   readonly name: string;
   readonly kind: CorpusKind;
-  /** `package@version` for built-in corpora, else the absolute path. */
+  /** `package@version` for built-in corpora, else the absolute path (or pattern). */
   readonly source: string;
-  /** Bytes read to produce the documents: file sizes, or the texts' UTF-8 bytes for built-ins. */
+  /** Bytes read to produce the documents: file sizes (compressed, for `.gz`), or the texts' UTF-8 bytes for built-ins. */
   readonly byteSize: number;
   /** The options that shape the documents (part of the fingerprint). */
   readonly options: Readonly<Required<CorpusOptions>>;
@@ -44,18 +50,48 @@ export interface CorpusOptions {
    * multi-GB corpora, but blind to an edit that keeps size and mtime.
    */
   fingerprint?: 'content' | 'stat';
-  /** JSONL: the field holding the document text (default `text`). */
+  /** JSONL: the field holding the document text; Parquet: the column (default `text`). */
   textField?: string;
   /** Plain text file: cut into documents at blank lines once a document has this many characters (default 8192). */
   sectionChars?: number;
   /** Plain text file: hard cap of a document without blank lines, cut at a newline (default 1 Mi characters). */
   maxSectionChars?: number;
-  /** Folder files and JSONL lines larger than this are refused (default 64 MiB / 64 Mi characters). */
+  /** Folder text files and JSONL lines larger than this are refused (default 64 MiB / 64 Mi characters). */
   maxDocumentBytes?: number;
 }
 
 export const TEXT_EXTENSIONS: readonly string[] = ['.txt', '.text', '.md'];
 const JSONL_EXTENSIONS = ['.jsonl', '.ndjson'];
+
+/** How a file's bytes become documents. */
+export type FileFormat = 'text' | 'jsonl' | 'parquet';
+
+/**
+ * The format of a corpus file by its name: `.parquet` is Parquet; `.jsonl` / `.ndjson` are JSONL,
+ * and so is `.json.gz` (C4's shards); anything else is plain text. A `.gz` suffix (gzip) is read
+ * through, so `a.jsonl.gz` is JSONL and `a.txt.gz` plain text.
+ */
+export function corpusFileFormat(path: string): FileFormat {
+  const name = basename(path).toLowerCase();
+  const gzip = name.endsWith('.gz');
+  const ext = extname(gzip ? name.slice(0, -3) : name);
+  if (ext === '.parquet') return 'parquet';
+  if (JSONL_EXTENSIONS.includes(ext) || (gzip && ext === '.json')) return 'jsonl';
+  return 'text';
+}
+
+/** Folder members that are one document each (plain or gzip). */
+function isFolderTextFile(name: string): boolean {
+  const lower = name.toLowerCase();
+  return TEXT_EXTENSIONS.includes(extname(lower.endsWith('.gz') ? lower.slice(0, -3) : lower));
+}
+
+/** Folder members that are read like a file given by its own path (JSONL lines, Parquet rows). */
+function isFolderShard(name: string): boolean {
+  const lower = name.toLowerCase();
+  if (lower.endsWith('.parquet.gz')) return false;
+  return !isFolderTextFile(name) && corpusFileFormat(lower) !== 'text';
+}
 
 const DEFAULT_OPTIONS: Required<CorpusOptions> = {
   fingerprint: 'content',
@@ -98,10 +134,15 @@ function checkOptions(options: CorpusOptions): Required<CorpusOptions> {
 }
 
 /**
- * A corpus by name (`sotu`, `moby-dick`) or by path:
- * - a `.jsonl` / `.ndjson` file: one document per non-blank line, from its `text` field;
- * - a folder: one document per `.txt` / `.text` / `.md` file below it (hidden entries skipped), in
- *   sorted path order;
+ * A corpus by name (`sotu`, `moby-dick`) or by path; files ending in `.gz` are gzip-decompressed as
+ * they are read:
+ * - a `.jsonl` / `.ndjson` / `.json.gz` file: one document per non-blank line, from its `text` field;
+ * - a `.parquet` file: one document per row, from its `text` column;
+ * - a folder: one document per `.txt` / `.text` / `.md` file below it (plain or `.gz`), and the
+ *   documents of every JSONL and Parquet file below it (shards), in sorted path order (hidden
+ *   entries skipped);
+ * - a glob (`c4/en/c4-train.0000*-of-01024.json.gz`, when no file has that literal name): the
+ *   matching files in sorted path order, each read as if given by its own path;
  * - any other file: plain UTF-8 text, cut at blank lines into documents of about `sectionChars`
  *   characters (consecutive slices that together are the whole file).
  */
@@ -116,6 +157,7 @@ export async function loadCorpus(spec: string, options: CorpusOptions = {}): Pro
   try {
     info = await stat(path);
   } catch {
+    if (isDynamicPattern(spec)) return globCorpus(spec, opts);
     throw new DataError(
       `corpus not found: ${JSON.stringify(spec)} is neither a built-in corpus (${BUILTIN_CORPORA.join(', ')}) nor an existing file or folder`,
       { file: path },
@@ -124,8 +166,10 @@ export async function loadCorpus(spec: string, options: CorpusOptions = {}): Pro
   if (info.isDirectory()) return folderCorpus(path, opts);
   if (!info.isFile()) throw new DataError('corpus path is neither a file nor a folder', { file: path });
   if (info.size === 0) throw new DataError('empty corpus: the file has 0 bytes', { file: path });
-  const kind: CorpusKind = JSONL_EXTENSIONS.includes(extname(path).toLowerCase()) ? 'jsonl' : 'text';
-  return fileCorpus(path, kind, info.size, info.mtimeMs, opts);
+  if (path.toLowerCase().endsWith('.parquet.gz')) {
+    throw new DataError('gzip-compressed Parquet is not read: Parquet compresses its pages itself; decompress the file', { file: path });
+  }
+  return fileCorpus(path, corpusFileFormat(path), info.size, info.mtimeMs, opts);
 }
 
 function withIterator(corpus: Omit<Corpus, typeof Symbol.asyncIterator>): Corpus {
@@ -172,16 +216,24 @@ interface FileEntry {
   rel: string;
   size: number;
   mtimeMs: number;
+  /** `document`: the whole file is one document (folder text files); else the file's own format. */
+  read: 'document' | FileFormat;
 }
 
 function pathFingerprint(kind: CorpusKind, files: FileEntry[], options: Required<CorpusOptions>): () => Promise<string> {
-  // Only the options that change the documents; fingerprint mode and size caps do not.
+  // Only the options that change the documents; fingerprint mode and size caps do not. The shapes of
+  // single files and text-only folders are those of earlier versions, so their caches stay valid.
+  const reads = new Set(files.map((f) => f.read));
+  const sections = { sectionChars: options.sectionChars, maxSectionChars: options.maxSectionChars };
+  const field = { textField: options.textField };
   const shape =
     kind === 'text'
-      ? { sectionChars: options.sectionChars, maxSectionChars: options.maxSectionChars }
-      : kind === 'jsonl'
-        ? { textField: options.textField }
-        : { extensions: TEXT_EXTENSIONS };
+      ? sections
+      : kind === 'jsonl' || kind === 'parquet'
+        ? field
+        : kind === 'folder'
+          ? { extensions: TEXT_EXTENSIONS, ...(reads.has('jsonl') || reads.has('parquet') ? field : {}) }
+          : { ...(reads.has('text') ? sections : {}), ...(reads.has('jsonl') || reads.has('parquet') ? field : {}) };
   let cached: string | undefined;
   return async () => {
     if (cached !== undefined) return cached;
@@ -195,23 +247,9 @@ function pathFingerprint(kind: CorpusKind, files: FileEntry[], options: Required
   };
 }
 
-function fileCorpus(
-  path: string,
-  kind: 'text' | 'jsonl',
-  size: number,
-  mtimeMs: number,
-  options: Required<CorpusOptions>,
-): Corpus {
+function fileCorpus(path: string, kind: FileFormat, size: number, mtimeMs: number, options: Required<CorpusOptions>): Corpus {
   const name = basename(path);
-  const files = [{ path, rel: name, size, mtimeMs }];
-  const documents =
-    kind === 'jsonl'
-      ? () => jsonlDocuments(path, name, options)
-      : async function* (): AsyncGenerator<CorpusDocument> {
-          for await (const section of readSections(path, options.sectionChars, options.maxSectionChars)) {
-            yield { id: `${name}:${section.line}`, text: section.text, position: section.position };
-          }
-        };
+  const files: FileEntry[] = [{ path, rel: name, size, mtimeMs, read: kind }];
   return withIterator({
     name,
     kind,
@@ -219,8 +257,36 @@ function fileCorpus(
     byteSize: size,
     options,
     fingerprint: pathFingerprint(kind, files, options),
-    documents,
+    documents: () => filesDocuments(files, options),
   });
+}
+
+/** The documents of `files` in order; positions count the bytes of all files before each one. */
+async function* filesDocuments(files: readonly FileEntry[], options: Required<CorpusOptions>): AsyncGenerator<CorpusDocument> {
+  let before = 0;
+  for (const file of files) {
+    for await (const doc of fileDocuments(file, options)) yield { ...doc, position: before + doc.position };
+    before += file.size;
+  }
+}
+
+function fileDocuments(file: FileEntry, options: Required<CorpusOptions>): AsyncGenerator<CorpusDocument> {
+  switch (file.read) {
+    case 'document':
+      return wholeFileDocument(file, options);
+    case 'jsonl':
+      return jsonlDocuments(file.path, file.rel, options);
+    case 'parquet':
+      return parquetDocuments(file.path, file.rel, options);
+    case 'text':
+      return sectionDocuments(file.path, file.rel, options);
+  }
+}
+
+async function* sectionDocuments(path: string, name: string, options: Required<CorpusOptions>): AsyncGenerator<CorpusDocument> {
+  for await (const section of readSections(path, options.sectionChars, options.maxSectionChars)) {
+    yield { id: `${name}:${section.line}`, text: section.text, position: section.position };
+  }
 }
 
 async function* jsonlDocuments(path: string, name: string, options: Required<CorpusOptions>): AsyncGenerator<CorpusDocument> {
@@ -244,32 +310,71 @@ async function* jsonlDocuments(path: string, name: string, options: Required<Cor
   }
 }
 
+async function* parquetDocuments(path: string, name: string, options: Required<CorpusOptions>): AsyncGenerator<CorpusDocument> {
+  for await (const cell of readParquetColumn(path, options.textField)) {
+    if (cell.text.length > options.maxDocumentBytes) {
+      throw new DataError(`text of ${cell.text.length} characters is over maxDocumentBytes (${options.maxDocumentBytes})`, {
+        file: path,
+        row: cell.row,
+      });
+    }
+    if (cell.text.length > 0) yield { id: `${name}:${cell.row}`, text: toWellFormed(cell.text), position: cell.position };
+  }
+}
+
+async function* wholeFileDocument(file: FileEntry, options: Required<CorpusOptions>): AsyncGenerator<CorpusDocument> {
+  const tooLarge = (bytes: number): DataError =>
+    new DataError(
+      `file of ${bytes} bytes${file.path.toLowerCase().endsWith('.gz') ? ' (decompressed)' : ''} is over maxDocumentBytes (${options.maxDocumentBytes}): one folder file is one document; address a large file by its own path (it is then cut into sections)`,
+      { file: file.path },
+    );
+  if (file.size > options.maxDocumentBytes) throw tooLarge(file.size);
+  let text = '';
+  let bytes = 0;
+  for await (const chunk of readTextChunks(file.path)) {
+    text += chunk.text;
+    // A compressed file's size says little about its text: count as it inflates.
+    bytes += Buffer.byteLength(chunk.text, 'utf8');
+    if (bytes > options.maxDocumentBytes) throw tooLarge(bytes);
+  }
+  if (text.length > 0) yield { id: file.rel, text, position: file.size };
+}
+
 function preview(text: string): string {
   return JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}...` : text);
 }
 
-async function listTextFiles(root: string): Promise<FileEntry[]> {
+function byPath(a: FileEntry, b: FileEntry): number {
+  // Code-unit order, not locale order: the same on every machine.
+  return a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0;
+}
+
+async function listFolderFiles(root: string): Promise<FileEntry[]> {
   const out: FileEntry[] = [];
   const walk = async (dir: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       if (entry.name.startsWith('.')) continue;
       const path = join(dir, entry.name);
       if (entry.isDirectory()) await walk(path);
-      else if (entry.isFile() && TEXT_EXTENSIONS.includes(extname(entry.name).toLowerCase())) {
+      else if (entry.isFile()) {
+        const read = isFolderTextFile(entry.name) ? 'document' : isFolderShard(entry.name) ? corpusFileFormat(entry.name) : undefined;
+        if (read === undefined) continue;
         const info = await stat(path);
-        out.push({ path, rel: relative(root, path).split(sep).join('/'), size: info.size, mtimeMs: info.mtimeMs });
+        out.push({ path, rel: relative(root, path).split(sep).join('/'), size: info.size, mtimeMs: info.mtimeMs, read });
       }
     }
   };
   await walk(root);
-  // Code-unit order, not locale order: the same on every machine.
-  return out.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  return out.sort(byPath);
 }
 
 async function folderCorpus(root: string, options: Required<CorpusOptions>): Promise<Corpus> {
-  const files = await listTextFiles(root);
+  const files = await listFolderFiles(root);
   if (files.length === 0) {
-    throw new DataError(`empty corpus: no ${TEXT_EXTENSIONS.join(' / ')} files in the folder`, { file: root });
+    throw new DataError(
+      `empty corpus: no ${TEXT_EXTENSIONS.join(' / ')} files in the folder (plain or .gz), nor .jsonl / .ndjson / .json.gz / .parquet shards`,
+      { file: root },
+    );
   }
   const byteSize = files.reduce((a, f) => a + f.size, 0);
   if (byteSize === 0) throw new DataError('empty corpus: all text files in the folder have 0 bytes', { file: root });
@@ -280,20 +385,44 @@ async function folderCorpus(root: string, options: Required<CorpusOptions>): Pro
     byteSize,
     options,
     fingerprint: pathFingerprint('folder', files, options),
-    async *documents() {
-      let done = 0;
-      for (const file of files) {
-        if (file.size > options.maxDocumentBytes) {
-          throw new DataError(
-            `file of ${file.size} bytes is over maxDocumentBytes (${options.maxDocumentBytes}): one folder file is one document; address a large file by its own path (it is then cut into sections)`,
-            { file: file.path },
-          );
-        }
-        let text = '';
-        for await (const chunk of readTextChunks(file.path)) text += chunk.text;
-        done += file.size;
-        if (text.length > 0) yield { id: file.rel, text, position: done };
-      }
-    },
+    documents: () => filesDocuments(files, options),
+  });
+}
+
+/** The leading path segments without glob syntax (the folder to search) and the rest (the pattern). */
+function splitPattern(spec: string): { base: string; pattern: string } {
+  // On POSIX a backslash escapes glob syntax; only Windows separates paths with it.
+  const parts = spec.split(sep === '/' ? '/' : /[\\/]/);
+  let i = 0;
+  while (i < parts.length - 1 && !isDynamicPattern(parts[i]!)) i++;
+  const head = parts.slice(0, i).join('/');
+  return { base: resolve(head === '' && isAbsolute(spec) ? '/' : head || '.'), pattern: parts.slice(i).join('/') };
+}
+
+async function globCorpus(spec: string, options: Required<CorpusOptions>): Promise<Corpus> {
+  const { base, pattern } = splitPattern(spec);
+  const source = `${base}/${pattern}`;
+  const matches = await glob(pattern, { cwd: base, onlyFiles: true, dot: false, expandDirectories: false });
+  const files: FileEntry[] = [];
+  for (const rel of matches) {
+    const path = join(base, rel);
+    if (rel.toLowerCase().endsWith('.parquet.gz')) {
+      throw new DataError('gzip-compressed Parquet is not read: Parquet compresses its pages itself; decompress the file', { file: path });
+    }
+    const info = await stat(path);
+    files.push({ path, rel, size: info.size, mtimeMs: info.mtimeMs, read: corpusFileFormat(rel) });
+  }
+  files.sort(byPath);
+  if (files.length === 0) throw new DataError(`no files match the pattern ${JSON.stringify(pattern)} in ${base}`, { file: source });
+  const byteSize = files.reduce((a, f) => a + f.size, 0);
+  if (byteSize === 0) throw new DataError('empty corpus: all matching files have 0 bytes', { file: source });
+  return withIterator({
+    name: spec,
+    kind: 'glob',
+    source,
+    byteSize,
+    options,
+    fingerprint: pathFingerprint('glob', files, options),
+    documents: () => filesDocuments(files, options),
   });
 }

@@ -8,6 +8,7 @@ export {
   type TokenizerSpec,
 } from './tokenizer.js';
 export {
+  corpusFileFormat,
   loadCorpus,
   toWellFormed,
   TEXT_EXTENSIONS,
@@ -15,6 +16,7 @@ export {
   type CorpusDocument,
   type CorpusKind,
   type CorpusOptions,
+  type FileFormat,
 } from './corpus.js';
 export { BUILTIN_CORPORA, type BuiltinCorpusName } from './builtin-corpora.js';
 export {

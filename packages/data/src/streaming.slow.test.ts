@@ -1,5 +1,7 @@
 // A corpus much larger than what the process may hold: a generated 200 MB JSONL file is tokenized
-// with memory that stays bounded (a chunk, a document, the write buffers), whatever the file size.
+// with memory that stays bounded (a chunk, a document, the write buffers), whatever the file size;
+// the same file gzip-compressed (by the gzip tool) too.
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
@@ -45,10 +47,16 @@ async function writeLargeJsonl(path: string, bytes: number): Promise<{ textBytes
   return { textBytes, documents };
 }
 
+let large: Promise<{ path: string; textBytes: number; documents: number }> | undefined;
+const largeJsonl = () =>
+  (large ??= (async () => {
+    const path = join(tmp.path, 'large.jsonl');
+    return { path, ...(await writeLargeJsonl(path, TARGET_BYTES)) };
+  })());
+
 describe('streaming a large JSONL corpus', () => {
   it('tokenizes 200 MB with bounded memory, counting every byte and document', async () => {
-    const path = join(tmp.path, 'large.jsonl');
-    const { textBytes, documents } = await writeLargeJsonl(path, TARGET_BYTES);
+    const { path, textBytes, documents } = await largeJsonl();
     const fileBytes = (await stat(path)).size;
     expect(fileBytes).toBeGreaterThanOrEqual(TARGET_BYTES);
 
@@ -112,6 +120,49 @@ describe('streaming a large JSONL corpus', () => {
     train.read(0, 257, window, 0);
     expect(Buffer.from(Uint8Array.from(window)).toString('utf8')).toMatch(/^\d+: /);
     expect(batch.inputs.every((t) => t >= 0 && t < 256)).toBe(true);
+    for (const f of files) f.close();
+  });
+
+  it('a .jsonl.gz of it: inflated as it is read, with the same bounds and the same tokens', async () => {
+    const { path, textBytes, documents } = await largeJsonl();
+    execFileSync('gzip', ['-1', '-n', '-k', '-f', path]);
+    const gz = `${path}.gz`;
+    const fileBytes = (await stat(gz)).size;
+    const baseline = process.memoryUsage();
+    let peakRss = baseline.rss;
+    let peakHeap = baseline.heapUsed;
+    const sample = (): void => {
+      const m = process.memoryUsage();
+      peakRss = Math.max(peakRss, m.rss);
+      peakHeap = Math.max(peakHeap, m.heapUsed);
+    };
+    const timer = setInterval(sample, 5);
+    const cacheDir = await tmp.fresh('cache-gz');
+    const events: PrepareProgress[] = [];
+    let files;
+    try {
+      files = [];
+      for (const split of SPLIT_NAMES) {
+        files.push(await prepareTokens({ corpus: gz, tokenizer: 'byte', split, cacheDir, inMemory: false, onProgress: (p) => (events.push(p), sample()) }));
+      }
+    } finally {
+      clearInterval(timer);
+    }
+    sample();
+    const rssGrowth = peakRss - baseline.rss;
+    const heapGrowth = peakHeap - baseline.heapUsed;
+    console.log(
+      `large corpus, gzip: ${(fileBytes / MB).toFixed(0)} MB compressed; peak RSS growth ${(rssGrowth / MB).toFixed(1)} MB, ` +
+        `peak heap growth ${(heapGrowth / MB).toFixed(1)} MB`,
+    );
+    // Holding the 200 MB of text (or the compressed file, or the 400 MB of tokens) would blow these.
+    expect(rssGrowth).toBeLessThan(100 * MB);
+    expect(heapGrowth).toBeLessThan(100 * MB);
+    expect(files.reduce((a, f) => a + f.numDocuments, 0)).toBe(documents);
+    expect(files.reduce((a, f) => a + f.numTokens, 0)).toBe(textBytes);
+    // Progress counts compressed bytes.
+    expect(events.at(-1)!.totalBytes).toBe(fileBytes);
+    expect(events.at(-1)!.bytes).toBe(fileBytes);
     for (const f of files) f.close();
   });
 });

@@ -1,14 +1,15 @@
-// Reads a file as UTF-8 text in bounded chunks, rejecting what is not text: invalid UTF-8 or NUL
-// bytes (binary files). Memory stays at about one chunk however large the file is. On top of the
-// chunks: lines (for JSONL) and blank-line sections (for plain text files).
-import { open } from 'node:fs/promises';
+// Reads a file (plain, or gzip-compressed by its `.gz` suffix) as UTF-8 text in bounded chunks,
+// rejecting what is not text: invalid UTF-8 or NUL bytes (binary files). Memory stays at about one
+// chunk however large the file is. On top of the chunks: lines (for JSONL) and blank-line sections
+// (for plain text files).
+import { openByteReader } from './byte-reader.js';
 import { DataError } from './errors.js';
 
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
 export interface TextChunk {
   text: string;
-  /** Bytes of the file consumed so far (monotone; equals the file size at the end). */
+  /** Bytes of the file consumed so far (compressed bytes for `.gz`; monotone; equals the file size at the end). */
   position: number;
 }
 
@@ -64,33 +65,36 @@ function countNewlines(bytes: Uint8Array, end: number): number {
 
 /**
  * The file's text in chunks of about `chunkBytes`, never splitting a character. A leading byte-order
- * mark is dropped. Throws a DataError naming the file, byte offset and line of the first invalid
- * UTF-8 sequence or NUL byte.
+ * mark is dropped. Throws a DataError naming the file, byte offset (in the decompressed text, for
+ * `.gz`) and line of the first invalid UTF-8 sequence or NUL byte, or the compressed offset of
+ * corrupt gzip data.
  */
 export async function* readTextChunks(file: string, chunkBytes = DEFAULT_CHUNK_BYTES): AsyncGenerator<TextChunk> {
-  let handle;
-  try {
-    handle = await open(file, 'r');
-  } catch (err) {
-    throw new DataError(`cannot open: ${(err as Error).message}`, { file });
-  }
+  const reader = await openByteReader(file);
+  const where = reader.compressed ? ' of the decompressed text' : '';
   // Each piece is decoded on its own (no streaming state), so a BOM must not be stripped mid-file.
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   const buffer = new Uint8Array(chunkBytes + 3);
   let carry = 0; // bytes of an incomplete character kept at the start of `buffer`
-  let position = 0; // file offset of buffer[0]
+  let offset = 0; // text offset of buffer[0]
   let newlinesBefore = 0; // newlines before buffer[0], for error line numbers
   let first = true;
   try {
     for (;;) {
-      const { bytesRead } = await handle.read(buffer, carry, chunkBytes, null);
+      // A gzip reader hands out one inflated piece at a time: fill the chunk.
+      let bytesRead = 0;
+      for (;;) {
+        const n = await reader.read(buffer, carry + bytesRead, chunkBytes - bytesRead);
+        bytesRead += n;
+        if (n === 0 || bytesRead === chunkBytes) break;
+      }
       const end = carry + bytesRead;
       const atEof = bytesRead === 0;
       const view = buffer.subarray(0, end);
       const nul = view.indexOf(0);
-      const fail = (offset: number, what: string): never => {
+      const fail = (at: number, what: string): never => {
         throw new DataError(
-          `not UTF-8 text: ${what} at byte ${position + offset} (line ${newlinesBefore + countNewlines(view, offset) + 1})`,
+          `not UTF-8 text: ${what} at byte ${offset + at}${where} (line ${newlinesBefore + countNewlines(view, at) + 1})`,
           { file },
         );
       };
@@ -110,15 +114,15 @@ export async function* readTextChunks(file: string, chunkBytes = DEFAULT_CHUNK_B
         if (first && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
         first = false;
       }
-      position += whole.length;
+      offset += whole.length;
       newlinesBefore += countNewlines(whole, whole.length);
-      if (text.length > 0) yield { text, position };
+      if (text.length > 0) yield { text, position: reader.consumed };
       if (atEof) return;
       buffer.copyWithin(0, end - tail, end);
       carry = tail;
     }
   } finally {
-    await handle.close();
+    await reader.close();
   }
 }
 

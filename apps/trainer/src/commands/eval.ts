@@ -3,12 +3,13 @@
 import type { SplitName } from '@peer/data';
 import { UsageError } from '../errors.js';
 import { loadRun } from '../run/load-run.js';
-import { openCorpus, openSplit } from '../run/open-data.js';
+import { corpusOptions, openCorpus, openSplit } from '../run/open-data.js';
 import { evaluate, type EvalResult } from '../train/evaluate.js';
 
 export interface EvalCommandOptions {
   run: string;
   data?: string;
+  textField?: string;
   split?: string;
   batches?: number;
   batchSize?: number;
@@ -32,12 +33,13 @@ export async function evalCommand(options: EvalCommandOptions): Promise<EvalRepo
   // Another corpus is scored whole by default; the run's own corpus on its validation split.
   const split = (options.split ?? (options.data === undefined ? 'validation' : 'all')) as EvalSplit;
   if (!['train', 'validation', 'test', 'all'].includes(split)) throw new UsageError(`--split must be train, validation, test or all, got '${options.split}'`);
-  if (options.data !== undefined) await openCorpus(options.data);
+  if (options.data !== undefined) await openCorpus(options.data, corpusOptions({ textField: options.textField }));
   const loaded = await loadRun(options.run, { backend: options.backend });
   const { config } = loaded.record;
   try {
+    const runData = options.textField === undefined ? config.data : { ...config.data, textField: options.textField };
     // 'all': one split holding every document
-    const dataConfig = split === 'all' ? { ...config.data, fractions: { train: 0, validation: 1, test: 0 } } : config.data;
+    const dataConfig = split === 'all' ? { ...runData, fractions: { train: 0, validation: 1, test: 0 } } : runData;
     const data = await openSplit(dataConfig, split === 'all' ? 'validation' : split, { corpus: options.data, log });
     try {
       const r = evaluate(loaded.model, data.file, {

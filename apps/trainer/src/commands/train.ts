@@ -8,7 +8,7 @@ import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { buildModel } from '../run/build-model.js';
 import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from '../run/checkpoint.js';
-import { asUsageError, openCorpus, openSplit } from '../run/open-data.js';
+import { asUsageError, corpusOptions, openCorpus, openSplit } from '../run/open-data.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
 import { RunFolder, writeJsonAtomic } from '../run/run-folder.js';
 import { formatSummary, type RunSummary } from '../run/summary.js';
@@ -44,6 +44,7 @@ const CONFIG_FLAGS: [keyof TrainCommandOptions, string][] = [
   ['config', '--config'],
   ['ffw', '--ffw'],
   ['data', '--data'],
+  ['textField', '--text-field'],
   ['tokenizer', '--tokenizer'],
   ['steps', '--steps'],
   ['flops', '--flops'],
@@ -85,7 +86,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     const resolved = resolveConfig({
       preset: options.preset,
       configFile: options.config,
-      flags: { ffw: options.ffw, data: options.data, tokenizer: options.tokenizer, steps: options.steps, flops: options.flops, seed: options.seed, backend: options.backend },
+      flags: { ffw: options.ffw, data: options.data, textField: options.textField, tokenizer: options.tokenizer, steps: options.steps, flops: options.flops, seed: options.seed, backend: options.backend },
       sets: options.set,
     });
     ({ config, name, source } = resolved);
@@ -96,7 +97,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
 
   // 2. Corpus, engine, model, data. Nothing is written before all of them are known to work, and
   // the cheap checks come first.
-  const corpus = await openCorpus(config.data.corpus);
+  const corpus = await openCorpus(config.data.corpus, corpusOptions(config.data));
   const backend = await startBackend(options.backend ?? config.backend);
   const files: TokenFile[] = [];
   let unlock: (() => void) | undefined;

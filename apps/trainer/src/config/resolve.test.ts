@@ -108,6 +108,13 @@ describe('flags and --set', () => {
     expect(b.train.flops).toBeUndefined();
   });
 
+  it('--text-field sets data.textField; left out, the key stays absent (configs and their hashes as before)', () => {
+    const { config } = resolveConfig({ preset: 'tiny', flags: { data: 'c4/*.parquet', textField: 'content' } });
+    expect(config.data).toMatchObject({ corpus: 'c4/*.parquet', textField: 'content' });
+    expect('textField' in (configToJson(resolveConfig({ preset: 'tiny' }).config).data as object)).toBe(false);
+    expect(usageMessage(() => resolveConfig({ preset: 'tiny', sets: ['data.textField=""'] }))).toMatch(/^invalid config: data\.textField = "": /);
+  });
+
   it('--ffw switches the layer kind and drops the old kind\'s settings', () => {
     const { config } = resolveConfig({ preset: 'tiny', flags: { ffw: 'dense' } });
     expect(config.model.ffw.kind).toBe('dense');

@@ -14,6 +14,7 @@ export const DEFAULT_PRESET = 'default';
 export interface ConfigFlags {
   ffw?: string;
   data?: string;
+  textField?: string;
   tokenizer?: string;
   steps?: number;
   flops?: number;
@@ -97,6 +98,7 @@ export function applyFlags(raw: JsonObject, flags: ConfigFlags, explicitKeys: Re
     if (ffw.kind !== flags.ffw) set('model.ffw', { kind: flags.ffw });
   }
   if (flags.data !== undefined) set('data.corpus', flags.data);
+  if (flags.textField !== undefined) set('data.textField', flags.textField);
   if (flags.tokenizer !== undefined) {
     set('data.tokenizer', flags.tokenizer);
     if (!explicitKeys.has('model.vocabSize')) {

@@ -6,8 +6,13 @@ import { BACKEND_NAMES, type BackendRequest } from '@peer/backend';
 import { ModelConfigSchema, type ModelConfig } from '@peer/model';
 
 export const DataConfig = z.strictObject({
-  // A built-in corpus (sotu, moby-dick) or a path: a .txt/.md file, a .jsonl file, or a folder of text files.
+  // A built-in corpus (sotu, moby-dick) or a path: a .txt/.md file, a .jsonl file, a .parquet file
+  // (each also as .gz, except Parquet; .json.gz is JSONL, as C4's shards), a folder (text files and
+  // shards), or a glob of shards ('c4/en/c4-train.0000*-of-01024.json.gz').
   corpus: z.string().min(1).default('sotu'),
+  // The JSONL field or Parquet column holding the document text; omitted = 'text'. Optional (not
+  // defaulted) so that configs written before it existed keep their hash and resume.
+  textField: z.string().min(1).optional(),
   // byte (256 ids, one per UTF-8 byte) or a BPE vocabulary: gpt2, p50k, cl100k, o200k.
   tokenizer: z.string().min(1).default('byte'),
   // Sequences per optimizer step.

@@ -2,7 +2,18 @@
 // Data problems (a missing or empty path, a corpus too small for one batch) are the user's to fix:
 // they become one-line UsageErrors (exit 2).
 import { resolve } from 'node:path';
-import { createTokenizer, DataError, loadCorpus, prepareTokens, type Corpus, type SplitName, type TokenFile, type Tokenizer, type TokenizerSpec } from '@peer/data';
+import {
+  createTokenizer,
+  DataError,
+  loadCorpus,
+  prepareTokens,
+  type Corpus,
+  type CorpusOptions,
+  type SplitName,
+  type TokenFile,
+  type Tokenizer,
+  type TokenizerSpec,
+} from '@peer/data';
 import { UsageError } from '../errors.js';
 import type { TrainConfig } from '../config/schema.js';
 
@@ -12,10 +23,15 @@ export function asUsageError(err: unknown, what: string): unknown {
   return new UsageError(err.file !== undefined ? `data: ${err.message}` : `${what}: ${err.message}`);
 }
 
-/** The corpus behind `spec` (a built-in name or a path), checked to exist and not be empty. */
-export async function openCorpus(spec: string): Promise<Corpus> {
+/** The options of `loadCorpus` that a data config sets. */
+export function corpusOptions(data: Pick<TrainConfig['data'], 'textField'>): CorpusOptions {
+  return data.textField === undefined ? {} : { textField: data.textField };
+}
+
+/** The corpus behind `spec` (a built-in name, a path or a glob), checked to exist and not be empty. */
+export async function openCorpus(spec: string, options: CorpusOptions = {}): Promise<Corpus> {
   try {
-    return await loadCorpus(spec);
+    return await loadCorpus(spec, options);
   } catch (err) {
     throw asUsageError(err, `data ${spec}`);
   }
@@ -42,6 +58,7 @@ export async function openSplit(
     let lastPercent = -25;
     const file = await prepareTokens({
       corpus,
+      corpusOptions: corpusOptions(data),
       tokenizer,
       split,
       cacheDir: resolve(data.cacheDir),
