@@ -248,9 +248,9 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     // 5. Final evaluation (with the last expert-health window) and summary.
     const p = outcome.position;
     const lastWindow = health?.collect(p.step);
+    if (lastWindow) reportHealth(lastWindow, p.tokens, writeMetrics, log);
     const final = evaluate(m, valData.file, evalOptions(config.train.finalEvalBatches));
     writeMetrics({ kind: 'eval', step: p.step, tokens: p.tokens, val_loss: final.loss, val_ppl: final.perplexity, val_bpb: final.bitsPerByte });
-    if (lastWindow) reportHealth(lastWindow, p.tokens, writeMetrics, log);
     tensorboard?.close();
     const tokensPerSecond = p.trainSeconds > 0 ? p.tokens / p.trainSeconds : 0;
     const summary: RunSummary = {

@@ -181,11 +181,12 @@ export async function trainLoop(o: TrainLoopOptions): Promise<LoopOutcome> {
     }
 
     if (evalEvery > 0 && position.step % evalEvery === 0 && position.step < totalSteps) {
+      // the health window covers training steps only: it closes before the evaluation passes
       const health = o.health?.collect(position.step);
+      if (health) reportHealth(health, position.tokens, o.writeMetrics, (line) => o.progress.log(line));
       const r = o.evaluate(config.train.evalBatches);
       o.writeMetrics({ kind: 'eval', step: position.step, tokens: position.tokens, val_loss: r.loss, val_ppl: r.perplexity, val_bpb: r.bitsPerByte });
       o.progress.log(`eval step ${position.step} | val_loss ${r.loss.toFixed(4)} | ppl ${r.perplexity.toFixed(2)} | bpb ${r.bitsPerByte.toFixed(4)}`);
-      if (health) reportHealth(health, position.tokens, o.writeMetrics, (line) => o.progress.log(line));
       o.health?.start(position.step);
     }
     const stop = o.stopRequested();
