@@ -137,10 +137,10 @@ describe('peer-train report', () => {
       .map((l) => JSON.parse(l) as { kind: string; step: number; usage: number; unevenness: number; dead: number })
       .filter((m) => m.kind === 'health');
     expect(health.map((h) => h.step)).toEqual([10, 20, 30]);
-    const usagePoints = [...images[3]!.matchAll(/aria-label="step: (\d+); experts used \(%\): ([\d.]+); layer: block 1 \(peer\)"/g)];
+    const usagePoints = [...images[3]!.matchAll(/aria-label="step: (\d+); experts used \(%\): ([\d.]+); layer: block 1 \(peer\)" role="graphics-symbol" aria-roledescription="point"/g)];
     expect(usagePoints.map((p) => Number(p[1]))).toEqual([10, 20, 30]);
     usagePoints.forEach((p, i) => expect(relErr(Number(p[2]), 100 * health[i]!.usage)).toBeLessThan(1e-9));
-    const klPoints = [...images[3]!.matchAll(/aria-label="step: (\d+); unevenness \(KL to uniform, nats\): ([\d.]+); layer: block 1 \(peer\)"/g)];
+    const klPoints = [...images[3]!.matchAll(/aria-label="step: (\d+); unevenness \(KL to uniform, nats\): ([\d.]+); layer: block 1 \(peer\)" role="graphics-symbol" aria-roledescription="point"/g)];
     klPoints.forEach((p, i) => expect(relErr(Number(p[2]), health[i]!.unevenness)).toBeLessThan(1e-9));
     expect(klPoints).toHaveLength(3);
     expect(html).toContain(`<td class="num">${health[2]!.dead} of 256</td>`);
