@@ -65,6 +65,27 @@ describe('Event encoding against the reference protobuf serializer', () => {
   });
 });
 
+// Written by fixtures/write_tensorboardx_fixture.py with tensorboardX's SummaryWriter.
+const tbx = JSON.parse(readFileSync(join(FIXTURE_DIR, 'tensorboardx-events.json'), 'utf8')) as {
+  scalars: { tag: string; value: number; given: number; step: number; wallTime: number }[];
+};
+const tbxBytes = readFileSync(join(FIXTURE_DIR, 'events.out.tfevents.tensorboardx'));
+
+describe("tensorboardX's event files", () => {
+  it('reads every scalar tensorboardX wrote, and re-encodes its file byte for byte', () => {
+    const { events, tornAt } = readEventFile(join(FIXTURE_DIR, 'events.out.tfevents.tensorboardx'));
+    expect(tornAt).toBeUndefined();
+    expect(events[0]).toMatchObject({ step: 0, fileVersion: FILE_VERSION });
+    expect(events.slice(1)).toEqual(tbx.scalars.map((s) => ({ wallTime: s.wallTime, step: s.step, scalars: [{ tag: s.tag, value: s.value }] })));
+    // the writer's own encoding of the same events (the file-version event's wall time as read)
+    const ours = Buffer.concat([
+      frameRecord(encodeEvent({ wallTime: events[0]!.wallTime, step: 0, fileVersion: FILE_VERSION })),
+      ...tbx.scalars.map((s) => frameRecord(encodeEvent({ wallTime: s.wallTime, step: s.step, scalars: [{ tag: s.tag, value: s.given }] }))),
+    ]);
+    expect(ours.equals(tbxBytes)).toBe(true);
+  });
+});
+
 describe('TFRecord reading', () => {
   it('reports a torn last record and names the file and offset of a corrupt one', () => {
     const recs = readRecords(fixtureBytes, 'f');
