@@ -1,6 +1,6 @@
 import { appendFileSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
 import { eventFiles, EventFileWriter, FILE_VERSION, readEventFile, readScalars, truncateEvents } from './event-file.js';
@@ -130,7 +130,9 @@ describe('EventFileWriter', () => {
     // a process killed mid-write leaves half a record
     appendFileSync(a.path, frameRecord(encodeEvent({ wallTime: 1, step: 7, scalars: [{ tag: 'loss', value: 7 }] })).subarray(0, 10));
     expect(readEventFile(a.path).tornAt).toBeGreaterThan(0);
+    writeFileSync(`${a.path}.tmp`, 'left by a killed rewrite');
     truncateEvents(dir, 4);
+    expect(readdirSync(dir)).toEqual([basename(a.path)]);
     expect(readEventFile(a.path).tornAt).toBeUndefined();
     const b = new EventFileWriter(dir);
     for (let s = 5; s <= 8; s++) b.scalars(s, [{ tag: 'loss', value: 10 * s }]);

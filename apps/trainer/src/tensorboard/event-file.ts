@@ -114,9 +114,13 @@ export function readScalars(dir: string): Map<string, [number, number][]> {
 /**
  * Drops the summaries of steps after `step` (and torn records) from the events files of `dir`, so
  * that a run resumed from its checkpoint at `step` reads as if it had never stopped. Each changed
- * file is rewritten atomically (temporary file, then rename); a file left with no summary is removed.
+ * file is rewritten atomically (temporary file, then rename); a file left with no summary is removed,
+ * and so is a temporary file an interrupted rewrite left behind.
  */
 export function truncateEvents(dir: string, step: number): void {
+  if (!existsSync(dir)) return;
+  // a rewrite interrupted before its rename; TensorBoard would read it as another events file
+  for (const n of readdirSync(dir)) if (n.includes(EVENTS_MARK) && n.endsWith('.tmp')) rmSync(join(dir, n));
   for (const path of eventFiles(dir)) {
     const bytes = readFileSync(path);
     const { records, tornAt } = readRecords(bytes, path);
