@@ -26,7 +26,7 @@ const backendOption = (fallback?: string) => {
 
 program
   .command('train')
-  .description('train a language model; writes config.json, metrics.jsonl, checkpoint/ and summary.json to the run folder')
+  .description('train a language model; writes config.json, metrics.jsonl, tb/ (TensorBoard), checkpoint/ and summary.json to the run folder')
   .addOption(new Option('--preset <name>', 'a preset from apps/trainer/presets (default: default)').conflicts('config'))
   .option('--config <file>', 'a config JSON file (a partial config, or a run folder\'s config.json)')
   .addOption(new Option('--ffw <kind>', 'feed-forward layer of the sparse blocks').choices(FEED_FORWARD_KINDS as unknown as string[]))
@@ -40,6 +40,8 @@ program
   .addOption(backendOption())
   .option('--set <key=value>', 'override any config field, e.g. --set optim.lr=3e-4 (repeatable)', collect)
   .option('--resume <dir>', 'continue the run in <dir> from its last checkpoint')
+  .option('--no-tensorboard', 'do not write TensorBoard event files to <run>/tb/')
+  .option('--no-expert-health', 'do not record expert usage while training (sparse layers)')
   .addHelpText('after', () => `\nPresets:\n${presetNames().map((n) => `  ${n.padEnd(12)} ${presetDescription(n)}`).join('\n')}`)
   .action(async (opts) => {
     exitCode = await train(opts);

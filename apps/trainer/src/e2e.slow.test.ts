@@ -5,6 +5,7 @@ import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { errorLines, runCli, startCli, tempDir } from './cli-process.test-util.js';
+import { eventFiles, readScalars } from './tensorboard/event-file.js';
 
 let dir: string;
 let cache: string;
@@ -22,7 +23,7 @@ const trainArgs = () => [
 ];
 
 interface Metric {
-  kind: 'train' | 'eval';
+  kind: 'train' | 'eval' | 'health';
   step: number;
   [key: string]: number | string | null;
 }
@@ -46,6 +47,13 @@ const checkpointStep = (run: string): number | undefined => {
   }
 };
 const relErr = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+/** The TensorBoard series `tag` of a run as [step, value] pairs. */
+const tbSeries = (run: string, tag: string) => readScalars(join(run, 'tb')).get(tag) ?? [];
+/** metrics.jsonl's `field` of records of `kind` as [step, float32 value] pairs: what TensorBoard should hold. */
+const metricSeries = (run: string, kind: Metric['kind'], field: string, block?: number) =>
+  metrics(run)
+    .filter((x) => x.kind === kind && (block === undefined || x.block === block) && typeof x[field] === 'number')
+    .map((x) => [x.step, Math.fround(x[field] as number)]);
 
 interface Summary {
   [key: string]: number | string | null;
@@ -115,6 +123,32 @@ describe('peer-train end to end (tiny PEER model)', () => {
     // byte tokenizer: one token is one byte, so bits per byte = nats per token / ln 2
     expect(s.val_bpb as number).toBeCloseTo((s.val_loss as number) / Math.LN2, 10);
     expect(s.wall_seconds as number).toBeGreaterThan(0);
+
+    // expert health at each evaluation: the PEER layer of block 1, over the steps since the last one
+    const health = m.filter((x) => x.kind === 'health');
+    expect(health.map((x) => [x.step, x.since_step, x.block, x.layer, x.experts])).toEqual([
+      [40, 0, 1, 'peer', 256],
+      [80, 40, 1, 'peer', 256],
+      [120, 80, 1, 'peer', 256],
+    ]);
+    for (const x of health) {
+      expect(x.retrievals).toBe(40 * 4 * 32 * 2 * 4);
+      expect(x.dead).toBe(256 - Math.round((x.usage as number) * 256));
+      expect(x.unevenness as number).toBeGreaterThan(0);
+      expect(x.head_overlap as number).toBeGreaterThanOrEqual(0);
+    }
+
+    // TensorBoard: one events file in tb/ holding the same numbers as metrics.jsonl
+    expect(eventFiles(join(runA, 'tb'))).toHaveLength(1);
+    expect(tbSeries(runA, 'train/loss')).toEqual(metricSeries(runA, 'train', 'loss'));
+    expect(tbSeries(runA, 'train/lr')).toEqual(metricSeries(runA, 'train', 'lr'));
+    expect(tbSeries(runA, 'train/grad_norm')).toEqual(metricSeries(runA, 'train', 'grad_norm'));
+    expect(tbSeries(runA, 'perf/tokens_per_s')).toEqual(metricSeries(runA, 'train', 'tokens_per_s'));
+    expect(tbSeries(runA, 'perf/mfu')).toEqual(metricSeries(runA, 'train', 'mfu'));
+    expect(tbSeries(runA, 'val/loss')).toEqual(metricSeries(runA, 'eval', 'val_loss'));
+    for (const field of ['usage', 'unevenness', 'dead', 'head_overlap']) {
+      expect(tbSeries(runA, `experts/block1/${field}`)).toEqual(metricSeries(runA, 'health', field, 1));
+    }
   });
 
   it('eval reproduces the final validation loss and scores other splits; generate continues a prompt', async () => {
@@ -181,9 +215,20 @@ describe('peer-train end to end (tiny PEER model)', () => {
     expect(numbersOf(runK).map((x) => x.step)).toEqual(numbersOf(runA).map((x) => x.step));
     numbersOf(runK).forEach((x, i) => {
       const a = numbersOf(runA)[i]!;
+      if (x.kind === 'health') {
+        // the window open at the kill restarts at the checkpoint; later windows are the same
+        if (x.since_step === a.since_step) expect(x).toEqual(a);
+        else expect(x).toMatchObject({ since_step: at, step: a.step });
+        return;
+      }
       const key = x.kind === 'train' ? 'loss' : 'val_loss';
       expect(relErr(x[key] as number, a[key] as number), `${x.kind} step ${x.step}`).toBeLessThan(1e-6);
     });
+    // TensorBoard: a second events file, and the redone steps dropped from the first
+    expect(eventFiles(join(runK, 'tb'))).toHaveLength(2);
+    expect(tbSeries(runK, 'train/loss').map(([step]) => step)).toEqual(metricSeries(runA, 'train', 'loss').map(([step]) => step));
+    expect(tbSeries(runK, 'train/loss')).toEqual(metricSeries(runK, 'train', 'loss'));
+    expect(tbSeries(runK, 'val/loss')).toEqual(metricSeries(runK, 'eval', 'val_loss'));
   });
 
   it('Ctrl-C (SIGINT) finishes the step, saves a checkpoint and exits 130; resuming finishes the run', async () => {

@@ -98,20 +98,21 @@ describe('peer-train usage', () => {
 });
 
 describe('peer-train report', () => {
-  it('a run: self-contained HTML with the four plots, the summary numbers and the config; valid PNGs next to it', async () => {
+  it('a run: self-contained HTML with the five plots, the summary numbers and the config; valid PNGs next to it', async () => {
     const r = await runCli(['report', run], { cwd: dir });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`report: ${join(run, 'report.html')}`);
     const html = readFileSync(join(run, 'report.html'), 'utf8');
     const images = [...html.matchAll(/src="data:image\/svg\+xml;base64,([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8'));
-    expect(images).toHaveLength(4);
-    const names = ['loss', 'lr', 'throughput', 'usage'];
+    expect(images).toHaveLength(5);
+    const names = ['loss', 'lr', 'throughput', 'health', 'usage'];
     names.forEach((name, i) => {
       expect(images[i]).toBe(readFileSync(join(run, `${name}.svg`), 'utf8'));
       expectValidPng(join(run, `${name}.png`), join(run, `${name}.svg`));
     });
     expect(images[0]).toContain('tiny: peer: loss');
-    expect(images[3]).toContain('expert usage');
+    expect(images[3]).toContain('expert health');
+    expect(images[4]).toContain('expert usage');
     // nothing external: no scripts, stylesheets or remote images
     expect(html).not.toMatch(/<script|<link|src="http|url\(http/);
     const summary = readJson<{ val_loss: number; val_ppl: number; params_total: number; steps: number }>(join(run, 'summary.json'));
@@ -129,6 +130,20 @@ describe('peer-train report', () => {
     const points = [...images[0]!.matchAll(/aria-label="step: (\d+); cross-entropy \(nats\/token\): ([\d.]+); series: validation" role="graphics-symbol" aria-roledescription="point"/g)];
     expect(points.map((p) => Number(p[1]))).toEqual(evals.map((e) => e.step));
     points.forEach((p, i) => expect(relErr(Number(p[2]), evals[i]!.val_loss!)).toBeLessThan(1e-9));
+    // expert health: a point per evaluation (tiny: every 10 steps, and the final one) at its usage and KL
+    const health = readFileSync(join(run, 'metrics.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as { kind: string; step: number; usage: number; unevenness: number; dead: number })
+      .filter((m) => m.kind === 'health');
+    expect(health.map((h) => h.step)).toEqual([10, 20, 30]);
+    const usagePoints = [...images[3]!.matchAll(/aria-label="step: (\d+); experts used \(%\): ([\d.]+); layer: block 1 \(peer\)" role="graphics-symbol" aria-roledescription="point"/g)];
+    expect(usagePoints.map((p) => Number(p[1]))).toEqual([10, 20, 30]);
+    usagePoints.forEach((p, i) => expect(relErr(Number(p[2]), 100 * health[i]!.usage)).toBeLessThan(1e-9));
+    const klPoints = [...images[3]!.matchAll(/aria-label="step: (\d+); unevenness \(KL to uniform, nats\): ([\d.]+); layer: block 1 \(peer\)" role="graphics-symbol" aria-roledescription="point"/g)];
+    klPoints.forEach((p, i) => expect(relErr(Number(p[2]), health[i]!.unevenness)).toBeLessThan(1e-9));
+    expect(klPoints).toHaveLength(3);
+    expect(html).toContain(`<td class="num">${health[2]!.dead} of 256</td>`);
   });
 });
 

@@ -3,7 +3,7 @@
 //
 // Axes: D model width, E experts, H expert hidden width.
 import type * as tf from '@tensorflow/tfjs-core';
-import type { NamedArray, UsageStatsReport } from '@peer/expert-store';
+import type { NamedArray, UsageOptions, UsageStatsReport } from '@peer/expert-store';
 import type { StateEntryGetter } from '@peer/feed-forward';
 import { expertSlotFlops } from './moe-expert-mixture.js';
 import { MoeParameters, type MoeShape } from './moe-parameters.js';
@@ -66,8 +66,8 @@ export abstract class MoeLayerBase<Config extends MoeShape> {
   }
 
   /** Starts accumulating, per expert, the combine weights it received (and their count). */
-  startUsage(): void {
-    this.usage.start();
+  startUsage(options: UsageOptions = {}): void {
+    this.usage.start(options);
   }
 
   stopUsage(): UsageStatsReport {

@@ -383,6 +383,14 @@ describe('ProductKeyMemory training step, sparse update, accounting, state, usag
     expect(Array.from(report.hits)).toEqual(Array.from(hits));
     expectClose(report.weights, weights, { rtol: 1e-4, atol: 1e-6 });
     expect(report.usage).toBe(weights.filter((w) => w > 0).length / 36);
+    // head overlap: reads whose slot another head of the same token also read (2 heads x top-3)
+    let shared = 0;
+    for (let r = 0; r < ref.indices.length; r++) {
+      const t = Math.floor(r / 6);
+      const head = Math.floor((r % 6) / 3);
+      for (let j = 0; j < 3; j++) if (ref.indices[t * 6 + (1 - head) * 3 + j] === ref.indices[r]) shared++;
+    }
+    expect(report.headOverlap).toBe(shared / ref.indices.length);
     layer.dispose();
   });
 });

@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { batchNormInference, batchNormTraining, ProductKeys, QueryNorm, retrieve, updateRunningStats, type SubKeyTables } from '@peer/product-keys';
-import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageStatsReport } from '@peer/expert-store';
+import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageOptions, type UsageStatsReport } from '@peer/expert-store';
 import type { ApplyMode, FeedForwardLayer, FeedForwardOutput, StateEntryGetter } from '@peer/feed-forward';
 import { checkEntries, requireEntry, variableEntry, type ExpectedEntry } from './layer-state.js';
 import { checkInput3D } from './moe-stats.js';
@@ -170,7 +170,7 @@ export class ProductKeyMemory implements FeedForwardLayer {
     const common = { lr: o.lr, weightDecay: o.weightDecay, ...(o.clipNorm === undefined ? {} : { clipNorm: o.clipNorm }) };
     this.valueOptimizer = o.kind === 'adam' ? new SparseAdam({ ...common, beta1: o.beta1, beta2: o.beta2, eps: o.eps }, [this.values]) : new SparseSgd(common, [this.values]);
     this.valueOptimizer.track(this.values);
-    this.usage = new UsageAccumulator(c.memories);
+    this.usage = new UsageAccumulator(c.memories, { count: c.heads, perHead: c.topK });
   }
 
   /** The parameters as tensors, for `pkmForward`. */
@@ -239,8 +239,8 @@ export class ProductKeyMemory implements FeedForwardLayer {
   }
 
   /** Starts accumulating, per memory slot, the softmax weights of its reads (and their count). */
-  startUsage(): void {
-    this.usage.start();
+  startUsage(options: UsageOptions = {}): void {
+    this.usage.start(options);
   }
 
   stopUsage(): UsageStatsReport {

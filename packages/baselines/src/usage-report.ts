@@ -1,21 +1,25 @@
 // Routing statistics over an evaluation pass (the paper's Table 2) for the baseline layers, on the
 // expert store's UsageStats: per target (expert or memory slot) the accumulated router weight and
 // hit count, summarized as usage, unevenness (KL to uniform), top-1% share and a histogram.
-import { UsageStats, type UsageStatsReport } from '@peer/expert-store';
+import { UsageStats, type UsageOptions, type UsageStatsOptions, type UsageStatsReport } from '@peer/expert-store';
 
 /** Accumulates router weight and hits per target between `start()` and `stop()`. */
 export class UsageAccumulator {
   private stats: UsageStats | undefined;
 
-  constructor(readonly count: number) {}
+  /** `heads`: the retrieval heads of a layer whose routing records come [tokens, h, k] (for the head overlap). */
+  constructor(
+    readonly count: number,
+    private readonly heads?: UsageStatsOptions['heads'],
+  ) {}
 
   get active(): boolean {
     return this.stats !== undefined;
   }
 
   /** Starts (or restarts, forgetting what was recorded) accumulating. */
-  start(): void {
-    this.stats = new UsageStats(this.count);
+  start(options: UsageOptions = {}): void {
+    this.stats = new UsageStats(this.count, { ...options, ...(this.heads ? { heads: this.heads } : {}) });
   }
 
   /** One routed (target, weight) pair per entry; ignored unless started. */

@@ -37,7 +37,7 @@ export { RowSparseGrad, globalNorm, type RowSparseGradOptions } from './row-spar
 export { SparseOptimizer, type SparseOptimizerOptions, type SparseStepResult } from './sparse-optimizer.js';
 export { SparseAdam, adamRows, type AdamState, type SparseAdamOptions } from './sparse-adam.js';
 export { SparseSgd, type SgdState, type SparseSgdOptions } from './sparse-sgd.js';
-export { UsageStats, type UsageReport, type UsageStatsOptions, type UsageStatsReport } from './usage-stats.js';
+export { UsageStats, type UsageOptions, type UsageReport, type UsageStatsOptions, type UsageStatsReport } from './usage-stats.js';
 export { usageHistogram, type HistogramOptions, type UsageHistogram } from './usage-histogram.js';
 export { StoreFileError } from './file-io.js';
 export {

@@ -86,4 +86,60 @@ describe('UsageStats', () => {
     expect(() => new UsageStats(0)).toThrow(/numExperts must be a positive integer, got 0/);
     expect(stats.report().retrievals).toBe(0);
   });
+
+  it('measures head overlap as a brute-force count over tokens and heads does', () => {
+    const rng = testRng();
+    const n = 40;
+    for (const [h, k] of [[2, 3], [4, 5], [8, 2]] as const) {
+      const stats = new UsageStats(n, { heads: { count: h, perHead: k } });
+      let overlapping = 0;
+      let total = 0;
+      for (let call = 0; call < 4; call++) {
+        const tokens = 1 + rng.int(30);
+        // each head picks k distinct experts, as a top-k does
+        const idx = new Int32Array(tokens * h * k);
+        for (let t = 0; t < tokens; t++) {
+          for (let a = 0; a < h; a++) {
+            const picked = new Set<number>();
+            while (picked.size < k) picked.add(rng.int(rng.float() < 0.5 ? 6 : n));
+            [...picked].forEach((e, j) => (idx[(t * h + a) * k + j] = e));
+          }
+        }
+        stats.record(idx, Float32Array.from(idx, () => rng.float()));
+        for (let t = 0; t < tokens; t++) {
+          for (let a = 0; a < h; a++) {
+            for (let j = 0; j < k; j++) {
+              const e = idx[(t * h + a) * k + j];
+              let shared = false;
+              for (let b = 0; b < h; b++) if (b !== a) for (let i = 0; i < k; i++) shared ||= idx[(t * h + b) * k + i] === e;
+              if (shared) overlapping++;
+              total++;
+            }
+          }
+        }
+      }
+      expect(stats.report().headOverlap).toBe(overlapping / total);
+    }
+    // heads that copy each other overlap completely; disjoint ones not at all; one head: no overlap reported
+    const copy = new UsageStats(10, { heads: { count: 2, perHead: 2 } });
+    copy.record(Int32Array.of(1, 2, 2, 1, 5, 6, 7, 8), new Float32Array(8).fill(1));
+    expect(copy.report().headOverlap).toBe(0.5);
+    copy.reset();
+    expect(copy.report().headOverlap).toBeNaN();
+    expect(new UsageStats(10, { heads: { count: 1, perHead: 4 } }).report().headOverlap).toBeUndefined();
+    expect(new UsageStats(10).report().headOverlap).toBeUndefined();
+    expect(() => copy.record(Int32Array.of(1, 2, 3), new Float32Array(3))).toThrow('UsageStats.record: 3 retrievals is not a whole number of tokens of 4 (heads x per head)');
+    expect(() => new UsageStats(10, { heads: { count: 2, perHead: 0 } })).toThrow(/heads must be \{ count, perHead \} of positive integers/);
+  });
+
+  it('with skipNonFinite leaves out retrievals with a non-finite weight and counts them; negative weights still throw', () => {
+    const stats = new UsageStats(4, { skipNonFinite: true });
+    stats.record(Int32Array.of(0, 1, 2, 1), Float32Array.of(1, NaN, Infinity, 3));
+    const r = stats.report();
+    expect(Array.from(r.hits)).toEqual([1, 1, 0, 0]);
+    expect(Array.from(r.weights)).toEqual([1, 3, 0, 0]);
+    expect(r.retrievals).toBe(2);
+    expect(r.skipped).toBe(2);
+    expect(() => stats.record(Int32Array.of(0), Float32Array.of(-1))).toThrow(/weights\[0\] = -1/);
+  });
 });

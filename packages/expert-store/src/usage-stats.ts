@@ -3,9 +3,12 @@
 //   usage       = fraction of experts with z_i > 0
 //   unevenness  = KL(z || uniform) = log N + sum_i z_i log z_i      (0 for perfectly even use)
 //   top-1% share = total z of the ceil(N / 100) heaviest experts
-// plus hit counts and a histogram of z_i * N (1 = the uniform share) on log-spaced bins.
+// plus hit counts and a histogram of z_i * N (1 = the uniform share) on log-spaced bins, and, for
+// layers with several retrieval heads, how often a token's heads pick the same expert:
+//   head overlap = share of retrievals whose expert another head of the same token also retrieved
+// (0 when the heads always pick disjoint experts; heads that copy each other make it 1).
 //
-// Axes: N experts, L recorded retrievals.
+// Axes: N experts, L recorded retrievals, h heads, k retrievals per head.
 import { usageHistogram, type UsageHistogram } from './usage-histogram.js';
 
 export type { UsageHistogram };
@@ -27,6 +30,11 @@ export interface UsageReport {
   weights: Float64Array;
   /** Number of retrievals per target (length `count`, a copy). */
   hits: Float64Array;
+  /**
+   * Share of retrievals whose target another head of the same token also retrieved; only for
+   * layers with several heads (undefined otherwise), NaN before any retrieval was recorded.
+   */
+  headOverlap?: number;
 }
 
 /** The usage report with the histogram and totals added. */
@@ -36,13 +44,29 @@ export interface UsageStatsReport extends UsageReport {
   totalWeight: number;
   /** Number of recorded retrievals. */
   retrievals: number;
+  /** Retrievals left out for a non-finite weight (`skipNonFinite`). */
+  skipped: number;
 }
 
-export interface UsageStatsOptions {
+/** What a caller of a layer's `startUsage` may choose. */
+export interface UsageOptions {
+  /**
+   * Leave out retrievals whose router weight is not finite instead of throwing (while training, a
+   * diverging step produces them; the trainer then stops on the non-finite loss with its own error).
+   */
+  skipNonFinite?: boolean;
+}
+
+export interface UsageStatsOptions extends UsageOptions {
   /** Histogram bins (default 24). */
   histogramBins?: number;
   /** Histogram range of z_i * N (default [1e-3, 1e3]). */
   histogramRange?: [number, number];
+  /**
+   * Retrieval heads of the layer: each `record` call then holds whole tokens laid out [tokens, h, k],
+   * and the report includes the head overlap. Leave out for a single head.
+   */
+  heads?: { count: number; perHead: number };
 }
 
 export class UsageStats {
@@ -52,6 +76,16 @@ export class UsageStats {
   private readonly bins: number;
   private readonly range: [number, number];
   private retrievals = 0;
+  /** Retrievals per token (h * k) when heads are tracked. */
+  private readonly perToken: number | undefined;
+  /** Token stamp and count per target for the overlap count (empty without heads). */
+  private readonly tokenStamp: Int32Array;
+  private readonly seenCount: Int32Array;
+  private stampNow = 0;
+  private overlapping = 0;
+  private grouped = 0;
+  private readonly skipNonFinite: boolean;
+  private skipped = 0;
 
   constructor(numExperts: number, options: UsageStatsOptions = {}) {
     if (!Number.isSafeInteger(numExperts) || numExperts <= 0) throw new Error(`UsageStats: numExperts must be a positive integer, got ${numExperts}`);
@@ -66,26 +100,77 @@ export class UsageStats {
     this.hits = new Float64Array(numExperts);
     this.bins = bins;
     this.range = [range[0], range[1]];
+    const heads = options.heads;
+    if (heads !== undefined) {
+      if (!Number.isSafeInteger(heads.count) || heads.count <= 0 || !Number.isSafeInteger(heads.perHead) || heads.perHead <= 0) {
+        throw new Error(`UsageStats: heads must be { count, perHead } of positive integers, got ${JSON.stringify(heads)}`);
+      }
+    }
+    this.perToken = heads && heads.count > 1 ? heads.count * heads.perHead : undefined;
+    this.tokenStamp = new Int32Array(this.perToken !== undefined ? numExperts : 0);
+    this.seenCount = new Int32Array(this.perToken !== undefined ? numExperts : 0);
+    this.skipNonFinite = options.skipNonFinite ?? false;
   }
 
   /** Adds one retrieval of expert `indices[k]` with router weight `weights[k]` for every k. */
   record(indices: Int32Array, weights: Float32Array | Float64Array): void {
     if (indices.length !== weights.length) throw new Error(`UsageStats.record: ${indices.length} indices but ${weights.length} weights`);
+    const perToken = this.perToken;
+    if (perToken !== undefined && indices.length % perToken !== 0) {
+      throw new Error(`UsageStats.record: ${indices.length} retrievals is not a whole number of tokens of ${perToken} (heads x per head)`);
+    }
     const n = this.count;
+    let skipped = 0;
     for (let k = 0; k < indices.length; k++) {
       const i = indices[k]!;
       const g = weights[k]!;
       if (!(i >= 0 && i < n)) throw new Error(`UsageStats.record: indices[${k}] = ${i} is out of range [0, ${n})`);
-      if (!(g >= 0 && g < Infinity)) throw new Error(`UsageStats.record: weights[${k}] = ${g} (router weights must be finite and >= 0)`);
+      if (!(g >= 0 && g < Infinity)) {
+        if (this.skipNonFinite && !Number.isFinite(g)) skipped++;
+        else throw new Error(`UsageStats.record: weights[${k}] = ${g} (router weights must be finite and >= 0)`);
+      }
     }
     const w = this.weights;
     const h = this.hits;
     for (let k = 0; k < indices.length; k++) {
       const i = indices[k]!;
-      w[i]! += weights[k]!;
+      const g = weights[k]!;
+      if (skipped > 0 && !Number.isFinite(g)) continue;
+      w[i]! += g;
       h[i]! += 1;
     }
-    this.retrievals += indices.length;
+    this.retrievals += indices.length - skipped;
+    this.skipped += skipped;
+    if (perToken !== undefined) this.countOverlap(indices, perToken);
+  }
+
+  /**
+   * Per token: counts its h * k targets, then the retrievals whose target occurs more than once.
+   * The per-target counters are reused across tokens through a token stamp (no clearing, no sort).
+   */
+  private countOverlap(indices: Int32Array, perToken: number): void {
+    const stamp = this.tokenStamp;
+    const seen = this.seenCount;
+    let overlapping = 0;
+    for (let t0 = 0; t0 < indices.length; t0 += perToken) {
+      if (this.stampNow === 0x7fffffff) {
+        stamp.fill(0);
+        this.stampNow = 0;
+      }
+      const now = ++this.stampNow;
+      const end = t0 + perToken;
+      for (let j = t0; j < end; j++) {
+        const e = indices[j]!;
+        if (stamp[e] === now) seen[e]!++;
+        else {
+          stamp[e] = now;
+          seen[e] = 1;
+        }
+      }
+      for (let j = t0; j < end; j++) if (seen[indices[j]!]! > 1) overlapping++;
+    }
+    this.overlapping += overlapping;
+    this.grouped += indices.length;
   }
 
   /** Forgets everything recorded. */
@@ -93,6 +178,9 @@ export class UsageStats {
     this.weights.fill(0);
     this.hits.fill(0);
     this.retrievals = 0;
+    this.overlapping = 0;
+    this.grouped = 0;
+    this.skipped = 0;
   }
 
   report(): UsageStatsReport {
@@ -130,6 +218,8 @@ export class UsageStats {
       histogram,
       totalWeight: total,
       retrievals: this.retrievals,
+      skipped: this.skipped,
+      ...(this.perToken !== undefined ? { headOverlap: this.grouped > 0 ? this.overlapping / this.grouped : NaN } : {}),
     };
   }
 }

@@ -4,9 +4,9 @@
 //
 // Axes: B batch, S sequence length, D model width.
 import type * as tf from '@tensorflow/tfjs-core';
-import type { NamedArray, UsageReport } from '@peer/expert-store';
+import type { NamedArray, UsageOptions, UsageReport } from '@peer/expert-store';
 
-export type { UsageReport };
+export type { UsageOptions, UsageReport };
 
 /** Every feed-forward kind a model config can name, in the order the CLI lists them. */
 export const FEED_FORWARD_KINDS = ['dense', 'moe', 'moe-ec', 'pkm', 'peer'] as const;
@@ -53,8 +53,11 @@ export interface FeedForwardLayer {
   activeParamsPerToken(): number;
   /** All parameters of the layer. */
   totalParams(): number;
-  /** Starts (or restarts) accumulating routing statistics in forward passes; undefined for dense. */
-  startUsage?(): void;
+  /**
+   * Starts (or restarts) accumulating routing statistics in forward passes; undefined for dense.
+   * Recording only reads the routing results: the layer computes the same numbers with it on.
+   */
+  startUsage?(options?: UsageOptions): void;
   /** Routing statistics accumulated since `startUsage`; stops accumulating. */
   stopUsage?(): UsageReport;
   /** Every piece of state (dense weights, BN statistics, sparse tables, sparse optimizer state), names prefixed with `prefix`. */

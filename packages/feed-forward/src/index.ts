@@ -5,6 +5,7 @@ export {
   type FeedForwardLayer,
   type FeedForwardOutput,
   type StateEntryGetter,
+  type UsageOptions,
   type UsageReport,
 } from './feed-forward-layer.js';
 export { ConfigError, valueAtPath } from './config-error.js';

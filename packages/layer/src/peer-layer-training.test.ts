@@ -200,6 +200,17 @@ describe('PeerLayer evaluation', () => {
     expect(report.count).toBe(64);
     expect(report.usage).toBeCloseTo(used / 64, 12);
     expect(report.unevenness).toBeCloseTo(kl, 5);
+    // head overlap: retrievals [T, h, k] whose expert another head of the same token also retrieved
+    const { heads: h, topK: k } = layer.config;
+    let shared = 0;
+    for (let r = 0; r < indices.length; r++) {
+      const t = Math.floor(r / (h * k));
+      const head = Math.floor((r % (h * k)) / k);
+      let other = false;
+      for (let b = 0; b < h; b++) for (let j = 0; j < k; j++) other ||= b !== head && indices[(t * h + b) * k + j] === indices[r];
+      if (other) shared++;
+    }
+    expect(report.headOverlap).toBe(shared / indices.length);
     expect(() => layer.stopUsage()).toThrow('startUsage was not called');
     x.dispose();
     layer.dispose();

@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
 import { ProductKeys, QueryNorm, retrieve } from '@peer/product-keys';
 import type { FeedForwardLayer } from '@peer/feed-forward';
-import { HostExpertTable, SparseAdam, SparseSgd, UsageStats, type NamedArray, type RowSparseGrad, type UsageStatsReport } from '@peer/expert-store';
+import { HostExpertTable, SparseAdam, SparseSgd, UsageStats, type NamedArray, type RowSparseGrad, type UsageOptions, type UsageStatsReport } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
 import { expertMixture, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
@@ -235,9 +235,10 @@ export class PeerLayer implements FeedForwardLayer {
     return peerParams(this.config);
   }
 
-  /** Starts (or restarts) accumulating router weights per expert in forward passes. */
-  startUsage(): void {
-    this.usage = new UsageStats(this.config.tableRows);
+  /** Starts (or restarts) accumulating router weights per expert (and, with several heads, their overlap) in forward passes. */
+  startUsage(options: UsageOptions = {}): void {
+    const c = this.config;
+    this.usage = new UsageStats(c.tableRows, { ...options, heads: { count: c.heads, perHead: c.topK } });
   }
 
   /** The usage report (the paper's Table 2 metrics) since `startUsage`; stops accumulating. */

@@ -10,11 +10,14 @@ import { buildModel } from '../run/build-model.js';
 import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from '../run/checkpoint.js';
 import { asUsageError, corpusOptions, openCorpus, openSplit } from '../run/open-data.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
-import { RunFolder, writeJsonAtomic } from '../run/run-folder.js';
+import { RunFolder, writeJsonAtomic, type MetricsRecord } from '../run/run-folder.js';
+import { TensorBoardLog } from '../run/tensorboard-log.js';
+import { truncateEvents } from '../tensorboard/event-file.js';
 import { formatSummary, type RunSummary } from '../run/summary.js';
 import { writeRunReport } from '../report/run-report.js';
 import { AdamW } from '../train/adamw.js';
 import { evaluate } from '../train/evaluate.js';
+import { ExpertHealthMonitor, reportHealth } from '../train/expert-health.js';
 import { flopsPerStep, formatCount, stepsForBudget, tokensPerStep } from '../train/flops.js';
 import { createProgress } from '../train/progress.js';
 import { trainLoop, type LoopPosition } from '../train/train-loop.js';
@@ -26,6 +29,10 @@ export interface TrainCommandOptions extends ConfigFlags {
   out?: string;
   set?: string[];
   resume?: string;
+  /** Write TensorBoard event files to <run>/tb/ (default true). */
+  tensorboard?: boolean;
+  /** Record expert usage while training and report it at each evaluation (default true; sparse layers only). */
+  expertHealth?: boolean;
   /** Where status lines go (default stderr). */
   log?: (line: string) => void;
 }
@@ -103,6 +110,8 @@ export async function train(options: TrainCommandOptions): Promise<number> {
   let unlock: (() => void) | undefined;
   let model: TransformerLM | undefined;
   let optimizer: AdamW | undefined;
+  let tensorboard: TensorBoardLog | undefined;
+  let health: ExpertHealthMonitor | undefined;
   try {
     model = buildModel(config);
     const tokens = tokensPerStep(config.data);
@@ -130,6 +139,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
 
     // 3. The run folder: a new one, or the resumed one rewound to its checkpoint.
     let start: LoopPosition = { step: 0, tokens: 0, trainSeconds: 0, wallSeconds: 0 };
+    const resuming = run !== undefined;
     if (run && record) {
       unlock = run.lock();
       if (run.hasCheckpoint()) {
@@ -178,6 +188,15 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     const m = model;
     const opt = optimizer;
     const folder = run;
+    // TensorBoard gets the same records as metrics.jsonl; a resumed run drops the redone steps from both.
+    if (resuming) truncateEvents(folder.path('tensorboard'), start.step);
+    if (options.tensorboard ?? true) tensorboard = new TensorBoardLog(folder.path('tensorboard'));
+    if (options.expertHealth ?? true) health = new ExpertHealthMonitor(m);
+    const tb = tensorboard;
+    const writeMetrics = (r: MetricsRecord) => {
+      folder.appendMetrics(r);
+      tb?.write(r);
+    };
     let stopSignal: string | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
       if (stopSignal) process.exit(INTERRUPTED_EXIT_CODE); // a second Ctrl-C: quit now; the last checkpoint is intact
@@ -204,8 +223,9 @@ export async function train(options: TrainCommandOptions): Promise<number> {
           const state: TrainerState = { version: 1, ...position, batcher: batcher.state(), configHash: hash };
           writeCheckpoint(folder.checkpointDir, [...m.stateEntries(), ...opt.stateEntries()], state);
         },
-        writeMetrics: (r) => folder.appendMetrics(r),
+        writeMetrics,
         stopRequested: () => stopSignal !== undefined,
+        health,
       });
     } finally {
       progress.stop();
@@ -226,10 +246,13 @@ export async function train(options: TrainCommandOptions): Promise<number> {
       );
     }
 
-    // 5. Final evaluation and summary.
-    const final = evaluate(m, valData.file, evalOptions(config.train.finalEvalBatches));
+    // 5. Final evaluation (with the last expert-health window) and summary.
     const p = outcome.position;
-    folder.appendMetrics({ kind: 'eval', step: p.step, tokens: p.tokens, val_loss: final.loss, val_ppl: final.perplexity, val_bpb: final.bitsPerByte });
+    const lastWindow = health?.collect(p.step);
+    if (lastWindow) reportHealth(lastWindow, p.tokens, writeMetrics, log);
+    const final = evaluate(m, valData.file, evalOptions(config.train.finalEvalBatches));
+    writeMetrics({ kind: 'eval', step: p.step, tokens: p.tokens, val_loss: final.loss, val_ppl: final.perplexity, val_bpb: final.bitsPerByte });
+    tensorboard?.close();
     const tokensPerSecond = p.trainSeconds > 0 ? p.tokens / p.trainSeconds : 0;
     const summary: RunSummary = {
       run: folder.dir,
@@ -260,6 +283,8 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     process.stdout.write(`report: ${report.htmlPath}\n`);
     return 0;
   } finally {
+    health?.stop();
+    tensorboard?.close();
     optimizer?.dispose();
     model?.dispose();
     for (const f of files) f.close();

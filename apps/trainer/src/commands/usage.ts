@@ -14,7 +14,7 @@
 import { join } from 'node:path';
 import { usageHistogram, writeSafetensors, type NamedArray, type UsageHistogram } from '@peer/expert-store';
 import type { SplitName } from '@peer/data';
-import type { FeedForwardLayer, UsageReport } from '@peer/feed-forward';
+import type { UsageReport } from '@peer/feed-forward';
 import type { TransformerLM } from '@peer/model';
 import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
@@ -24,6 +24,7 @@ import { loadRun, type LoadedRun } from '../run/load-run.js';
 import { openSplit } from '../run/open-data.js';
 import { writeJsonAtomic } from '../run/run-folder.js';
 import { evaluate } from '../train/evaluate.js';
+import { sparseLayers } from '../train/expert-health.js';
 import type { EvalCommandOptions } from './eval.js';
 
 export const USAGE_FILES = {
@@ -83,14 +84,6 @@ export interface UsageSubject {
 
 export function subjectOf(loaded: LoadedRun): UsageSubject {
   return { dir: loaded.run.dir, config: loaded.record.config, model: loaded.model, step: loaded.state.step };
-}
-
-/** The sparse layers of a model (those that collect routing statistics), with their block index. */
-export function sparseLayers(model: TransformerLM): { block: number; layer: FeedForwardLayer }[] {
-  return model
-    .feedForwards()
-    .map((layer, block) => ({ block, layer }))
-    .filter(({ layer }) => typeof layer.startUsage === 'function' && typeof layer.stopUsage === 'function');
 }
 
 function sum(xs: Float64Array): number {

@@ -1,12 +1,12 @@
 // The vega-lite specs of every plot the trainer draws: a run's loss curves, learning rate,
-// throughput and expert usage, and a sweep's isoFLOP curves. Each function takes plain rows and
+// throughput, expert usage and expert health over training, and a sweep's isoFLOP curves. Each function takes plain rows and
 // returns a spec; rendering lives in render.ts.
 import type { TopLevelSpec } from 'vega-lite';
 import { PLOT_SIZE } from './render.js';
 
 /** One logged step of metrics.jsonl, as the plots read it. */
 export interface MetricPoint {
-  kind: 'train' | 'eval';
+  kind: 'train' | 'eval' | 'health';
   step: number;
   [key: string]: number | string | null;
 }
@@ -72,6 +72,32 @@ export function throughputSpec(metrics: readonly MetricPoint[], title = 'through
   const panels = [panel(speed, 'tokens/s', '#4c78a8')];
   if (mfu.length > 0) panels.push(panel(mfu, 'MFU (%)', '#f58518'));
   return { title, vconcat: panels } as TopLevelSpec;
+}
+
+/**
+ * Expert health over training, from the `health` records: usage (%) and unevenness (KL to uniform)
+ * of each sparse layer at each evaluation, against the step; one line per layer.
+ */
+export function expertHealthSpec(metrics: readonly MetricPoint[], title = 'expert health'): TopLevelSpec {
+  const health = metrics.filter((m) => m.kind === 'health');
+  const series = (m: MetricPoint) => `block ${String(m.block)} (${String(m.layer)})`;
+  const usage = health.filter((m) => num(m.usage) !== undefined).map((m) => ({ step: m.step, value: 100 * (m.usage as number), layer: series(m) }));
+  const kl = health.filter((m) => num(m.unevenness) !== undefined).map((m) => ({ step: m.step, value: m.unevenness as number, layer: series(m) }));
+  const panel = (values: { step: number; value: number; layer: string }[], yTitle: string) => ({
+    width: PLOT_SIZE.width,
+    height: Math.round(PLOT_SIZE.height * 0.6),
+    data: { values },
+    mark: { type: 'line', point: true },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'step' },
+      y: { field: 'value', type: 'quantitative', title: yTitle, scale: { zero: false } },
+      color: { field: 'layer', type: 'nominal', title: 'layer' },
+    },
+  });
+  return {
+    title: { text: title, subtitle: 'over the training steps since the previous evaluation' },
+    vconcat: [panel(usage, 'experts used (%)'), panel(kl, 'unevenness (KL to uniform, nats)')],
+  } as TopLevelSpec;
 }
 
 /** One histogram bar: `count` experts whose share of router weight, times N, is in [lo, hi). */

@@ -1,13 +1,14 @@
 // The report of one run: report.html (self-contained) with the loss curves (train + validation),
-// learning rate, throughput (tokens/s, MFU), expert usage of the sparse layers, the summary and the
-// config; the plots also as loss|lr|throughput|usage .svg/.png next to it, in the run folder.
+// learning rate, throughput (tokens/s, MFU), expert health while training and expert usage of the
+// sparse layers, the summary and the config; the plots also as loss|lr|throughput|health|usage
+// .svg/.png next to it, in the run folder.
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UsageError } from '../errors.js';
 import type { TransformerLM } from '@peer/model';
 import { formatPercent, measureUsage, subjectOf, USAGE_FILES, writeUsagePlot, type UsageResult } from '../commands/usage.js';
 import { writePlot, type PlotFiles } from '../plots/render.js';
-import { learningRateSpec, lossCurveSpec, throughputSpec, type MetricPoint } from '../plots/specs.js';
+import { expertHealthSpec, learningRateSpec, lossCurveSpec, throughputSpec, type MetricPoint } from '../plots/specs.js';
 import { loadRun } from '../run/load-run.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
 import { readJsonFile, RunFolder } from '../run/run-folder.js';
@@ -127,6 +128,9 @@ export async function writeRunReport(dir: string, options: RunReportOptions = {}
   const lr = await writePlot(run.dir, 'lr', learningRateSpec(metrics, `${title}: learning rate`));
   const speed = await writePlot(run.dir, 'throughput', throughputSpec(metrics, `${title}: throughput`));
   plots.push(loss, lr, speed);
+  const healthRecords = metrics.filter((m) => m.kind === 'health');
+  const healthPlot = healthRecords.length > 0 ? await writePlot(run.dir, 'health', expertHealthSpec(metrics, `${title}: expert health`)) : undefined;
+  if (healthPlot) plots.push(healthPlot);
   const usagePlot = usage ? await writeUsagePlot(run.dir, usage.layers, usage.tokens) : undefined;
   if (usagePlot) plots.push(usagePlot);
 
@@ -151,6 +155,29 @@ export async function writeRunReport(dir: string, options: RunReportOptions = {}
   }
   sections.push({ title: 'Learning rate', html: htmlFigure(lr, 'dense learning rate (warmup, then the schedule)') });
   sections.push({ title: 'Throughput', html: htmlFigure(speed, 'training tokens per second and model FLOPs utilization (against the measured matMul rate), per logged window') });
+  if (healthPlot) {
+    const overlap = healthRecords.some((m) => m.head_overlap !== undefined);
+    sections.push({
+      title: 'Expert health while training',
+      html: [
+        htmlFigure(healthPlot, 'share of experts retrieved and unevenness (KL of the router weight to uniform) of each sparse layer, over the training steps since the previous evaluation'),
+        htmlTable(
+          ['step', 'block', 'layer', 'usage', 'unevenness (KL)', 'dead experts', ...(overlap ? ['head overlap'] : [])],
+          healthRecords.map((m) => [
+            `${Number(m.since_step) + 1}\u2013${m.step}`,
+            Number(m.block),
+            String(m.layer),
+            formatPercent(Number(m.usage), 2),
+            fixed(m.unevenness as number | null, 4),
+            `${Number(m.dead).toLocaleString('en-US')} of ${Number(m.experts).toLocaleString('en-US')}`,
+            ...(overlap ? [typeof m.head_overlap === 'number' ? formatPercent(m.head_overlap, 2) : 'n/a'] : []),
+          ]),
+          new Set(['block', 'usage', 'unevenness (KL)', 'dead experts', 'head overlap']),
+        ),
+        '<p>Dead experts: never retrieved in those steps; head overlap: share of retrievals whose expert another head of the same token also retrieved.</p>',
+      ].join('\n'),
+    });
+  }
   if (sparse) {
     sections.push({
       title: 'Expert usage',

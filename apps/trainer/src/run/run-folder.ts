@@ -1,7 +1,8 @@
 // The run folder: everything one training run writes, and the only place that knows its layout.
 //
 //   <run>/config.json     fully resolved config + package versions + backend (written once)
-//   <run>/metrics.jsonl   one JSON object per logged step ({"kind":"train"|"eval", "step", ...})
+//   <run>/metrics.jsonl   one JSON object per logged step ({"kind":"train"|"eval"|"health", "step", ...})
+//   <run>/tb/             TensorBoard event files of the same metrics (one file per training process)
 //   <run>/checkpoint/     the last complete checkpoint (see checkpoint.ts)
 //   <run>/summary.json    written when training finishes
 //   <run>/train.lock      the pid of the process training the run, while it runs
@@ -14,6 +15,7 @@ export const RUN_FILES = {
   metrics: 'metrics.jsonl',
   checkpoint: 'checkpoint',
   summary: 'summary.json',
+  tensorboard: 'tb',
   /** Holds the pid of the process training the run; a stale one (dead pid) is taken over. */
   lock: 'train.lock',
 } as const;
@@ -48,7 +50,8 @@ export function readJsonFile<T>(path: string, what: string): T {
   }
 }
 
-export type MetricsRecord = { kind: 'train' | 'eval'; step: number } & Record<string, number | string | null>;
+/** A metrics.jsonl line: a logged training step, an evaluation, or one sparse layer's expert health at an evaluation. */
+export type MetricsRecord = { kind: 'train' | 'eval' | 'health'; step: number } & Record<string, number | string | null>;
 
 export class RunFolder {
   readonly dir: string;

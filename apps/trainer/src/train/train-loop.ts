@@ -14,6 +14,7 @@ import type { MetricsRecord } from '../run/run-folder.js';
 import type { AdamW } from './adamw.js';
 import { clipByGlobalNorm } from './clip-grads.js';
 import type { EvalResult } from './evaluate.js';
+import { reportHealth, type ExpertHealthMonitor } from './expert-health.js';
 import type { LanguageModel } from './language-model.js';
 import { learningRate, type LrSchedule } from './lr-schedule.js';
 import type { ProgressReporter } from './progress.js';
@@ -49,6 +50,11 @@ export interface TrainLoopOptions {
   writeMetrics: (record: MetricsRecord) => void;
   /** Polled after every step: true asks the loop to checkpoint and return (Ctrl-C). */
   stopRequested: () => boolean;
+  /**
+   * Expert health of the sparse layers: the loop opens a window at its start and reports and
+   * reopens it at each evaluation; the caller reports the last one (with the final evaluation).
+   */
+  health?: ExpertHealthMonitor;
 }
 
 export type LoopOutcome =
@@ -135,6 +141,7 @@ export async function trainLoop(o: TrainLoopOptions): Promise<LoopOutcome> {
     wallMark = now;
   };
 
+  o.health?.start(position.step);
   while (position.step < totalSteps) {
     const step = position.step;
     const lr = learningRate(step, schedule);
@@ -174,9 +181,13 @@ export async function trainLoop(o: TrainLoopOptions): Promise<LoopOutcome> {
     }
 
     if (evalEvery > 0 && position.step % evalEvery === 0 && position.step < totalSteps) {
+      // the health window covers training steps only: it closes before the evaluation passes
+      const health = o.health?.collect(position.step);
+      if (health) reportHealth(health, position.tokens, o.writeMetrics, (line) => o.progress.log(line));
       const r = o.evaluate(config.train.evalBatches);
       o.writeMetrics({ kind: 'eval', step: position.step, tokens: position.tokens, val_loss: r.loss, val_ppl: r.perplexity, val_bpb: r.bitsPerByte });
       o.progress.log(`eval step ${position.step} | val_loss ${r.loss.toFixed(4)} | ppl ${r.perplexity.toFixed(2)} | bpb ${r.bitsPerByte.toFixed(4)}`);
+      o.health?.start(position.step);
     }
     const stop = o.stopRequested();
     if (position.step === totalSteps || stop || (checkpointEvery > 0 && position.step % checkpointEvery === 0)) {
