@@ -7,6 +7,7 @@ import { benchAllCommand, benchLayerCommand, benchTrainCommand, BENCH_LAYERS } f
 import { layerIoCommand } from './commands/layer-io.js';
 import { reportCommand } from './commands/report.js';
 import { sweepCommand } from './commands/sweep.js';
+import { addWorkerCommand, sweepStatusAction } from './queue-commands.js';
 import { usageCommand } from './commands/usage.js';
 import { INTERRUPTED_EXIT_CODE } from './commands/train.js';
 import { collect, intArg } from './cli-args.js';
@@ -41,11 +42,16 @@ export function addExperimentCommands(program: Command): void {
     .option('--out <dir>', 'sweep folder (default: runs/sweep-<name>); rerun with the same folder to continue an interrupted sweep')
     .option('--jobs <n>', 'runs trained at the same time (each uses one core on wasm)', intArg(1), 1)
     .option('--dry-run', 'print the planned runs (parameters, FLOPs, steps) and stop')
+    .option('--queue <url>', 'redis://[user:pass@]host:port[/db]: queue the runs for `peer-train worker`s (BullMQ) instead of training them here')
+    .option('--status', 'with --queue: show the state of the sweeps on the queue (of --out / --preset / --config only, when given) and stop')
     .addOption(backendOption())
     .action(async (opts) => {
+      if (opts.status) return sweepStatusAction(opts);
       const result = await sweepCommand(opts);
       if (result.interrupted) process.exit(INTERRUPTED_EXIT_CODE);
     });
+
+  addWorkerCommand(command(program, 'worker'));
 
   command(program, 'report')
     .description('report.html (self-contained) of a run folder (loss, learning rate, throughput, expert usage, config, summary) or of a sweep folder (table and isoFLOP plot), with SVG/PNG plots next to it')

@@ -2,7 +2,8 @@
 // config: plan the run (steps = floor(budget / FLOPs per step)), train it in its own process (final
 // evaluation included), then write summary.csv, summary.md, the isoFLOP plot and report.html.
 // Rerunning the same command continues an interrupted sweep: finished runs are skipped, unfinished
-// ones resume from their last checkpoint.
+// ones resume from their last checkpoint. With --queue the runs are trained by `peer-train worker`s
+// on other machines instead (src/queue/), and the outputs are the same.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
@@ -10,6 +11,10 @@ import { writeSweepOutputs, type SweepOutputs } from '../report/sweep-report.js'
 import { assertSameSweep, checkSweepFolder, planSweep, writeSweepFolder, type PlannedRun } from '../sweep/plan.js';
 import { checkRunFolders, executeSweep, isFinished, type RunOutcome } from '../sweep/run-sweep.js';
 import { loadSweep } from '../sweep/sweep-config.js';
+import { probeRedis } from '../queue/connect.js';
+import { sweepKeyOf } from '../queue/jobs.js';
+import { parseQueueUrl } from '../queue/redis-url.js';
+import { runSweepOnQueue } from '../queue/sweep-on-queue.js';
 import { formatCount } from '../train/flops.js';
 
 export interface SweepCommandOptions {
@@ -24,6 +29,8 @@ export interface SweepCommandOptions {
   dryRun?: boolean;
   /** The CLI to spawn for each run (default: this package's dist/cli.js). */
   cli?: string;
+  /** Redis URL: the runs go to this queue, for `peer-train worker`s to train. */
+  queue?: string;
   log?: (line: string) => void;
   /** Where the final table goes (default stdout). */
   print?: (text: string) => void;
@@ -61,6 +68,11 @@ export async function sweepCommand(options: SweepCommandOptions): Promise<SweepR
   const dir = resolve(options.out ?? join('runs', `sweep-${loaded.name}`));
   const existing = checkSweepFolder(dir);
   if (existing) assertSameSweep(dir, existing, loaded);
+  const queueUrl = options.queue === undefined ? undefined : parseQueueUrl(options.queue);
+  if (queueUrl) {
+    sweepKeyOf(dir);
+    await probeRedis(queueUrl);
+  }
   const plan = await planSweep(loaded, { backend: options.backend });
   if (existing) checkRunFolders(dir, plan.runs, plan.resolved);
   const { sweep } = loaded;
@@ -72,7 +84,9 @@ export async function sweepCommand(options: SweepCommandOptions): Promise<SweepR
   if (options.dryRun) return { dir, runs: plan.runs, outcomes: [], interrupted: false };
 
   const record = writeSweepFolder(dir, loaded, plan, existing);
-  const { outcomes, interrupted } = await executeSweep(dir, plan.runs, { jobs: options.jobs, log, cli: options.cli, planned: plan.resolved });
+  const { outcomes, interrupted } = queueUrl
+    ? await runSweepOnQueue(dir, record, plan.configs, { queue: queueUrl, ...(options.log ? { log } : {}) })
+    : await executeSweep(dir, plan.runs, { jobs: options.jobs, log, cli: options.cli, planned: plan.resolved });
   const outputs = await writeSweepOutputs(dir, new Map(outcomes.map((o) => [o.id, o.status])), record);
   print(readFileSync(outputs.mdPath, 'utf8'));
   print(`table: ${outputs.csvPath} | plot: ${join(dir, 'isoflop.png')} | report: ${outputs.htmlPath}\n`);

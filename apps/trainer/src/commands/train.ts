@@ -11,6 +11,7 @@ import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from '
 import { asUsageError, corpusOptions, openCorpus, openSplit } from '../run/open-data.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
 import { RunFolder, writeJsonAtomic, type MetricsRecord } from '../run/run-folder.js';
+import { stopWhenParentDies } from '../run/stop-with-parent.js';
 import { TensorBoardLog } from '../run/tensorboard-log.js';
 import { truncateEvents } from '../tensorboard/event-file.js';
 import { formatSummary, type RunSummary } from '../run/summary.js';
@@ -206,6 +207,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     const progress = createProgress({ totalSteps, startStep: start.step });
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    stopWhenParentDies();
     let outcome;
     try {
       outcome = await trainLoop({

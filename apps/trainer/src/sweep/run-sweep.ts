@@ -3,7 +3,7 @@
 // non-finite loss stops that run only, and every run is resumable on its own. A run folder with a
 // summary.json is finished and skipped; one without is continued with `train --resume` (from its last
 // checkpoint, or from step 0), so a sweep that was interrupted or killed picks up where it stopped.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { configHash } from '../run/checkpoint.js';
@@ -14,10 +14,12 @@ import type { TrainConfig } from '../config/schema.js';
 import { UsageError } from '../errors.js';
 import { readRunRecord } from '../run/run-record.js';
 import { RUN_FILES, RunFolder } from '../run/run-folder.js';
+import { STOP_WITH_PARENT_ENV } from '../run/stop-with-parent.js';
 import { formatDuration } from '../train/progress.js';
 import type { PlannedRun } from './plan.js';
 
-export type RunStatus = 'skipped' | 'done' | 'failed' | 'interrupted' | 'not run';
+/** `queued`: waiting or training on a queue's workers (a sweep with --queue). */
+export type RunStatus = 'skipped' | 'done' | 'failed' | 'interrupted' | 'not run' | 'queued';
 
 export interface RunOutcome {
   id: string;
@@ -71,11 +73,17 @@ export function checkRunFolders(dir: string, runs: readonly PlannedRun[], planne
   for (const run of runs) if (existsSync(join(resolve(dir), run.dir, RUN_FILES.config))) checkSameConfig(dir, run, planned);
 }
 
+/** How a run's process is started: a new run, or the continuation of its existing folder. */
+export interface TrainArgs {
+  args: string[];
+  resumed: boolean;
+}
+
 /**
  * The train arguments of an unfinished run: a new run, or the continuation of an existing folder
  * (after checking that it was started with the same config).
  */
-function trainArgs(dir: string, run: PlannedRun, planned?: PlannedConfigs): { args: string[]; resumed: boolean } {
+export function trainArgs(dir: string, run: PlannedRun, planned?: PlannedConfigs): TrainArgs {
   const runDir = join(resolve(dir), run.dir);
   if (existsSync(join(runDir, RUN_FILES.config))) {
     checkSameConfig(dir, run, planned);
@@ -114,7 +122,7 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
   // check every unfinished folder before starting anything
   const argsOf = new Map(todo.map((run) => [run.id, trainArgs(dir, run, options.planned)]));
 
-  const children = new Set<ReturnType<typeof spawn>>();
+  const children = new Set<ChildProcess>();
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (!stopping) options.log(`${signal}: stopping the sweep; the running trainings save a checkpoint (rerun the same command to continue)`);
@@ -126,51 +134,13 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
   process.on('SIGTERM', onSignal);
 
   const runOne = (run: PlannedRun, index: number): Promise<RunOutcome> =>
-    new Promise((resolveRun) => {
-      const { args, resumed } = argsOf.get(run.id)!;
-      const logPath = join(resolve(dir), run.log);
-      const fd = openSync(logPath, 'a');
-      writeSync(fd, `\n# ${new Date().toISOString()} peer-train ${args.join(' ')}\n`);
-      options.log(
-        `start ${run.id} [${index + 1}/${todo.length}]: ${resumed ? 'resuming, ' : ''}${run.steps.toLocaleString('en-US')} steps; log ${run.log}`,
-      );
-      const t0 = performance.now();
-      const child = spawn(process.execPath, [cli, ...args], {
-        stdio: ['ignore', fd, fd],
-        detached: true,
-        env: { ...process.env, ...options.env },
-      });
-      children.add(child);
-      let finished = false;
-      const finish = (code: number | null, signal: NodeJS.Signals | null, error?: Error) => {
-        if (finished) return;
-        finished = true;
-        children.delete(child);
-        closeSync(fd);
-        const seconds = (performance.now() - t0) / 1000;
-        let tail = error?.message ?? '';
-        if (!error) {
-          try {
-            tail = lastLine(readFileSync(logPath, 'utf8').slice(-4000));
-          } catch {
-            // no log to quote
-          }
-        }
-        let outcome: RunOutcome;
-        if (code === 0 && isFinished(dir, run)) outcome = { id: run.id, status: 'done', seconds };
-        else if (code === 130 || signal === 'SIGINT' || signal === 'SIGTERM') outcome = { id: run.id, status: 'interrupted', seconds };
-        else outcome = { id: run.id, status: 'failed', seconds, message: tail || `exit code ${code ?? signal}` };
-        options.log(
-          outcome.status === 'done'
-            ? `done  ${run.id} in ${formatDuration(seconds)}`
-            : outcome.status === 'interrupted'
-              ? `stop  ${run.id}: interrupted after ${formatDuration(seconds)} (checkpoint saved)`
-              : `FAIL  ${run.id} after ${formatDuration(seconds)}: ${outcome.message} (see ${run.log})`,
-        );
-        resolveRun(outcome);
-      };
-      child.on('error', (err) => finish(null, null, err));
-      child.on('exit', (code, signal) => finish(code, signal));
+    runTrainProcess(dir, run, argsOf.get(run.id)!, {
+      cli,
+      env: options.env,
+      log: options.log,
+      label: `[${index + 1}/${todo.length}]`,
+      onSpawn: (child) => children.add(child),
+      onExit: (child) => children.delete(child),
     });
 
   try {
@@ -189,4 +159,73 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
   }
   for (const run of runs) if (!outcomes.has(run.id)) outcomes.set(run.id, { id: run.id, status: 'not run', seconds: 0 });
   return { outcomes: runs.map((r) => outcomes.get(r.id)!), interrupted: stopping };
+}
+
+export interface RunProcessOptions {
+  /** The CLI to spawn. */
+  cli: string;
+  /** Extra environment of the child process. */
+  env?: Record<string, string>;
+  /** Status lines. */
+  log: (line: string) => void;
+  /** Shown after the run id in the start line, e.g. `[2/4]`. */
+  label?: string;
+  /**
+   * The child saves a checkpoint and exits when this process dies (its end of an IPC channel
+   * closes): a queue worker's job is then retried elsewhere and must not be trained twice.
+   */
+  stopWithParent?: boolean;
+  onSpawn?: (child: ChildProcess) => void;
+  onExit?: (child: ChildProcess) => void;
+}
+
+/**
+ * Trains one run in its own `peer-train train` process (its own process group, so that a terminal's
+ * Ctrl-C reaches only the caller, which decides whom to stop), output appended to the run's log.
+ */
+export function runTrainProcess(dir: string, run: PlannedRun, plan: TrainArgs, o: RunProcessOptions): Promise<RunOutcome> {
+  return new Promise((resolveRun) => {
+    const { args, resumed } = plan;
+    const logPath = join(resolve(dir), run.log);
+    const fd = openSync(logPath, 'a');
+    writeSync(fd, `\n# ${new Date().toISOString()} peer-train ${args.join(' ')}\n`);
+    o.log(`start ${run.id}${o.label ? ` ${o.label}` : ''}: ${resumed ? 'resuming, ' : ''}${run.steps.toLocaleString('en-US')} steps; log ${run.log}`);
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [o.cli, ...args], {
+      stdio: o.stopWithParent ? ['ignore', fd, fd, 'ipc'] : ['ignore', fd, fd],
+      detached: true,
+      env: { ...process.env, ...o.env, ...(o.stopWithParent ? { [STOP_WITH_PARENT_ENV]: '1' } : {}) },
+    });
+    o.onSpawn?.(child);
+    let finished = false;
+    const finish = (code: number | null, signal: NodeJS.Signals | null, error?: Error) => {
+      if (finished) return;
+      finished = true;
+      o.onExit?.(child);
+      closeSync(fd);
+      const seconds = (performance.now() - t0) / 1000;
+      let tail = error?.message ?? '';
+      if (!error) {
+        try {
+          tail = lastLine(readFileSync(logPath, 'utf8').slice(-4000));
+        } catch {
+          // no log to quote
+        }
+      }
+      let outcome: RunOutcome;
+      if (code === 0 && isFinished(dir, run)) outcome = { id: run.id, status: 'done', seconds };
+      else if (code === 130 || signal === 'SIGINT' || signal === 'SIGTERM') outcome = { id: run.id, status: 'interrupted', seconds };
+      else outcome = { id: run.id, status: 'failed', seconds, message: tail || `exit code ${code ?? signal}` };
+      o.log(
+        outcome.status === 'done'
+          ? `done  ${run.id} in ${formatDuration(seconds)}`
+          : outcome.status === 'interrupted'
+            ? `stop  ${run.id}: interrupted after ${formatDuration(seconds)} (checkpoint saved)`
+            : `FAIL  ${run.id} after ${formatDuration(seconds)}: ${outcome.message} (see ${run.log})`,
+      );
+      resolveRun(outcome);
+    };
+    child.on('error', (err) => finish(null, null, err));
+    child.on('exit', (code, signal) => finish(code, signal));
+  });
 }
