@@ -38,3 +38,4 @@ export { Rng } from './rng.js';
 export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
 export { webgpuAdapterInfo } from './webgpu/webgpu-engine.js';
 export type { WebgpuAdapterInfo } from './webgpu/adapter-probe.js';
+export { threadsUnsupported } from './wasm/threaded-wasm.js';
