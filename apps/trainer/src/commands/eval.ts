@@ -13,6 +13,8 @@ export interface EvalCommandOptions {
   batches?: number;
   batchSize?: number;
   backend?: string;
+  /** Threads of the wasm engine (default: the run's engine.threads, else every core). */
+  threads?: number;
   json?: boolean;
   log?: (line: string) => void;
 }
@@ -33,7 +35,7 @@ export async function evalCommand(options: EvalCommandOptions): Promise<EvalRepo
   const split = (options.split ?? (options.data === undefined ? 'validation' : 'all')) as EvalSplit;
   if (!['train', 'validation', 'test', 'all'].includes(split)) throw new UsageError(`--split must be train, validation, test or all, got '${options.split}'`);
   if (options.data !== undefined) await openCorpus(options.data);
-  const loaded = await loadRun(options.run, { backend: options.backend });
+  const loaded = await loadRun(options.run, { backend: options.backend, threads: options.threads });
   const { config } = loaded.record;
   try {
     // 'all': one split holding every document

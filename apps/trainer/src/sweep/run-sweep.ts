@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { configHash } from '../run/checkpoint.js';
+import { threadsPerJob } from '../run/engine-threads.js';
 import { configToJson, resolveConfig } from '../config/resolve.js';
 import { diffPaths } from '../config/overrides.js';
 import { trainerRoot } from '../config/presets.js';
@@ -28,8 +29,10 @@ export interface RunOutcome {
 }
 
 export interface ExecuteOptions {
-  /** Runs trained at the same time (default 1; each uses one core on wasm). */
+  /** Runs trained at the same time (default 1). */
   jobs?: number;
+  /** Threads of each run's engine (default: the machine's cores divided by `jobs`). */
+  threads?: number;
   /** Status lines. */
   log: (line: string) => void;
   /** The CLI to spawn (default: this package's dist/cli.js). */
@@ -101,6 +104,8 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
   const cli = options.cli ?? defaultCli();
   if (!existsSync(cli)) throw new UsageError(`${cli} is missing: build the trainer first (pnpm turbo run build --filter=@peer/trainer...)`, 1);
   const jobs = Math.max(1, options.jobs ?? 1);
+  // The runs share the machine's cores instead of each taking all of them.
+  const threads = options.threads ?? threadsPerJob(jobs);
   const outcomes = new Map<string, RunOutcome>();
   const todo: PlannedRun[] = [];
   // a finished run counts only if it is the run this sweep plans (a preset it extends may have changed)
@@ -127,7 +132,8 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
 
   const runOne = (run: PlannedRun, index: number): Promise<RunOutcome> =>
     new Promise((resolveRun) => {
-      const { args, resumed } = argsOf.get(run.id)!;
+      const { args: trainArgv, resumed } = argsOf.get(run.id)!;
+      const args = [...trainArgv, '--threads', String(threads)];
       const logPath = join(resolve(dir), run.log);
       const fd = openSync(logPath, 'a');
       writeSync(fd, `\n# ${new Date().toISOString()} peer-train ${args.join(' ')}\n`);
