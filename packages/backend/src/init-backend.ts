@@ -11,6 +11,7 @@ import { installHeapGuard } from './heap-guard.js';
 import { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
 import { resetWasmEngine, startThreadedWasm, wasmEngineStarted, wasmEngineThreaded } from './wasm/threaded-wasm.js';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { setKernelThreads } from './wasm-memory/kernel-pool.js';
 import { adapterName } from './webgpu/adapter-probe.js';
 import { mayHaveHardwareGpu, PROBE_ENV } from './webgpu/gpu-device-hint.js';
 import { ALLOW_FALLBACK_ENV, startWebgpu } from './webgpu/webgpu-engine.js';
@@ -208,6 +209,9 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
 
   let fixes: string[] = [];
   if (backend === 'wasm') {
+    // Our own kernels split their passes over a worker pool of the same size.
+    const poolNote = setKernelThreads(requestedThreads);
+    if (poolNote) threadsNote = threadsNote ? `${threadsNote}; ${poolNote}` : `our kernels run on one thread: ${poolNote}`;
     if (options.wasmFixes !== false) fixes = installWasmFixes();
     else uninstallWasmFixes();
     installHeapGuard(options.heapBudgetBytes);

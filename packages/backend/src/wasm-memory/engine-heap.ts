@@ -55,6 +55,7 @@ export function readFloats(t: tf.Tensor): Float32Array {
 
 const modules = new Map<string, WasmModule | null>();
 const instances = new WeakMap<WasmMemory, Map<string, unknown>>();
+const compiledFor = new WeakMap<object, WasmModule>();
 
 /** Whether `memory` is shared between threads (the threaded engine's heap, a shared `Arena`). */
 export function isSharedMemory(memory: WasmMemory): boolean {
@@ -88,10 +89,25 @@ export function kernelsOnHeap<T>(memory: WasmMemory, key: string, functions: () 
     try {
       // A plain object (instance exports are frozen), so that tests can observe which path ran.
       exports = { ...new wasmApi!.Instance(module, { env: { memory } }).exports } as T;
+      compiledFor.set(exports as object, module);
     } catch {
       exports = null;
     }
   }
   byKey.set(key, exports);
   return exports;
+}
+
+/**
+ * The compiled module and this thread's exports of kernel module `key` on `memory` (see
+ * `kernelsOnHeap`), for running the same kernels on other threads; undefined where they cannot run.
+ */
+export function kernelModule(
+  memory: WasmMemory,
+  key: string,
+  functions: () => { name: string; builder: FunctionBuilder }[],
+): { module: WasmModule; exports: Record<string, unknown> } | undefined {
+  const exports = kernelsOnHeap<Record<string, unknown>>(memory, key, functions);
+  const module = exports ? compiledFor.get(exports) : undefined;
+  return exports && module ? { module, exports } : undefined;
 }
