@@ -18,3 +18,13 @@ describe('engine threads', () => {
     expect(threadsPerJob(4, 2)).toBe(1);
   });
 });
+
+describe('config engine.threads', () => {
+  it('is optional (absent by default, so configs and their hashes stay as they were) and a whole number >= 1', async () => {
+    const { resolveConfig } = await import('../config/resolve.js');
+    expect(resolveConfig({ preset: 'tiny' }).config.engine).toBeUndefined();
+    expect(resolveConfig({ preset: 'tiny', sets: ['engine.threads=3'] }).config.engine).toEqual({ threads: 3 });
+    expect(() => resolveConfig({ preset: 'tiny', sets: ['engine.threads=0'] })).toThrow(/^invalid config: engine\.threads = 0: /);
+    expect(() => resolveConfig({ preset: 'tiny', sets: ['engine.cores=2'] })).toThrow("invalid config: unknown key 'engine.cores'");
+  });
+});
