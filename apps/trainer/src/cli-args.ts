@@ -1,6 +1,6 @@
 // Parsers of flag values shared by every peer-train command. Commander prefixes their message with
 // the flag and the value ("option '--seed <n>' argument '' is invalid. expected ..."), one line.
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 
 /** An integer >= `min`; rejects '', whitespace, fractions, exponents beyond safe integers and words. */
 export function intArg(min: number) {
@@ -22,3 +22,8 @@ export function numberArg(check: (n: number) => boolean, what: string) {
 
 /** Collects a repeatable flag's values in order. */
 export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** `--threads N`: threads of the wasm engine (default: the config's engine.threads, else every core). */
+export function threadsOption(): Option {
+  return new Option('--threads <n>', "threads of the wasm engine (default: the config's engine.threads, else every core)").argParser(intArg(1));
+}

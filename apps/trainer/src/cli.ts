@@ -8,7 +8,7 @@ import { doctor } from './commands/doctor.js';
 import { evalCommand } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
 import { train } from './commands/train.js';
-import { collect, intArg, numberArg } from './cli-args.js';
+import { collect, intArg, numberArg, threadsOption } from './cli-args.js';
 import { UsageError } from './errors.js';
 import { addExperimentCommands } from './experiment-commands.js';
 
@@ -38,6 +38,7 @@ program
   .option('--seed <n>', 'seed of initialization, batch order and dropout', intArg(0))
   .option('--out <dir>', 'run folder (default runs/<preset>-<timestamp>); must be new or empty')
   .addOption(backendOption())
+  .addOption(threadsOption())
   .option('--set <key=value>', 'override any config field, e.g. --set optim.lr=3e-4 (repeatable)', collect)
   .option('--resume <dir>', 'continue the run in <dir> from its last checkpoint')
   .option('--no-tensorboard', 'do not write TensorBoard event files to <run>/tb/')
@@ -65,6 +66,7 @@ program
   .option('--batch-size <n>', "rows per batch (default: the run's)", intArg(1))
   .option('--json', 'print one JSON object')
   .addOption(backendOption())
+  .addOption(threadsOption())
   .action(async (opts) => {
     await evalCommand(opts);
   });
@@ -79,15 +81,17 @@ program
   .option('--top-k <k>', 'sample from the k most likely tokens only', intArg(1))
   .option('--seed <n>', 'sampling seed', intArg(0), 0)
   .addOption(backendOption())
+  .addOption(threadsOption())
   .action(async (opts) => {
     await generateCommand(opts);
   });
 
 program
   .command('doctor')
-  .description('print versions, the tfjs engine chosen (and why others were skipped) and a matMul timing')
+  .description('print versions, the tfjs engine chosen (and why others were skipped), its threads and the matMul rate at 1 and N threads')
   .addOption(backendOption('auto'))
-  .action(async (opts: { backend: string }) => doctor(opts));
+  .addOption(threadsOption())
+  .action(async (opts: { backend: string; threads?: number }) => doctor(opts));
 
 addExperimentCommands(program);
 

@@ -10,10 +10,16 @@ import { sweepCommand } from './commands/sweep.js';
 import { addWorkerCommand, sweepStatusAction } from './queue-commands.js';
 import { usageCommand } from './commands/usage.js';
 import { INTERRUPTED_EXIT_CODE } from './commands/train.js';
-import { collect, intArg } from './cli-args.js';
+import { collect, intArg, threadsOption } from './cli-args.js';
 
 
 const backendOption = () => new Option('--backend <name>', 'tfjs engine (default: the run\'s, or auto)').choices(BACKEND_NAMES as string[]);
+
+/** `1,2,4`: thread counts, each a whole number >= 1. */
+function threadList(value: string): number[] {
+  const parse = intArg(1);
+  return value.split(',').map((v) => parse(v.trim()));
+}
 
 /** A subcommand that reports a bad flag in one line. */
 function command(parent: Command, name: string): Command {
@@ -30,6 +36,7 @@ export function addExperimentCommands(program: Command): void {
     .option('--batch-size <n>', "rows per batch (default: the run's)", intArg(1))
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .addHelpText('after', '\nWrites usage.json, usage-weights.safetensors (per-expert router weight and hits) and usage.svg/.png into the run folder.')
     .action(async (opts) => {
       await usageCommand(opts);
@@ -40,11 +47,12 @@ export function addExperimentCommands(program: Command): void {
     .addOption(new Option('--preset <name>', 'a sweep preset from apps/trainer/presets (default: quick-sweep)').conflicts('config'))
     .option('--config <file>', 'a sweep config file (see the README)')
     .option('--out <dir>', 'sweep folder (default: runs/sweep-<name>); rerun with the same folder to continue an interrupted sweep')
-    .option('--jobs <n>', 'runs trained at the same time (each uses one core on wasm)', intArg(1), 1)
+    .option('--jobs <n>', 'runs trained at the same time (the cores are divided between them: --threads defaults to cores / jobs)', intArg(1), 1)
     .option('--dry-run', 'print the planned runs (parameters, FLOPs, steps) and stop')
     .option('--queue <url>', 'redis://[user:pass@]host:port[/db]: queue the runs for `peer-train worker`s (BullMQ) instead of training them here')
     .option('--status', 'with --queue: show the state of the sweeps on the queue (of --out / --preset / --config only, when given) and stop')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (opts) => {
       if (opts.status) return sweepStatusAction(opts);
       const result = await sweepCommand(opts);
@@ -59,7 +67,8 @@ export function addExperimentCommands(program: Command): void {
     .option('--no-usage', 'do not measure expert usage (use usage.json when present)')
     .option('--usage-batches <n>', "batches of the usage pass (default: the run's train.evalBatches)", intArg(0))
     .addOption(backendOption())
-    .action(async (dir: string, opts: { usage: boolean; usageBatches?: number; backend?: string }) => {
+    .addOption(threadsOption())
+    .action(async (dir: string, opts: { usage: boolean; usageBatches?: number; backend?: string; threads?: number }) => {
       await reportCommand(dir, opts);
     });
 
@@ -79,6 +88,7 @@ export function addExperimentCommands(program: Command): void {
     .option('--set <key=value>', 'any other field of the layer config (repeatable)', collect)
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (opts) => {
       await benchLayerCommand(opts);
     });
@@ -87,8 +97,12 @@ export function addExperimentCommands(program: Command): void {
     .description('end-to-end training benchmark of the dense and PEER presets: tokens/s, MFU, PEER/dense tokens/s ratio')
     .option('--presets <names>', 'comma-separated presets', (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean), ['dense', 'peer'])
     .option('--steps <n>', 'training steps per preset (the first 5 are warm-up)', intArg(10), 30)
+    .option('--compare-threads <list>', 'train each preset at each of these thread counts, e.g. 1,2 (alternating between rounds; medians)', threadList)
+    .option('--rounds <n>', 'rounds of --compare-threads', intArg(1), 1)
+    .option('--no-pytorch', 'do not train the dense model in PyTorch for the ratio')
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (opts) => {
       await benchTrainCommand(opts);
     });
@@ -100,6 +114,7 @@ export function addExperimentCommands(program: Command): void {
     .option('--out <file>', 'also write the results as JSON to this file')
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (opts) => {
       await benchAllCommand(opts);
     });
@@ -114,6 +129,7 @@ export function addExperimentCommands(program: Command): void {
     .option('--set <key=value>', 'layer settings the weights cannot tell, e.g. topK=16, activation=relu, training=false (repeatable)', collect)
     .option('--json', 'print one JSON object')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .action(async (opts) => {
       await layerIoCommand(opts);
     });

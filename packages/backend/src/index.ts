@@ -40,3 +40,4 @@ export { webgpuAdapterInfo } from './webgpu/webgpu-engine.js';
 export { SWIFTSHADER_HINT, webgpuSkipReason } from './webgpu/webgpu-test-gate.js';
 export { makeReadable, onDevice } from './device.js';
 export type { WebgpuAdapterInfo } from './webgpu/adapter-probe.js';
+export { threadsUnsupported } from './wasm/threaded-wasm.js';

@@ -9,6 +9,9 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { installHeapGuard } from './heap-guard.js';
 import { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
+import { resetWasmEngine, startThreadedWasm, wasmEngineStarted, wasmEngineThreaded } from './wasm/threaded-wasm.js';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { setKernelThreads } from './wasm-memory/kernel-pool.js';
 import { adapterName } from './webgpu/adapter-probe.js';
 import { mayHaveHardwareGpu, PROBE_ENV } from './webgpu/gpu-device-hint.js';
 import { ALLOW_FALLBACK_ENV, startWebgpu } from './webgpu/webgpu-engine.js';
@@ -35,6 +38,13 @@ export interface InitBackendOptions {
   wasmFixes?: boolean;
   /** Heap budget for the wasm engine in bytes (default 3.5 GiB); see `setHeapBudget`. */
   heapBudgetBytes?: number;
+  /**
+   * Threads of the wasm engine (default 1: the single-threaded SIMD build, as before). More than one
+   * starts tfjs's threaded SIMD build; where it cannot start, the single-threaded build runs and the
+   * log line says why. Changing the count of a running wasm engine restarts it, which needs no live
+   * tensors. Other engines ignore it.
+   */
+  threads?: number;
 }
 
 export interface SkippedBackend {
@@ -51,6 +61,10 @@ export interface BackendChoice {
   skipped: SkippedBackend[];
   /** Wasm kernel fixes installed (empty on other engines). */
   fixes: string[];
+  /** Threads of the wasm engine (absent on other engines). */
+  threads?: number;
+  /** Why the wasm engine runs fewer threads than requested (absent when it runs them all). */
+  threadsNote?: string;
 }
 
 /** The engine cannot be used; `message` is one line meant for the user. */
@@ -142,6 +156,10 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   if (!BACKEND_NAMES.includes(request)) {
     throw new Error(`unknown backend '${String(request)}': expected one of ${BACKEND_NAMES.join(', ')}`);
   }
+  const requestedThreads = options.threads ?? 1;
+  if (!Number.isInteger(requestedThreads) || requestedThreads < 1) {
+    throw new Error(`threads must be a whole number >= 1, got ${String(options.threads)}`);
+  }
   const log = options.log === false ? undefined : (options.log ?? ((l: string) => process.stderr.write(`${l}\n`)));
   const skipped: SkippedBackend[] = [];
   let backend: BackendName | undefined;
@@ -170,10 +188,15 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
       skipped.push({ backend: 'webgpu', reason: started.reason });
     }
   }
+  let threads: number | undefined;
+  let threadsNote: string | undefined;
   if (!backend && (request === 'auto' || request === 'wasm')) {
-    if (await trySet('wasm', skipped)) {
+    const started = await startWasm(requestedThreads, skipped);
+    if (started) {
       backend = 'wasm';
       provider = '@tensorflow/tfjs-backend-wasm';
+      threads = started.threads;
+      threadsNote = started.note;
     }
   }
   if (!backend && (request === 'auto' || request === 'cpu')) {
@@ -186,16 +209,58 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
 
   let fixes: string[] = [];
   if (backend === 'wasm') {
+    // Our own kernels split their passes over a worker pool of the same size.
+    const poolNote = setKernelThreads(requestedThreads);
+    if (poolNote) threadsNote = threadsNote ? `${threadsNote}; ${poolNote}` : `our kernels run on one thread: ${poolNote}`;
     if (options.wasmFixes !== false) fixes = installWasmFixes();
     else uninstallWasmFixes();
     installHeapGuard(options.heapBudgetBytes);
   }
   current = { backend, provider, skipped, fixes };
+  if (threads !== undefined) current.threads = threads;
+  if (threadsNote !== undefined) current.threadsNote = threadsNote;
   if (log) {
     const why = skipped.length ? ` (skipped ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')})` : '';
-    log(`[peer] backend: ${backend} via ${provider}${onAdapter}${why}`);
+    // The line stays as before for the default single thread.
+    const onThreads =
+      threads === undefined || (threads === 1 && requestedThreads === 1)
+        ? ''
+        : `, ${threads} thread${threads === 1 ? '' : 's'}${threadsNote ? ` (${requestedThreads} requested: ${threadsNote})` : ''}`;
+    log(`[peer] backend: ${backend} via ${provider}${onAdapter}${onThreads}${why}`);
   }
   return current;
+}
+
+/** The thread count of an initialized wasm engine, or undefined when it has not started yet. */
+function runningWasmThreads(): number | undefined {
+  if (!wasmEngineStarted()) return undefined;
+  return wasmEngineThreaded() ? getThreadsCount() : 1;
+}
+
+/**
+ * Runs the wasm engine with `threads` threads: the threaded build for more than one, falling back to
+ * the single-threaded build with a note saying why. A running engine with another count is restarted
+ * when no tensors are alive (they would be lost), otherwise kept with a note.
+ */
+async function startWasm(threads: number, skipped: SkippedBackend[]): Promise<{ threads: number; note?: string } | undefined> {
+  const running = runningWasmThreads();
+  let note: string | undefined;
+  if (running !== undefined && running !== threads) {
+    const live = tf.memory().numTensors;
+    if (live > 0) {
+      note = `the running wasm engine keeps its ${running} thread${running === 1 ? '' : 's'} while ${live} tensors are alive`;
+      return (await trySet('wasm', skipped)) ? { threads: running, note } : undefined;
+    }
+    resetWasmEngine();
+  } else if (running === threads) {
+    return (await trySet('wasm', skipped)) ? { threads } : undefined;
+  }
+  if (threads > 1) {
+    const started = await startThreadedWasm(threads);
+    if (started.ok) return { threads };
+    note = `the threaded build cannot start: ${started.reason}`;
+  }
+  return (await trySet('wasm', skipped)) ? { threads: 1, ...(note ? { note } : {}) } : undefined;
 }
 
 /** Whether `auto` tries webgpu: opt-in (`PEER_WEBGPU_PROBE=1`) and only where a GPU may exist. */

@@ -11,5 +11,6 @@ export {
   type ValueType,
 } from './wasm-emitter/wasm-emitter.js';
 export { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-emitter/wasm-api.js';
-export { engineHeap, kernelsOnHeap, readFloats, type EngineHeap } from './wasm-memory/engine-heap.js';
+export { engineHeap, isSharedMemory, kernelModule, kernelsOnHeap, readFloats, type EngineHeap } from './wasm-memory/engine-heap.js';
+export { KernelPool, kernelPool, setKernelThreads, splitRange } from './wasm-memory/kernel-pool.js';
 export { Arena, ArenaArray, MAX_ARENA_BYTES, type ArenaArrayKind } from './wasm-memory/arena.js';

@@ -11,7 +11,7 @@
 //
 // Axes: T tokens, R rows per token, L = T * R occurrences, U distinct rows, D row width.
 import * as tf from '@tensorflow/tfjs-core';
-import { engineHeap, kernelsOnHeap, readFloats, type Arena } from '@peer/backend/wasm';
+import { engineHeap, isSharedMemory, kernelPool, kernelsOnHeap, readFloats, splitRange, type Arena } from '@peer/backend/wasm';
 import type { RowSelection } from './expert-table.js';
 import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
@@ -25,8 +25,17 @@ export const GATHERED_READ_MIN_TABLE_BYTES = 64 << 20;
 interface MixtureKernelExports {
   dot(rows: number, slot: number, x: number, out: number, t: number, r: number, d: number): void;
   wsum(rows: number, slot: number, w: number, y: number, t: number, r: number, d: number): void;
-  group_sum_into(order: number, groupEnd: number, groupSlot: number, c: number, x: number, values: number, scratch: number, u: number, r: number, d: number): void;
+  group_sum_into(order: number, groupEnd: number, groupSlot: number, c: number, x: number, values: number, scratch: number, u: number, r: number, d: number, start: number): void;
 }
+
+const MIXTURE_KEY = 'expert-store/mixture';
+const mixtureFunctions = () => [
+  { name: 'dot', builder: buildDot() },
+  { name: 'wsum', builder: buildWsum() },
+  { name: 'group_sum_into', builder: buildGroupSumInto() },
+];
+/** Fewer tokens (or distinct rows) than this per thread run on one thread: a pass costs a few µs to hand out. */
+const MIN_ITEMS_PER_THREAD = 16;
 
 class HostSelection implements RowSelection {
   constructor(
@@ -66,12 +75,29 @@ export class HostMixture {
   ) {
     this.kernels =
       arena && dim % 8 === 0
-        ? (kernelsOnHeap<MixtureKernelExports>(arena.memory, 'expert-store/mixture', () => [
-            { name: 'dot', builder: buildDot() },
-            { name: 'wsum', builder: buildWsum() },
-            { name: 'group_sum_into', builder: buildGroupSumInto() },
-          ]) ?? undefined)
+        ? (kernelsOnHeap<MixtureKernelExports>(arena.memory, MIXTURE_KEY, mixtureFunctions) ?? undefined)
         : undefined;
+  }
+
+  /**
+   * Runs kernel `fn` over `count` items (tokens, or distinct rows) split into contiguous parts, one
+   * per thread of the kernel pool when the arena is shared and the pass is big enough, else in one
+   * call; `args(start, end, part)` are the arguments of the part [start, end).
+   */
+  private runSplit(fn: keyof MixtureKernelExports, count: number, args: (start: number, end: number, part: number) => number[]): void {
+    const pool = kernelPool();
+    const parts = pool && isSharedMemory(this.arena!.memory) ? Math.min(pool.threads, Math.floor(count / MIN_ITEMS_PER_THREAD)) : 1;
+    if (parts <= 1) {
+      (this.kernels![fn] as (...a: number[]) => void)(...args(0, count, 0));
+      return;
+    }
+    pool!.run(this.arena!.memory, MIXTURE_KEY, mixtureFunctions, fn, splitRange(count, parts).map(([a, b], p) => args(a, b, p)));
+  }
+
+  /** Threads a pass may be split over (the scratch of group sums is per thread). */
+  private get passThreads(): number {
+    const pool = kernelPool();
+    return pool && isSharedMemory(this.arena!.memory) ? pool.threads : 1;
   }
 
   /** Whether the SIMD row kernels run (else the JS loops). */
@@ -192,7 +218,9 @@ export class HostMixture {
       const source = out && this.rowSource(sel);
       const xAt = source ? this.copyIn('x', readFloats(x)) : undefined;
       if (out && source && xAt !== undefined) {
-        this.kernels.dot(source.rowsAt, source.slotAt, xAt, out.offsetIn(this.arena)!, t, r, d);
+        const outAt = out.offsetIn(this.arena)!;
+        // Tokens split over threads: each writes its own out[t0:t1, :].
+        this.runSplit('dot', t, (t0, t1) => [source.rowsAt, source.slotAt + t0 * r * 4, xAt + t0 * d * 4, outAt + t0 * r * 4, t1 - t0, r, d]);
         return toTensor(out.array.subarray(0, n), [t, r]);
       }
     }
@@ -220,7 +248,8 @@ export class HostMixture {
       const source = y && this.rowSource(sel);
       const wAt = source ? this.copyIn('small', readFloats(weights)) : undefined;
       if (y && source && wAt !== undefined) {
-        this.kernels.wsum(source.rowsAt, source.slotAt, wAt, y.offsetIn(this.arena)!, t, r, d);
+        const yAt = y.offsetIn(this.arena)!;
+        this.runSplit('wsum', t, (t0, t1) => [source.rowsAt, source.slotAt + t0 * r * 4, wAt + t0 * r * 4, yAt + t0 * d * 4, t1 - t0, r, d]);
         return toTensor(y.array.subarray(0, t * d), [t, d]);
       }
     }
@@ -248,13 +277,18 @@ export class HostMixture {
     if (this.kernels) {
       const arena = this.arena;
       const at = [groups.order.offsetIn(arena), groups.groupEnd.offsetIn(arena), groups.groupSlot.offsetIn(arena), into.valuesBlock().offsetIn(arena)];
-      const row = this.block('row', d);
+      // One scratch row per thread: distinct rows are split over threads, each its own slot.
+      const row = this.block('row', d * this.passThreads);
       const cAt = row ? this.copyIn('small', readFloats(weights)) : undefined;
       const xAt = cAt !== undefined ? this.copyIn('x', readFloats(x)) : undefined;
       // Views again below: the copies may have grown the memory.
       if (row && cAt !== undefined && xAt !== undefined && at.every((a) => a !== undefined)) {
         const [order, groupEnd, groupSlot, values] = at as number[];
-        this.kernels.group_sum_into(order!, groupEnd!, groupSlot!, cAt, xAt, values!, row.offsetIn(arena)!, u, r, d);
+        const rowAt = row.offsetIn(arena)!;
+        const ends = groups.groupEnd.array;
+        this.runSplit('group_sum_into', u, (g0, g1, part) => [
+          order!, groupEnd! + g0 * 4, groupSlot! + g0 * 4, cAt, xAt, values!, rowAt + part * d * 4, g1 - g0, r, d, g0 === 0 ? 0 : ends[g0 - 1]!,
+        ]);
         return;
       }
     }

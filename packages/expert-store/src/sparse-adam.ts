@@ -16,7 +16,8 @@ import type { HostExpertTable } from './host-expert-table.js';
 import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
 import { arenaOf } from './table-arena.js';
-import type { OptimizerKernelExports } from './wasm/optimizer-kernels.js';
+import { runOptimizerPass } from './wasm/optimizer-kernels.js';
+import type { WasmMemory } from '@peer/backend/wasm';
 
 export interface SparseAdamOptions extends SparseOptimizerOptions {
   /** Default 0.9. */
@@ -123,7 +124,7 @@ export class SparseAdam extends SparseOptimizer<AdamSlots> {
             coef[2 * s + 1] = 1 / Math.sqrt(1 - Math.pow(this.beta2, t));
           }
         }
-        adamKernel(kernels, {
+        adamKernel(arena.memory, {
           count: u,
           orderPtr: layout.orderOffset,
           rowsPtr: layout.rowsOffset,
@@ -186,8 +187,12 @@ interface AdamKernelArgs {
   gradScale: number;
 }
 
-function adamKernel(kernels: { adam: OptimizerKernelExports['adam'] }, a: AdamKernelArgs): void {
-  kernels.adam(a.count, a.orderPtr, a.rowsPtr, a.coefPtr, a.gradPtr, a.wPtr, a.mPtr, a.vPtr, a.dBytes, a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, a.eps, a.decay, a.gradScale);
+/** The lazy Adam kernel over the touched rows; rows split over the kernel pool's threads (see runOptimizerPass). */
+function adamKernel(memory: WasmMemory, a: AdamKernelArgs): void {
+  runOptimizerPass(memory, 'adam', a.count, (s0, s1) => [
+    s1 - s0, a.orderPtr + s0 * 4, a.rowsPtr, a.coefPtr + s0 * 8, a.gradPtr, a.wPtr, a.mPtr, a.vPtr,
+    a.dBytes, a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, a.eps, a.decay, a.gradScale,
+  ]);
 }
 
 /**

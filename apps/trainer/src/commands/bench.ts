@@ -18,6 +18,8 @@ import { UsageError } from '../errors.js';
 import { readJsonFile, type MetricsRecord } from '../run/run-folder.js';
 import type { RunSummary } from '../run/summary.js';
 import { defaultCli } from '../sweep/run-sweep.js';
+import { machineCores } from '../run/engine-threads.js';
+import { measurePytorchDense, type PytorchDense } from './pytorch-bench.js';
 
 /** The layers `bench layer` times, named as in the model config (`ffw.kind`). */
 export const BENCH_LAYERS = ['peer', 'dense', 'moe', 'moe-ec', 'pkm'] as const;
@@ -26,8 +28,6 @@ export type BenchLayerKind = (typeof BENCH_LAYERS)[number];
 /** Old `--layer` spellings, still accepted with a warning on stderr: `ffw` was the dense FFW's name here only. */
 const DEPRECATED_BENCH_LAYERS: Record<string, BenchLayerKind> = { ffw: 'dense' };
 
-/** PyTorch (OpenBLAS, one core of the reference machine) on the dense preset's model: tokens/s. */
-export const PYTORCH_DENSE_TOKENS_PER_SECOND = 5300;
 
 export interface BenchLayerOptions {
   layer: string;
@@ -42,6 +42,8 @@ export interface BenchLayerOptions {
   /** Layer config fields, `key=value`. */
   set?: string[];
   backend?: string;
+  /** Threads of the wasm engine (default every core). */
+  threads?: number;
   json?: boolean;
 }
 
@@ -74,9 +76,10 @@ const FLAG_FIELDS: Record<BenchLayerKind, Partial<Record<'experts' | 'heads' | '
 };
 const FLAG_NAMES = { experts: '--experts', heads: '--heads', topk: '--topk', dimKey: '--dim-key' } as const;
 
-export async function startBackend(requested: string | undefined): Promise<string> {
+/** Starts the engine (wasm with `threads` threads, default every core); returns its name. */
+export async function startBackend(requested: string | undefined, threads: number = machineCores()): Promise<string> {
   try {
-    return (await initBackend({ backend: (requested ?? 'auto') as BackendRequest, log: false })).backend;
+    return (await initBackend({ backend: (requested ?? 'auto') as BackendRequest, threads, log: false })).backend;
   } catch (err) {
     if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
     throw err;
@@ -132,7 +135,7 @@ export async function benchLayerCommand(options: BenchLayerOptions, print: (text
   const { kind, fields } = benchLayerConfig(options);
   const dim = options.dim ?? 256;
   const timing = { tokens: options.tokens ?? 512, steps: options.steps ?? 5, warmup: options.warmup ?? 1 };
-  await startBackend(options.backend);
+  await startBackend(options.backend, options.threads);
   let result: BenchLayerResult;
   if (kind === 'peer') {
     const config: PeerLayerConfig = { ...(fields as Partial<PeerLayerConfig>), dim };
@@ -178,6 +181,17 @@ export interface BenchTrainOptions {
   presets?: string[];
   steps?: number;
   backend?: string;
+  /** Threads of the wasm engine in each training (default every core). */
+  threads?: number;
+  /**
+   * Thread counts to compare (e.g. [1, 2]): each preset is trained at each count, the counts
+   * alternating over `rounds`, and medians are reported. Overrides `threads`.
+   */
+  compareThreads?: number[];
+  /** Rounds of the comparison (default 1; use an odd number for medians). */
+  rounds?: number;
+  /** Measure PyTorch on the dense model at 1 and 2 threads when python3 with torch is present (default true). */
+  pytorch?: boolean;
   json?: boolean;
   cli?: string;
   log?: (line: string) => void;
@@ -187,7 +201,9 @@ export interface PresetThroughput {
   preset: string;
   ffw: string;
   steps: number;
-  /** Median tokens/s over the logged windows after the first (the first holds kernel warm-up). */
+  /** Threads of the wasm engine the preset trained with. */
+  threads: number;
+  /** Median tokens/s over the logged windows after the first (the first holds kernel warm-up); over rounds, the median of those. */
   tokens_per_second: number;
   ms_per_step: number;
   /** Median model FLOPs utilization over the same windows (null when unmeasured). */
@@ -196,16 +212,27 @@ export interface PresetThroughput {
   params_active_per_token: number;
   flops_per_token: number;
   backend: string;
+  /** Each round's tokens/s (one entry without a comparison). */
+  rounds_tokens_per_second: number[];
 }
 
 export interface BenchTrainResult {
   benchmark: 'train';
   backend: string;
+  /** The thread count of `presets` (the largest one compared). */
+  threads: number;
   presets: Record<string, PresetThroughput>;
+  /** With compareThreads: the presets at each thread count. */
+  by_threads?: Record<string, Record<string, PresetThroughput>>;
+  /** With compareThreads: tokens/s at the most threads over tokens/s at the fewest, per preset. */
+  thread_speedup?: Record<string, number>;
   /** PEER preset tokens/s over dense preset tokens/s (target >= 0.8). */
   peer_dense_tokens_per_second_ratio: number | null;
-  pytorch_dense_tokens_per_second: number;
-  /** Dense preset tokens/s over PyTorch's on the same model. */
+  /** PyTorch on the dense model, measured in this run: tokens/s by thread count and the best; null when not measured. */
+  pytorch_dense: { torch: string; tokens_per_second_by_threads: Record<string, number>; best_tokens_per_second: number; best_threads: number } | null;
+  /** Why there is no PyTorch ratio (absent when there is one). */
+  pytorch_note?: string;
+  /** Dense preset tokens/s over PyTorch's best of 1 and 2 threads on the same model (null: see pytorch_note). */
   dense_vs_pytorch: number | null;
 }
 
@@ -230,72 +257,151 @@ export function runChild(cli: string, args: string[], env: Record<string, string
 
 const lastLine = (text: string) => text.split('\n').filter((l) => l.trim()).at(-1) ?? '';
 
+const round1 = (x: number) => Math.round(x * 10) / 10;
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/** One training of `preset` in its own process, read back from its run folder. */
+async function trainOnce(cli: string, tmp: string, preset: string, steps: number, threads: number, backend: string | undefined): Promise<PresetThroughput> {
+  const dir = join(tmp, `${preset}-${threads}t-${Date.now()}`);
+  const args = ['train', '--preset', preset, '--steps', String(steps), '--out', dir, '--threads', String(threads)];
+  for (const s of ['train.evalEvery=0', 'train.finalEvalBatches=1', 'train.logEvery=5', 'train.checkpointEvery=0']) args.push('--set', s);
+  if (backend) args.push('--backend', backend);
+  const r = await runChild(cli, args);
+  if (r.code !== 0) throw new UsageError(`bench train: training preset ${preset} failed (exit ${r.code}): ${lastLine(r.stderr)}`, r.code === 2 ? 2 : 1);
+  const summary = readJsonFile<RunSummary>(join(dir, 'summary.json'), 'run summary');
+  const windows = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as MetricsRecord)
+    .filter((m) => m.kind === 'train')
+    .slice(1);
+  const tps = median(windows.map((w) => Number(w.tokens_per_s)));
+  const mfus = windows.map((w) => w.mfu).filter((m): m is number => typeof m === 'number');
+  const record = readJsonFile<{ derived: { tokensPerStep: number } }>(join(dir, 'config.json'), 'run config');
+  rmSync(dir, { recursive: true, force: true });
+  return {
+    preset,
+    ffw: summary.ffw,
+    steps,
+    threads,
+    tokens_per_second: round1(tps),
+    ms_per_step: round1((record.derived.tokensPerStep * 1000) / tps),
+    mfu: mfus.length ? round3(median(mfus)) : null,
+    params_total: summary.params_total,
+    params_active_per_token: summary.params_active_per_token,
+    flops_per_token: summary.flops_per_token,
+    backend: summary.backend,
+    rounds_tokens_per_second: [round1(tps)],
+  };
+}
+
+/** The medians of one preset's rounds at one thread count. */
+function medianOfRounds(runs: PresetThroughput[]): PresetThroughput {
+  const first = runs[0]!;
+  const tps = median(runs.map((r) => r.tokens_per_second));
+  const mfus = runs.map((r) => r.mfu).filter((m): m is number => m !== null);
+  return {
+    ...first,
+    tokens_per_second: round1(tps),
+    ms_per_step: round1(median(runs.map((r) => r.ms_per_step))),
+    mfu: mfus.length ? round3(median(mfus)) : null,
+    rounds_tokens_per_second: runs.map((r) => r.tokens_per_second),
+  };
+}
+
 export async function benchTrainCommand(options: BenchTrainOptions, print: (text: string) => void = (t) => process.stdout.write(t)): Promise<BenchTrainResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const presets = options.presets ?? ['dense', 'peer'];
   const steps = options.steps ?? 30;
   if (!Number.isInteger(steps) || steps < 10) throw new UsageError(`bench train: --steps must be an integer >= 10 (the first 5 are warm-up), got ${steps}`);
+  const counts = options.compareThreads ?? [options.threads ?? machineCores()];
+  if (counts.length === 0 || counts.some((t) => !Number.isInteger(t) || t < 1)) {
+    throw new UsageError(`bench train: --compare-threads must list whole numbers >= 1, got ${counts.join(',')}`);
+  }
+  const rounds = options.rounds ?? 1;
+  if (!Number.isInteger(rounds) || rounds < 1) throw new UsageError(`bench train: --rounds must be an integer >= 1, got ${rounds}`);
   const cli = options.cli ?? defaultCli();
   const tmp = mkdtempSync(join(tmpdir(), 'peer-bench-train-'));
-  const out: Record<string, PresetThroughput> = {};
+  const samples = new Map<string, PresetThroughput[]>();
+  let pytorch: PytorchDense | undefined;
   try {
-    for (const preset of presets) {
-      const dir = join(tmp, preset);
-      const args = ['train', '--preset', preset, '--steps', String(steps), '--out', dir];
-      for (const s of ['train.evalEvery=0', 'train.finalEvalBatches=1', 'train.logEvery=5', 'train.checkpointEvery=0']) args.push('--set', s);
-      if (options.backend) args.push('--backend', options.backend);
-      log(`bench train: ${preset}, ${steps} steps`);
-      const r = await runChild(cli, args);
-      if (r.code !== 0) throw new UsageError(`bench train: training preset ${preset} failed (exit ${r.code}): ${lastLine(r.stderr)}`, r.code === 2 ? 2 : 1);
-      const summary = readJsonFile<RunSummary>(join(dir, 'summary.json'), 'run summary');
-      const windows = readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
-        .split('\n')
-        .filter((l) => l.trim())
-        .map((l) => JSON.parse(l) as MetricsRecord)
-        .filter((m) => m.kind === 'train')
-        .slice(1);
-      const tps = median(windows.map((w) => Number(w.tokens_per_s)));
-      const mfus = windows.map((w) => w.mfu).filter((m): m is number => typeof m === 'number');
-      const record = readJsonFile<{ derived: { tokensPerStep: number } }>(join(dir, 'config.json'), 'run config');
-      out[preset] = {
-        preset,
-        ffw: summary.ffw,
-        steps,
-        tokens_per_second: Math.round(tps * 10) / 10,
-        ms_per_step: Math.round(((record.derived.tokensPerStep * 1000) / tps) * 10) / 10,
-        mfu: mfus.length ? Math.round(median(mfus) * 1000) / 1000 : null,
-        params_total: summary.params_total,
-        params_active_per_token: summary.params_active_per_token,
-        flops_per_token: summary.flops_per_token,
-        backend: summary.backend,
-      };
+    for (let r = 0; r < rounds; r++) {
+      // Alternate the order of the thread counts between rounds, so that drifting machine load
+      // favours none of them.
+      const order = r % 2 === 0 ? counts : [...counts].reverse();
+      for (const threads of order) {
+        for (const preset of presets) {
+          log(`bench train: ${preset}, ${steps} steps, ${threads} thread${threads === 1 ? '' : 's'}${rounds > 1 ? `, round ${r + 1}/${rounds}` : ''}`);
+          const key = `${threads}\u0000${preset}`;
+          samples.set(key, [...(samples.get(key) ?? []), await trainOnce(cli, tmp, preset, steps, threads, options.backend)]);
+        }
+      }
+    }
+    if (options.pytorch !== false && presets.includes('dense')) {
+      log('bench train: PyTorch on the dense model, 1 and 2 threads');
+      pytorch = await measurePytorchDense([1, 2], steps);
     }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+  const byThreads: Record<string, Record<string, PresetThroughput>> = {};
+  for (const threads of counts) {
+    byThreads[String(threads)] = Object.fromEntries(presets.map((p) => [p, medianOfRounds(samples.get(`${threads}\u0000${p}`)!)]));
+  }
+  const mainThreads = Math.max(...counts);
+  const out = byThreads[String(mainThreads)]!;
   const dense = Object.values(out).find((p) => p.ffw === 'dense');
   const peer = Object.values(out).find((p) => p.ffw === 'peer');
   const result: BenchTrainResult = {
     benchmark: 'train',
     backend: Object.values(out)[0]?.backend ?? 'unknown',
+    threads: mainThreads,
     presets: out,
-    peer_dense_tokens_per_second_ratio: dense && peer ? Math.round((peer.tokens_per_second / dense.tokens_per_second) * 1000) / 1000 : null,
-    pytorch_dense_tokens_per_second: PYTORCH_DENSE_TOKENS_PER_SECOND,
-    dense_vs_pytorch: dense ? Math.round((dense.tokens_per_second / PYTORCH_DENSE_TOKENS_PER_SECOND) * 1000) / 1000 : null,
+    peer_dense_tokens_per_second_ratio: dense && peer ? round3(peer.tokens_per_second / dense.tokens_per_second) : null,
+    pytorch_dense: null,
+    dense_vs_pytorch: null,
   };
+  if (counts.length > 1) {
+    const fewest = byThreads[String(Math.min(...counts))]!;
+    result.by_threads = byThreads;
+    result.thread_speedup = Object.fromEntries(presets.map((p) => [p, round3(out[p]!.tokens_per_second / fewest[p]!.tokens_per_second)]));
+  }
+  if (pytorch?.available) {
+    result.pytorch_dense = {
+      torch: pytorch.version,
+      tokens_per_second_by_threads: Object.fromEntries(Object.entries(pytorch.tokensPerSecondByThreads).map(([k, v]) => [k, round1(v)])),
+      best_tokens_per_second: round1(pytorch.best),
+      best_threads: pytorch.bestThreads,
+    };
+    if (dense) result.dense_vs_pytorch = round3(dense.tokens_per_second / pytorch.best);
+  } else {
+    result.pytorch_note = pytorch
+      ? `no ratio, because ${pytorch.reason}`
+      : options.pytorch === false
+        ? 'no ratio, because the PyTorch measurement was turned off (--no-pytorch)'
+        : 'no ratio, because the dense preset was not benchmarked';
+  }
   if (options.json) print(`${JSON.stringify(result)}\n`);
   else print(`${formatTrainBench(result)}\n`);
   return result;
 }
 
 export function formatTrainBench(r: BenchTrainResult): string {
-  const lines = Object.values(r.presets).map(
-    (p) =>
-      `${p.preset.padEnd(8)} ${p.ffw.padEnd(6)} ${Math.round(p.tokens_per_second).toLocaleString('en-US').padStart(7)} tokens/s  ` +
-      `${p.ms_per_step.toFixed(0).padStart(6)} ms/step  MFU ${p.mfu === null ? 'n/a' : `${(100 * p.mfu).toFixed(1)}%`}`,
-  );
+  const row = (p: PresetThroughput) =>
+    `${p.preset.padEnd(8)} ${p.ffw.padEnd(6)} ${String(p.threads).padStart(2)} thr ${Math.round(p.tokens_per_second).toLocaleString('en-US').padStart(7)} tokens/s  ` +
+    `${p.ms_per_step.toFixed(0).padStart(6)} ms/step  MFU ${p.mfu === null ? 'n/a' : `${(100 * p.mfu).toFixed(1)}%`}` +
+    (p.rounds_tokens_per_second.length > 1 ? `  (median of ${p.rounds_tokens_per_second.length} rounds)` : '');
+  const lines = r.by_threads ? Object.values(r.by_threads).flatMap((presets) => Object.values(presets).map(row)) : Object.values(r.presets).map(row);
+  if (r.thread_speedup) {
+    for (const [preset, x] of Object.entries(r.thread_speedup)) lines.push(`${preset}: ${x.toFixed(3)}x the tokens/s of the fewest threads`);
+  }
   if (r.peer_dense_tokens_per_second_ratio !== null) lines.push(`PEER / dense tokens/s: ${r.peer_dense_tokens_per_second_ratio.toFixed(3)} (target >= 0.8)`);
-  if (r.dense_vs_pytorch !== null) lines.push(`dense / PyTorch (${r.pytorch_dense_tokens_per_second} tokens/s): ${r.dense_vs_pytorch.toFixed(3)}`);
+  if (r.pytorch_dense && r.dense_vs_pytorch !== null) {
+    const by = Object.entries(r.pytorch_dense.tokens_per_second_by_threads)
+      .map(([t, v]) => `${Math.round(v).toLocaleString('en-US')} at ${t}`)
+      .join(', ');
+    lines.push(`dense / PyTorch ${r.pytorch_dense.torch} (best of ${by} threads): ${r.dense_vs_pytorch.toFixed(3)}`);
+  } else if (r.pytorch_note) lines.push(`dense / PyTorch: ${r.pytorch_note}`);
   return lines.join('\n');
 }
 
@@ -316,6 +422,8 @@ export interface BenchAllOptions {
   skipLarge?: boolean;
   trainSteps?: number;
   backend?: string;
+  /** Threads of the wasm engine in every measurement (default every core). */
+  threads?: number;
   json?: boolean;
   /** Also write the JSON here. */
   out?: string;
@@ -325,7 +433,11 @@ export interface BenchAllOptions {
 export async function benchAllCommand(options: BenchAllOptions, print: (text: string) => void = (t) => process.stdout.write(t)) {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const cli = defaultCli();
-  const common = ['--dim', '256', '--tokens', '512', '--steps', '5', '--json', ...(options.backend ? ['--backend', options.backend] : [])];
+  const common = [
+    '--dim', '256', '--tokens', '512', '--steps', '5', '--json',
+    ...(options.backend ? ['--backend', options.backend] : []),
+    ...(options.threads ? ['--threads', String(options.threads)] : []),
+  ];
   const layers: (BenchLayerResult & { label: string })[] = [];
   for (const spec of BENCH_ALL_LAYERS) {
     if (spec.large && options.skipLarge) continue;
@@ -334,7 +446,7 @@ export async function benchAllCommand(options: BenchAllOptions, print: (text: st
     if (r.code !== 0) throw new UsageError(`bench all: bench layer ${spec.label} failed (exit ${r.code}): ${lastLine(r.stderr)}`, 1);
     layers.push({ label: spec.label, ...(JSON.parse(lastLine(r.stdout)) as BenchLayerResult) });
   }
-  const train = await benchTrainCommand({ steps: options.trainSteps, backend: options.backend, json: false, log }, () => {});
+  const train = await benchTrainCommand({ steps: options.trainSteps, backend: options.backend, threads: options.threads, json: false, log }, () => {});
   const result = { layers, train };
   if (options.out) writeFileSync(options.out, `${JSON.stringify(result, null, 2)}\n`);
   if (options.json) print(`${JSON.stringify(result)}\n`);

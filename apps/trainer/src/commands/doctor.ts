@@ -8,6 +8,7 @@ import {
 } from '@peer/backend';
 import { createRequire } from 'node:module';
 import { UsageError } from '../errors.js';
+import { engineThreads, threadsText } from '../run/engine-threads.js';
 
 const PACKAGES = [
   '@peer/backend',
@@ -51,12 +52,19 @@ export function packageVersions(): Record<string, string> {
   return out;
 }
 
-export async function doctor(options: { backend: string }): Promise<void> {
+function formatRate(gflops: number): string {
+  // Software adapters run at a fraction of a GFLOP/s: keep two significant digits there.
+  return gflops < 1 ? gflops.toPrecision(2) : gflops.toFixed(1);
+}
+
+export async function doctor(options: { backend: string; threads?: number }): Promise<void> {
   console.log(`node ${process.version} (${process.platform}-${process.arch})`);
   for (const [name, version] of Object.entries(packageVersions())) console.log(`${name} ${version}`);
+  const threads = engineThreads(options.threads, undefined);
+  let choice;
   try {
-    const choice = await initBackend({ backend: options.backend as BackendRequest, log: false });
-    console.log(`backend: ${choice.backend} via ${choice.provider}`);
+    choice = await initBackend({ backend: options.backend as BackendRequest, threads, log: false });
+    console.log(`backend: ${choice.backend} via ${choice.provider}${threadsText(choice)}`);
     for (const s of choice.skipped) console.log(`  skipped ${s.backend}: ${s.reason}`);
     if (choice.fixes.length) console.log(`  wasm fixes: ${choice.fixes.join(', ')}`);
     const adapter = choice.backend === 'webgpu' ? webgpuAdapterInfo() : undefined;
@@ -66,7 +74,16 @@ export async function doctor(options: { backend: string }): Promise<void> {
     throw err;
   }
   const rate = await measureMatMulRate(512, 5);
-  // Software adapters run at a fraction of a GFLOP/s: keep two significant digits there.
-  const gflops = rate.gflops < 1 ? rate.gflops.toPrecision(2) : rate.gflops.toFixed(1);
-  console.log(`matMul ${rate.size}^3: ${gflops} GFLOP/s (median of ${rate.repeats})`);
+  const running = choice.threads ?? 1;
+  if (choice.backend !== 'wasm' || running === 1) {
+    console.log(`matMul ${rate.size}^3: ${formatRate(rate.gflops)} GFLOP/s (median of ${rate.repeats})`);
+    return;
+  }
+  // The same product on one thread: restart the engine single-threaded (no tensors are alive here).
+  await initBackend({ backend: 'wasm', threads: 1, log: false });
+  const single = await measureMatMulRate(512, 5);
+  console.log(
+    `matMul ${rate.size}^3: ${formatRate(rate.gflops)} GFLOP/s with ${running} threads, ${formatRate(single.gflops)} with 1 ` +
+      `(${(rate.gflops / single.gflops).toFixed(2)}x; median of ${rate.repeats})`,
+  );
 }

@@ -14,6 +14,8 @@ export interface EvalCommandOptions {
   batches?: number;
   batchSize?: number;
   backend?: string;
+  /** Threads of the wasm engine (default: the run's engine.threads, else every core). */
+  threads?: number;
   json?: boolean;
   log?: (line: string) => void;
 }
@@ -34,7 +36,7 @@ export async function evalCommand(options: EvalCommandOptions): Promise<EvalRepo
   const split = (options.split ?? (options.data === undefined ? 'validation' : 'all')) as EvalSplit;
   if (!['train', 'validation', 'test', 'all'].includes(split)) throw new UsageError(`--split must be train, validation, test or all, got '${options.split}'`);
   if (options.data !== undefined) await openCorpus(options.data, corpusOptions({ textField: options.textField }));
-  const loaded = await loadRun(options.run, { backend: options.backend });
+  const loaded = await loadRun(options.run, { backend: options.backend, threads: options.threads });
   const { config } = loaded.record;
   try {
     const runData = options.textField === undefined ? config.data : { ...config.data, textField: options.textField };

@@ -11,11 +11,13 @@ export interface GenerateCommandOptions {
   topK?: number;
   seed: number;
   backend?: string;
+  /** Threads of the wasm engine (default: the run's engine.threads, else every core). */
+  threads?: number;
 }
 
 export async function generateCommand(options: GenerateCommandOptions): Promise<string> {
   if (options.prompt.length === 0) throw new UsageError('--prompt must not be empty');
-  const loaded = await loadRun(options.run, { backend: options.backend });
+  const loaded = await loadRun(options.run, { backend: options.backend, threads: options.threads });
   try {
     const tokenizer = createTokenizer(loaded.record.config.data.tokenizer as TokenizerSpec);
     const prompt = Array.from(tokenizer.encode(options.prompt));

@@ -16,6 +16,8 @@ export interface LayerIoCommandOptions {
   /** Layer settings the weights cannot tell (`topK=16`, `activation=relu`, `training=false`, ...). */
   set?: string[];
   backend?: string;
+  /** Threads of the wasm engine (default every core). */
+  threads?: number;
   json?: boolean;
 }
 
@@ -36,7 +38,7 @@ export async function layerIoCommand(options: LayerIoCommandOptions): Promise<Pe
   } catch (err) {
     throw new UsageError(`--set: ${(err as Error).message}`);
   }
-  const backend = await startBackend(options.backend);
+  const backend = await startBackend(options.backend, options.threads);
   let result: PeerOnFilesResult;
   try {
     result = runPeerOnFiles({

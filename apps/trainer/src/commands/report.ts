@@ -14,6 +14,8 @@ export interface ReportCommandOptions {
   usage?: boolean;
   usageBatches?: number;
   backend?: string;
+  /** Threads of the wasm engine (default: the run's engine.threads, else every core). */
+  threads?: number;
   log?: (line: string) => void;
 }
 
@@ -26,7 +28,7 @@ export async function reportCommand(dir: string, options: ReportCommandOptions =
   if (existsSync(join(abs, SWEEP_FILE))) {
     result = { kind: 'sweep', ...(await writeSweepOutputs(abs)) };
   } else if (existsSync(join(abs, RUN_FILES.config))) {
-    result = { kind: 'run', ...(await writeRunReport(abs, { computeUsage: options.usage ?? true, usageBatches: options.usageBatches, backend: options.backend, log })) };
+    result = { kind: 'run', ...(await writeRunReport(abs, { computeUsage: options.usage ?? true, usageBatches: options.usageBatches, backend: options.backend, threads: options.threads, log })) };
   } else {
     throw notAReportFolder(dir);
   }

@@ -25,6 +25,8 @@ export interface SweepCommandOptions {
   backend?: string;
   /** Runs trained at the same time (default 1). */
   jobs?: number;
+  /** Threads of each run's engine (default: the machine's cores divided by --jobs). */
+  threads?: number;
   /** Print the plan and stop. */
   dryRun?: boolean;
   /** The CLI to spawn for each run (default: this package's dist/cli.js). */
@@ -86,7 +88,7 @@ export async function sweepCommand(options: SweepCommandOptions): Promise<SweepR
   const record = writeSweepFolder(dir, loaded, plan, existing);
   const { outcomes, interrupted } = queueUrl
     ? await runSweepOnQueue(dir, record, plan.configs, { queue: queueUrl, ...(options.log ? { log } : {}) })
-    : await executeSweep(dir, plan.runs, { jobs: options.jobs, log, cli: options.cli, planned: plan.resolved });
+    : await executeSweep(dir, plan.runs, { jobs: options.jobs, threads: options.threads, log, cli: options.cli, planned: plan.resolved });
   const outputs = await writeSweepOutputs(dir, new Map(outcomes.map((o) => [o.id, o.status])), record);
   print(readFileSync(outputs.mdPath, 'utf8'));
   print(`table: ${outputs.csvPath} | plot: ${join(dir, 'isoflop.png')} | report: ${outputs.htmlPath}\n`);

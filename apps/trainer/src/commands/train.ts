@@ -23,6 +23,7 @@ import { flopsPerStep, formatCount, stepsForBudget, tokensPerStep } from '../tra
 import { createProgress } from '../train/progress.js';
 import { trainLoop, type LoopPosition } from '../train/train-loop.js';
 import { packageVersions } from './doctor.js';
+import { engineThreads, threadsText } from '../run/engine-threads.js';
 
 export interface TrainCommandOptions extends ConfigFlags {
   preset?: string;
@@ -34,6 +35,8 @@ export interface TrainCommandOptions extends ConfigFlags {
   tensorboard?: boolean;
   /** Record expert usage while training and report it at each evaluation (default true; sparse layers only). */
   expertHealth?: boolean;
+  /** Threads of the wasm engine (default: config engine.threads, else every core); allowed with --resume. */
+  threads?: number;
   /** Where status lines go (default stderr). */
   log?: (line: string) => void;
 }
@@ -60,9 +63,9 @@ const CONFIG_FLAGS: [keyof TrainCommandOptions, string][] = [
   ['out', '--out'],
 ];
 
-async function startBackend(requested: string) {
+async function startBackend(requested: string, threads: number) {
   try {
-    return await initBackend({ backend: requested as BackendRequest, log: false });
+    return await initBackend({ backend: requested as BackendRequest, threads, log: false });
   } catch (err) {
     if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
     throw err;
@@ -106,7 +109,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
   // 2. Corpus, engine, model, data. Nothing is written before all of them are known to work, and
   // the cheap checks come first.
   const corpus = await openCorpus(config.data.corpus, corpusOptions(config.data));
-  const backend = await startBackend(options.backend ?? config.backend);
+  const backend = await startBackend(options.backend ?? config.backend, engineThreads(options.threads, config.engine?.threads));
   const files: TokenFile[] = [];
   let unlock: (() => void) | undefined;
   let model: TransformerLM | undefined;
@@ -132,7 +135,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
       throw asUsageError(err, `data ${config.data.corpus}`);
     }
     optimizer = new AdamW(model.trainableVariables(), config.optim);
-    log(`[peer] backend: ${backend.backend} via ${backend.provider}`);
+    log(`[peer] backend: ${backend.backend} via ${backend.provider}${threadsText(backend)}`);
     log(
       `model: ${name} (${source}), ffw ${config.model.ffw.kind}, ${formatCount(params.total)} parameters, ` +
         `${formatCount(params.activePerToken)} active/token, ${formatCount(fpt)} FLOPs/token; ${totalSteps} steps of ${tokens} tokens`,

@@ -213,7 +213,7 @@ export async function usageCommand(options: UsageCommandOptions): Promise<UsageR
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const split = options.split ?? 'validation';
   if (!SPLITS.includes(split)) throw new UsageError(`--split must be train, validation or test, got '${split}'`);
-  const loaded = await loadRun(options.run, { backend: options.backend });
+  const loaded = await loadRun(options.run, { backend: options.backend, threads: options.threads });
   try {
     const result = await measureUsage(subjectOf(loaded), { data: options.data, split: split as SplitName, batches: options.batches, batchSize: options.batchSize, log });
     if (options.json) {

@@ -81,6 +81,9 @@ export const TrainConfigSchema = z
     train: TrainLoopConfig.prefault({}),
     // tfjs engine: auto (tensorflow if installed, else wasm), tensorflow, wasm, cpu.
     backend: z.enum(BACKEND_NAMES as [BackendRequest, ...BackendRequest[]]).default('auto'),
+    // How the engine runs, not what is trained: absent by default, so that configs (and their hashes)
+    // stay as they were. threads: the wasm engine's threads (default every core; `--threads` wins).
+    engine: z.strictObject({ threads: z.int().positive().optional() }).optional(),
   })
   .superRefine((c, ctx) => {
     const hasSteps = c.train.steps !== undefined;

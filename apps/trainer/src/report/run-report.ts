@@ -33,6 +33,8 @@ export interface RunReportOptions {
    */
   model?: TransformerLM;
   backend?: string;
+  /** Threads of the wasm engine (default: the run's engine.threads, else every core). */
+  threads?: number;
   log?: (line: string) => void;
 }
 
@@ -109,7 +111,7 @@ export async function writeRunReport(dir: string, options: RunReportOptions = {}
       usage = await measureUsage({ dir: run.dir, config, model: options.model, step: checkpointStep }, { batches, log: options.log });
     } else if (run.hasCheckpoint()) {
       options.log?.(`report: measuring expert usage (${usage ? 'usage.json is older than the checkpoint' : 'no usage.json yet'})`);
-      const loaded = await loadRun(run.dir, { backend: options.backend, flag: 'report' });
+      const loaded = await loadRun(run.dir, { backend: options.backend, threads: options.threads, flag: 'report' });
       try {
         usage = await measureUsage(subjectOf(loaded), { batches, log: options.log });
       } finally {

@@ -7,6 +7,7 @@ import { configHash, readCheckpoint, type TrainerState } from './checkpoint.js';
 import { configToJson } from '../config/resolve.js';
 import { readRunRecord, type RunRecord } from './run-record.js';
 import { RunFolder } from './run-folder.js';
+import { engineThreads } from './engine-threads.js';
 
 export interface LoadedRun {
   run: RunFolder;
@@ -18,13 +19,14 @@ export interface LoadedRun {
 }
 
 /** The run in `dir` with its checkpoint's weights; the caller disposes `model`. */
-export async function loadRun(dir: string, options: { backend?: string; flag?: string } = {}): Promise<LoadedRun> {
+export async function loadRun(dir: string, options: { backend?: string; threads?: number; flag?: string } = {}): Promise<LoadedRun> {
   const run = RunFolder.open(dir, options.flag ?? '--run');
   const record = readRunRecord(run);
   if (!run.hasCheckpoint()) throw new UsageError(`${options.flag ?? '--run'} ${dir} has no checkpoint yet (the run has not saved one)`);
   let backend;
   try {
-    backend = await initBackend({ backend: (options.backend ?? record.config.backend) as BackendRequest, log: false });
+    const threads = engineThreads(options.threads, record.config.engine?.threads);
+    backend = await initBackend({ backend: (options.backend ?? record.config.backend) as BackendRequest, threads, log: false });
   } catch (err) {
     if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
     throw err;

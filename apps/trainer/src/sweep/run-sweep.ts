@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { configHash } from '../run/checkpoint.js';
+import { threadsPerJob } from '../run/engine-threads.js';
 import { configToJson, resolveConfig } from '../config/resolve.js';
 import { diffPaths } from '../config/overrides.js';
 import { trainerRoot } from '../config/presets.js';
@@ -30,8 +31,10 @@ export interface RunOutcome {
 }
 
 export interface ExecuteOptions {
-  /** Runs trained at the same time (default 1; each uses one core on wasm). */
+  /** Runs trained at the same time (default 1). */
   jobs?: number;
+  /** Threads of each run's engine (default: the machine's cores divided by `jobs`). */
+  threads?: number;
   /** Status lines. */
   log: (line: string) => void;
   /** The CLI to spawn (default: this package's dist/cli.js). */
@@ -79,6 +82,11 @@ export interface TrainArgs {
   resumed: boolean;
 }
 
+/** The run's command line with the wasm engine's thread count of one job (jobs share the cores). */
+function withThreads(plan: TrainArgs, threads: number): TrainArgs {
+  return { ...plan, args: [...plan.args, '--threads', String(threads)] };
+}
+
 /**
  * The train arguments of an unfinished run: a new run, or the continuation of an existing folder
  * (after checking that it was started with the same config).
@@ -109,6 +117,8 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
   const cli = options.cli ?? defaultCli();
   if (!existsSync(cli)) throw new UsageError(`${cli} is missing: build the trainer first (pnpm turbo run build --filter=@peer/trainer...)`, 1);
   const jobs = Math.max(1, options.jobs ?? 1);
+  // The runs share the machine's cores instead of each taking all of them.
+  const threads = options.threads ?? threadsPerJob(jobs);
   const outcomes = new Map<string, RunOutcome>();
   const todo: PlannedRun[] = [];
   // a finished run counts only if it is the run this sweep plans (a preset it extends may have changed)
@@ -134,7 +144,7 @@ export async function executeSweep(dir: string, runs: readonly PlannedRun[], opt
   process.on('SIGTERM', onSignal);
 
   const runOne = (run: PlannedRun, index: number): Promise<RunOutcome> =>
-    runTrainProcess(dir, run, argsOf.get(run.id)!, {
+    runTrainProcess(dir, run, withThreads(argsOf.get(run.id)!, threads), {
       cli,
       env: options.env,
       log: options.log,

@@ -12,7 +12,7 @@ export interface WasmModule {
 }
 
 export interface WasmApi {
-  Memory: new (descriptor: { initial: number; maximum?: number }) => WasmMemory;
+  Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory;
   Module: new (bytes: Uint8Array) => WasmModule;
   Instance: new (module: WasmModule, imports?: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
 }

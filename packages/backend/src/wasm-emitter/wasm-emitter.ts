@@ -211,9 +211,10 @@ export interface ExportedFunction {
 /**
  * The module's one linear memory (pages of 64 KiB): imported from the host as `env.memory` (the
  * caller owns and may share it; at most `maxPages`), or created by the module and exported as
- * `memory` (starting at `initialPages`, growable).
+ * `memory` (starting at `initialPages`, growable). An imported memory that is `shared` (a
+ * SharedArrayBuffer, as the threaded wasm engine's heap and worker-pool arenas are) must be declared so.
  */
-export type ModuleMemory = { kind: 'imported'; maxPages: number } | { kind: 'exported'; initialPages: number };
+export type ModuleMemory = { kind: 'imported'; maxPages: number; shared?: boolean } | { kind: 'exported'; initialPages: number };
 
 /** A module with one memory (see ModuleMemory) exporting `functions` (no results). */
 export function emitModule(functions: readonly ExportedFunction[], memory: ModuleMemory): Uint8Array {
@@ -233,7 +234,9 @@ export function emitModule(functions: readonly ExportedFunction[], memory: Modul
   const code = section(10, vec(functions.map((f) => f.builder.encode())));
   const header = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
   if (memory.kind === 'imported') {
-    const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x01, ...uleb(0), ...uleb(memory.maxPages)]]));
+    // Limits flags: 0x01 minimum and maximum, 0x03 the same for a shared memory.
+    const limits = memory.shared ? 0x03 : 0x01;
+    const imports = section(2, vec([[...name('env'), ...name('memory'), 0x02, limits, ...uleb(0), ...uleb(memory.maxPages)]]));
     const exports = section(7, vec(functionExports));
     return Uint8Array.from([...header, ...types, ...imports, ...funcs, ...exports, ...code]);
   }

@@ -6,6 +6,7 @@
 // Views into the memory are re-created when it grows (growing detaches every earlier view):
 // ArenaArray.array always returns a live view.
 import { wasmApi, type WasmMemory } from '../wasm-emitter/wasm-api.js';
+import { kernelPool } from './kernel-pool.js';
 
 const PAGE_BYTES = 65536;
 const MAX_PAGES = 65536;
@@ -29,15 +30,17 @@ export class Arena {
 
   /**
    * An arena with `reserveBytes` addressable up front (pages are only backed by memory once
-   * written), or undefined where WebAssembly is missing or the size is past 4 GiB.
+   * written), or undefined where WebAssembly is missing or the size is past 4 GiB. Its memory is
+   * shared between threads (the kernel pool's workers run on it) when `shared` is true, which is
+   * the default while a kernel pool runs (`setKernelThreads`).
    */
-  static create(reserveBytes: number): Arena | undefined {
+  static create(reserveBytes: number, shared: boolean = kernelPool() !== undefined): Arena | undefined {
     const pages = Math.ceil(reserveBytes / PAGE_BYTES);
     if (pages > MAX_PAGES) return undefined;
     if (!wasmApi) return undefined;
     let memory: WasmMemory;
     try {
-      memory = new wasmApi.Memory({ initial: Math.max(1, pages), maximum: MAX_PAGES });
+      memory = new wasmApi.Memory({ initial: Math.max(1, pages), maximum: MAX_PAGES, ...(shared ? { shared: true } : {}) });
     } catch {
       return undefined;
     }

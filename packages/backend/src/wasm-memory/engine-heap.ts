@@ -26,7 +26,7 @@ export interface EngineHeap {
 export function engineHeap(): EngineHeap | undefined {
   if (tf.getBackend() !== 'wasm') return undefined;
   const engine = tf.backend() as unknown as Partial<WasmBackend>;
-  const memory = engine.wasm?.asm?.memory;
+  const memory = engine.wasm?.asm?.memory ?? engine.wasm?.wasmMemory;
   const map = engine.dataIdMap;
   const makeOutput = engine.makeOutput;
   if (!memory || !map || typeof makeOutput !== 'function') return undefined;
@@ -55,35 +55,59 @@ export function readFloats(t: tf.Tensor): Float32Array {
 
 const modules = new Map<string, WasmModule | null>();
 const instances = new WeakMap<WasmMemory, Map<string, unknown>>();
+const compiledFor = new WeakMap<object, WasmModule>();
+
+/** Whether `memory` is shared between threads (the threaded engine's heap, a shared `Arena`). */
+export function isSharedMemory(memory: WasmMemory): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && (memory.buffer as unknown) instanceof SharedArrayBuffer;
+}
 
 /**
- * The exports of the kernel module `key` (built from `functions` once per process, importing its
- * memory as env.memory), instantiated once per `memory`; null where WebAssembly SIMD is unavailable.
- * Works for the engine's heap and for an `Arena`'s memory alike.
+ * The exports of the kernel module `key` (built from `functions` once per process and kind of
+ * memory, importing its memory as env.memory), instantiated once per `memory`; null where
+ * WebAssembly SIMD is unavailable. Works for the engine's heap and for an `Arena`'s memory alike,
+ * shared or not.
  */
 export function kernelsOnHeap<T>(memory: WasmMemory, key: string, functions: () => { name: string; builder: FunctionBuilder }[]): T | null {
   let byKey = instances.get(memory);
   if (!byKey) instances.set(memory, (byKey = new Map()));
   if (byKey.has(key)) return byKey.get(key) as T | null;
-  let module = modules.get(key);
+  const shared = isSharedMemory(memory);
+  const moduleKey = shared ? `${key}#shared` : key;
+  let module = modules.get(moduleKey);
   if (module === undefined) {
     try {
       if (!wasmApi) throw new Error('no WebAssembly');
-      module = new wasmApi.Module(emitModule(functions(), { kind: 'imported', maxPages: 65536 }));
+      module = new wasmApi.Module(emitModule(functions(), { kind: 'imported', maxPages: 65536, shared }));
     } catch {
       module = null;
     }
-    modules.set(key, module);
+    modules.set(moduleKey, module);
   }
   let exports: T | null = null;
   if (module) {
     try {
       // A plain object (instance exports are frozen), so that tests can observe which path ran.
       exports = { ...new wasmApi!.Instance(module, { env: { memory } }).exports } as T;
+      compiledFor.set(exports as object, module);
     } catch {
       exports = null;
     }
   }
   byKey.set(key, exports);
   return exports;
+}
+
+/**
+ * The compiled module and this thread's exports of kernel module `key` on `memory` (see
+ * `kernelsOnHeap`), for running the same kernels on other threads; undefined where they cannot run.
+ */
+export function kernelModule(
+  memory: WasmMemory,
+  key: string,
+  functions: () => { name: string; builder: FunctionBuilder }[],
+): { module: WasmModule; exports: Record<string, unknown> } | undefined {
+  const exports = kernelsOnHeap<Record<string, unknown>>(memory, key, functions);
+  const module = exports ? compiledFor.get(exports) : undefined;
+  return exports && module ? { module, exports } : undefined;
 }

@@ -19,6 +19,8 @@ export interface WasmModule {
   HEAPU8: Uint8Array;
   /** The instance's exports; `memory` is the heap's WebAssembly.Memory (read through `engineHeap`). */
   asm?: { memory?: WasmMemory };
+  /** The heap's memory where the module imports it rather than exporting it (the threaded build: shared). */
+  wasmMemory?: WasmMemory;
   /** Wraps an exported C function; 'array' arguments are Uint8Arrays copied onto the stack. */
   cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
   tfjs: {

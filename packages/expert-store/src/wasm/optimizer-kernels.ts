@@ -4,7 +4,7 @@
 //
 // Axes: U touched rows, D row width. Pointers are byte offsets into the arena; row offsets wrap
 // through i32 arithmetic, which is exact for addresses below 4 GiB (wasm addresses are unsigned).
-import { F32, FunctionBuilder, I32, kernelsOnHeap, V128, type WasmMemory } from '@peer/backend/wasm';
+import { F32, FunctionBuilder, I32, isSharedMemory, kernelPool, kernelsOnHeap, splitRange, V128, type WasmMemory } from '@peer/backend/wasm';
 
 export interface OptimizerKernelExports {
   /**
@@ -146,13 +146,34 @@ function buildGather(): FunctionBuilder {
   return f;
 }
 
+const OPTIMIZER_KEY = 'expert-store/optimizer';
+const optimizerFunctions = () => [
+  { name: 'adam', builder: buildAdam() },
+  { name: 'sgd', builder: buildSgd() },
+  { name: 'gather', builder: buildGather() },
+];
+/** Passes over fewer rows than this per thread run on one thread (handing a pass out costs a few µs). */
+const MIN_ROWS_PER_THREAD = 64;
+
 /** The optimizer kernels bound to `memory` (an arena's), or undefined where WebAssembly SIMD is unavailable. */
 export function optimizerKernels(memory: WasmMemory): OptimizerKernelExports | undefined {
-  return (
-    kernelsOnHeap<OptimizerKernelExports>(memory, 'expert-store/optimizer', () => [
-      { name: 'adam', builder: buildAdam() },
-      { name: 'sgd', builder: buildSgd() },
-      { name: 'gather', builder: buildGather() },
-    ]) ?? undefined
-  );
+  return kernelsOnHeap<OptimizerKernelExports>(memory, OPTIMIZER_KEY, optimizerFunctions) ?? undefined;
+}
+
+/**
+ * Runs optimizer kernel `fn` over `count` rows (slots), split into contiguous parts over the kernel
+ * pool's threads when `memory` is shared and the pass is big enough, else in one call; `args(start,
+ * end)` are the kernel's arguments for rows [start, end). Every row is updated by one thread, in the
+ * same arithmetic as on one: the result does not depend on the thread count.
+ */
+export function runOptimizerPass(memory: WasmMemory, fn: keyof OptimizerKernelExports, count: number, args: (start: number, end: number) => number[]): void {
+  const pool = kernelPool();
+  const parts = pool && isSharedMemory(memory) ? Math.min(pool.threads, Math.floor(count / MIN_ROWS_PER_THREAD)) : 1;
+  if (parts <= 1) {
+    const kernels = optimizerKernels(memory);
+    if (!kernels) throw new Error('runOptimizerPass: the optimizer kernels cannot run on this memory');
+    (kernels[fn] as (...a: number[]) => void)(...args(0, count));
+    return;
+  }
+  pool!.run(memory, OPTIMIZER_KEY, optimizerFunctions, fn, splitRange(count, parts).map(([a, b]) => args(a, b)));
 }

@@ -90,8 +90,10 @@ export function buildWsum(): FunctionBuilder {
  * a gradient (groupSlot[g] = ~slot < 0) gets the sum (computed in the one-row `scratch`) added.
  */
 export function buildGroupSumInto(): FunctionBuilder {
-  const [order, groupEnd, groupSlot, coef, src, values, scratch, uCount, perToken, d] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
-  const f = new FunctionBuilder(10);
+  // start: the position in `order` of the first group's first occurrence (0 for the whole list; a
+  // later group's when the groups are split over threads).
+  const [order, groupEnd, groupSlot, coef, src, values, scratch, uCount, perToken, d, start] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const f = new FunctionBuilder(11);
   const u = f.local(I32);
   const i = f.local(I32);
   const end = f.local(I32);
@@ -104,7 +106,7 @@ export function buildGroupSumInto(): FunctionBuilder {
   const target = f.local(I32);
   const cv = f.local(V128);
   f.get(d).i32(2).shl().set(dBytes);
-  f.i32(0).set(i);
+  f.get(start).set(i);
   f.forLoop(u, uCount, 1, () => {
     f.get(groupSlot).i32Load().set(slot);
     f.increment(groupSlot, 4);
