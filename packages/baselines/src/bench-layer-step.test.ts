@@ -2,13 +2,14 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { timeLayerStep } from '@peer/feed-forward';
 import { BASELINE_KINDS, baselineBenchConfig, benchBaselineLayer, createBaselineLayer } from './bench-layer-step.js';
+import { hostValues } from './pkm-host.test-util.js';
 import { ProductKeyMemory } from './pkm.js';
 
 describe('timeLayerStep', () => {
   it('runs full training steps: dense variables and the sparse table move, nothing leaks', async () => {
     const layer = new ProductKeyMemory({ dim: 8, memories: 64, heads: 2, topK: 4, valueOptimizer: { lr: 0.1 } });
     const dense = layer.trainableVariables().map((v) => Float32Array.from(v.dataSync()));
-    const values = Float32Array.from(layer.values.data);
+    const values = Float32Array.from(hostValues(layer).data);
     const before = tf.memory().numTensors;
     const r = await timeLayerStep(layer, { tokens: 16, steps: 2, warmup: 1 });
     expect(tf.memory().numTensors).toBe(before);
@@ -21,7 +22,7 @@ describe('timeLayerStep', () => {
     expect(relError).toBeLessThanOrEqual(0.05 / r.ms_per_step_median + 0.05 / r.tokens_per_second + 1e-9);
     expect(r.peak_rss_bytes).toBeGreaterThan(0);
     layer.trainableVariables().forEach((v, i) => expect(Array.from(v.dataSync())).not.toEqual(Array.from(dense[i]!)));
-    expect(Array.from(layer.values.data)).not.toEqual(Array.from(values));
+    expect(Array.from(hostValues(layer).data)).not.toEqual(Array.from(values));
     expect(layer.valueGrad.size).toBe(0);
     layer.dispose();
   });

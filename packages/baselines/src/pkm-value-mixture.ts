@@ -17,21 +17,27 @@ export type { RowGradientSink } from '@peer/expert-store';
 /**
  * y [T, D] = sum_r w[t, r] V[indices[t * R + r]]. Differentiable in `weights` [T, R]; the value
  * rows' gradient goes to `sink` when the backward pass runs (which reads the table as it is then:
- * apply sparse updates only after the backward pass).
+ * apply sparse updates only after the backward pass). `indices` is an Int32Array for host tables,
+ * an int32 tensor (T * R elements) for device tables, which never read it back.
  */
-export function valueMixture(weights: tf.Tensor2D, indices: Int32Array, table: ExpertTable, sink: RowGradientSink): tf.Tensor2D {
+export function valueMixture(weights: tf.Tensor2D, indices: Int32Array | tf.Tensor, table: ExpertTable, sink: RowGradientSink): tf.Tensor2D {
   const [T, R] = weights.shape;
-  if (indices.length !== T * R) throw new Error(`valueMixture: ${indices.length} indices for weights of shape [${T}, ${R}], expected ${T * R}`);
-  const selection = table.select(indices, R);
+  const count = indices instanceof Int32Array ? indices.length : indices.size;
+  if (count !== T * R) throw new Error(`valueMixture: ${count} indices for weights of shape [${T}, ${R}], expected ${T * R}`);
+  if (!(indices instanceof Int32Array) && indices.dtype !== 'int32') throw new Error(`valueMixture: indices must be int32, got ${indices.dtype}`);
+  // A host selection copies the rows' indices, so one serves both passes. An index tensor is saved
+  // for the backward pass instead (customGrad keeps it alive until then) and selected again there.
+  const selection = indices instanceof Int32Array ? table.select(indices, R) : undefined;
   const read = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [w, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
-    save([w]);
+    save(selection ? [w] : [w, indices as tf.Tensor]);
     return {
-      value: table.weightedRowSum(selection, w),
+      value: table.weightedRowSum(selection ?? table.select(indices, R), w),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const dy2 = dy as tf.Tensor2D;
-        table.accumulateRowGradients(selection, saved[0] as tf.Tensor2D, dy2, sink);
-        return [table.rowDots(selection, dy2)];
+        const rows = selection ?? table.select(saved[1]!, R);
+        table.accumulateRowGradients(rows, saved[0] as tf.Tensor2D, dy2, sink);
+        return [table.rowDots(rows, dy2)];
       },
     };
   });

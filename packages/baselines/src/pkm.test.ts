@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import type { NamedArray } from '@peer/expert-store';
+import { hostGrad, hostRows, hostValues } from './pkm-host.test-util.js';
 import { ProductKeyMemory, pkmForward, type PkmTensors } from './pkm.js';
 import type { PkmOptions } from './pkm-config.js';
 import type { RowGradientSink } from './pkm-value-mixture.js';
@@ -40,7 +41,7 @@ function referenceOf(layer: ProductKeyMemory): ReferencePkm {
     norm: n ? { gamma: f64(n.weight), beta: f64(n.bias), mean: f64(n.runningMean), variance: f64(n.runningVar) } : null,
     c1: f64(layer.keys.subKeys1),
     c2: f64(layer.keys.subKeys2),
-    values: layer.values.storage === 'float32' ? f64(layer.values.data) : Float64Array.from({ length: c.memories * c.dim }, (_, i) => layer.values.row(Math.floor(i / c.dim))[i % c.dim]!),
+    values: layer.values.storage === 'float32' ? f64(hostValues(layer).data) : Float64Array.from({ length: c.memories * c.dim }, (_, i) => hostValues(layer).row(Math.floor(i / c.dim))[i % c.dim]!),
   };
 }
 
@@ -120,7 +121,7 @@ describe('ProductKeyMemory forward', () => {
     it(`equals brute-force float64 retrieval and read (${label})`, () => {
       const rng = testRng();
       const layer = makeLayer(rng, options);
-      if (half) layer.values.toStorage('float16');
+      if (half) hostValues(layer).toStorage('float16');
       const c = layer.config;
       const [B, S] = [2, 5];
       const xData = rng.normals(B * S * c.dim);
@@ -128,7 +129,7 @@ describe('ProductKeyMemory forward', () => {
       tf.tidy(() => {
         const x = tf.tensor2d(Float32Array.from(xData), [B * S, c.dim]);
         const r = pkmForward(x, layer.tensors(), c, true, noSink);
-        expect(Array.from(r.indices), `seed ${rng.seed}`).toEqual(ref.indices);
+        expect(Array.from(hostRows(r.indices)), `seed ${rng.seed}`).toEqual(ref.indices);
         expectClose(r.weights, ref.weights, { rtol: 1e-4, atol: 1e-6, label: `weights, seed ${rng.seed}` });
         expectClose(r.y, ref.y, { rtol: 1e-4, atol: 1e-6, label: `y, seed ${rng.seed}` });
         const out = layer.apply(tf.reshape(x, [B, S, c.dim]) as tf.Tensor3D, { training: true });
@@ -192,7 +193,7 @@ describe('ProductKeyMemory gradients', () => {
       const x = tf.tensor2d(Float32Array.from(rng.normals(T * c.dim)), [T, c.dim]);
       const proj = tf.tensor2d(Float32Array.from(rng.normals(T * c.dim)), [T, c.dim]);
       const base = pkmForward(x, p, c, true, noSink);
-      const pinned = base.indices;
+      const pinned = hostRows(base.indices);
       const hasNorm = p.queryNorm !== null;
       const inputs = [x, p.queryWeight, ...(hasNorm ? [p.queryNorm!.weight, p.queryNorm!.bias] : []), p.keys.subKeys1, p.keys.subKeys2].map((t) => tf.clone(t));
       const build = (xs: tf.Tensor[]): [tf.Tensor2D, PkmTensors] => {
@@ -228,7 +229,7 @@ describe('ProductKeyMemory gradients', () => {
       tf.tidy(() => {
         tf.grads(lossWith(recorder, pinned))(inputs);
       });
-      const table = p.values.data;
+      const table = hostValues(p).data;
       const evalLoss = () => tf.tidy(() => lossWith(noSink, pinned)(...inputs).dataSync()[0]!);
       const touched = new Set(pinned);
       const untouched = [...Array(c.memories).keys()].filter((s) => !touched.has(s)).slice(0, 1);
@@ -289,7 +290,7 @@ describe('ProductKeyMemory training step, sparse update, accounting, state, usag
           return tf.sum(tf.square(out.y));
         }, layer.trainableVariables());
         optimizer.applyGradients(grads);
-        read = Int32Array.from(layer.valueGrad.uniqueRows());
+        read = Int32Array.from(hostGrad(layer).uniqueRows());
       });
       layer.sparseStep(1);
       return read;
@@ -300,10 +301,10 @@ describe('ProductKeyMemory training step, sparse update, accounting, state, usag
         layer.apply(x, { training: false });
       });
     });
-    const before = Float32Array.from(layer.values.data);
+    const before = Float32Array.from(hostValues(layer).data);
     const read = step();
     expect(layer.valueGrad.size).toBe(0);
-    const after = layer.values.data;
+    const after = hostValues(layer).data;
     const touched = new Set(read);
     for (let slot = 0; slot < 64; slot++) {
       const changed = after.subarray(slot * 6, slot * 6 + 6).some((v, j) => v !== before[slot * 6 + j]);

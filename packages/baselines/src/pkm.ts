@@ -10,18 +10,21 @@
 //   w = softmax over the k scores of each head
 //   y = sum_h sum_i w_hi V[idx_hi]     no per-slot nonlinearity (unlike PEER)
 //
-// The value table V [N, D] lives outside tfjs (a HostExpertTable); the read and its backward are the
-// table's gather-mixture primitives (pkm-value-mixture.ts). Its gradient is row-sparse: the backward
-// pass sums w_hi * dy per distinct read row into a RowSparseGrad, and `sparseStep` applies the
-// table's own optimizer (default Adam, lr 1e-3) to the touched rows only.
+// The value table V [N, D] lives outside tfjs (an ExpertTable: in host memory, or on the device
+// with webgpu; pkm-tables.ts makes it); the read and its backward are the table's gather-mixture
+// primitives (pkm-value-mixture.ts). Its gradient is row-sparse: the backward pass sums w_hi * dy
+// per distinct read row into the table's row gradient, and `sparseStep` applies the table's own
+// optimizer (default Adam, lr 1e-3) to the touched rows only. With a device table the retrieved
+// slots stay an int32 tensor and nothing is read back during training.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@peer/backend';
+import { makeReadable, Rng } from '@peer/backend';
 import { batchNormInference, batchNormTraining, ProductKeys, QueryNorm, retrieve, updateRunningStats, type SubKeyTables } from '@peer/product-keys';
-import { HostExpertTable, RowSparseGrad, SparseAdam, SparseSgd, type NamedArray, type UsageOptions, type UsageStatsReport } from '@peer/expert-store';
+import type { ExpertTable, NamedArray, RowGradient, UsageOptions, UsageStatsReport } from '@peer/expert-store';
 import type { ApplyMode, FeedForwardLayer, FeedForwardOutput, StateEntryGetter } from '@peer/feed-forward';
 import { checkEntries, requireEntry, variableEntry, type ExpectedEntry } from './layer-state.js';
 import { checkInput3D } from './moe-stats.js';
 import { parsePkmConfig, type PkmConfig, type PkmOptions } from './pkm-config.js';
+import { createPkmTables, prepareTableState, type TableOptimizer } from './pkm-tables.js';
 import { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
 import { UsageAccumulator } from './usage-report.js';
 
@@ -42,7 +45,7 @@ export interface PkmTensors {
   /** null for queryNorm 'none'. */
   queryNorm: PkmQueryNormTensors | null;
   keys: SubKeyTables;
-  values: HostExpertTable;
+  values: ExpertTable;
 }
 
 export interface PkmForwardOptions {
@@ -55,8 +58,11 @@ export interface PkmForwardOptions {
 export interface PkmForwardResult {
   /** [T, D] */
   y: tf.Tensor2D;
-  /** [T*h*k] retrieved slots, best first per head. */
-  indices: Int32Array;
+  /**
+   * [T*h*k] retrieved slots, best first per head: an Int32Array with a host value table, an int32
+   * tensor [T, h*k] (in the caller's scope) with a device table.
+   */
+  indices: Int32Array | tf.Tensor2D;
   /** [T, h*k] softmax weights. */
   weights: tf.Tensor2D;
 }
@@ -103,15 +109,21 @@ export function pkmForward(x: tf.Tensor2D, params: PkmTensors, config: PkmConfig
     q = batchNormInference(q, norm.weight, norm.bias, norm.runningMean, norm.runningVar, config.normEps);
   }
   const queries = tf.reshape(q, [T, h, 2 * dk]) as tf.Tensor3D;
-  let indices: Int32Array;
+  const onDevice = params.values.placement === 'device';
+  let indices: Int32Array | tf.Tensor2D;
   let scores: tf.Tensor3D;
   if (options.indices) {
-    indices = options.indices;
-    scores = scoresForSlots(queries, params.keys, indices, k);
+    scores = scoresForSlots(queries, params.keys, options.indices, k);
+    // Pinned slots come from the host; a device table takes them uploaded.
+    indices = onDevice ? tf.tensor2d(options.indices, [T, h * k], 'int32') : options.indices;
   } else {
     const found = retrieve(queries, params.keys, { k, candidateK: config.candidateK });
-    indices = Int32Array.from(found.indices.dataSync() as Int32Array);
-    found.indices.dispose();
+    if (onDevice) {
+      indices = tf.reshape(found.indices, [T, h * k]) as tf.Tensor2D;
+    } else {
+      indices = Int32Array.from(found.indices.dataSync() as Int32Array);
+      found.indices.dispose();
+    }
     scores = found.scores;
   }
   const weights = tf.reshape(tf.softmax(scores), [T, h * k]) as tf.Tensor2D;
@@ -145,10 +157,10 @@ export class ProductKeyMemory implements FeedForwardLayer {
    */
   readonly queryNorm: PkmQueryNorm | null;
   /** V [N, D], outside tfjs. */
-  readonly values: HostExpertTable;
+  readonly values: ExpertTable;
   /** Value-row gradients accumulated by backward passes since the last sparse step. */
-  readonly valueGrad: RowSparseGrad;
-  readonly valueOptimizer: SparseAdam | SparseSgd;
+  readonly valueGrad: RowGradient;
+  readonly valueOptimizer: TableOptimizer;
   private readonly usage: UsageAccumulator;
   private disposed = false;
 
@@ -164,12 +176,10 @@ export class ProductKeyMemory implements FeedForwardLayer {
     this.queryWeight = variableFrom(rng.fork().fillUniform(new Float32Array(c.dim * F), -limit, limit), [c.dim, F], true);
     this.queryNorm =
       c.queryNorm === 'batch' ? (new QueryNorm({ kind: 'batch', features: F, momentum: c.normMomentum, eps: c.normEps, reductions: 'matmul' }) as PkmQueryNorm) : null;
-    this.values = new HostExpertTable({ rows: c.memories, dim: c.dim, init: { kind: 'normal', std: c.valueInitStd }, seed: rng.fork().int(2 ** 31), name: 'values' });
-    this.valueGrad = new RowSparseGrad(this.values);
-    const o = c.valueOptimizer;
-    const common = { lr: o.lr, weightDecay: o.weightDecay, ...(o.clipNorm === undefined ? {} : { clipNorm: o.clipNorm }) };
-    this.valueOptimizer = o.kind === 'adam' ? new SparseAdam({ ...common, beta1: o.beta1, beta2: o.beta2, eps: o.eps }, [this.values]) : new SparseSgd(common, [this.values]);
-    this.valueOptimizer.track(this.values);
+    const tables = createPkmTables(c, rng.fork().int(2 ** 31));
+    this.values = tables.values;
+    this.valueGrad = tables.valueGrad;
+    this.valueOptimizer = tables.valueOptimizer;
     this.usage = new UsageAccumulator(c.memories, { count: c.heads, perHead: c.topK });
   }
 
@@ -194,7 +204,7 @@ export class ProductKeyMemory implements FeedForwardLayer {
       const result = pkmForward(tf.reshape(x, [T, this.dim]), this.tensors(), this.config, mode.training, this.valueGrad, {
         onBatchStats: n ? (stats) => updateRunningStats(n.runningMean, n.runningVar, stats, T, this.config.normMomentum) : undefined,
       });
-      if (this.usage.active) this.usage.add(result.indices, result.weights.dataSync() as Float32Array);
+      if (this.usage.active) this.usage.add(result.indices as Int32Array, result.weights.dataSync() as Float32Array);
       return { y: tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D };
     });
   }
@@ -238,8 +248,11 @@ export class ProductKeyMemory implements FeedForwardLayer {
     return this.denseParams() + this.config.memories * this.config.dim;
   }
 
-  /** Starts accumulating, per memory slot, the softmax weights of its reads (and their count). */
+  /** Starts accumulating, per memory slot, the softmax weights of its reads (and their count); host tables only. */
   startUsage(options: UsageOptions = {}): void {
+    if (this.values.placement === 'device') {
+      throw new Error(`pkm: startUsage reads the slots of every forward pass synchronously, which the ${tf.getBackend()} engine cannot do; run it on wasm or cpu (checkpoints load on any engine)`);
+    }
     this.usage.start(options);
   }
 
@@ -265,11 +278,22 @@ export class ProductKeyMemory implements FeedForwardLayer {
   }
 
   /**
+   * Makes `stateEntries` possible: on a device engine it reads every variable, the value table and
+   * the optimizer's slots back to the host once (asynchronously); elsewhere it does nothing. Await
+   * it after the last step and before `stateEntries`.
+   */
+  async prepareState(): Promise<void> {
+    this.checkAlive();
+    await makeReadable(this.denseNamed().map(([, v]) => v));
+    await prepareTableState([this.values, this.valueOptimizer]);
+  }
+
+  /**
    * `query.weight` [D, F], `query_norm.{weight,bias,running_mean,running_var}` [F], `keys.sub_keys1`,
    * `keys.sub_keys2` [H', n, dk], `values` [N, D] and the value optimizer's state
    * (`values.adam.m`, `values.adam.v` [N, D], `values.adam.steps` [N]). The table and optimizer
    * entries are live views of the layer's memory (no copy of gigabytes): write them out before the
-   * next step.
+   * next step. On a device engine, await `prepareState()` first.
    */
   stateEntries(prefix: string): NamedArray[] {
     this.checkAlive();

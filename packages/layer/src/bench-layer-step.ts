@@ -43,7 +43,8 @@ export async function benchLayerStep(options: LayerStepBenchOptions): Promise<La
   const layer = new PeerLayer(options.layer);
   const c = layer.config;
   try {
-    if (options.prefault ?? true) {
+    // Device tables keep their optimizer state in GPU buffers: nothing to fault in on the host.
+    if ((options.prefault ?? true) && layer.down.placement === 'host') {
       for (const entry of layer.expertOptimizer.stateEntries()) touchPages(entry.data as Float32Array | Int32Array);
     }
     const timing = await timeLayerStep(layer, { ...options, seed: c.seed + 1 });

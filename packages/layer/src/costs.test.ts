@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolvePeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams } from './costs.js';
+import { host } from './layer-params.test-util.js';
 import { PeerLayer } from './peer-layer.js';
 
 describe('FLOP and parameter accounting', () => {
@@ -38,7 +39,7 @@ describe('FLOP and parameter accounting', () => {
     ]) {
       const layer = new PeerLayer(config);
       const variables = layer.trainableVariables().reduce((n, v) => n + v.size, 0);
-      expect(layer.totalParams()).toBe(variables + layer.down.data.length + layer.up.data.length);
+      expect(layer.totalParams()).toBe(variables + host(layer).down.data.length + host(layer).up.data.length);
       const c = layer.config;
       expect(layer.flopsPerToken()).toBe(4 * c.dim * c.heads * c.dimKey + 4 * c.heads * c.subKeys * c.dimKey + c.heads * c.candidateK ** 2 + 4 * c.heads * c.topK * c.dim);
       layer.dispose();

@@ -15,6 +15,7 @@ export {
 } from './config.js';
 export { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
 export { expertMixture, type MixtureOptions, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
+export { deviceExpertMixture } from './device-expert-mixture.js';
 export { PeerLayer, type PeerRouting } from './peer-layer.js';
 export { QueryNorm, type QueryNormOptions } from '@peer/product-keys';
 export {

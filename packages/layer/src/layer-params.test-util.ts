@@ -4,8 +4,18 @@
 // Axes: D model width, F query features, n = sqrt(N) sub-keys per half, dk sub-key width, H' key sets.
 import * as tf from '@tensorflow/tfjs-core';
 import type { TestRng } from '@peer/test-utils';
+import { HostExpertTable, RowSparseGrad } from '@peer/expert-store';
 import type { PeerLayer } from './peer-layer.js';
 import type { ReferenceConfig, ReferenceParams } from './peer-reference.test-util.js';
+
+/** The layer's host tables and row gradients (what the wasm tests inspect directly); throws for device tables. */
+export function host(layer: PeerLayer): { down: HostExpertTable; up: HostExpertTable; downGrad: RowSparseGrad; upGrad: RowSparseGrad } {
+  const { down, up, downGrad, upGrad } = layer;
+  if (!(down instanceof HostExpertTable && up instanceof HostExpertTable && downGrad instanceof RowSparseGrad && upGrad instanceof RowSparseGrad)) {
+    throw new Error(`this test reads host tables; the layer's tables are on the ${down.placement}`);
+  }
+  return { down, up, downGrad, upGrad };
+}
 
 export function referenceParams(layer: PeerLayer): ReferenceParams {
   const f64 = (t: tf.Tensor | undefined, n: number, fill = 0) => (t ? Float64Array.from(t.dataSync()) : new Float64Array(n).fill(fill));
@@ -19,8 +29,8 @@ export function referenceParams(layer: PeerLayer): ReferenceParams {
     runningVar: f64(norm.runningVar, f, 1),
     subKeys1: f64(layer.keys.subKeys1, 0),
     subKeys2: f64(layer.keys.subKeys2, 0),
-    down: Float64Array.from(layer.down.data),
-    up: Float64Array.from(layer.up.data),
+    down: Float64Array.from(host(layer).down.data),
+    up: Float64Array.from(host(layer).up.data),
   };
 }
 

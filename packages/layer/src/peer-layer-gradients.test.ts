@@ -6,7 +6,7 @@ import { testRng, type TestRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
 import type { PeerLayerConfig } from './config.js';
 import { referencePeer, type ReferenceParams } from './peer-reference.test-util.js';
-import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './layer-params.test-util.js';
+import { host, perturbNorm, randomTensor, referenceConfig, referenceParams } from './layer-params.test-util.js';
 
 const SMALL: PeerLayerConfig = { dim: 16, numExperts: 49, heads: 2, topK: 3, dimKey: 5 };
 const B = 2;
@@ -27,11 +27,11 @@ function analyticGradients(layer: PeerLayer, x: tf.Tensor3D, r: tf.Tensor3D, tra
   value.dispose();
   const dense = new Map<string, Float32Array>();
   for (const v of vars) dense.set(v.name, grads[v.name]!.dataSync() as Float32Array);
-  const out: Analytic = { x: grads[xVar.name]!.dataSync() as Float32Array, dense, down: new Float64Array(layer.down.data.length), up: new Float64Array(layer.up.data.length) };
+  const out: Analytic = { x: grads[xVar.name]!.dataSync() as Float32Array, dense, down: new Float64Array(host(layer).down.data.length), up: new Float64Array(host(layer).up.data.length) };
   tf.dispose(grads);
   xVar.dispose();
   const d = layer.dim;
-  for (const [grad, dense] of [[layer.downGrad, out.down], [layer.upGrad, out.up]] as const) {
+  for (const [grad, dense] of [[host(layer).downGrad, out.down], [host(layer).upGrad, out.up]] as const) {
     const rows = grad.uniqueRows();
     const values = grad.rowGrads();
     rows.forEach((row, s) => dense.set(values.subarray(s * d, (s + 1) * d), row * d));

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { heapStats } from '@peer/backend';
 import { expectClose, expectNoLeaks, testRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
-import { randomTensor } from './layer-params.test-util.js';
+import { host, randomTensor } from './layer-params.test-util.js';
 import { activation64 } from './peer-reference.test-util.js';
 
 const SMALL = { dim: 16, numExperts: 64, heads: 2, topK: 3, dimKey: 6 } as const;
@@ -60,13 +60,13 @@ describe('PeerLayer training step', () => {
     const x = randomTensor<tf.Rank.R3>(rng, [1, 6, SMALL.dim]);
     const r = randomTensor<tf.Rank.R3>(rng, [1, 6, SMALL.dim]);
     tf.tidy(() => tf.variableGrads(() => lossOf(layer, x, r), layer.trainableVariables()).value.dataSync());
-    const rows = Array.from(layer.downGrad.uniqueRows());
+    const rows = Array.from(host(layer).downGrad.uniqueRows());
     expect(rows.length).toBeGreaterThan(0);
     const d = SMALL.dim;
-    const gd = Float32Array.from(layer.downGrad.rowGrads());
-    const gu = Float32Array.from(layer.upGrad.rowGrads());
-    const upRows = Array.from(layer.upGrad.uniqueRows());
-    const before = { down: Float32Array.from(layer.down.data), up: Float32Array.from(layer.up.data) };
+    const gd = Float32Array.from(host(layer).downGrad.rowGrads());
+    const gu = Float32Array.from(host(layer).upGrad.rowGrads());
+    const upRows = Array.from(host(layer).upGrad.uniqueRows());
+    const before = { down: Float32Array.from(host(layer).down.data), up: Float32Array.from(host(layer).up.data) };
     layer.sparseStep(0.2);
     const expectedDown = Float32Array.from(before.down);
     rows.forEach((row, s) => {
@@ -76,10 +76,10 @@ describe('PeerLayer training step', () => {
     upRows.forEach((row, s) => {
       for (let j = 0; j < d; j++) expectedUp[row * d + j]! -= 0.1 * gu[s * d + j]!;
     });
-    expectClose(layer.down.data, expectedDown, { rtol: 1e-6, atol: 1e-7, label: 'down' });
-    expectClose(layer.up.data, expectedUp, { rtol: 1e-6, atol: 1e-7, label: 'up' });
-    expect(layer.downGrad.size).toBe(0);
-    expect(layer.upGrad.size).toBe(0);
+    expectClose(host(layer).down.data, expectedDown, { rtol: 1e-6, atol: 1e-7, label: 'down' });
+    expectClose(host(layer).up.data, expectedUp, { rtol: 1e-6, atol: 1e-7, label: 'up' });
+    expect(host(layer).downGrad.size).toBe(0);
+    expect(host(layer).upGrad.size).toBe(0);
     tf.dispose([x, r]);
     layer.dispose();
   });
@@ -93,7 +93,7 @@ describe('PeerLayer training step', () => {
       const { value, grads } = tf.variableGrads(f, vars);
       const dense = vars.map((v) => Array.from(grads[v.name]!.dataSync()));
       tf.dispose([value, ...Object.values(grads)]);
-      const sparse = [Array.from(layer.downGrad.uniqueRows()), Array.from(layer.downGrad.rowGrads()), Array.from(layer.upGrad.rowGrads())];
+      const sparse = [Array.from(host(layer).downGrad.uniqueRows()), Array.from(host(layer).downGrad.rowGrads()), Array.from(host(layer).upGrad.rowGrads())];
       layer.zeroSparseGrads();
       return { dense, sparse };
     };
@@ -229,8 +229,8 @@ describe('PeerLayer evaluation', () => {
     const d = 16;
     for (let t = 0; t < 9; t++) {
       // W1 [h, d] = the retrieved u rows, W2 [h, d] = the retrieved v rows: y = gelu(x W1^T) W2.
-      const w1 = Array.from({ length: h }, (_, i) => layer.down.data.slice(indices[t * h + i]! * d, (indices[t * h + i]! + 1) * d));
-      const w2 = Array.from({ length: h }, (_, i) => layer.up.data.slice(indices[t * h + i]! * d, (indices[t * h + i]! + 1) * d));
+      const w1 = Array.from({ length: h }, (_, i) => host(layer).down.data.slice(indices[t * h + i]! * d, (indices[t * h + i]! + 1) * d));
+      const w2 = Array.from({ length: h }, (_, i) => host(layer).up.data.slice(indices[t * h + i]! * d, (indices[t * h + i]! + 1) * d));
       const hidden = w1.map((u) => activation64(u.reduce((acc, v, j) => acc + v * xs[t * d + j]!, 0), 'gelu'));
       const expected = Array.from({ length: d }, (_, j) => hidden.reduce((acc, a, i) => acc + a * w2[i]![j]!, 0));
       expectClose(y.slice(t * d, (t + 1) * d), expected, { rtol: 1e-4, atol: 1e-6, label: `token ${t} seed ${rng.seed}` });

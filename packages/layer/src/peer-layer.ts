@@ -16,14 +16,20 @@
 // Training: the dense parameters (Wq, norm gamma/beta, sub-keys) are tfjs variables for any tfjs
 // optimizer; the expert tables live outside tfjs, their row gradients accumulate during backward
 // and `sparseStep(lrScale)` applies the sparse optimizer once per step.
+//
+// Engines: on the host engines (wasm, cpu) the retrieved rows come to JS and the mixture's [T, R]
+// math runs in JS loops (expert-mixture.ts); with tables on a device (webgpu) the rows stay an int32
+// tensor and the mixture is tfjs ops (device-expert-mixture.ts), with no synchronous read.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@peer/backend';
+import { makeReadable, Rng } from '@peer/backend';
 import { ProductKeys, QueryNorm, retrieve } from '@peer/product-keys';
 import type { FeedForwardLayer } from '@peer/feed-forward';
-import { HostExpertTable, SparseAdam, SparseSgd, UsageStats, type NamedArray, type RowSparseGrad, type UsageOptions, type UsageStatsReport } from '@peer/expert-store';
+import { UsageStats, type ExpertTable, type NamedArray, type RowGradient, type UsageOptions, type UsageStatsReport } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
+import { deviceExpertMixture } from './device-expert-mixture.js';
 import { expertMixture, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
+import { createLayerOptimizer, createLayerTable, prepareTableState, type TableOptimizer } from './layer-tables.js';
 import { DOWN_NAME, UP_NAME, exportPeerPytorch, loadPeerPytorchInto } from './pytorch-layout.js';
 
 let layerCount = 0;
@@ -49,14 +55,14 @@ export class PeerLayer implements FeedForwardLayer {
   readonly queryWeight: tf.Variable<tf.Rank.R2>;
   readonly queryNorm: QueryNorm;
   /** u rows, [tableRows, d] (PEER-pytorch weight_down_embed). */
-  readonly down: HostExpertTable;
+  readonly down: ExpertTable;
   /** v rows, [tableRows, d] (PEER-pytorch weight_up_embed). */
-  readonly up: HostExpertTable;
+  readonly up: ExpertTable;
   /** Row gradients of `down` accumulated by backward passes since the last sparse step. */
-  readonly downGrad: RowSparseGrad;
-  readonly upGrad: RowSparseGrad;
+  readonly downGrad: RowGradient;
+  readonly upGrad: RowGradient;
   /** The sparse optimizer of both tables (its own constant learning rate, scaled by `sparseStep`). */
-  readonly expertOptimizer: SparseAdam | SparseSgd;
+  readonly expertOptimizer: TableOptimizer;
   private dropoutRng: Rng;
   private usage: UsageStats | undefined;
   /** Where backward passes send row gradients (the sparse accumulators unless redirected). */
@@ -86,16 +92,12 @@ export class PeerLayer implements FeedForwardLayer {
     this.queryNorm = new QueryNorm({ kind: c.queryNorm, features: f, momentum: c.normMomentum, eps: c.normEps, name: `${name}/query_norm` });
     // u, v ~ normal(0, 1/sqrt(d)); named as PEER-pytorch's embeddings (optimizer state is named after them).
     const init = { kind: 'normal', std: 1 / Math.sqrt(c.dim) } as const;
-    this.down = new HostExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: DOWN_NAME });
-    this.up = new HostExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: UP_NAME });
+    this.down = createLayerTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: DOWN_NAME });
+    this.up = createLayerTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: UP_NAME });
     this.downGrad = this.down.createGradient();
     this.upGrad = this.up.createGradient();
     this.gradientSinks = { down: this.downGrad, up: this.upGrad };
-    const o = c.expertOptimizer;
-    this.expertOptimizer =
-      o.kind === 'adam'
-        ? new SparseAdam({ lr: o.lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay }, [this.down, this.up])
-        : new SparseSgd({ lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay }, [this.down, this.up]);
+    this.expertOptimizer = createLayerOptimizer(c.expertOptimizer, [this.down, this.up]);
     this.dropoutRng = rng.fork();
   }
 
@@ -115,15 +117,25 @@ export class PeerLayer implements FeedForwardLayer {
   /** The expert rows and router weights each token would use (no gradient, no state change). */
   route(x: tf.Tensor, mode: { training: boolean }): PeerRouting {
     this.checkAlive();
+    this.refuseOnDevice('route', 'reads the routing synchronously');
     return tf.tidy(() => {
       const x2 = tf.reshape(x, [-1, this.dim]) as tf.Tensor2D;
       // Batch statistics without moving the running ones: normalize as training would.
       const { indices, weights } = this.retrieveExperts(x2, mode.training, false);
-      return { indices, weights: weights.dataSync() as Float32Array };
+      return { indices: indices as Int32Array, weights: weights.dataSync() as Float32Array };
     });
   }
 
-  private retrieveExperts(x: tf.Tensor2D, training: boolean, updateStats = true): { indices: Int32Array; weights: tf.Tensor2D } {
+  /** Whether the tables keep their rows on a device: then indices stay tensors and nothing is read back. */
+  private get onDevice(): boolean {
+    return this.down.placement === 'device';
+  }
+
+  /**
+   * Expert rows and router weights [T, h*k]. The rows are an Int32Array for host tables and an
+   * int32 tensor [T, h*k] (in the caller's tidy scope) for device tables.
+   */
+  private retrieveExperts(x: tf.Tensor2D, training: boolean, updateStats = true): { indices: Int32Array | tf.Tensor2D; weights: tf.Tensor2D } {
     const c = this.config;
     const tokens = x.shape[0];
     // query_proj(x): q = BN(x Wq)  [T, F]
@@ -135,15 +147,20 @@ export class PeerLayer implements FeedForwardLayer {
       candidateK: c.candidateK,
       chunkSize: c.retrievalChunk,
     });
+    // Router weights: softmax(scores) over the k experts of each head (or relu).
+    const g = c.scores === 'softmax' ? tf.softmax(found.scores) : tf.relu(found.scores);
+    const weights = tf.reshape(g, [tokens, c.heads * c.topK]) as tf.Tensor2D;
+    if (this.onDevice) {
+      // Head h owns rows [h*N, (h+1)*N) of each table with separate pools.
+      const rows = c.separateExpertsPerHead ? tf.add(found.indices, tf.reshape(tf.range(0, c.heads * c.numExperts, c.numExperts, 'int32'), [1, c.heads, 1])) : found.indices;
+      return { indices: tf.reshape(rows, [tokens, c.heads * c.topK]) as tf.Tensor2D, weights };
+    }
     const indices = found.indices.dataSync() as Int32Array;
     found.indices.dispose();
     if (c.separateExpertsPerHead) {
-      // Head h owns rows [h*N, (h+1)*N) of each table.
       for (let i = 0; i < indices.length; i++) indices[i]! += Math.floor(i / c.topK) % c.heads * c.numExperts;
     }
-    // Router weights: softmax(scores) over the k experts of each head (or relu).
-    const g = c.scores === 'softmax' ? tf.softmax(found.scores) : tf.relu(found.scores);
-    return { indices, weights: tf.reshape(g, [tokens, c.heads * c.topK]) };
+    return { indices, weights };
   }
 
   private applyTokens(x: tf.Tensor2D, training: boolean): tf.Tensor2D {
@@ -151,7 +168,7 @@ export class PeerLayer implements FeedForwardLayer {
     const tokens = x.shape[0];
     const perToken = c.heads * c.topK;
     const { indices, weights } = this.retrieveExperts(x, training);
-    if (this.usage) this.usage.record(indices, weights.dataSync() as Float32Array);
+    if (this.usage) this.usage.record(indices as Int32Array, weights.dataSync() as Float32Array);
     let g = weights;
     if (training && c.dropout > 0) {
       // Dropout on sigma(u . x) is a mask on its weight g: y = sum g m sigma(a) v.
@@ -162,15 +179,19 @@ export class PeerLayer implements FeedForwardLayer {
     }
     const tables: MixtureTables = { down: this.down, up: this.up, downGrad: this.gradientSinks.down, upGrad: this.gradientSinks.up };
     const options = { activation: c.activation };
+    const mix = (xs: tf.Tensor2D, gs: tf.Tensor2D, t0: number, size: number): tf.Tensor2D =>
+      indices instanceof Int32Array
+        ? expertMixture(xs, gs, size === tokens ? indices : indices.subarray(t0 * perToken, (t0 + size) * perToken), tables, options)
+        : deviceExpertMixture(xs, gs, size === tokens ? indices : tf.slice(indices, [t0, 0], [size, perToken]), tables, options);
     const chunk = c.tokenChunk;
-    if (tokens <= chunk) return expertMixture(x, g, indices, tables, options);
+    if (tokens <= chunk) return mix(x, g, 0, tokens);
     // Token chunks bound the gathered [chunk*h*k, d] rows held at once (forward and backward).
     const parts: tf.Tensor2D[] = [];
     for (let t0 = 0; t0 < tokens; t0 += chunk) {
       const size = Math.min(chunk, tokens - t0);
       const xs = tf.slice(x, [t0, 0], [size, c.dim]);
       const gs = tf.slice(g, [t0, 0], [size, perToken]);
-      parts.push(expertMixture(xs, gs, indices.subarray(t0 * perToken, (t0 + size) * perToken), tables, options));
+      parts.push(mix(xs, gs, t0, size));
     }
     return tf.concat(parts, 0);
   }
@@ -235,8 +256,9 @@ export class PeerLayer implements FeedForwardLayer {
     return peerParams(this.config);
   }
 
-  /** Starts (or restarts) accumulating router weights per expert (and, with several heads, their overlap) in forward passes. */
+  /** Starts (or restarts) accumulating router weights per expert (and, with several heads, their overlap) in forward passes (host tables only). */
   startUsage(options: UsageOptions = {}): void {
+    this.refuseOnDevice('startUsage', 'reads the routing of every forward pass synchronously');
     const c = this.config;
     this.usage = new UsageStats(c.tableRows, { ...options, heads: { count: c.heads, perHead: c.topK } });
   }
@@ -250,8 +272,20 @@ export class PeerLayer implements FeedForwardLayer {
   }
 
   /**
+   * Makes `stateEntries` possible: on a device engine it reads every variable, table and optimizer
+   * slot back to the host once (asynchronously); elsewhere it does nothing. Await it after the last
+   * step and before `stateEntries`.
+   */
+  async prepareState(): Promise<void> {
+    this.checkAlive();
+    await makeReadable([this.queryWeight, ...this.queryNorm.variables(), ...this.keys.variables()]);
+    await prepareTableState([this.down, this.up, this.expertOptimizer]);
+  }
+
+  /**
    * Every piece of state, names prefixed with `prefix`: the weights under PEER-pytorch's names
    * (tables as live memory), the sparse optimizer's moments and step counts, the dropout stream.
+   * On a device engine, await `prepareState()` first.
    */
   stateEntries(prefix: string): NamedArray[] {
     this.checkAlive();
@@ -289,6 +323,12 @@ export class PeerLayer implements FeedForwardLayer {
     this.expertOptimizer.dispose();
     this.down.dispose();
     this.up.dispose();
+  }
+
+  private refuseOnDevice(method: string, why: string): void {
+    if (this.onDevice) {
+      throw new Error(`PeerLayer.${method}: ${why}, which the ${tf.getBackend()} engine cannot do; run it on wasm or cpu (checkpoints load on any engine)`);
+    }
   }
 
   private checkAlive(): void {

@@ -68,13 +68,9 @@ function expect(get: EntryGetter, name: string, shape: number[], where: string):
 export function exportPeerPytorch(layer: PeerLayer, prefix = ''): NamedArray[] {
   const c = layer.config;
   const f = 2 * c.heads * c.dimKey;
-  const out: NamedArray[] = [
-    f32(`${prefix}${DOWN_NAME}`, layer.down.data, [c.tableRows, c.dim]),
-    f32(`${prefix}${UP_NAME}`, layer.up.data, [c.tableRows, c.dim]),
-  ];
-  const keys = layer.keys.toPeerPytorchKeys();
-  out.push(f32(`${prefix}${PYTORCH_NAMES.keys}`, keys.dataSync() as Float32Array, [...keys.shape]));
-  keys.dispose();
+  // Reads only the variables themselves (readable on a device engine after `prepareState`).
+  const out: NamedArray[] = [...layer.down.stateEntries(prefix), ...layer.up.stateEntries(prefix)];
+  out.push(f32(`${prefix}${PYTORCH_NAMES.keys}`, peerPytorchKeys(layer), [c.heads, c.subKeys, 2, c.dimKey]));
   out.push(f32(`${prefix}${PYTORCH_NAMES.queryWeight}`, queryWeightToPytorch(layer.queryWeight.dataSync(), c.dim, c.heads, c.dimKey), [f, c.dim]));
   const norm = layer.queryNorm;
   const feature = (name: string, v: tf.Variable | undefined) => {
@@ -84,6 +80,24 @@ export function exportPeerPytorch(layer: PeerLayer, prefix = ''): NamedArray[] {
   feature(PYTORCH_NAMES.normBias, norm.bias);
   feature(PYTORCH_NAMES.runningMean, norm.runningMean);
   feature(PYTORCH_NAMES.runningVar, norm.runningVar);
+  return out;
+}
+
+/** The sub-keys in PEER-pytorch's layout [h, sqrtN, 2, dk] (shared keys repeated per head), built on the host. */
+function peerPytorchKeys(layer: PeerLayer): Float32Array {
+  const { heads, subKeys, dimKey } = layer.config;
+  const halves = [layer.keys.subKeys1.dataSync() as Float32Array, layer.keys.subKeys2.dataSync() as Float32Array];
+  const perSet = subKeys * dimKey;
+  const out = new Float32Array(heads * subKeys * 2 * dimKey);
+  for (let head = 0; head < heads; head++) {
+    const set = layer.keys.sharedKeys ? 0 : head;
+    for (let i = 0; i < subKeys; i++) {
+      for (let half = 0; half < 2; half++) {
+        const from = set * perSet + i * dimKey;
+        out.set(halves[half]!.subarray(from, from + dimKey), ((head * subKeys + i) * 2 + half) * dimKey);
+      }
+    }
+  }
   return out;
 }
 
@@ -118,7 +132,7 @@ export function loadPeerPytorchInto(layer: PeerLayer, get: EntryGetter, prefix =
   tf.tidy(() => {
     layer.queryWeight.assign(tf.tensor2d(queryWeightFromPytorch(wq, c.dim, c.heads, c.dimKey), [c.dim, f]));
     for (const [v, values] of features) v.assign(tf.tensor1d(featuresFromPytorch(values, c.heads, c.dimKey)));
-    layer.keys.loadPeerPytorchKeys(tf.tensor4d(keys, [c.heads, c.subKeys, 2, c.dimKey]));
+    layer.keys.loadPeerPytorchKeys(keys);
   });
   layer.down.loadStateEntries(prefix, get);
   layer.up.loadStateEntries(prefix, get);

@@ -47,6 +47,17 @@ describe('loadPeerPytorchKeys errors', () => {
     pk.dispose();
     shared.dispose();
   });
+
+  it('rejects values of the wrong length and differing heads given as a Float32Array', () => {
+    const pk = new ProductKeys({ numKeys: 16, heads: 2, dimKey: 3 });
+    const shared = new ProductKeys({ numKeys: 16, heads: 2, dimKey: 3, sharedKeys: true });
+    expect(() => pk.loadPeerPytorchKeys(new Float32Array(47))).toThrow(/ProductKeys.loadPeerPytorchKeys: keys must hold 48 values \(shape \[2, 4, 2, 3\]\), got 47/);
+    const values = new Float32Array(48);
+    values[30] = -0.25;
+    expect(() => shared.loadPeerPytorchKeys(values)).toThrow(/share one key pair, but the heads of keys differ \(max \|difference\| 0\.25\)/);
+    pk.dispose();
+    shared.dispose();
+  });
 });
 
 describe('retrieve argument errors', () => {

@@ -1,8 +1,8 @@
 // A product-key set: two sub-key tables per head whose concatenations form N = n^2 full keys.
 // Axes: H' key sets (1 when shared, else h heads), n = sqrt(N) sub-keys per half, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
-import { formatValue, Rng } from '@peer/backend';
-import { checkInteger, checkNumKeys, checkShape, checkTensor } from './checks.js';
+import { formatValue, onDevice, Rng } from '@peer/backend';
+import { checkInteger, checkNumKeys, checkShape, checkTensor, shapeText } from './checks.js';
 
 export interface ProductKeysConfig {
   /** N, the number of full keys (experts or memory slots): a perfect square, 4 <= N <= 46340^2. */
@@ -97,30 +97,60 @@ export class ProductKeys implements SubKeyTables {
   }
 
   /**
-   * Loads keys in PEER-pytorch's layout `[h, sqrtN, 2, dk]`. With shared keys every head must hold
-   * the same pair (as `toPeerPytorchKeys` writes it). `keys` is not disposed.
+   * Loads keys in PEER-pytorch's layout `[h, sqrtN, 2, dk]`, as a tensor or as its row-major values.
+   * With shared keys every head must hold the same pair (as `toPeerPytorchKeys` writes it); on a
+   * device engine that check needs the values on the host, so shared keys take a Float32Array there.
+   * `keys` is not disposed.
    */
-  loadPeerPytorchKeys(keys: tf.Tensor): void {
+  loadPeerPytorchKeys(keys: tf.Tensor | Float32Array): void {
     const where = `${WHERE}.loadPeerPytorchKeys`;
+    const shape = [this.heads, this.sqrtN, 2, this.dimKey];
+    if (keys instanceof Float32Array) {
+      const size = shape.reduce((a, b) => a * b, 1);
+      if (keys.length !== size) throw new Error(`${where}: keys must hold ${size} values (shape ${shapeText(shape)}), got ${keys.length}`);
+      if (this.sharedKeys) this.checkHeadsEqual(where, keys);
+      const sets = this.sharedKeys ? 1 : this.heads;
+      const values = keys.subarray(0, sets * this.sqrtN * 2 * this.dimKey);
+      tf.tidy(() => this.assignPair(tf.tensor4d(values, [sets, this.sqrtN, 2, this.dimKey])));
+      return;
+    }
     checkTensor(where, 'keys', keys, 4, '[heads, sqrtN, 2, dimKey]');
-    checkShape(where, 'keys', keys.shape, [this.heads, this.sqrtN, 2, this.dimKey]);
+    checkShape(where, 'keys', keys.shape, shape);
+    if (this.sharedKeys && onDevice()) {
+      throw new Error(`${where}: shared keys are checked on the host, which cannot read a tensor synchronously on the ${tf.getBackend()} engine; pass the values as a Float32Array`);
+    }
     tf.tidy(() => {
       let pair = keys as tf.Tensor4D;
       if (this.sharedKeys) {
         pair = tf.slice(keys as tf.Tensor4D, [0, 0, 0, 0], [1, this.sqrtN, 2, this.dimKey]);
         const maxDiff = tf.max(tf.abs(tf.sub(keys, pair))).dataSync()[0]!;
-        if (maxDiff !== 0) {
-          throw new Error(`${where}: these ProductKeys share one key pair, but the heads of keys differ (max |difference| ${maxDiff})`);
-        }
+        if (maxDiff !== 0) throw new Error(sharedKeysDiffer(where, maxDiff));
       }
-      const [first, second] = tf.unstack(pair, 2) as [tf.Tensor3D, tf.Tensor3D];
-      this.subKeys1.assign(first);
-      this.subKeys2.assign(second);
+      this.assignPair(pair);
     });
+  }
+
+  /** Every head of `keys` ([h, sqrtN, 2, dk] values) equals head 0, or one error with the largest difference. */
+  private checkHeadsEqual(where: string, keys: Float32Array): void {
+    const perHead = this.sqrtN * 2 * this.dimKey;
+    let maxDiff = 0;
+    for (let i = perHead; i < keys.length; i++) maxDiff = Math.max(maxDiff, Math.abs(Math.fround(keys[i]! - keys[i % perHead]!)));
+    if (maxDiff !== 0) throw new Error(sharedKeysDiffer(where, maxDiff));
+  }
+
+  /** subKeys1, subKeys2 <- the halves of `pair` [H', sqrtN, 2, dk]. */
+  private assignPair(pair: tf.Tensor4D): void {
+    const [first, second] = tf.unstack(pair, 2) as [tf.Tensor3D, tf.Tensor3D];
+    this.subKeys1.assign(first);
+    this.subKeys2.assign(second);
   }
 
   dispose(): void {
     this.subKeys1.dispose();
     this.subKeys2.dispose();
   }
+}
+
+function sharedKeysDiffer(where: string, maxDiff: number): string {
+  return `${where}: these ProductKeys share one key pair, but the heads of keys differ (max |difference| ${maxDiff})`;
 }

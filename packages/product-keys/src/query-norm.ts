@@ -15,8 +15,10 @@
 //     column kernels in a small wasm memory of their own (query-norm-kernels.ts); the running
 //     statistics move in float64 on the host.
 //   'matmul' (PKM): tfjs ops, sums over tokens as [1, T] x [T, F] products (query-norm-ops.ts); the
-//     running statistics move as float32 tfjs ops.
+//     running statistics move as float32 tfjs ops. Also every layer's form on a device engine
+//     (webgpu), where the column kernels cannot read the queries: nothing leaves the device there.
 import * as tf from '@tensorflow/tfjs-core';
+import { onDevice } from '@peer/backend';
 import { QueryNormKernels } from './query-norm-kernels.js';
 import { batchNormInference, batchNormTraining, updateRunningStats } from './query-norm-ops.js';
 
@@ -104,10 +106,13 @@ export class QueryNorm {
       });
     }
     if (!training) return batchNormInference(q, gamma, beta, this.runningMean!, this.runningVar!, this.eps);
-    if (this.reductions === 'matmul') {
+    // The column kernels read q on the host; a device engine keeps the whole pass in tfjs ops.
+    if (this.reductions === 'matmul' || onDevice()) {
       return tf.tidy(() => {
         const { y, mean, variance } = batchNormTraining(q, gamma, beta, this.eps);
         if (updateRunning) updateRunningStats(this.runningMean!, this.runningVar!, { mean, variance }, tokens, this.momentum);
+        // batchNormTraining keeps the statistics out of every tidy: free them here.
+        tf.dispose([mean, variance]);
         return y;
       });
     }

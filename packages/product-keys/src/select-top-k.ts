@@ -6,6 +6,8 @@ import { leadingRow, leadingRows } from './leading-rows.js';
 import { readFloats } from '@peer/backend/wasm';
 import { combineHalves, combineScratch, rowTopK, type CombineScratch } from './row-top-k.js';
 import { heapRowTopK } from './heap-top-k.js';
+import { onDevice } from '@peer/backend';
+import { selectTopKOps } from './select-top-k-ops.js';
 
 export interface SelectionPlan {
   tokens: number;
@@ -41,6 +43,13 @@ export function candidatePairs(k: number): { first: number[]; second: number[] }
   return { first, second };
 }
 
+let tensorOpsForced = false;
+
+/** Tests only: select with the device engines' tfjs-ops path (select-top-k-ops.ts) on any engine. */
+export function forceTensorTopK(value: boolean): void {
+  tensorOpsForced = value;
+}
+
 /**
  * Selects, for each (token, head), the k full keys with the largest `q . [C1_a ; C2_b]`.
  * Returns float32 [3, T, h, k] holding score, a and b (see PACKED_*), each sorted by score
@@ -48,9 +57,12 @@ export function candidatePairs(k: number): { first: number[]; second: number[] }
  * are exact in float32 because n <= 46340 < 2^24. One tensor, because a customGrad returns one.
  * `subKeys1T`/`subKeys2T` are the tables transposed to [H', dk, n] so that every product is a plain
  * matMul (no transposeB, which is slow on wasm without backend fixes). The sub-key products are
- * tfjs matMuls; both selections run in JS over the products in place (see row-top-k.ts).
+ * tfjs matMuls; both selections run in JS over the products in place (see row-top-k.ts), except on
+ * a device engine, where all of it stays in tfjs ops (select-top-k-ops.ts).
  */
 export function selectTopK(queries: tf.Tensor3D, subKeys1T: tf.Tensor3D, subKeys2T: tf.Tensor3D, plan: SelectionPlan): tf.Tensor4D {
+  // A device engine cannot hand the scores to JS synchronously: everything stays in tfjs ops there.
+  if (onDevice() || tensorOpsForced) return selectTopKOps(queries, subKeys1T, subKeys2T, plan);
   const { tokens, heads, k, chunkTokens } = plan;
   if (tokens === 0) return tf.zeros([3, 0, heads, k]);
   // Batched matMul with batch > 1 is far slower than 2-D matMul on wasm (README), so per-head tables

@@ -1,0 +1,125 @@
+// PeerLayer on the webgpu engine (SwiftShader in CI) against the same layer on the cpu engine: same
+// seed, same inputs; outputs, input gradients and the dense variables' gradients agree, the running
+// statistics move alike, and nothing is read synchronously (dataSync throws on webgpu in Node).
+// Tiny sizes: software Vulkan is slow.
+// Axes: B batch, S sequence, D model width.
+//
+// INTEGRATION POINT (issue 15): until expert-store's createExpertTable / createSparseOptimizer are
+// merged, the vi.mock below makes layer-tables.ts build TensorExpertTable test doubles on webgpu
+// (with the seeded rows of the host table) and an optimizer that refuses to step. After the merge,
+// delete the vi.mock block: the test then runs the real DeviceExpertTable unchanged.
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend, webgpuSkipReason } from '@peer/backend';
+import { expectNoLeaks, testRng } from '@peer/test-utils';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { PeerLayerConfig } from './config.js';
+import type * as LayerTables from './layer-tables.js';
+import { PeerLayer } from './peer-layer.js';
+
+vi.mock('./layer-tables.js', async (importOriginal) => {
+  const real = await importOriginal<typeof LayerTables>();
+  const { onDevice } = await import('@peer/backend');
+  const { HostExpertTable } = await import('@peer/expert-store');
+  const { TensorExpertTable } = await import('./tensor-expert-table.test-util.js');
+  return {
+    ...real,
+    createLayerTable: (options: ConstructorParameters<typeof HostExpertTable>[0]) => {
+      const host = new HostExpertTable(options);
+      if (!onDevice()) return host;
+      const table = new TensorExpertTable(options.name ?? 'table', options.rows, options.dim, host.data.slice());
+      host.dispose();
+      return table;
+    },
+    createLayerOptimizer: (...args: Parameters<typeof real.createLayerOptimizer>) =>
+      onDevice()
+        ? {
+            step: () => {
+              throw new Error('test double: no device optimizer before the merge');
+            },
+            stateEntries: () => [],
+            loadStateEntries: () => undefined,
+            dispose: () => undefined,
+          }
+        : real.createLayerOptimizer(...args),
+  };
+});
+
+const skip = webgpuSkipReason();
+if (skip) console.warn(`webgpu PeerLayer tests skipped: ${skip}`);
+const rng = testRng();
+const TOL = 1e-4;
+const TINY: PeerLayerConfig = { dim: 8, numExperts: 16, heads: 2, topK: 2, dimKey: 4 };
+
+function scaledError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let err = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    err = Math.max(err, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return err / Math.max(scale, 1e-30);
+}
+
+/** y, dx and every trainable variable's gradient of sum(y * r), then the running statistics, read asynchronously. */
+async function trainStep(engine: 'webgpu' | 'cpu', config: PeerLayerConfig, x: Float32Array, r: Float32Array, shape: [number, number, number]): Promise<Float32Array[]> {
+  await tf.setBackend(engine);
+  const layer = new PeerLayer(config);
+  try {
+    const outs = tf.tidy(() => {
+      const xt = tf.tensor3d(x, shape);
+      const rt = tf.tensor3d(r, shape);
+      const vars = layer.trainableVariables();
+      const loss = (input: tf.Tensor) => tf.sum(tf.mul(layer.apply(input as tf.Tensor3D, { training: true }).y, rt)) as tf.Scalar;
+      // Three passes, each drawing its own dropout masks from the layer's stream, alike on both engines.
+      const { y } = layer.apply(xt, { training: true });
+      const dx = tf.grad(loss)(xt);
+      const { grads } = tf.variableGrads(() => loss(xt), vars);
+      return [y, dx, ...vars.map((v) => grads[v.name]!), ...layer.queryNorm.variables().map((v) => tf.clone(v))];
+    });
+    const values = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+    tf.dispose(outs);
+    return values;
+  } finally {
+    layer.dispose();
+  }
+}
+
+describe.skipIf(skip !== undefined)(`PeerLayer on webgpu${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let hostEngine = '';
+  beforeAll(async () => {
+    hostEngine = tf.getBackend();
+    await initBackend({ backend: 'webgpu', allowFallbackAdapter: true, log: false });
+  });
+  afterAll(async () => {
+    await tf.setBackend(hostEngine);
+  });
+
+  it.each([
+    { label: 'defaults (BN, softmax, gelu)', overrides: {} },
+    { label: 'separate pools per head, token chunks, dropout', overrides: { separateExpertsPerHead: true, tokenChunk: 4, dropout: 0.25, activation: 'relu' } },
+  ] as { label: string; overrides: Partial<PeerLayerConfig> }[])('a training step equals the cpu engine\'s: $label', async ({ overrides }) => {
+    const config = { ...TINY, ...overrides, seed: rng.int(1000) };
+    const shape: [number, number, number] = [2, 5, TINY.dim];
+    const x = Float32Array.from(rng.normals(10 * TINY.dim));
+    const r = Float32Array.from(rng.normals(10 * TINY.dim));
+    const gpu = await trainStep('webgpu', config, x, r, shape);
+    const cpu = await trainStep('cpu', config, x, r, shape);
+    await tf.setBackend('webgpu');
+    expect(gpu.length).toBe(cpu.length);
+    gpu.forEach((g, i) => expect(scaledError(g, cpu[i]!), `output ${i} (seed ${rng.seed})`).toBeLessThanOrEqual(TOL));
+  });
+
+  it('leaks no tensor per training step and refuses synchronous usage statistics and routing with one clear error', async () => {
+    const layer = new PeerLayer({ ...TINY, seed: rng.int(1000) });
+    const x = tf.tensor3d(Float32Array.from(rng.normals(6 * TINY.dim)), [1, 6, TINY.dim]);
+    await expectNoLeaks(async () => {
+      const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x, { training: true }).y) as tf.Scalar, layer.trainableVariables());
+      await value.data();
+      tf.dispose([value, ...Object.values(grads)]);
+    }, { label: 'webgpu PeerLayer step' });
+    expect(() => layer.startUsage()).toThrow(/^PeerLayer.startUsage: reads the routing of every forward pass synchronously, which the webgpu engine cannot do; run it on wasm or cpu/);
+    expect(() => layer.route(x, { training: false })).toThrow(/^PeerLayer.route: reads the routing synchronously, which the webgpu engine cannot do/);
+    x.dispose();
+    layer.dispose();
+  });
+});
