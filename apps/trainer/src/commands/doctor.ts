@@ -1,13 +1,6 @@
-import {
-  BackendUnavailableError,
-  initBackend,
-  measureMatMulRate,
-  webgpuAdapterInfo,
-  type BackendRequest,
-  type WebgpuAdapterInfo,
-} from '@peer/backend';
+import { measureMatMulRate, webgpuAdapterInfo, type WebgpuAdapterInfo } from '@peer/backend';
 import { createRequire } from 'node:module';
-import { UsageError } from '../errors.js';
+import { startEngine } from '../run/start-engine.js';
 
 const PACKAGES = [
   '@peer/backend',
@@ -54,17 +47,12 @@ export function packageVersions(): Record<string, string> {
 export async function doctor(options: { backend: string }): Promise<void> {
   console.log(`node ${process.version} (${process.platform}-${process.arch})`);
   for (const [name, version] of Object.entries(packageVersions())) console.log(`${name} ${version}`);
-  try {
-    const choice = await initBackend({ backend: options.backend as BackendRequest, log: false });
-    console.log(`backend: ${choice.backend} via ${choice.provider}`);
-    for (const s of choice.skipped) console.log(`  skipped ${s.backend}: ${s.reason}`);
-    if (choice.fixes.length) console.log(`  wasm fixes: ${choice.fixes.join(', ')}`);
-    const adapter = choice.backend === 'webgpu' ? webgpuAdapterInfo() : undefined;
-    if (adapter) for (const line of adapterLines(adapter)) console.log(line);
-  } catch (err) {
-    if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
-    throw err;
-  }
+  const choice = await startEngine(options.backend);
+  console.log(`backend: ${choice.backend} via ${choice.provider}`);
+  for (const s of choice.skipped) console.log(`  skipped ${s.backend}: ${s.reason}`);
+  if (choice.fixes.length) console.log(`  wasm fixes: ${choice.fixes.join(', ')}`);
+  const adapter = choice.backend === 'webgpu' ? webgpuAdapterInfo() : undefined;
+  if (adapter) for (const line of adapterLines(adapter)) console.log(line);
   const rate = await measureMatMulRate(512, 5);
   // Software adapters run at a fraction of a GFLOP/s: keep two significant digits there.
   const gflops = rate.gflops < 1 ? rate.gflops.toPrecision(2) : rate.gflops.toFixed(1);
