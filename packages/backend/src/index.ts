@@ -39,5 +39,6 @@ export { measureMatMulRate, type MatMulRate } from './matmul-rate.js';
 export { webgpuAdapterInfo } from './webgpu/webgpu-engine.js';
 export { SWIFTSHADER_HINT, webgpuSkipReason } from './webgpu/webgpu-test-gate.js';
 export { makeReadable, onDevice } from './device.js';
+export { loseDeviceForTesting, settleLoss, watchDeviceLoss, type DeviceLossWatch } from './device-lost.js';
 export type { WebgpuAdapterInfo } from './webgpu/adapter-probe.js';
 export { threadsUnsupported } from './wasm/threaded-wasm.js';

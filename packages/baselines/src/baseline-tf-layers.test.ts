@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { RowSparseGrad } from '@peer/expert-store';
 import type { FeedForwardLayer } from '@peer/feed-forward';
 import { expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { MoeExpertChoice } from './moe-expert-choice.js';
@@ -130,8 +131,8 @@ describe.each(KINDS)('$kind as a tf.layers layer', (k) => {
       expect(viaModel.grads[wrappedVars[i]!.name]!.dataSync(), `variable ${i}`).toEqual(viaPlain.grads[plainVars[i]!.name]!.dataSync());
     }
     if (k.sparse) {
-      const a = (wrapped.layer as ProductKeyMemory).valueGrad;
-      const b = (plain as ProductKeyMemory).valueGrad;
+      const a = (wrapped.layer as ProductKeyMemory).valueGrad as RowSparseGrad;
+      const b = (plain as ProductKeyMemory).valueGrad as RowSparseGrad;
       expect(a.size).toBeGreaterThan(0);
       expect(a.uniqueRows()).toEqual(b.uniqueRows());
       expect(a.rowGrads()).toEqual(b.rowGrads());

@@ -3,7 +3,7 @@
 // Weights are stored [in, out] so that the forward pass runs plain 2D matMuls (no transposes) on
 // [T, D] rows: the fast path of every engine, wasm in particular.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, activate, columnSums, linear } from '@peer/backend';
+import { Rng, activate, columnSums, linear, makeReadable } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
 import type { FeedForwardLayer } from '@peer/feed-forward';
 import { parseDenseFfwConfig, type DenseFfwConfig, type DenseFfwConfigInput } from './dense-ffw-config.js';
@@ -149,6 +149,12 @@ export class DenseFfw implements FeedForwardLayer {
     const weights = dim * hidden * (glu ? 3 : 2);
     const biases = bias ? hidden + dim + (glu ? hidden : 0) : 0;
     return weights + biases;
+  }
+
+  /** Reads the variables once asynchronously so that `stateEntries` works on a device engine. */
+  async prepareState(): Promise<void> {
+    this.assertLive();
+    await makeReadable(this.trainableVariables());
   }
 
   /** Entries `<prefix>w1` [D, H], `b1` [H], `w2` [H, D], `b2` [D], and with GLU `w3` [D, H], `b3` [H]; float32. */

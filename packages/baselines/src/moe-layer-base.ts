@@ -3,6 +3,7 @@
 //
 // Axes: D model width, E experts, H expert hidden width.
 import type * as tf from '@tensorflow/tfjs-core';
+import { makeReadable } from '@peer/backend';
 import type { NamedArray, UsageOptions, UsageStatsReport } from '@peer/expert-store';
 import type { StateEntryGetter } from '@peer/feed-forward';
 import { expertSlotFlops } from './moe-expert-mixture.js';
@@ -72,6 +73,12 @@ export abstract class MoeLayerBase<Config extends MoeShape> {
 
   stopUsage(): UsageStatsReport {
     return this.usage.stop();
+  }
+
+  /** Reads the variables once asynchronously so that `stateEntries` works on a device engine. */
+  async prepareState(): Promise<void> {
+    this.checkAlive();
+    await makeReadable(this.params.variables());
   }
 
   stateEntries(prefix: string): NamedArray[] {

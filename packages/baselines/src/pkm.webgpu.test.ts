@@ -3,41 +3,15 @@
 // running statistics agree, with no synchronous read (dataSync throws on webgpu in Node). Tiny
 // sizes: software Vulkan is slow.
 // Axes: B batch, S sequence, T = B*S tokens, D model width, N memory slots, h heads, k slots per head.
-//
-// INTEGRATION POINT (issue 15): until expert-store's createExpertTable / createSparseOptimizer are
-// merged, the vi.mock below makes pkm-tables.ts build a TensorExpertTable test double on webgpu
-// (with the seeded rows of the host table) and an optimizer that refuses to step. After the merge,
-// delete the vi.mock block and read the value gradient through the device gradient's own API.
+// The value table is expert-store's DeviceExpertTable (pkm-tables.ts picks it on webgpu).
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, webgpuSkipReason } from '@peer/backend';
-import type { HostExpertTable, RowSparseGrad } from '@peer/expert-store';
+import { DeviceRowGradient, type RowSparseGrad } from '@peer/expert-store';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PkmOptions } from './pkm-config.js';
-import type * as PkmTables from './pkm-tables.js';
 import { ProductKeyMemory, pkmForward } from './pkm.js';
-import { TensorRowGradient } from './tensor-expert-table.test-util.js';
 
-vi.mock('./pkm-tables.js', async (importOriginal) => {
-  const real = await importOriginal<typeof PkmTables>();
-  const { onDevice } = await import('@peer/backend');
-  const { TensorExpertTable } = await import('./tensor-expert-table.test-util.js');
-  return {
-    ...real,
-    createPkmTables: (...args: Parameters<typeof real.createPkmTables>) => {
-      const host = real.createPkmTables(...args);
-      if (!onDevice()) return host;
-      const seeded = host.values as HostExpertTable;
-      const values = new TensorExpertTable(seeded.name, seeded.rows, seeded.dim, seeded.data.slice());
-      host.valueOptimizer.dispose();
-      seeded.dispose();
-      const refuse = () => {
-        throw new Error('test double: no device optimizer before the merge');
-      };
-      return { values, valueGrad: values.createGradient(), valueOptimizer: { step: refuse, stateEntries: () => [], loadStateEntries: refuse, dispose: () => undefined } };
-    },
-  };
-});
 
 const skip = webgpuSkipReason();
 if (skip) console.warn(`webgpu PKM tests skipped: ${skip}`);
@@ -58,9 +32,18 @@ function scaledError(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** The value gradient as a dense [N, D] array, whichever kind the layer holds. */
 async function denseValueGrad(layer: ProductKeyMemory): Promise<Float32Array> {
   const grad = layer.valueGrad;
-  if (grad instanceof TensorRowGradient) return (await grad.dense.data()) as Float32Array;
-  const host = grad as RowSparseGrad;
   const dense = new Float32Array(grad.rows * grad.dim);
+  if (grad instanceof DeviceRowGradient) {
+    const summed = grad.summedRows();
+    if (!summed) return dense;
+    const [rows, values] = (await Promise.all([summed.slotRows.data(), summed.grads.data()])) as [Int32Array, Float32Array];
+    // unused slots hold row -1 (and a zero gradient)
+    rows.forEach((row, s) => {
+      if (row >= 0) dense.set(values.subarray(s * grad.dim, (s + 1) * grad.dim), row * grad.dim);
+    });
+    return dense;
+  }
+  const host = grad as RowSparseGrad;
   const values = host.rowGrads();
   host.uniqueRows().forEach((row, s) => dense.set(values.subarray(s * grad.dim, (s + 1) * grad.dim), row * grad.dim));
   return dense;

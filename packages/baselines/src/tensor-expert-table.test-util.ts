@@ -39,6 +39,9 @@ export class TensorRowGradient implements RowGradient {
     this.dense.dispose();
     this.dense = tf.keep(scaled);
   }
+  sumOfSquaresTensor(): tf.Scalar {
+    return tf.tidy(() => tf.sum(tf.square(this.dense)) as tf.Scalar);
+  }
   sumOfSquares(): number {
     throw new Error(`${NOT_HERE} synchronous sumOfSquares`);
   }
@@ -108,6 +111,9 @@ export class TensorExpertTable implements ExpertTable {
   }
   restoreFrom(): void {
     throw new Error(`${NOT_HERE} state entries`);
+  }
+  async prepareState(): Promise<void> {
+    await this.table.data();
   }
   dispose(): void {
     this.table.dispose();

@@ -60,7 +60,17 @@ export interface FeedForwardLayer {
   startUsage?(options?: UsageOptions): void;
   /** Routing statistics accumulated since `startUsage`; stops accumulating. */
   stopUsage?(): UsageReport;
-  /** Every piece of state (dense weights, BN statistics, sparse tables, sparse optimizer state), names prefixed with `prefix`. */
+  /**
+   * Makes `stateEntries` work on a device engine (webgpu), where tensors cannot be read synchronously:
+   * reads every tensor the state holds asynchronously once (`makeReadable` of @peer/backend), so that
+   * their synchronous reads return the host copy. A no-op on wasm and cpu. Optional: a layer without
+   * it only runs on engines that read synchronously, and callers skip it (`await layer.prepareState?.()`).
+   */
+  prepareState?(): Promise<void>;
+  /**
+   * Every piece of state (dense weights, BN statistics, sparse tables, sparse optimizer state), names
+   * prefixed with `prefix`. On a device engine, await `prepareState()` first.
+   */
   stateEntries(prefix: string): NamedArray[];
   /** Restores what `stateEntries` produced; throws naming the entry on a missing name or a shape mismatch. */
   loadStateEntries(prefix: string, get: StateEntryGetter): void;

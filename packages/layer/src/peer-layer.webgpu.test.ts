@@ -3,46 +3,14 @@
 // statistics move alike, and nothing is read synchronously (dataSync throws on webgpu in Node).
 // Tiny sizes: software Vulkan is slow.
 // Axes: B batch, S sequence, D model width.
-//
-// INTEGRATION POINT (issue 15): until expert-store's createExpertTable / createSparseOptimizer are
-// merged, the vi.mock below makes layer-tables.ts build TensorExpertTable test doubles on webgpu
-// (with the seeded rows of the host table) and an optimizer that refuses to step. After the merge,
-// delete the vi.mock block: the test then runs the real DeviceExpertTable unchanged.
+// The tables are expert-store's DeviceExpertTable (the layer's factory picks it on webgpu).
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, webgpuSkipReason } from '@peer/backend';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PeerLayerConfig } from './config.js';
-import type * as LayerTables from './layer-tables.js';
 import { PeerLayer } from './peer-layer.js';
 
-vi.mock('./layer-tables.js', async (importOriginal) => {
-  const real = await importOriginal<typeof LayerTables>();
-  const { onDevice } = await import('@peer/backend');
-  const { HostExpertTable } = await import('@peer/expert-store');
-  const { TensorExpertTable } = await import('./tensor-expert-table.test-util.js');
-  return {
-    ...real,
-    createLayerTable: (options: ConstructorParameters<typeof HostExpertTable>[0]) => {
-      const host = new HostExpertTable(options);
-      if (!onDevice()) return host;
-      const table = new TensorExpertTable(options.name ?? 'table', options.rows, options.dim, host.data.slice());
-      host.dispose();
-      return table;
-    },
-    createLayerOptimizer: (...args: Parameters<typeof real.createLayerOptimizer>) =>
-      onDevice()
-        ? {
-            step: () => {
-              throw new Error('test double: no device optimizer before the merge');
-            },
-            stateEntries: () => [],
-            loadStateEntries: () => undefined,
-            dispose: () => undefined,
-          }
-        : real.createLayerOptimizer(...args),
-  };
-});
 
 const skip = webgpuSkipReason();
 if (skip) console.warn(`webgpu PeerLayer tests skipped: ${skip}`);

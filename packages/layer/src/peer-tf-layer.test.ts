@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import type { RowSparseGrad } from '@peer/expert-store';
 import { afterAll, describe, expect, it } from 'vitest';
 import { expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
@@ -202,8 +203,9 @@ describe('PEER as a tf.layers layer', () => {
         expect(Array.from(viaModel.grads[wrappedVars[i]!.name]!.dataSync()), `shape [${shape}] variable ${i}`).toEqual(Array.from(viaPlain.grads[plainVars[i]!.name]!.dataSync()));
       }
       for (const table of ['downGrad', 'upGrad'] as const) {
-        expect(Array.from(wrapped.layer[table].uniqueRows())).toEqual(Array.from(plain[table].uniqueRows()));
-        expect(Array.from(wrapped.layer[table].rowGrads())).toEqual(Array.from(plain[table].rowGrads()));
+        const [w, q] = [wrapped.layer[table] as RowSparseGrad, plain[table] as RowSparseGrad];
+        expect(Array.from(w.uniqueRows())).toEqual(Array.from(q.uniqueRows()));
+        expect(Array.from(w.rowGrads())).toEqual(Array.from(q.rowGrads()));
         expect(wrapped.layer[table].size).toBeGreaterThan(0);
       }
       sparseStep(model);

@@ -18,6 +18,7 @@ export {
 } from './registry.js';
 export {
   TransformerLM,
+  checkTokenIds,
   type ForwardMode,
   type GenerateOptions,
   type LossOutput,

@@ -6,7 +6,7 @@
 // V vocabulary. The residual stream is kept as [T, D] rows so that every projection is one plain
 // 2D matMul with weights stored [in, out]; FFW layers see it as [B, S, D].
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, currentBackend, linear } from '@peer/backend';
+import { Rng, currentBackend, linear, makeReadable, onDevice } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
 import { modelFlopsPerToken, modelParamCounts, type FeedForwardCosts, type ParamCounts } from './accounting.js';
 import { causalMask, causalSelfAttention, type AttentionMode } from './causal-attention.js';
@@ -281,13 +281,9 @@ export class TransformerLM {
     if (B < 1 || S < 1 || S > c.seqLen) {
       throw new Error(`TransformerLM: ${what} ${describeShape(tokens.shape)} needs batch >= 1 and 1 <= seq <= seqLen (${c.seqLen})`);
     }
-    const values = tokens.dataSync();
-    for (let i = 0; i < values.length; i++) {
-      const t = values[i]!;
-      if (t < 0 || t >= c.vocabSize) {
-        throw new Error(`TransformerLM: ${what}[${Math.floor(i / S)}, ${i % S}] = ${t} is outside the vocabulary [0, ${c.vocabSize})`);
-      }
-    }
+    // A device engine cannot read the ids synchronously; there the caller checks the host array it
+    // uploads (`checkTokenIds`), as the trainer does.
+    if (!onDevice()) checkTokenIds(tokens.dataSync(), S, c.vocabSize, what);
     return [B, S];
   }
 
@@ -299,6 +295,30 @@ export class TransformerLM {
    * `seed`, so the same call returns the same tokens. The context is cropped to the last seqLen tokens.
    */
   generate(prompt: readonly number[], options: GenerateOptions): number[] {
+    const g = this.startGeneration(prompt, options);
+    for (let n = 0; n < options.maxNewTokens; n++) {
+      const row = this.nextTokenLogits(g.tokens);
+      const logits = row.dataSync();
+      row.dispose();
+      g.tokens.push(sampleToken(logits, g.sampling, g.rng));
+    }
+    return g.tokens.slice(prompt.length);
+  }
+
+  /** `generate` reading each step's logits asynchronously: works on every engine, device engines included. */
+  async generateAsync(prompt: readonly number[], options: GenerateOptions): Promise<number[]> {
+    const g = this.startGeneration(prompt, options);
+    for (let n = 0; n < options.maxNewTokens; n++) {
+      const row = this.nextTokenLogits(g.tokens);
+      const logits = await row.data();
+      row.dispose();
+      g.tokens.push(sampleToken(logits, g.sampling, g.rng));
+    }
+    return g.tokens.slice(prompt.length);
+  }
+
+  /** Checks generate's arguments; the token list to extend, the sampling options and stream. */
+  private startGeneration(prompt: readonly number[], options: GenerateOptions) {
     this.assertLive();
     const { maxNewTokens, temperature = 1, topK, seed = 0 } = options;
     const V = this.config.vocabSize;
@@ -316,20 +336,17 @@ export class TransformerLM {
       throw new Error(`TransformerLM.generate: topK must be a positive integer, got ${topK}`);
     }
     if (!Number.isInteger(seed)) throw new Error(`TransformerLM.generate: seed must be an integer, got ${seed}`);
-    const rng = new Rng(seed);
-    const tokens = [...prompt];
-    for (let n = 0; n < maxNewTokens; n++) {
-      const context = tokens.slice(-this.config.seqLen);
-      const row = tf.tidy(() => {
-        const input = tf.tensor2d(context, [1, context.length], 'int32');
-        const { hidden } = this.forwardHidden(input, false);
-        return this.project(tf.slice(hidden, [context.length - 1, 0], [1, this.config.dim]) as tf.Tensor2D);
-      });
-      const logits = row.dataSync();
-      row.dispose();
-      tokens.push(sampleToken(logits, { temperature, ...(topK !== undefined ? { topK } : {}) }, rng));
-    }
-    return tokens.slice(prompt.length);
+    return { tokens: [...prompt], sampling: { temperature, ...(topK !== undefined ? { topK } : {}) }, rng: new Rng(seed) };
+  }
+
+  /** Logits [1, V] of the token after the last seqLen tokens of `tokens`. */
+  private nextTokenLogits(tokens: readonly number[]): tf.Tensor2D {
+    const context = tokens.slice(-this.config.seqLen);
+    return tf.tidy(() => {
+      const input = tf.tensor2d(context, [1, context.length], 'int32');
+      const { hidden } = this.forwardHidden(input, false);
+      return this.project(tf.slice(hidden, [context.length - 1, 0], [1, this.config.dim]) as tf.Tensor2D);
+    });
   }
 
   // ---- parameters and accounting ----
@@ -404,8 +421,19 @@ export class TransformerLM {
   // ---- state ----
 
   /**
+   * Makes `stateEntries` work on a device engine: reads every dense variable and each FFW layer's
+   * state asynchronously once (a no-op on wasm and cpu). Await it before `stateEntries` there.
+   */
+  async prepareState(): Promise<void> {
+    this.assertLive();
+    await makeReadable(this.namedVariables().map((n) => n.variable));
+    for (const b of this.blocks) await b.ffw.prepareState?.();
+  }
+
+  /**
    * Every piece of state as named arrays: the dense weights (names from `namedVariables`, shapes
    * [in, out]), each FFW's entries under `blocks.<i>.ffw.`, and the dropout stream `rng.dropout`.
+   * On a device engine, await `prepareState()` first.
    */
   stateEntries(): NamedArray[] {
     this.assertLive();
@@ -453,5 +481,18 @@ export class TransformerLM {
 
   private assertLive(): void {
     if (this.disposed) throw new Error('TransformerLM: used after dispose()');
+  }
+}
+
+/**
+ * Throws naming the first id of `values` (row-major [rows, seq]) outside [0, vocabSize). The model
+ * checks the tensors it gets on wasm and cpu; on a device engine whoever uploads host ids checks them.
+ */
+export function checkTokenIds(values: ArrayLike<number>, seq: number, vocabSize: number, what: string): void {
+  for (let i = 0; i < values.length; i++) {
+    const t = values[i]!;
+    if (t < 0 || t >= vocabSize) {
+      throw new Error(`TransformerLM: ${what}[${Math.floor(i / seq)}, ${i % seq}] = ${t} is outside the vocabulary [0, ${vocabSize})`);
+    }
   }
 }

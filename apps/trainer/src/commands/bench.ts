@@ -9,13 +9,13 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BackendUnavailableError, initBackend, type BackendRequest } from '@peer/backend';
 import { benchBaselineLayer, type BaselineKind } from '@peer/baselines';
 import { ConfigError } from '@peer/feed-forward';
 import { benchLayerStep, parseLayerOverrides, peerActiveParams, peerFlops, peerParams, resolvePeerConfig, type PeerLayerConfig } from '@peer/layer';
 import { parseSetArg } from '../config/overrides.js';
 import { UsageError } from '../errors.js';
 import { readJsonFile, type MetricsRecord } from '../run/run-folder.js';
+import { startEngine } from '../run/start-engine.js';
 import type { RunSummary } from '../run/summary.js';
 import { defaultCli } from '../sweep/run-sweep.js';
 import { machineCores } from '../run/engine-threads.js';
@@ -78,12 +78,7 @@ const FLAG_NAMES = { experts: '--experts', heads: '--heads', topk: '--topk', dim
 
 /** Starts the engine (wasm with `threads` threads, default every core); returns its name. */
 export async function startBackend(requested: string | undefined, threads: number = machineCores()): Promise<string> {
-  try {
-    return (await initBackend({ backend: (requested ?? 'auto') as BackendRequest, threads, log: false })).backend;
-  } catch (err) {
-    if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
-    throw err;
-  }
+  return (await startEngine(requested, threads)).backend;
 }
 
 /** A layer's config error (every package's config error is a `ConfigError`) as a usage error. */

@@ -1,14 +1,7 @@
-import {
-  BackendUnavailableError,
-  initBackend,
-  measureMatMulRate,
-  webgpuAdapterInfo,
-  type BackendRequest,
-  type WebgpuAdapterInfo,
-} from '@peer/backend';
+import { initBackend, measureMatMulRate, webgpuAdapterInfo, type WebgpuAdapterInfo } from '@peer/backend';
 import { createRequire } from 'node:module';
-import { UsageError } from '../errors.js';
 import { engineThreads, threadsText } from '../run/engine-threads.js';
+import { startEngine } from '../run/start-engine.js';
 
 const PACKAGES = [
   '@peer/backend',
@@ -61,18 +54,12 @@ export async function doctor(options: { backend: string; threads?: number }): Pr
   console.log(`node ${process.version} (${process.platform}-${process.arch})`);
   for (const [name, version] of Object.entries(packageVersions())) console.log(`${name} ${version}`);
   const threads = engineThreads(options.threads, undefined);
-  let choice;
-  try {
-    choice = await initBackend({ backend: options.backend as BackendRequest, threads, log: false });
-    console.log(`backend: ${choice.backend} via ${choice.provider}${threadsText(choice)}`);
-    for (const s of choice.skipped) console.log(`  skipped ${s.backend}: ${s.reason}`);
-    if (choice.fixes.length) console.log(`  wasm fixes: ${choice.fixes.join(', ')}`);
-    const adapter = choice.backend === 'webgpu' ? webgpuAdapterInfo() : undefined;
-    if (adapter) for (const line of adapterLines(adapter)) console.log(line);
-  } catch (err) {
-    if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
-    throw err;
-  }
+  const choice = await startEngine(options.backend, threads);
+  console.log(`backend: ${choice.backend} via ${choice.provider}${threadsText(choice)}`);
+  for (const s of choice.skipped) console.log(`  skipped ${s.backend}: ${s.reason}`);
+  if (choice.fixes.length) console.log(`  wasm fixes: ${choice.fixes.join(', ')}`);
+  const adapter = choice.backend === 'webgpu' ? webgpuAdapterInfo() : undefined;
+  if (adapter) for (const line of adapterLines(adapter)) console.log(line);
   const rate = await measureMatMulRate(512, 5);
   const running = choice.threads ?? 1;
   if (choice.backend !== 'wasm' || running === 1) {

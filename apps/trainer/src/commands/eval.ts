@@ -44,11 +44,12 @@ export async function evalCommand(options: EvalCommandOptions): Promise<EvalRepo
     const dataConfig = split === 'all' ? { ...runData, fractions: { train: 0, validation: 1, test: 0 } } : runData;
     const data = await openSplit(dataConfig, split === 'all' ? 'validation' : split, { corpus: options.data, log });
     try {
-      const r = evaluate(loaded.model, data.file, {
+      const r = await evaluate(loaded.model, data.file, {
         batchSize: options.batchSize ?? config.data.batchSize,
         seqLen: config.data.seqLen,
         maxBatches: options.batches ?? 0,
         tokenizer: data.tokenizer,
+        vocabSize: config.model.vocabSize,
       });
       const report: EvalReport = { run: loaded.run.dir, step: loaded.state.step, corpus: options.data ?? config.data.corpus, split, tokenizer: config.data.tokenizer, ...r };
       if (options.json) process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -21,7 +21,7 @@ export async function generateCommand(options: GenerateCommandOptions): Promise<
   try {
     const tokenizer = createTokenizer(loaded.record.config.data.tokenizer as TokenizerSpec);
     const prompt = Array.from(tokenizer.encode(options.prompt));
-    const ids = loaded.model.generate(prompt, {
+    const ids = await loaded.model.generateAsync(prompt, {
       maxNewTokens: options.maxTokens,
       temperature: options.temperature,
       topK: options.topK,

@@ -1,5 +1,5 @@
 // peer-train train: resolve the config, prepare data and model, run the loop, write the run folder.
-import { BackendUnavailableError, initBackend, measureMatMulRate, type BackendRequest } from '@peer/backend';
+import { measureMatMulRate, onDevice, settleLoss, watchDeviceLoss, webgpuAdapterInfo, type DeviceLossWatch } from '@peer/backend';
 import { Batcher, type TokenFile } from '@peer/data';
 import type { TransformerLM } from '@peer/model';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { UsageError } from '../errors.js';
 import { buildModel } from '../run/build-model.js';
 import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from '../run/checkpoint.js';
 import { asUsageError, corpusOptions, openCorpus, openSplit } from '../run/open-data.js';
+import { startEngine } from '../run/start-engine.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
 import { RunFolder, writeJsonAtomic, type MetricsRecord } from '../run/run-folder.js';
 import { stopWhenParentDies } from '../run/stop-with-parent.js';
@@ -63,15 +64,6 @@ const CONFIG_FLAGS: [keyof TrainCommandOptions, string][] = [
   ['out', '--out'],
 ];
 
-async function startBackend(requested: string, threads: number) {
-  try {
-    return await initBackend({ backend: requested as BackendRequest, threads, log: false });
-  } catch (err) {
-    if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
-    throw err;
-  }
-}
-
 /** Runs `peer-train train`; returns the exit code (0, or 130 after an interrupt). */
 export async function train(options: TrainCommandOptions): Promise<number> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -109,7 +101,8 @@ export async function train(options: TrainCommandOptions): Promise<number> {
   // 2. Corpus, engine, model, data. Nothing is written before all of them are known to work, and
   // the cheap checks come first.
   const corpus = await openCorpus(config.data.corpus, corpusOptions(config.data));
-  const backend = await startBackend(options.backend ?? config.backend, engineThreads(options.threads, config.engine?.threads));
+  const backend = await startEngine(options.backend ?? config.backend, engineThreads(options.threads, config.engine?.threads));
+  const deviceLoss = watchDeviceLoss();
   const files: TokenFile[] = [];
   let unlock: (() => void) | undefined;
   let model: TransformerLM | undefined;
@@ -134,6 +127,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     } catch (err) {
       throw asUsageError(err, `data ${config.data.corpus}`);
     }
+    checkFitsDevice(model);
     optimizer = new AdamW(model.trainableVariables(), config.optim);
     log(`[peer] backend: ${backend.backend} via ${backend.provider}${threadsText(backend)}`);
     log(
@@ -188,7 +182,13 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     // 4. Train.
     const rate = await measureMatMulRate(512, 5);
     const peak = rate.gflops > 0 ? rate.gflops * 1e9 : undefined;
-    const evalOptions = (maxBatches: number) => ({ batchSize: config.data.batchSize, seqLen: config.data.seqLen, maxBatches, tokenizer: valData.tokenizer });
+    const evalOptions = (maxBatches: number) => ({
+      batchSize: config.data.batchSize,
+      seqLen: config.data.seqLen,
+      maxBatches,
+      tokenizer: valData.tokenizer,
+      vocabSize: config.model.vocabSize,
+    });
     const m = model;
     const opt = optimizer;
     const folder = run;
@@ -212,6 +212,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     process.on('SIGTERM', onSignal);
     stopWhenParentDies();
     let outcome;
+    let lastCheckpoint = start.step;
     try {
       outcome = await trainLoop({
         model: m,
@@ -223,15 +224,22 @@ export async function train(options: TrainCommandOptions): Promise<number> {
         flopsPerStep: stepFlops,
         peakFlopsPerSecond: peak,
         progress,
-        evaluate: (maxBatches) => evaluate(m, valData.file, evalOptions(maxBatches)),
-        checkpoint: (position) => {
+        evaluate: async (maxBatches) => evaluate(m, valData.file, evalOptions(maxBatches)),
+        checkpoint: async (position) => {
           const state: TrainerState = { version: 1, ...position, batcher: batcher.state(), configHash: hash };
+          // Everything is read from the engine before the first byte is written: a device lost
+          // meanwhile leaves the previous checkpoint untouched.
+          await m.prepareState();
+          await opt.prepareState();
           writeCheckpoint(folder.checkpointDir, [...m.stateEntries(), ...opt.stateEntries()], state);
+          lastCheckpoint = position.step;
         },
         writeMetrics,
         stopRequested: () => stopSignal !== undefined,
         health,
       });
+    } catch (err) {
+      throw await asDeviceLoss(err, deviceLoss, folder, lastCheckpoint);
     } finally {
       progress.stop();
       process.off('SIGINT', onSignal);
@@ -255,7 +263,12 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     const p = outcome.position;
     const lastWindow = health?.collect(p.step);
     if (lastWindow) reportHealth(lastWindow, p.tokens, writeMetrics, log);
-    const final = evaluate(m, valData.file, evalOptions(config.train.finalEvalBatches));
+    let final;
+    try {
+      final = await evaluate(m, valData.file, evalOptions(config.train.finalEvalBatches));
+    } catch (err) {
+      throw await asDeviceLoss(err, deviceLoss, folder, p.step);
+    }
     writeMetrics({ kind: 'eval', step: p.step, tokens: p.tokens, val_loss: final.loss, val_ppl: final.perplexity, val_bpb: final.bitsPerByte });
     tensorboard?.close();
     const tokensPerSecond = p.trainSeconds > 0 ? p.tokens / p.trainSeconds : 0;
@@ -295,4 +308,37 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     for (const f of files) f.close();
     unlock?.();
   }
+}
+
+/**
+ * On a device engine, refuses a model with a tensor larger than one storage binding of the adapter
+ * (the engine would fail later with an opaque message). Sparse tables shard themselves; this sees
+ * the dense variables.
+ */
+function checkFitsDevice(model: TransformerLM): void {
+  const info = webgpuAdapterInfo();
+  if (!onDevice() || !info || info.maxStorageBufferBindingSize <= 0) return;
+  for (const v of model.trainableVariables()) {
+    const bytes = v.size * 4;
+    if (bytes > info.maxStorageBufferBindingSize) {
+      throw new UsageError(
+        `variable '${v.name}' [${v.shape.join(', ')}] needs ${bytes} bytes, more than the GPU's maxStorageBufferBindingSize ` +
+          `(${info.maxStorageBufferBindingSize} bytes): make the model smaller or train with --backend wasm`,
+      );
+    }
+  }
+}
+
+/**
+ * A failure while the device was lost becomes one line, exit 1, like a crash: the checkpoint written
+ * before is complete (writes are atomic, and a checkpoint reads everything before writing) and
+ * `--resume` continues from it, on any engine. Other errors pass through.
+ */
+async function asDeviceLoss(err: unknown, watch: DeviceLossWatch, folder: RunFolder, checkpointStep: number): Promise<unknown> {
+  const reason = await settleLoss(watch);
+  if (reason === undefined) return err;
+  const kept = folder.hasCheckpoint()
+    ? `the checkpoint of step ${checkpointStep} in ${folder.checkpointDir} is kept; continue with: peer-train train --resume ${folder.dir} (on any --backend)`
+    : `no checkpoint was saved yet; start again`;
+  return new UsageError(`the GPU device was lost during training (${reason}): ${kept}`, 1);
 }

@@ -139,11 +139,12 @@ export async function measureUsage(
   try {
     for (const { layer } of layers) layer.startUsage!();
     try {
-      evalResult = evaluate(subject.model, data.file, {
+      evalResult = await evaluate(subject.model, data.file, {
         batchSize: options.batchSize ?? config.data.batchSize,
         seqLen: config.data.seqLen,
         maxBatches: options.batches ?? 0,
         tokenizer: data.tokenizer,
+        vocabSize: config.model.vocabSize,
       });
     } finally {
       reports = layers.map(({ layer }) => layer.stopUsage!());

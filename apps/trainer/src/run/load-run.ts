@@ -1,5 +1,4 @@
 // Opening a finished (or checkpointed) run for inference: eval, generate, and later usage/report.
-import { BackendUnavailableError, initBackend, type BackendRequest } from '@peer/backend';
 import type { TransformerLM } from '@peer/model';
 import { UsageError } from '../errors.js';
 import { buildModel } from './build-model.js';
@@ -8,6 +7,7 @@ import { configToJson } from '../config/resolve.js';
 import { readRunRecord, type RunRecord } from './run-record.js';
 import { RunFolder } from './run-folder.js';
 import { engineThreads } from './engine-threads.js';
+import { startEngine } from './start-engine.js';
 
 export interface LoadedRun {
   run: RunFolder;
@@ -23,14 +23,7 @@ export async function loadRun(dir: string, options: { backend?: string; threads?
   const run = RunFolder.open(dir, options.flag ?? '--run');
   const record = readRunRecord(run);
   if (!run.hasCheckpoint()) throw new UsageError(`${options.flag ?? '--run'} ${dir} has no checkpoint yet (the run has not saved one)`);
-  let backend;
-  try {
-    const threads = engineThreads(options.threads, record.config.engine?.threads);
-    backend = await initBackend({ backend: (options.backend ?? record.config.backend) as BackendRequest, threads, log: false });
-  } catch (err) {
-    if (err instanceof BackendUnavailableError) throw new UsageError(err.message, 1);
-    throw err;
-  }
+  const backend = await startEngine(options.backend ?? record.config.backend, engineThreads(options.threads, record.config.engine?.threads));
   const ckpt = readCheckpoint(run.checkpointDir, configHash(configToJson(record.config)));
   const model = buildModel(record.config);
   try {

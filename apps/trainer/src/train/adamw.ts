@@ -7,6 +7,7 @@
 //   m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
 //   p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 import * as tf from '@tensorflow/tfjs-core';
+import { makeReadable } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
 
 export interface AdamWOptions {
@@ -68,7 +69,12 @@ export class AdamW {
     this.step = t;
   }
 
-  /** The moments as named arrays (`<prefix><i>/m`, `<prefix><i>/v`), i indexing `variables`. */
+  /** Reads the moments once asynchronously so that `stateEntries` works on a device engine. */
+  async prepareState(): Promise<void> {
+    await makeReadable([...this.m, ...this.v]);
+  }
+
+  /** The moments as named arrays (`<prefix><i>/m`, `<prefix><i>/v`), i indexing `variables`; on a device engine await `prepareState` first. */
   stateEntries(prefix = 'optim/adamw/'): NamedArray[] {
     const out: NamedArray[] = [];
     for (let i = 0; i < this.variables.length; i++) {

@@ -2,7 +2,9 @@
 //
 // Axes: B rows of a batch, S sequence.
 import * as tf from '@tensorflow/tfjs-core';
+import { onDevice } from '@peer/backend';
 import { EvalBatches, type TokenSource, type Tokenizer } from '@peer/data';
+import { checkTokenIds } from '@peer/model';
 import type { LanguageModel } from './language-model.js';
 
 export interface EvalResult {
@@ -23,11 +25,12 @@ export interface EvalResult {
  * Scores `maxBatches` evenly spaced batches of non-overlapping windows (0 = every window) of
  * `tokens` in evaluation mode (no dropout, running norm statistics). Same batches every call.
  */
-export function evaluate(
+export async function evaluate(
   model: LanguageModel,
   tokens: TokenSource,
-  options: { batchSize: number; seqLen: number; maxBatches: number; tokenizer: Tokenizer },
-): EvalResult {
+  options: { batchSize: number; seqLen: number; maxBatches: number; tokenizer: Tokenizer; vocabSize?: number },
+): Promise<EvalResult> {
+  const vocabSize = options.vocabSize ?? options.tokenizer.vocabSize;
   const batches = new EvalBatches(tokens, {
     batchSize: options.batchSize,
     seqLen: options.seqLen,
@@ -39,6 +42,11 @@ export function evaluate(
   let bytes = 0;
   for (const batch of batches) {
     const shape: [number, number] = [batch.batchSize, batch.seqLen];
+    if (onDevice()) {
+      // The model checks uploaded ids only where it can read them back synchronously.
+      checkTokenIds(batch.inputs, batch.seqLen, vocabSize, 'inputs');
+      checkTokenIds(batch.targets, batch.seqLen, vocabSize, 'targets');
+    }
     const meanLoss = tf.tidy(() => {
       const inputs = tf.tensor2d(batch.inputs, shape, 'int32');
       const targets = tf.tensor2d(batch.targets, shape, 'int32');
@@ -46,8 +54,11 @@ export function evaluate(
     });
     const n = batch.batchSize * batch.seqLen;
     // float64 accumulation of per-batch means weighted by their token counts
-    nats += meanLoss.dataSync()[0]! * n;
-    meanLoss.dispose();
+    try {
+      nats += (await meanLoss.data())[0]! * n;
+    } finally {
+      meanLoss.dispose();
+    }
     count += n;
     bytes += batch.targetBytes!;
   }

@@ -12,6 +12,8 @@ export interface LanguageModel {
   sparseStep(lrScale: number): void;
   zeroSparseGrads(): void;
   flopsPerToken(): number;
+  /** Makes `stateEntries` work on a device engine (reads the state asynchronously once). */
+  prepareState?(): Promise<void>;
   stateEntries(): NamedArray[];
   loadStateEntries(get: (name: string) => NamedArray | undefined): void;
 }

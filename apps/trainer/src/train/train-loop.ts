@@ -6,13 +6,21 @@
 // Everything random (init, batch order, dropout) is seeded, so the same config gives the same numbers,
 // and a run resumed from a checkpoint continues exactly where it stopped.
 //
+// Reads from the engine: the loss, the auxiliary loss and the gradient norm stay tensors until one
+// packed read of those three numbers per step, awaited before anything is updated: a non-finite step
+// must stop the run with nothing applied, and the norm decides the clipping scale. On wasm and cpu
+// the values are the same ones the synchronous reads gave (same ops, same order of updates). On a
+// device engine (webgpu) it is the only read of the step: asynchronous, 12 bytes, no dataSync.
+//
 // Axes: B batch, S sequence.
 import * as tf from '@tensorflow/tfjs-core';
+import { onDevice } from '@peer/backend';
 import type { Batcher } from '@peer/data';
+import { checkTokenIds } from '@peer/model';
 import type { TrainConfig } from '../config/schema.js';
 import type { MetricsRecord } from '../run/run-folder.js';
 import type { AdamW } from './adamw.js';
-import { clipByGlobalNorm } from './clip-grads.js';
+import { clipToNorm, globalNorm } from './clip-grads.js';
 import type { EvalResult } from './evaluate.js';
 import { reportHealth, type ExpertHealthMonitor } from './expert-health.js';
 import type { LanguageModel } from './language-model.js';
@@ -44,9 +52,12 @@ export interface TrainLoopOptions {
   peakFlopsPerSecond: number | undefined;
   progress: ProgressReporter;
   /** Validation on `maxBatches` batches (0 = whole split). */
-  evaluate: (maxBatches: number) => EvalResult;
-  /** Saves a checkpoint of the current state at `position` (the batcher's state is read by the caller). */
-  checkpoint: (position: LoopPosition) => void;
+  evaluate: (maxBatches: number) => EvalResult | Promise<EvalResult>;
+  /**
+   * Saves a checkpoint of the current state at `position` (the batcher's state is read by the
+   * caller). A returned promise is awaited (device engines read the state asynchronously).
+   */
+  checkpoint: (position: LoopPosition) => unknown;
   writeMetrics: (record: MetricsRecord) => void;
   /** Polled after every step: true asks the loop to checkpoint and return (Ctrl-C). */
   stopRequested: () => boolean;
@@ -75,9 +86,24 @@ interface StepResult {
   gradNorm: number;
 }
 
-/** Forward, backward, clip, AdamW, sparse step. Returns undefined (nothing updated) on a non-finite loss or gradient. */
-function trainStep(o: TrainLoopOptions, variables: tf.Variable[], inputs: Int32Array, targets: Int32Array, lr: number): StepResult | { bad: string; value: number } {
+/** Reads scalars with one asynchronous read (a device engine's only way; exact copies elsewhere). */
+async function readScalars(scalars: readonly tf.Scalar[]): Promise<number[]> {
+  const packed = tf.stack(scalars as tf.Scalar[]);
+  try {
+    return Array.from(await packed.data());
+  } finally {
+    packed.dispose();
+  }
+}
+
+/** Forward, backward, clip, AdamW, sparse step. Returns the bad value (nothing updated) on a non-finite loss or gradient. */
+async function trainStep(o: TrainLoopOptions, variables: tf.Variable[], inputs: Int32Array, targets: Int32Array, lr: number): Promise<StepResult | { bad: string; value: number }> {
   const { batchSize: B, seqLen: S } = o.config.data;
+  if (onDevice()) {
+    // The model checks uploaded ids only where it can read them back synchronously.
+    checkTokenIds(inputs, S, o.config.model.vocabSize, 'inputs');
+    checkTokenIds(targets, S, o.config.model.vocabSize, 'targets');
+  }
   let lossT: tf.Scalar | undefined;
   let auxT: tf.Scalar | undefined;
   const { value, grads } = tf.tidy(() => {
@@ -90,38 +116,44 @@ function trainStep(o: TrainLoopOptions, variables: tf.Variable[], inputs: Int32A
       return out.auxLoss ? tf.add(out.loss, out.auxLoss) : out.loss;
     }, variables);
   });
-  const loss = lossT!.dataSync()[0]!;
-  const auxLoss = auxT?.dataSync()[0];
-  tf.dispose([value, lossT!, ...(auxT ? [auxT] : [])]);
-  const gradList = variables.map((v) => {
-    const g = grads[v.name];
-    if (!g) throw new Error(`no gradient for variable '${v.name}': it does not take part in the loss`);
-    return g;
-  });
+  const gradList = variables.map((v) => grads[v.name]);
   try {
+    const missing = variables.findIndex((_, i) => !gradList[i]);
+    if (missing >= 0) throw new Error(`no gradient for variable '${variables[missing]!.name}': it does not take part in the loss`);
+    const present = gradList as tf.Tensor[];
+    const normT = globalNorm(present);
+    let read: number[];
+    try {
+      read = await readScalars(auxT ? [lossT!, auxT, normT] : [lossT!, normT]);
+    } finally {
+      tf.dispose([value, lossT!, normT, ...(auxT ? [auxT] : [])]);
+    }
+    const loss = read[0]!;
+    const auxLoss = auxT ? read[1] : undefined;
+    const norm = read[read.length - 1]!;
     if (!Number.isFinite(loss) || (auxLoss !== undefined && !Number.isFinite(auxLoss))) {
       o.model.zeroSparseGrads();
       return Number.isFinite(loss) ? { bad: 'auxiliary loss', value: auxLoss! } : { bad: 'loss', value: loss };
     }
-    const clipped = clipByGlobalNorm(gradList, o.config.optim.gradClip);
+    if (!Number.isFinite(norm)) {
+      o.model.zeroSparseGrads();
+      return { bad: 'gradient norm', value: norm };
+    }
+    const clipped = clipToNorm(present, norm, o.config.optim.gradClip);
     try {
-      if (!Number.isFinite(clipped.norm)) {
-        o.model.zeroSparseGrads();
-        return { bad: 'gradient norm', value: clipped.norm };
-      }
-      o.optimizer.apply(clipped.grads, lr);
+      o.optimizer.apply(clipped, lr);
     } finally {
-      tf.dispose(clipped.grads);
+      tf.dispose(clipped);
     }
     const sparseScale = o.config.optim.sparseSchedule === 'schedule' ? lr / o.config.optim.lr : 1;
     o.model.sparseStep(sparseScale);
-    return { loss, auxLoss, gradNorm: clipped.norm };
+    return { loss, auxLoss, gradNorm: norm };
   } finally {
-    tf.dispose(gradList);
+    tf.dispose(Object.values(grads));
   }
 }
 
-/** Runs steps from `start.step` to `totalSteps` (or until stopped). Async only to let signals in. */
+/** Runs steps from `start.step` to `totalSteps` (or until stopped). */
 export async function trainLoop(o: TrainLoopOptions): Promise<LoopOutcome> {
   const { config, totalSteps } = o;
   const { evalEvery, checkpointEvery, logEvery } = config.train;
@@ -147,7 +179,7 @@ export async function trainLoop(o: TrainLoopOptions): Promise<LoopOutcome> {
     const lr = learningRate(step, schedule);
     const t0 = performance.now();
     const batch = o.batcher.next();
-    const result = trainStep(o, variables, batch.inputs, batch.targets, lr);
+    const result = await trainStep(o, variables, batch.inputs, batch.targets, lr);
     if ('bad' in result) {
       tickWall();
       return { kind: 'non-finite', position: { ...position }, what: result.bad, value: result.value };
@@ -184,7 +216,7 @@ export async function trainLoop(o: TrainLoopOptions): Promise<LoopOutcome> {
       // the health window covers training steps only: it closes before the evaluation passes
       const health = o.health?.collect(position.step);
       if (health) reportHealth(health, position.tokens, o.writeMetrics, (line) => o.progress.log(line));
-      const r = o.evaluate(config.train.evalBatches);
+      const r = await o.evaluate(config.train.evalBatches);
       o.writeMetrics({ kind: 'eval', step: position.step, tokens: position.tokens, val_loss: r.loss, val_ppl: r.perplexity, val_bpb: r.bitsPerByte });
       o.progress.log(`eval step ${position.step} | val_loss ${r.loss.toFixed(4)} | ppl ${r.perplexity.toFixed(2)} | bpb ${r.bitsPerByte.toFixed(4)}`);
       o.health?.start(position.step);
@@ -193,7 +225,7 @@ export async function trainLoop(o: TrainLoopOptions): Promise<LoopOutcome> {
     if (position.step === totalSteps || stop || (checkpointEvery > 0 && position.step % checkpointEvery === 0)) {
       if (position.step !== lastCheckpoint || position.step === totalSteps) {
         tickWall();
-        o.checkpoint({ ...position });
+        await o.checkpoint({ ...position });
         lastCheckpoint = position.step;
       }
     }
