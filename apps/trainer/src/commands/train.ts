@@ -195,7 +195,11 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     // TensorBoard gets the same records as metrics.jsonl; a resumed run drops the redone steps from both.
     if (resuming) truncateEvents(folder.path('tensorboard'), start.step);
     if (options.tensorboard ?? true) tensorboard = new TensorBoardLog(folder.path('tensorboard'));
-    if (options.expertHealth ?? true) health = new ExpertHealthMonitor(m);
+    if ((options.expertHealth ?? true) && onDevice()) {
+      // Recording routing reads every forward pass's experts back synchronously, which a GPU engine
+      // cannot do; `peer-train usage` measures the same statistics from a checkpoint on any engine.
+      log(`expert health: off on ${backend.backend} (it reads the routing of every step; run \`peer-train usage --run DIR\` on a checkpoint instead)`);
+    } else if (options.expertHealth ?? true) health = new ExpertHealthMonitor(m);
     const tb = tensorboard;
     const writeMetrics = (r: MetricsRecord) => {
       folder.appendMetrics(r);
@@ -296,8 +300,9 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     };
     writeJsonAtomic(folder.path('summary'), summary);
     process.stdout.write(`${formatSummary(summary)}\n`);
-    // Usage is measured on the model still in memory rather than reloading the checkpoint.
-    const report = await writeRunReport(folder.dir, { model });
+    // Usage is measured on the model still in memory rather than reloading the checkpoint; not on a
+    // GPU engine, where recording the routing would need synchronous reads.
+    const report = await writeRunReport(folder.dir, onDevice() ? { computeUsage: false } : { model });
     process.stdout.write(`report: ${report.htmlPath}\n`);
     return 0;
   } finally {

@@ -120,6 +120,8 @@ export async function writeRunReport(dir: string, options: RunReportOptions = {}
     } else {
       usageNote = 'The run has no checkpoint yet: expert usage cannot be measured.';
     }
+  } else if (sparse && usage === undefined) {
+    usageNote = 'Expert usage was not measured (run peer-train usage --run DIR, on any engine but webgpu).';
   } else if (stale) {
     usageNote = `usage.json was measured at step ${usage!.step}, before the last checkpoint (run peer-train usage again).`;
   }
