@@ -10,6 +10,7 @@ import { buildModel } from '../run/build-model.js';
 import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from '../run/checkpoint.js';
 import { asUsageError, openCorpus, openSplit } from '../run/open-data.js';
 import { startEngine } from '../run/start-engine.js';
+import { deviceLossInjection } from '../run/device-loss-injection.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
 import { RunFolder, writeJsonAtomic } from '../run/run-folder.js';
 import { formatSummary, type RunSummary } from '../run/summary.js';
@@ -188,6 +189,9 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     process.on('SIGTERM', onSignal);
     let outcome;
     let lastCheckpoint = start.step;
+    // stopRequested is polled once after every step
+    let stepsDone = start.step;
+    const injectDeviceLoss = deviceLossInjection();
     try {
       outcome = await trainLoop({
         model: m,
@@ -210,7 +214,10 @@ export async function train(options: TrainCommandOptions): Promise<number> {
           lastCheckpoint = position.step;
         },
         writeMetrics: (r) => folder.appendMetrics(r),
-        stopRequested: () => stopSignal !== undefined,
+        stopRequested: () => {
+          injectDeviceLoss(++stepsDone);
+          return stopSignal !== undefined;
+        },
       });
     } catch (err) {
       throw await asDeviceLoss(err, deviceLoss, folder, lastCheckpoint);
