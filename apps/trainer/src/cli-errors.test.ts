@@ -105,6 +105,20 @@ describe('peer-train bad input', () => {
     expectOneLineError(await runCli(['eval', '--run', dir]), 2, /^peer-train: --run .* is not a run folder \(no config\.json\)$/);
   });
 
+  it('--backend webgpu without a usable GPU adapter: one line, exit 2, nothing created', async () => {
+    // no Vulkan driver: an ICD manifest that does not exist (Dawn may print its own warning first)
+    const noGpu = { VK_ICD_FILENAMES: join(dir, 'no-such-icd.json'), VK_DRIVER_FILES: '', PEER_WEBGPU_ALLOW_FALLBACK: '' };
+    const r = await runCli(['train', '--preset', 'tiny', '--out', join(dir, 'gpu'), '--set', `data.cacheDir=${cache}`, '--backend', 'webgpu'], { cwd: dir, env: noGpu });
+    expect(r.code, r.stderr).toBe(2);
+    const ours = errorLines(r.stderr).filter((l) => l.startsWith('peer-train:'));
+    expect(ours, r.stderr).toHaveLength(1);
+    expect(ours[0]).toMatch(/^peer-train: backend 'webgpu' is not available: webgpu: /);
+    expect(existsSync(join(dir, 'gpu'))).toBe(false);
+    const d = await runCli(['doctor', '--backend', 'webgpu'], { cwd: dir, env: noGpu });
+    expect(d.code, d.stderr).toBe(2);
+    expect(errorLines(d.stderr).filter((l) => l.startsWith('peer-train:'))[0]).toMatch(/^peer-train: backend 'webgpu' is not available/);
+  });
+
   it('prints the stack trace only with --verbose', async () => {
     const r = await train('c', '--set', 'model.heads=3', '--verbose');
     expect(r.code).toBe(2);

@@ -10,6 +10,7 @@ import { buildModel } from '../run/build-model.js';
 import { configHash, readCheckpoint, writeCheckpoint, type TrainerState } from '../run/checkpoint.js';
 import { asUsageError, corpusOptions, openCorpus, openSplit } from '../run/open-data.js';
 import { startEngine } from '../run/start-engine.js';
+import { deviceLossInjection } from '../run/device-loss-injection.js';
 import { readRunRecord, type RunRecord } from '../run/run-record.js';
 import { RunFolder, writeJsonAtomic, type MetricsRecord } from '../run/run-folder.js';
 import { stopWhenParentDies } from '../run/stop-with-parent.js';
@@ -217,6 +218,9 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     stopWhenParentDies();
     let outcome;
     let lastCheckpoint = start.step;
+    // stopRequested is polled once after every step
+    let stepsDone = start.step;
+    const injectDeviceLoss = deviceLossInjection();
     try {
       outcome = await trainLoop({
         model: m,
@@ -239,7 +243,10 @@ export async function train(options: TrainCommandOptions): Promise<number> {
           lastCheckpoint = position.step;
         },
         writeMetrics,
-        stopRequested: () => stopSignal !== undefined,
+        stopRequested: () => {
+          injectDeviceLoss(++stepsDone);
+          return stopSignal !== undefined;
+        },
         health,
       });
     } catch (err) {
