@@ -153,4 +153,28 @@ describe.skipIf(!available)('sweeps on a queue (redis-server)', () => {
     for (const w of [w1, w2, w3].filter((w) => w !== victim!.worker)) w.kill('SIGTERM');
     for (const w of [w1, w2, w3].filter((w) => w !== victim!.worker)) expect((await w.result).code).toBe(130);
   }, 240_000);
+  it('a run that fails three times is reported failed with its log; the sweep writes the table and exits 1', async () => {
+    const config = join(dir, 'failing.json');
+    writeFileSync(
+      config,
+      JSON.stringify({
+        description: 'a corpus the workers lack',
+        sweep: { base: { extends: 'tiny', data: { corpus: join(dir, 'no-such-corpus.txt') } }, budgets: [4e8], methods: { dense: {} }, sizes: [{ name: 'xs', config: { model: { dim: 16, heads: 2 } } }] },
+      }),
+    );
+    const out = join(dir, 'sweep-failing');
+    const w = startCli(['worker', '--queue', redis.url, '--runs-dir', join(dir, 'elsewhere'), '--stall-seconds', '3'], { cwd: dir });
+    try {
+      const r = await runCli(['sweep', '--config', config, '--out', out, '--queue', redis.url], { cwd: dir });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/FAIL {2}4e8-dense-xs after 3 tries: .*no-such-corpus/);
+      expect(r.stderr).toMatch(/1 of 1 sweep runs failed \(4e8-dense-xs\)/);
+      expect(readCsv(join(out, 'summary.csv'))[0]!.status).toBe('failed');
+      // the workers' folders are elsewhere: the failed try's log is kept in the sweep folder
+      expect(readFileSync(join(out, 'logs', '4e8-dense-xs.log'), 'utf8')).toMatch(/no-such-corpus/);
+    } finally {
+      w.kill('SIGTERM');
+      await w.result;
+    }
+  }, 120_000);
 });
