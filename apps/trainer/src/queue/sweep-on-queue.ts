@@ -139,7 +139,7 @@ export async function runSweepOnQueue(
       }
       pending.push(run);
     }
-    log(`sweep ${key}: ${pending.length} run(s) on ${q.masked}; start workers with: peer-train worker --queue URL [--runs-dir DIR]`);
+    if (pending.length > 0) log(`sweep ${key}: ${pending.length} run(s) on ${q.masked}; workers take them: peer-train worker --queue URL [--runs-dir DIR]`);
 
     // 3. Follow the jobs until each is done or failed.
     const lastState = new Map<string, string>();
