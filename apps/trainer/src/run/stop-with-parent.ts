@@ -10,7 +10,11 @@ export const STOP_WITH_PARENT_ENV = 'PEER_TRAIN_STOP_WITH_PARENT';
 /** Call once the trainer handles SIGTERM (before that, the default action ends the process). */
 export function stopWhenParentDies(): void {
   if (process.env[STOP_WITH_PARENT_ENV] !== '1') return;
-  const stop = () => process.kill(process.pid, 'SIGTERM');
+  // once the training loop is over its SIGTERM handler is gone, and the default action would kill the
+  // process mid-report with the run's lock still held: then it just finishes (the summary is written)
+  const stop = () => {
+    if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM');
+  };
   // Node drops the channel once it closes: the parent died while the run was being set up
   if (!process.channel || !process.connected) {
     stop();
