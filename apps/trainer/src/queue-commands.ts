@@ -15,7 +15,7 @@ export function addWorkerCommand(worker: Command): void {
     .description('train the runs of sweeps queued with `sweep --queue URL` (BullMQ on Redis), each in its own process; Ctrl-C checkpoints and hands the runs back')
     .requiredOption('--queue <url>', 'redis://[user:pass@]host:port[/db] (rediss:// for TLS)')
     .option('--runs-dir <dir>', "where the sweeps' run folders go, <dir>/<sweep folder name>/runs/<run> (a shared folder on several machines)", 'runs')
-    .option('--concurrency <n>', 'runs trained at the same time (each uses one core on wasm)', intArg(1), 1)
+    .option('--concurrency <n>', 'runs trained at the same time (they share the cores: each gets cores / N wasm threads)', intArg(1), 1)
     .option('--stall-seconds <s>', 'a worker silent this long has lost its run: another worker takes it (and resumes it from its checkpoint)', intArg(1), 30)
     .action(async (opts: { queue: string; runsDir: string; concurrency: number; stallSeconds: number }) => {
       const code = await workerCommand(opts);

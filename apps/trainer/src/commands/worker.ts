@@ -19,7 +19,8 @@ import { UsageError } from '../errors.js';
 import { configHash, TRAINER_STATE_KEY } from '../run/checkpoint.js';
 import { readJsonFile, RUN_FILES, writeJsonAtomic } from '../run/run-folder.js';
 import type { RunSummary } from '../run/summary.js';
-import { defaultCli, isFinished, runTrainProcess, trainArgs, type TrainArgs } from '../sweep/run-sweep.js';
+import { threadsPerJob } from '../run/engine-threads.js';
+import { defaultCli, isFinished, runTrainProcess, trainArgs, withThreads, type TrainArgs } from '../sweep/run-sweep.js';
 import { probeRedis } from '../queue/connect.js';
 import { checkJobData, QUEUE_NAME, RUN_ATTEMPTS, workerName, type RunJobData, type RunJobProgress, type RunJobResult } from '../queue/jobs.js';
 import { etaSeconds, MetricsFollower } from '../queue/metrics-follower.js';
@@ -143,7 +144,8 @@ export async function workerCommand(options: WorkerCommandOptions): Promise<numb
         return { worker: name, summary: readJsonFile<RunSummary>(join(runDir, RUN_FILES.summary), 'run summary'), resumedFrom: null, seconds: 0 };
       }
       // a run folder of another config is the same mistake on every try
-      args = trainArgs(dir, run, new Map([[run.id, config]]));
+      // the runs trained at the same time share the cores, as the local sweep's --jobs do
+      args = withThreads(trainArgs(dir, run, new Map([[run.id, config]])), threadsPerJob(concurrency));
     } catch (err) {
       if (err instanceof UsageError) throw new UnrecoverableError(err.message);
       throw err;

@@ -83,7 +83,7 @@ export interface TrainArgs {
 }
 
 /** The run's command line with the wasm engine's thread count of one job (jobs share the cores). */
-function withThreads(plan: TrainArgs, threads: number): TrainArgs {
+export function withThreads(plan: TrainArgs, threads: number): TrainArgs {
   return { ...plan, args: [...plan.args, '--threads', String(threads)] };
 }
 
