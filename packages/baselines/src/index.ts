@@ -8,8 +8,8 @@ export {
   type DenseFfwConfig,
   type DenseFfwConfigInput,
 } from './dense-ffw-config.js';
-export { MoeTokenChoice, moeTokenChoiceForward, type MoeTensors, type MoeTokenChoiceResult } from './moe-token-choice.js';
-export { MoeExpertChoice, moeExpertChoiceForward, type MoeExpertChoiceResult } from './moe-expert-choice.js';
+export { MoeTokenChoice, moeTokenChoiceDeviceForward, moeTokenChoiceForward, type MoeDeviceResult, type MoeTensors, type MoeTokenChoiceResult } from './moe-token-choice.js';
+export { MoeExpertChoice, moeExpertChoiceDeviceForward, moeExpertChoiceForward, type MoeExpertChoiceResult } from './moe-expert-choice.js';
 export {
   moeExpertChoiceConfigSchema,
   moeTokenChoiceConfigSchema,

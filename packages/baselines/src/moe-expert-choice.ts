@@ -19,6 +19,7 @@
 // of its prefix: evaluate on batches of the same composition (size and length) as in training;
 // autoregressive generation token by token is not equivalent to the batched forward.
 import * as tf from '@tensorflow/tfjs-core';
+import { onDevice } from '@peer/backend';
 import type { ApplyMode, FeedForwardLayer, FeedForwardOutput } from '@peer/feed-forward';
 import { parseMoeExpertChoiceConfig, type MoeExpertChoiceConfig, type MoeExpertChoiceOptions } from './moe-config.js';
 import { expertMixture } from './moe-expert-mixture.js';
@@ -26,7 +27,8 @@ import { MoeLayerBase } from './moe-layer-base.js';
 import { routerZLoss } from './moe-parameters.js';
 import { expertChoiceCapacity, expertChoiceDispatch, type MoeDispatch } from './moe-routing.js';
 import { checkInput3D } from './moe-stats.js';
-import type { MoeTensors } from './moe-token-choice.js';
+import { deviceExpertChoiceSlots, deviceExpertMixture, slotGates } from './moe-device-routing.js';
+import type { MoeDeviceResult, MoeTensors } from './moe-token-choice.js';
 
 export interface MoeExpertChoiceResult {
   /** [T, D] */
@@ -72,6 +74,21 @@ export function moeExpertChoiceForward(
   return { y, ...(auxLoss ? { auxLoss } : {}), dispatch: route, slotGates };
 }
 
+/**
+ * `moeExpertChoiceForward` for device engines (webgpu): the same selection, output and aux loss with
+ * tfjs ops only (moe-device-routing.ts), no synchronous read.
+ */
+export function moeExpertChoiceDeviceForward(x: tf.Tensor2D, params: MoeTensors, config: MoeExpertChoiceConfig, training: boolean): MoeDeviceResult {
+  const T = x.shape[0];
+  const logits = tf.matMul(x, params.router) as tf.Tensor2D;
+  const probs = tf.softmax(logits) as tf.Tensor2D;
+  const capacity = expertChoiceCapacity(T, config.experts, training ? config.capacityFactor : config.evalCapacityFactor);
+  const slots = deviceExpertChoiceSlots(probs, capacity);
+  const y = deviceExpertMixture(x, slotGates(probs, slots), slots, params.experts, capacity, config.activation);
+  const auxLoss = training && config.zLossCoef > 0 ? (tf.mul(routerZLoss(logits), config.zLossCoef) as tf.Scalar) : undefined;
+  return { y, ...(auxLoss ? { auxLoss } : {}) };
+}
+
 /** Expert-choice MoE layer: the `FeedForwardLayer` of kind 'moe-ec'. */
 export class MoeExpertChoice extends MoeLayerBase<MoeExpertChoiceConfig> implements FeedForwardLayer {
   readonly kind = 'moe-ec' as const;
@@ -87,9 +104,19 @@ export class MoeExpertChoice extends MoeLayerBase<MoeExpertChoiceConfig> impleme
 
   apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput {
     const [B, S] = checkInput3D('moe-ec', x, this.dim);
+    if (onDevice()) return this.applyOnDevice(x, B, S, mode.training);
     return tf.tidy(() => {
       const result = moeExpertChoiceForward(tf.reshape(x, [B * S, this.dim]), this.tensors(), this.config, mode.training);
       this.record(result);
+      const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
+      return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
+    });
+  }
+
+  private applyOnDevice(x: tf.Tensor3D, B: number, S: number, training: boolean): FeedForwardOutput {
+    this.refuseHostStatsOnDevice();
+    return tf.tidy(() => {
+      const result = moeExpertChoiceDeviceForward(tf.reshape(x, [B * S, this.dim]), this.tensors(), this.config, training);
       const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
       return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
     });

@@ -37,7 +37,7 @@ export abstract class MoeLayerBase<Config extends MoeShape> {
     return { router: this.params.router as tf.Variable<tf.Rank.R2>, experts: this.params.experts() };
   }
 
-  /** Routing of the last forward pass: per-expert load, capacity, dropped assignments and tokens. */
+  /** Routing of the last forward pass: per-expert load, capacity, dropped assignments and tokens (undefined after a pass on a device engine). */
   lastRoutingStats(): MoeRoutingStats | undefined {
     return this.last;
   }
@@ -95,6 +95,15 @@ export abstract class MoeLayerBase<Config extends MoeShape> {
     if (this.disposed) return;
     this.disposed = true;
     this.params.dispose();
+  }
+
+  /**
+   * On a device engine the routing stays in tensors: `lastRoutingStats` is undefined there, and usage
+   * statistics (which read the routing every pass) are refused.
+   */
+  protected refuseHostStatsOnDevice(): void {
+    this.last = undefined;
+    if (this.usage.active) throw new Error(`${this.kind}: usage statistics read the routing synchronously and are not available on the webgpu engine; run usage on wasm or cpu (checkpoints are engine-neutral)`);
   }
 
   protected checkAlive(): void {

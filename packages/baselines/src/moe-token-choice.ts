@@ -15,6 +15,7 @@
 // A token's combine weights sum to p_t,top1 for K = 1, to 1 for K >= 2 with normalizeGates when no
 // assignment is dropped, and lose exactly the dropped assignments' gates otherwise.
 import * as tf from '@tensorflow/tfjs-core';
+import { onDevice } from '@peer/backend';
 import type { ApplyMode, FeedForwardLayer, FeedForwardOutput } from '@peer/feed-forward';
 import { parseMoeTokenChoiceConfig, type MoeTokenChoiceConfig, type MoeTokenChoiceOptions } from './moe-config.js';
 import { expertMixture, type ExpertParams } from './moe-expert-mixture.js';
@@ -22,6 +23,7 @@ import { MoeLayerBase } from './moe-layer-base.js';
 import { routerZLoss } from './moe-parameters.js';
 import { tokenChoiceCapacity, tokenChoiceRouting, type TokenChoiceRouting } from './moe-routing.js';
 import { checkInput3D } from './moe-stats.js';
+import { deviceExpertMixture, deviceTokenChoiceRouting, slotGates } from './moe-device-routing.js';
 
 export interface MoeTensors {
   /** [D, E] */
@@ -99,6 +101,42 @@ export function moeTokenChoiceForward(
   return { y, ...(auxLoss ? { auxLoss } : {}), routing: route, combineWeights };
 }
 
+/** What the device forward passes give: no host-side routing (reading it would need a synchronous read). */
+export interface MoeDeviceResult {
+  /** [T, D] */
+  y: tf.Tensor2D;
+  auxLoss?: tf.Scalar;
+}
+
+/**
+ * `moeTokenChoiceForward` for device engines (webgpu): the same routing, gates, output and aux loss
+ * with tfjs ops only (moe-device-routing.ts), no synchronous read.
+ */
+export function moeTokenChoiceDeviceForward(x: tf.Tensor2D, params: MoeTensors, config: MoeTokenChoiceConfig, training: boolean): MoeDeviceResult {
+  const T = x.shape[0];
+  const { experts: E, topK: K } = config;
+  const logits = tf.matMul(x, params.router) as tf.Tensor2D;
+  const probs = tf.softmax(logits) as tf.Tensor2D;
+  const capacity = tokenChoiceCapacity(T, E, K, training ? config.capacityFactor : config.evalCapacityFactor);
+  const route = deviceTokenChoiceRouting(probs, K, capacity);
+  let gates: tf.Tensor2D = probs;
+  if (K > 1 && config.normalizeGates) {
+    const chosen = tf.mul(probs, tf.sum(tf.oneHot(route.choices, E, 1, 0, 'float32'), 1));
+    gates = tf.div(chosen, tf.sum(chosen, 1, true)) as tf.Tensor2D;
+  }
+  const y = deviceExpertMixture(x, slotGates(gates, route), route, params.experts, capacity, config.activation);
+  let auxLoss: tf.Scalar | undefined;
+  if (training && config.auxLossCoef > 0) {
+    const f = tf.div(route.requestedLoad, T * K);
+    auxLoss = tf.mul(tf.sum(tf.mul(tf.mean(probs, 0), f)), config.auxLossCoef * E) as tf.Scalar;
+  }
+  if (training && config.zLossCoef > 0) {
+    const z = tf.mul(routerZLoss(logits), config.zLossCoef) as tf.Scalar;
+    auxLoss = auxLoss ? (tf.add(auxLoss, z) as tf.Scalar) : z;
+  }
+  return { y, ...(auxLoss ? { auxLoss } : {}) };
+}
+
 /** Token-choice MoE layer: the `FeedForwardLayer` of kind 'moe'. */
 export class MoeTokenChoice extends MoeLayerBase<MoeTokenChoiceConfig> implements FeedForwardLayer {
   readonly kind = 'moe' as const;
@@ -114,9 +152,19 @@ export class MoeTokenChoice extends MoeLayerBase<MoeTokenChoiceConfig> implement
 
   apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput {
     const [B, S] = checkInput3D('moe', x, this.dim);
+    if (onDevice()) return this.applyOnDevice(x, B, S, mode.training);
     return tf.tidy(() => {
       const result = moeTokenChoiceForward(tf.reshape(x, [B * S, this.dim]), this.tensors(), this.config, mode.training);
       this.record(result);
+      const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
+      return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
+    });
+  }
+
+  private applyOnDevice(x: tf.Tensor3D, B: number, S: number, training: boolean): FeedForwardOutput {
+    this.refuseHostStatsOnDevice();
+    return tf.tidy(() => {
+      const result = moeTokenChoiceDeviceForward(tf.reshape(x, [B * S, this.dim]), this.tensors(), this.config, training);
       const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
       return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
     });
