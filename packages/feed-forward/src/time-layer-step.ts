@@ -6,7 +6,7 @@
 //
 // Axes: T tokens, D model width.
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng } from '@peer/backend';
+import { onDevice, Rng } from '@peer/backend';
 import type { FeedForwardLayer } from './feed-forward-layer.js';
 
 /**
@@ -97,8 +97,16 @@ export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerSte
   const parts = { fb: [] as number[], dense: [] as number[], sparse: [] as number[], fwd: [] as number[] };
   const stepMs: number[] = [];
   const cpuMs: number[] = [];
+  // Waiting for a tensor waits for the work queued before it. A device engine refuses synchronous
+  // reads (and its queued sparse update finishes inside the next step's wait).
+  const device = onDevice();
+  const wait = async (t: tf.Tensor | undefined): Promise<void> => {
+    if (!t) return;
+    if (device) await t.data();
+    else t.dataSync();
+  };
   try {
-    const step = (): [number, number, number] => {
+    const step = async (): Promise<[number, number, number]> => {
       const t0 = performance.now();
       const { value, grads } = tf.variableGrads(() => {
         const out = layer.apply(x, { training: true });
@@ -106,20 +114,20 @@ export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerSte
         return out.auxLoss ? (tf.add(loss, out.auxLoss) as tf.Scalar) : loss;
       }, [x, ...vars]);
       // Reading the loss waits for the whole backward pass.
-      value.dataSync();
+      await wait(value);
       const t1 = performance.now();
       vars.forEach((v, i) => optimizers[i]!.applyGradients({ [v.name]: grads[v.name]! }));
-      vars[0]?.dataSync();
+      await wait(vars[0]);
       const t2 = performance.now();
       tf.dispose([value, ...Object.values(grads)]);
       layer.sparseStep(1);
       const t3 = performance.now();
       return [t1 - t0, t2 - t1, t3 - t2];
     };
-    for (let i = 0; i < warmup; i++) step();
+    for (let i = 0; i < warmup; i++) await step();
     for (let i = 0; i < steps; i++) {
       const cpu0 = process.cpuUsage();
-      const [fb, dense, sparse] = step();
+      const [fb, dense, sparse] = await step();
       const cpu = process.cpuUsage(cpu0);
       cpuMs.push((cpu.user + cpu.system) / 1000);
       parts.fb.push(fb);
@@ -132,7 +140,9 @@ export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerSte
     }
     for (let i = 0; i < Math.min(steps, 3); i++) {
       const t0 = performance.now();
-      tf.tidy(() => layer.apply(x, { training: true }).y.dataSync());
+      const y = tf.tidy(() => layer.apply(x, { training: true }).y);
+      await wait(y);
+      y.dispose();
       parts.fwd.push(performance.now() - t0);
     }
     layer.zeroSparseGrads();
