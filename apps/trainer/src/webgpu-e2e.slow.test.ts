@@ -1,7 +1,8 @@
 // The whole training path on the webgpu engine (SwiftShader in CI: a software adapter, allowed by
 // PEER_WEBGPU_ALLOW_FALLBACK) against the wasm engine, through the CLI as a user runs it: the tiny
 // preset for 10 steps with the same seed on both engines ends at the same validation loss (1e-3
-// relative), for PEER and for the dense model; a webgpu run's checkpoint evaluates and resumes on wasm.
+// relative), for PEER, the dense model and MoE (token and expert choice); a webgpu run's checkpoint
+// evaluates and resumes on wasm.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { webgpuSkipReason } from '@peer/backend';
@@ -17,7 +18,9 @@ const TOL = 1e-3;
 let dir: string;
 let cache: string;
 
-const trainArgs = (ffw: 'peer' | 'dense', out: string, extra: string[] = []) => [
+type Ffw = 'peer' | 'dense' | 'moe' | 'moe-ec';
+
+const trainArgs = (ffw: Ffw, out: string, extra: string[] = []) => [
   'train',
   '--preset', 'tiny',
   '--ffw', ffw,
@@ -40,7 +43,7 @@ interface Summary {
 const summaryOf = (run: string) => JSON.parse(readFileSync(join(run, 'summary.json'), 'utf8')) as Summary;
 const relErr = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
-async function train(ffw: 'peer' | 'dense', backend: 'webgpu' | 'wasm'): Promise<Summary> {
+async function train(ffw: Ffw, backend: 'webgpu' | 'wasm'): Promise<Summary> {
   const out = join(dir, `${ffw}-${backend}`);
   const r = await runCli([...trainArgs(ffw, out), '--backend', backend], { cwd: dir, env: GPU_ENV });
   expect(r.code, r.stderr).toBe(0);
@@ -53,7 +56,7 @@ describe.skipIf(skip !== undefined)(`peer-train on webgpu${skip ? ` (skipped: ${
     cache = join(dir, 'cache');
   });
 
-  for (const ffw of ['peer', 'dense'] as const) {
+  for (const ffw of ['peer', 'dense', 'moe', 'moe-ec'] as const) {
     it(`trains the tiny ${ffw} model for 10 steps to the wasm engine's validation loss`, async () => {
       const wasm = await train(ffw, 'wasm');
       const gpu = await train(ffw, 'webgpu');

@@ -13,7 +13,7 @@ import { resetWasmEngine, startThreadedWasm, wasmEngineStarted, wasmEngineThread
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { setKernelThreads } from './wasm-memory/kernel-pool.js';
 import { adapterName } from './webgpu/adapter-probe.js';
-import { mayHaveHardwareGpu, PROBE_ENV } from './webgpu/gpu-device-hint.js';
+import { mayHaveHardwareGpu } from './webgpu/gpu-device-hint.js';
 import { ALLOW_FALLBACK_ENV, startWebgpu } from './webgpu/webgpu-engine.js';
 
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu' | 'webgpu';
@@ -23,8 +23,8 @@ export const BACKEND_NAMES: readonly BackendRequest[] = ['auto', 'tensorflow', '
 
 export interface InitBackendOptions {
   /**
-   * Which engine to run; `auto` tries tensorflow (GPU, then CPU build), webgpu (only with
-   * `PEER_WEBGPU_PROBE=1` for now, and only on a hardware adapter), wasm, cpu in that order.
+   * Which engine to run; `auto` tries tensorflow (GPU, then CPU build), webgpu (only on a hardware
+   * adapter; `PEER_WEBGPU_PROBE=0` skips it), wasm, cpu in that order.
    */
   backend?: BackendRequest;
   /**
@@ -173,9 +173,8 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
       provider = native;
     }
   }
-  // `auto` considers webgpu only when asked to (PEER_WEBGPU_PROBE=1) until the layers and the
-  // training loop run on it: picking it on a GPU machine today would stop `train` at its first
-  // synchronous read. Without a GPU device it never loads Dawn.
+  // `auto` considers webgpu where a GPU device may exist (or PEER_WEBGPU_PROBE=1 says so), and never
+  // settles for a software adapter. Without a GPU device it never loads Dawn.
   if (!backend && (request === 'webgpu' || (request === 'auto' && autoProbesWebgpu()))) {
     const allowFallbackAdapter =
       request === 'webgpu' && (options.allowFallbackAdapter ?? process.env[ALLOW_FALLBACK_ENV] === '1');
@@ -263,7 +262,7 @@ async function startWasm(threads: number, skipped: SkippedBackend[]): Promise<{ 
   return (await trySet('wasm', skipped)) ? { threads: 1, ...(note ? { note } : {}) } : undefined;
 }
 
-/** Whether `auto` tries webgpu: opt-in (`PEER_WEBGPU_PROBE=1`) and only where a GPU may exist. */
+/** Whether `auto` tries webgpu: where a GPU may exist (`PEER_WEBGPU_PROBE=1` / `0` force the answer). */
 function autoProbesWebgpu(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env[PROBE_ENV] === '1' && mayHaveHardwareGpu(env);
+  return mayHaveHardwareGpu(env);
 }
