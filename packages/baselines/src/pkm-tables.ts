@@ -4,12 +4,10 @@
 import { createExpertTable, createSparseOptimizer, type ExpertTable, type RowGradient, type SparseTableOptimizer } from '@peer/expert-store';
 import type { PkmConfig } from './pkm-config.js';
 
-export type TableOptimizer = SparseTableOptimizer;
-
 export interface PkmTables {
   values: ExpertTable;
   valueGrad: RowGradient;
-  valueOptimizer: TableOptimizer;
+  valueOptimizer: SparseTableOptimizer;
 }
 
 /** The value table V [N, D] (seeded normal init), its row gradient and its optimizer. */
@@ -20,9 +18,4 @@ export function createPkmTables(c: PkmConfig, seed: number): PkmTables {
   const valueOptimizer =
     o.kind === 'adam' ? createSparseOptimizer({ kind: 'adam', ...common, beta1: o.beta1, beta2: o.beta2, eps: o.eps }, [values]) : createSparseOptimizer({ kind: 'sgd', ...common }, [values]);
   return { values, valueGrad: values.createGradient(), valueOptimizer };
-}
-
-/** Awaits `prepareState()` of each table and optimizer (a device engine's async read-back). */
-export async function prepareTableState(parts: readonly { prepareState(): Promise<void> }[]): Promise<void> {
-  for (const part of parts) await part.prepareState();
 }

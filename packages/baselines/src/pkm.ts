@@ -19,12 +19,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { makeReadable, Rng } from '@peer/backend';
 import { batchNormInference, batchNormTraining, ProductKeys, QueryNorm, retrieve, updateRunningStats, type SubKeyTables } from '@peer/product-keys';
-import type { ExpertTable, NamedArray, RowGradient, UsageOptions, UsageStatsReport } from '@peer/expert-store';
+import type { ExpertTable, NamedArray, RowGradient, SparseTableOptimizer, UsageOptions, UsageStatsReport } from '@peer/expert-store';
 import type { ApplyMode, FeedForwardLayer, FeedForwardOutput, StateEntryGetter } from '@peer/feed-forward';
 import { checkEntries, requireEntry, variableEntry, type ExpectedEntry } from './layer-state.js';
 import { checkInput3D } from './moe-stats.js';
 import { parsePkmConfig, type PkmConfig, type PkmOptions } from './pkm-config.js';
-import { createPkmTables, prepareTableState, type TableOptimizer } from './pkm-tables.js';
+import { createPkmTables } from './pkm-tables.js';
 import { valueMixture, type RowGradientSink } from './pkm-value-mixture.js';
 import { UsageAccumulator } from './usage-report.js';
 
@@ -160,7 +160,7 @@ export class ProductKeyMemory implements FeedForwardLayer {
   readonly values: ExpertTable;
   /** Value-row gradients accumulated by backward passes since the last sparse step. */
   readonly valueGrad: RowGradient;
-  readonly valueOptimizer: TableOptimizer;
+  readonly valueOptimizer: SparseTableOptimizer;
   private readonly usage: UsageAccumulator;
   private disposed = false;
 
@@ -285,7 +285,7 @@ export class ProductKeyMemory implements FeedForwardLayer {
   async prepareState(): Promise<void> {
     this.checkAlive();
     await makeReadable(this.denseNamed().map(([, v]) => v));
-    await prepareTableState([this.values, this.valueOptimizer]);
+    for (const part of [this.values, this.valueOptimizer]) await part.prepareState();
   }
 
   /**

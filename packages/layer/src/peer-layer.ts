@@ -24,12 +24,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { makeReadable, Rng } from '@peer/backend';
 import { ProductKeys, QueryNorm, retrieve } from '@peer/product-keys';
 import type { FeedForwardLayer } from '@peer/feed-forward';
-import { UsageStats, type ExpertTable, type NamedArray, type RowGradient, type UsageOptions, type UsageStatsReport } from '@peer/expert-store';
+import { createExpertTable, UsageStats, type ExpertTable, type SparseTableOptimizer, type NamedArray, type RowGradient, type UsageOptions, type UsageStatsReport } from '@peer/expert-store';
 import { resolvePeerConfig, type PeerLayerConfig, type ResolvedPeerConfig } from './config.js';
 import { peerActiveParams, peerFlops, peerParams, type PeerFlops, type PeerParams } from './costs.js';
 import { deviceExpertMixture } from './device-expert-mixture.js';
 import { expertMixture, type MixtureTables, type RowGradientSink } from './expert-mixture.js';
-import { createLayerOptimizer, createLayerTable, prepareTableState, type TableOptimizer } from './layer-tables.js';
+import { createLayerOptimizer } from './layer-tables.js';
 import { DOWN_NAME, UP_NAME, exportPeerPytorch, loadPeerPytorchInto } from './pytorch-layout.js';
 
 let layerCount = 0;
@@ -62,7 +62,7 @@ export class PeerLayer implements FeedForwardLayer {
   readonly downGrad: RowGradient;
   readonly upGrad: RowGradient;
   /** The sparse optimizer of both tables (its own constant learning rate, scaled by `sparseStep`). */
-  readonly expertOptimizer: TableOptimizer;
+  readonly expertOptimizer: SparseTableOptimizer;
   private dropoutRng: Rng;
   private usage: UsageStats | undefined;
   /** Where backward passes send row gradients (the sparse accumulators unless redirected). */
@@ -92,8 +92,8 @@ export class PeerLayer implements FeedForwardLayer {
     this.queryNorm = new QueryNorm({ kind: c.queryNorm, features: f, momentum: c.normMomentum, eps: c.normEps, name: `${name}/query_norm` });
     // u, v ~ normal(0, 1/sqrt(d)); named as PEER-pytorch's embeddings (optimizer state is named after them).
     const init = { kind: 'normal', std: 1 / Math.sqrt(c.dim) } as const;
-    this.down = createLayerTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: DOWN_NAME });
-    this.up = createLayerTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: UP_NAME });
+    this.down = createExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: DOWN_NAME });
+    this.up = createExpertTable({ rows: c.tableRows, dim: c.dim, init, seed: rng.fork().int(2 ** 31), name: UP_NAME });
     this.downGrad = this.down.createGradient();
     this.upGrad = this.up.createGradient();
     this.gradientSinks = { down: this.downGrad, up: this.upGrad };
@@ -279,7 +279,7 @@ export class PeerLayer implements FeedForwardLayer {
   async prepareState(): Promise<void> {
     this.checkAlive();
     await makeReadable([this.queryWeight, ...this.queryNorm.variables(), ...this.keys.variables()]);
-    await prepareTableState([this.down, this.up, this.expertOptimizer]);
+    for (const part of [this.down, this.up, this.expertOptimizer]) await part.prepareState();
   }
 
   /**
