@@ -24,6 +24,16 @@ def rope(x, cos, sin):
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
 
+def causal_attention(q, k, v):
+    # torch >= 2.0 has the fused kernel; Debian's python3-torch (1.13) does not.
+    if hasattr(F, 'scaled_dot_product_attention'):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    s = q.shape[-2]
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    mask = torch.ones(s, s, dtype=torch.bool, device=q.device).triu(1)
+    return scores.masked_fill(mask, float('-inf')).softmax(dim=-1) @ v
+
+
 class Block(nn.Module):
     def __init__(self):
         super().__init__()
@@ -40,7 +50,7 @@ class Block(nn.Module):
         shape = (b, s, HEADS, D // HEADS)
         q, k, v = (t.view(shape).transpose(1, 2) for t in (q, k, v))
         q, k = rope(q, cos, sin), rope(k, cos, sin)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        a = causal_attention(q, k, v)
         x = x + self.proj(a.transpose(1, 2).reshape(b, s, D))
         return x + self.down(F.gelu(self.up(self.ln2(x))))
 
