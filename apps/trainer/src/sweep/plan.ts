@@ -8,7 +8,7 @@
 //   configs/<id>.json  each run's train config (given to `peer-train train --config`)
 //   runs/<id>/         each run's folder
 //   logs/<id>.log      each run's output
-//   summary.csv, summary.md, isoflop.svg, isoflop.png, report.html
+//   summary.csv, summary.md, seed-points.csv (with seeds), <plot>.svg/.png (isoflop by default), report.html
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
