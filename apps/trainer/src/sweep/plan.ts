@@ -88,13 +88,13 @@ export async function planSweep(loaded: LoadedSweep, options: { backend?: string
   const runs: PlannedRun[] = [];
   const configs = new Map<string, JsonObject>();
   const resolved = new Map<string, TrainConfig>();
-  const seeds: readonly (number | undefined)[] = sweep.seeds ?? [undefined];
   // any engine can build a model for counting (the runs train on their own): wasm always loads
   await initBackend({ backend: 'wasm', log: false });
   const tmp = mkdtempSync(join(tmpdir(), 'peer-sweep-plan-'));
   try {
     for (const budget of sweep.budgets) {
       for (const size of sweep.sizes) {
+        const seeds: readonly (number | undefined)[] = size.seeds ?? sweep.seeds ?? [undefined];
         for (const method of Object.keys(sweep.methods)) {
           for (const seed of seeds) {
             const label = budgetLabel(budget);

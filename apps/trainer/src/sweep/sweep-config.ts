@@ -11,7 +11,8 @@
 //       "methods": { "dense": {}, "peer": { "model": { "ffw": { "kind": "peer", "options": { ... } } } } },
 //       "sizes":   [ { "name": "s", "config": { "model": { "dim": 128 } }, "methods": { "peer": { ... } } } ],
 //       "plotX":   "active",                                                       x axis of the isoFLOP plot
-//       "seeds":   [1, 2, 3],                    optional: one run per seed (ids end in -s<seed>)
+//       "seeds":   [1, 2, 3],                    optional: one run per seed (ids end in -s<seed>); a size
+//                                                may give its own "seeds" instead
 //       "plot":    "experts"                     optional: isoflop (default), experts, active, query-norm
 //     }
 //   }
@@ -43,6 +44,8 @@ export const SweepSizeSchema = z.strictObject({
   config: partialConfig.default({}),
   /** Per-method partial configs at this size (e.g. PEER's numExperts growing with the model). */
   methods: z.record(z.string(), partialConfig).default({}),
+  /** The seeds of this size's runs, instead of the sweep's (e.g. three seeds of one point to measure the noise). */
+  seeds: z.array(z.int().min(0)).min(1).optional(),
 });
 
 export const SweepConfigSchema = z
@@ -78,6 +81,9 @@ export const SweepConfigSchema = z
       if (c.seeds!.indexOf(seed) !== i) ctx.addIssue({ code: 'custom', path: ['seeds', i], message: 'repeated seed', input: seed });
     });
     c.sizes.forEach((s, i) => {
+      s.seeds?.forEach((seed, j) => {
+        if (s.seeds!.indexOf(seed) !== j) ctx.addIssue({ code: 'custom', path: ['sizes', i, 'seeds', j], message: 'repeated seed', input: seed });
+      });
       for (const m of Object.keys(s.methods)) {
         if (!(m in c.methods)) ctx.addIssue({ code: 'custom', path: ['sizes', i, 'methods', m], message: `not one of the sweep's methods (${Object.keys(c.methods).join(', ')})`, input: m });
       }
