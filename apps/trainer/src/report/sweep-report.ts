@@ -9,7 +9,7 @@ import { writePlot, type PlotFiles } from '../plots/render.js';
 import { sweepPlot } from '../sweep/ablation-plots.js';
 import { checkSweepFolder, type SweepRecord } from '../sweep/plan.js';
 import type { RunStatus } from '../sweep/run-sweep.js';
-import { formatSpread, hasSeeds, pointsCsv, POINT_DISPLAY_COLUMNS, seedPoints, type SweepPoint } from '../sweep/seed-points.js';
+import { hasSeeds, pointCells, pointsCsv, POINT_DISPLAY_COLUMNS, POINT_TEXT_COLUMNS, seedPoints, type SweepPoint } from '../sweep/seed-points.js';
 import { bestRows, collectRows, DISPLAY_COLUMNS, displayRow, TEXT_COLUMNS, toCsv, toMarkdown, type SweepRow } from '../sweep/summary-table.js';
 import { escapeHtml, htmlFacts, htmlFigure, htmlPage, type PageSection } from './html.js';
 import { REPORT_FILE, type ReportResult } from './run-report.js';
@@ -36,26 +36,9 @@ function tableHtml(rows: readonly SweepRow[]): string {
 }
 
 function pointsHtml(points: readonly SweepPoint[]): string {
-  const text = new Set(['budget', 'method', 'size', 'query norm']);
-  const head = `<thead><tr>${POINT_DISPLAY_COLUMNS.map((h) => `<th${text.has(h) ? '' : ' class="num"'}>${escapeHtml(h)}</th>`).join('')}</tr></thead>`;
-  const body = points.map((p) => {
-    const cells = [
-      p.budget_label,
-      p.method,
-      p.size,
-      p.n_experts === null ? '' : p.n_experts.toLocaleString('en-US'),
-      p.h === null ? '' : String(p.h),
-      p.k === null ? '' : String(p.k),
-      p.query_norm ?? '',
-      `${p.done} of ${p.seeds.length}`,
-      formatSpread(p.val_loss, 4),
-      formatSpread(p.val_bpb, 4),
-      formatSpread(p.usage, 1, 100),
-      formatSpread(p.unevenness, 4),
-      formatSpread(p.dead_fraction, 1, 100),
-    ];
-    return `<tr>${cells.map((c, i) => `<td${text.has(POINT_DISPLAY_COLUMNS[i]!) ? '' : ' class="num"'}>${escapeHtml(c)}</td>`).join('')}</tr>`;
-  });
+  const cls = (h: string) => (POINT_TEXT_COLUMNS.has(h) ? '' : ' class="num"');
+  const head = `<thead><tr>${POINT_DISPLAY_COLUMNS.map((h) => `<th${cls(h)}>${escapeHtml(h)}</th>`).join('')}</tr></thead>`;
+  const body = points.map((p) => `<tr>${pointCells(p).map((c, i) => `<td${cls(POINT_DISPLAY_COLUMNS[i]!)}>${escapeHtml(c)}</td>`).join('')}</tr>`);
   return `<table>${head}<tbody>\n${body.join('\n')}\n</tbody></table>`;
 }
 

@@ -2,6 +2,7 @@
 // mean and the spread across the seeds of each result (validation loss and bits per byte, expert
 // usage, unevenness, dead fraction). The spread is given both ways: the sample standard deviation
 // (n - 1 in the denominator; none for one seed) and the range min..max.
+import { csvCell } from './csv.js';
 import type { FfwFacts } from './ffw-facts.js';
 import type { SweepRow } from './summary-table.js';
 
@@ -97,12 +98,6 @@ export const POINT_CSV_COLUMNS: readonly string[] = [
   ...SPREAD_FIELDS.flatMap((f) => [`${f}_mean`, `${f}_std`, `${f}_min`, `${f}_max`]),
 ];
 
-function csvCell(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  const text = String(v);
-  return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
 /** seed-points.csv: a line per point, full precision, seeds separated by spaces. */
 export function pointsCsv(points: readonly SweepPoint[]): string {
   const line = (p: SweepPoint) => [
@@ -134,9 +129,12 @@ export function formatSpread(s: Spread | null, digits: number, scale = 1): strin
 
 export const POINT_DISPLAY_COLUMNS = ['budget', 'method', 'size', 'N', 'h', 'k', 'query norm', 'seeds done', 'val_loss', 'val_bpb', 'usage (%)', 'KL', 'dead (%)'];
 
-/** The Markdown table of the points: mean ± sample std (min–max) across seeds. */
-export function pointsMarkdown(points: readonly SweepPoint[]): string {
-  const rows = points.map((p) => [
+/** The columns of text (left-aligned) of the points table. */
+export const POINT_TEXT_COLUMNS = new Set(['budget', 'method', 'size', 'query norm']);
+
+/** The table cells of a point, rounded for reading. */
+export function pointCells(p: SweepPoint): string[] {
+  return [
     p.budget_label,
     p.method,
     p.size,
@@ -150,10 +148,14 @@ export function pointsMarkdown(points: readonly SweepPoint[]): string {
     formatSpread(p.usage, 1, 100),
     formatSpread(p.unevenness, 4),
     formatSpread(p.dead_fraction, 1, 100),
-  ]);
+  ];
+}
+
+/** The Markdown table of the points: mean ± sample std (min–max) across seeds. */
+export function pointsMarkdown(points: readonly SweepPoint[]): string {
   return [
     `| ${POINT_DISPLAY_COLUMNS.join(' | ')} |`,
-    `|${POINT_DISPLAY_COLUMNS.map((_, i) => (i < 3 || i === 6 ? '---' : '---:')).join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    `|${POINT_DISPLAY_COLUMNS.map((c) => (POINT_TEXT_COLUMNS.has(c) ? '---' : '---:')).join('|')}|`,
+    ...points.map((p) => `| ${pointCells(p).join(' | ')} |`),
   ].join('\n');
 }

@@ -13,6 +13,7 @@ import { RUN_FILES } from '../run/run-folder.js';
 import { formatCount } from '../train/flops.js';
 import type { SweepRecord } from './plan.js';
 import type { RunStatus } from './run-sweep.js';
+import { csvCell } from './csv.js';
 import { ffwFacts, NO_FACTS, type FfwFacts } from './ffw-facts.js';
 import { hasSeeds, pointsMarkdown, seedPoints } from './seed-points.js';
 
@@ -151,12 +152,6 @@ export function collectRows(
       status,
     };
   });
-}
-
-function csvCell(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  const text = String(v);
-  return /[",\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 export function toCsv(rows: readonly SweepRow[]): string {
