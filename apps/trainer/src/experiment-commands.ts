@@ -62,7 +62,7 @@ export function addExperimentCommands(program: Command): void {
   addWorkerCommand(command(program, 'worker'));
 
   command(program, 'report')
-    .description('report.html (self-contained) of a run folder (loss, learning rate, throughput, expert usage, config, summary) or of a sweep folder (tables and the sweep's plot), with SVG/PNG plots next to it')
+    .description('report.html (self-contained) of a run folder (loss, learning rate, throughput, expert usage, config, summary) or of a sweep folder (tables and the plot of its sweep), with SVG/PNG plots next to it')
     .argument('<dir>', 'run or sweep folder')
     .option('--no-usage', 'do not measure expert usage (use usage.json when present)')
     .option('--usage-batches <n>', "batches of the usage pass (default: the run's train.evalBatches)", intArg(0))
