@@ -277,8 +277,8 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     const lastWindow = health?.collect(p.step);
     if (lastWindow) reportHealth(lastWindow, p.tokens, writeMetrics, log);
     // The final evaluation also records the sparse layers' expert usage (Table 2 of the paper: the
-    // final weights over the whole final validation pass); not on a GPU engine, where recording the
-    // routing would need synchronous reads.
+    // final weights over a held-out pass), so that no second pass is needed; not on a GPU engine,
+    // where recording the routing would need synchronous reads.
     const recordUsage = !onDevice() && sparseLayers(m).length > 0;
     let final;
     let usage: UsageResult | undefined;
