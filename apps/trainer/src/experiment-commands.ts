@@ -43,7 +43,7 @@ export function addExperimentCommands(program: Command): void {
     });
 
   command(program, 'sweep')
-    .description('isoFLOP experiment: train and evaluate every (budget, method, size) of a sweep config; write summary.csv, summary.md, isoflop.svg/.png and report.html')
+    .description('isoFLOP experiment or ablation: train and evaluate every (budget, method, size, seed) of a sweep config; write summary.csv, summary.md, the plot (isoflop, experts, active or query-norm .svg/.png) and report.html')
     .addOption(new Option('--preset <name>', 'a sweep preset from apps/trainer/presets (default: quick-sweep)').conflicts('config'))
     .option('--config <file>', 'a sweep config file (see the README)')
     .option('--out <dir>', 'sweep folder (default: runs/sweep-<name>); rerun with the same folder to continue an interrupted sweep')
@@ -62,7 +62,7 @@ export function addExperimentCommands(program: Command): void {
   addWorkerCommand(command(program, 'worker'));
 
   command(program, 'report')
-    .description('report.html (self-contained) of a run folder (loss, learning rate, throughput, expert usage, config, summary) or of a sweep folder (table and isoFLOP plot), with SVG/PNG plots next to it')
+    .description('report.html (self-contained) of a run folder (loss, learning rate, throughput, expert usage, config, summary) or of a sweep folder (tables and the plot of its sweep), with SVG/PNG plots next to it')
     .argument('<dir>', 'run or sweep folder')
     .option('--no-usage', 'do not measure expert usage (use usage.json when present)')
     .option('--usage-batches <n>', "batches of the usage pass (default: the run's train.evalBatches)", intArg(0))

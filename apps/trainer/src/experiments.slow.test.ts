@@ -51,6 +51,19 @@ interface UsageJson {
 }
 
 describe('peer-train usage', () => {
+  it("train's summary.json holds the usage of its final evaluation: the usage command's numbers over the same batches", async () => {
+    const summary = readJson<{ val_tokens: number; usage: { block: number; kind: string; experts: number; usage: number; unevenness: number; dead_fraction: number }[] }>(join(run, 'summary.json'));
+    // tiny: finalEvalBatches 4
+    const r = await runCli(['usage', '--run', run, '--batches', '4', '--json'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const printed = JSON.parse(r.stdout) as UsageJson;
+    expect(printed.tokens).toBe(summary.val_tokens);
+    expect(summary.usage).toHaveLength(1);
+    const [s] = summary.usage;
+    const l = printed.layers[0]!;
+    expect(s).toEqual({ block: l.block, kind: 'peer', experts: 256, usage: l.usage, unevenness: l.unevenness, dead_fraction: l.histogram.zeros / 256 });
+  });
+
   it("the paper's metrics equal a plain float64 computation from the recorded router weights", async () => {
     const r = await runCli(['usage', '--run', run, '--batches', '3', '--json'], { cwd: dir });
     expect(r.code, r.stderr).toBe(0);

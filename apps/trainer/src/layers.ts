@@ -8,6 +8,9 @@ import { PeerLayer } from '@peer/layer';
 import { registerFeedForward, type FeedForwardFactoryArgs } from '@peer/model';
 import type { TrainConfig } from './config/schema.js';
 
+/** Experts of an MoE layer whose options name none. */
+export const MOE_DEFAULT_EXPERTS = 8;
+
 type SparseOptim = Pick<TrainConfig['optim'], 'sparseLr' | 'sparseOptimizer'>;
 
 /** `options[key]` (an optimizer section the user may have given) with kind and lr from optim. */
@@ -24,8 +27,8 @@ export function registerLayers(optim: SparseOptim): void {
     new PeerLayer({ seed, ...options, dim, expertOptimizer: tableOptimizer(options, 'expertOptimizer', optim) });
   const pkm = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer =>
     new ProductKeyMemory({ seed, ...options, dim, valueOptimizer: tableOptimizer(options, 'valueOptimizer', optim) });
-  const moe = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new MoeTokenChoice({ seed, experts: 8, ...options, dim });
-  const moeEc = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new MoeExpertChoice({ seed, experts: 8, ...options, dim });
+  const moe = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new MoeTokenChoice({ seed, experts: MOE_DEFAULT_EXPERTS, ...options, dim });
+  const moeEc = ({ dim, seed, options }: FeedForwardFactoryArgs): FeedForwardLayer => new MoeExpertChoice({ seed, experts: MOE_DEFAULT_EXPERTS, ...options, dim });
   registerFeedForward('dense', dense);
   registerFeedForward('peer', peer);
   registerFeedForward('pkm', pkm);

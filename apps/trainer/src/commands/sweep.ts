@@ -91,7 +91,7 @@ export async function sweepCommand(options: SweepCommandOptions): Promise<SweepR
     : await executeSweep(dir, plan.runs, { jobs: options.jobs, threads: options.threads, log, cli: options.cli, planned: plan.resolved });
   const outputs = await writeSweepOutputs(dir, new Map(outcomes.map((o) => [o.id, o.status])), record);
   print(readFileSync(outputs.mdPath, 'utf8'));
-  print(`table: ${outputs.csvPath} | plot: ${join(dir, 'isoflop.png')} | report: ${outputs.htmlPath}\n`);
+  print(`table: ${outputs.csvPath} | plot: ${outputs.plots[0]!.pngPath} | report: ${outputs.htmlPath}\n`);
   const failed = outcomes.filter((o) => o.status === 'failed');
   if (interrupted) {
     log(`sweep interrupted: rerun the same command (with --out ${dir}) to continue`);

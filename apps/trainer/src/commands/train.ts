@@ -16,7 +16,9 @@ import { RunFolder, writeJsonAtomic, type MetricsRecord } from '../run/run-folde
 import { stopWhenParentDies } from '../run/stop-with-parent.js';
 import { TensorBoardLog } from '../run/tensorboard-log.js';
 import { truncateEvents } from '../tensorboard/event-file.js';
-import { formatSummary, type RunSummary } from '../run/summary.js';
+import { formatSummary, summaryUsage, type RunSummary } from '../run/summary.js';
+import { withUsage, writeUsageFiles, type UsageResult } from './usage.js';
+import { sparseLayers } from '../train/expert-health.js';
 import { writeRunReport } from '../report/run-report.js';
 import { AdamW } from '../train/adamw.js';
 import { evaluate } from '../train/evaluate.js';
@@ -274,9 +276,25 @@ export async function train(options: TrainCommandOptions): Promise<number> {
     const p = outcome.position;
     const lastWindow = health?.collect(p.step);
     if (lastWindow) reportHealth(lastWindow, p.tokens, writeMetrics, log);
+    // The final evaluation also records the sparse layers' expert usage (Table 2 of the paper: the
+    // final weights over a held-out pass), so that no second pass is needed; not on a GPU engine,
+    // where recording the routing would need synchronous reads.
+    const recordUsage = !onDevice() && sparseLayers(m).length > 0;
     let final;
+    let usage: UsageResult | undefined;
     try {
-      final = await evaluate(m, valData.file, evalOptions(config.train.finalEvalBatches));
+      const finalPass = () => evaluate(m, valData.file, evalOptions(config.train.finalEvalBatches));
+      if (recordUsage) {
+        const { result, reports } = await withUsage(m, finalPass);
+        final = result;
+        usage = await writeUsageFiles({ dir: folder.dir, config, model: m, step: p.step }, reports, {
+          corpus: config.data.corpus,
+          split: 'validation',
+          tokens: result.tokens,
+          batches: result.batches,
+          loss: result.loss,
+        });
+      } else final = await finalPass();
     } catch (err) {
       throw await asDeviceLoss(err, deviceLoss, folder, p.step);
     }
@@ -303,6 +321,7 @@ export async function train(options: TrainCommandOptions): Promise<number> {
       mfu: peak && p.trainSeconds > 0 ? (3 * fpt * tokensPerSecond) / peak : null,
       backend: backend.backend,
       seed: config.train.seed,
+      ...(usage ? { usage: usage.layers.map(summaryUsage) } : {}),
       finished_at: new Date().toISOString(),
     };
     writeJsonAtomic(folder.path('summary'), summary);

@@ -46,6 +46,8 @@ export interface LayerUsage {
   usage: number;
   /** KL(z || uniform) in nats. */
   unevenness: number;
+  /** Fraction of experts never retrieved in the pass. */
+  dead_fraction: number;
   /** Share of the total router weight held by the top 1% of experts. */
   top1_share: number;
   /** Expert retrievals counted (sum of hits). */
@@ -119,6 +121,83 @@ export async function writeUsagePlot(dir: string, layers: readonly LayerUsage[],
   return writePlot(dir, USAGE_FILES.plot, usageHistogramSpec(bars, subtitle));
 }
 
+/** A pass's usage reports, one per sparse layer, with the layer's block and kind. */
+export interface LayerReport {
+  block: number;
+  kind: string;
+  report: UsageReport;
+}
+
+/**
+ * Runs `pass` (an evaluation) with the usage statistics of the model's sparse layers on: the one
+ * way this package records usage, for `peer-train usage` and the final evaluation of `train` alike.
+ */
+export async function withUsage<T>(model: TransformerLM, pass: () => Promise<T>): Promise<{ result: T; reports: LayerReport[] }> {
+  const layers = sparseLayers(model);
+  for (const { layer } of layers) layer.startUsage!();
+  const stop = () => layers.map(({ block, layer }) => ({ block, kind: layer.kind, report: layer.stopUsage!() }));
+  let result: T;
+  try {
+    result = await pass();
+  } catch (err) {
+    // a failed pass must not leave the layers recording
+    stop();
+    throw err;
+  }
+  return { result, reports: stop() };
+}
+
+/** The usage metrics of one layer's report. */
+export function layerUsage(block: number, kind: string, r: UsageReport): LayerUsage {
+  let dead = 0;
+  for (let i = 0; i < r.count; i++) if (r.hits[i] === 0) dead++;
+  return {
+    block,
+    kind,
+    count: r.count,
+    usage: r.usage,
+    unevenness: r.unevenness,
+    dead_fraction: r.count > 0 ? dead / r.count : 0,
+    top1_share: r.top1PercentShare,
+    retrievals: sum(r.hits),
+    total_weight: sum(r.weights),
+    histogram: usageHistogram(r.weights),
+  };
+}
+
+/**
+ * Writes usage.json, the per-expert weights and the histogram plot of an evaluation pass's reports
+ * into the subject's run folder.
+ */
+export async function writeUsageFiles(
+  subject: UsageSubject,
+  reports: readonly LayerReport[],
+  pass: { corpus: string; split: SplitName; tokens: number; batches: number; loss: number },
+): Promise<UsageResult> {
+  const results = reports.map(({ block, kind, report }) => layerUsage(block, kind, report));
+  const dir = subject.dir;
+  const arrays: NamedArray[] = reports.flatMap(({ block, report }) => [
+    { name: `blocks.${block}.weights`, dtype: 'F64' as const, shape: [report.count], data: report.weights },
+    { name: `blocks.${block}.hits`, dtype: 'F64' as const, shape: [report.count], data: report.hits },
+  ]);
+  const weightsPath = join(dir, USAGE_FILES.weights);
+  writeSafetensors(weightsPath, arrays, { step: String(subject.step), split: pass.split, tokens: String(pass.tokens) });
+  const plot = await writeUsagePlot(dir, results, pass.tokens);
+  const result: UsageResult = {
+    run: dir,
+    step: subject.step,
+    corpus: pass.corpus,
+    split: pass.split,
+    tokens: pass.tokens,
+    batches: pass.batches,
+    loss: pass.loss,
+    layers: results,
+    files: { json: join(dir, USAGE_FILES.json), weights: weightsPath, svg: plot.svgPath, png: plot.pngPath },
+  };
+  writeJsonAtomic(result.files.json, result);
+  return result;
+}
+
 /**
  * Runs one evaluation pass of the model with usage statistics on, writes usage.json, the weights
  * file and the plot into the run folder. The model stays loaded (the caller disposes it).
@@ -128,65 +207,27 @@ export async function measureUsage(
   options: { data?: string; split?: SplitName; batches?: number; batchSize?: number; log?: (line: string) => void },
 ): Promise<UsageResult> {
   const { config } = subject;
-  const layers = sparseLayers(subject.model);
-  if (layers.length === 0) {
+  if (sparseLayers(subject.model).length === 0) {
     throw new UsageError(`${subject.dir}: the model has no sparse layer (ffw ${config.model.ffw.kind}): there is no expert usage to measure`);
   }
   const split = options.split ?? 'validation';
   const data = await openSplit(config.data, split, { corpus: options.data, log: options.log });
-  let reports: UsageReport[];
-  let evalResult;
+  let pass;
   try {
-    for (const { layer } of layers) layer.startUsage!();
-    try {
-      evalResult = await evaluate(subject.model, data.file, {
+    pass = await withUsage(subject.model, () =>
+      evaluate(subject.model, data.file, {
         batchSize: options.batchSize ?? config.data.batchSize,
         seqLen: config.data.seqLen,
         maxBatches: options.batches ?? 0,
         tokenizer: data.tokenizer,
         vocabSize: config.model.vocabSize,
-      });
-    } finally {
-      reports = layers.map(({ layer }) => layer.stopUsage!());
-    }
+      }),
+    );
   } finally {
     data.file.close();
   }
-  const results: LayerUsage[] = layers.map(({ block, layer }, i) => {
-    const r = reports[i]!;
-    return {
-      block,
-      kind: layer.kind,
-      count: r.count,
-      usage: r.usage,
-      unevenness: r.unevenness,
-      top1_share: r.top1PercentShare,
-      retrievals: sum(r.hits),
-      total_weight: sum(r.weights),
-      histogram: usageHistogram(r.weights),
-    };
-  });
-  const dir = subject.dir;
-  const arrays: NamedArray[] = layers.flatMap(({ block }, i) => [
-    { name: `blocks.${block}.weights`, dtype: 'F64' as const, shape: [reports[i]!.count], data: reports[i]!.weights },
-    { name: `blocks.${block}.hits`, dtype: 'F64' as const, shape: [reports[i]!.count], data: reports[i]!.hits },
-  ]);
-  const weightsPath = join(dir, USAGE_FILES.weights);
-  writeSafetensors(weightsPath, arrays, { step: String(subject.step), split, tokens: String(evalResult.tokens) });
-  const plot = await writeUsagePlot(dir, results, evalResult.tokens);
-  const result: UsageResult = {
-    run: dir,
-    step: subject.step,
-    corpus: options.data ?? config.data.corpus,
-    split,
-    tokens: evalResult.tokens,
-    batches: evalResult.batches,
-    loss: evalResult.loss,
-    layers: results,
-    files: { json: join(dir, USAGE_FILES.json), weights: weightsPath, svg: plot.svgPath, png: plot.pngPath },
-  };
-  writeJsonAtomic(result.files.json, result);
-  return result;
+  const { result: evalResult, reports } = pass;
+  return writeUsageFiles(subject, reports, { corpus: options.data ?? config.data.corpus, split, tokens: evalResult.tokens, batches: evalResult.batches, loss: evalResult.loss });
 }
 
 /** The metrics as a plain-text table. */

@@ -179,3 +179,68 @@ export function isoFlopSpec(points: readonly IsoFlopPoint[], xTitle: string, tit
     ],
   } as TopLevelSpec;
 }
+
+/** One point of an ablation plot: the mean over a point's seeds, with their range. */
+export interface AblationPoint {
+  /** The curve the point belongs to. */
+  series: string;
+  x: number;
+  /** Mean over the seeds. */
+  y: number;
+  /** Lowest and highest seed (both y with one seed). */
+  lo: number;
+  hi: number;
+  /** The run point, for the tooltip (`<budget> <method> <size>`). */
+  point: string;
+  /** Seeds the mean is over. */
+  seeds: number;
+}
+
+export interface AblationAxes {
+  title: string;
+  subtitle: string;
+  xTitle: string;
+  yTitle: string;
+  /** A log-scale x axis (N), else linear. */
+  xLog: boolean;
+  seriesTitle: string;
+}
+
+/**
+ * An ablation in the paper's form: a result (loss, unevenness) against the ablated quantity, one
+ * curve per series, each point the mean over seeds with an error bar from the lowest to the
+ * highest seed.
+ */
+export function ablationSpec(points: readonly AblationPoint[], axes: AblationAxes): TopLevelSpec {
+  const series = [...new Set(points.map((p) => p.series))];
+  const x = {
+    field: 'x',
+    type: 'quantitative',
+    title: axes.xTitle,
+    scale: axes.xLog ? { type: 'log', nice: false, padding: 24 } : { zero: false, padding: 24 },
+    axis: { format: '~s' },
+  };
+  const color = { field: 'series', type: 'nominal', title: axes.seriesTitle, scale: { domain: series } };
+  const layers: object[] = [
+    { mark: { type: 'line', strokeWidth: 2 }, encoding: { x, y: { field: 'y', type: 'quantitative', scale: { zero: false }, title: axes.yTitle }, color, order: { field: 'x', type: 'quantitative' } } },
+    {
+      mark: { type: 'point', filled: true, size: 60, opacity: 1 },
+      encoding: {
+        x,
+        y: { field: 'y', type: 'quantitative' },
+        color,
+        tooltip: [{ field: 'point' }, { field: 'series' }, { field: 'x', title: axes.xTitle, format: ',' }, { field: 'y', title: axes.yTitle, format: '.4f' }, { field: 'seeds' }],
+      },
+    },
+  ];
+  if (points.some((p) => p.hi > p.lo)) {
+    layers.push({ mark: { type: 'rule', strokeWidth: 1.5 }, encoding: { x, y: { field: 'lo', type: 'quantitative' }, y2: { field: 'hi' }, color } });
+  }
+  return {
+    title: { text: axes.title, subtitle: axes.subtitle },
+    width: PLOT_SIZE.width,
+    height: PLOT_SIZE.height,
+    data: { values: points },
+    layer: layers,
+  } as TopLevelSpec;
+}

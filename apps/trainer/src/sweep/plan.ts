@@ -8,7 +8,7 @@
 //   configs/<id>.json  each run's train config (given to `peer-train train --config`)
 //   runs/<id>/         each run's folder
 //   logs/<id>.log      each run's output
-//   summary.csv, summary.md, isoflop.svg, isoflop.png, report.html
+//   summary.csv, summary.md, seed-points.csv (with seeds), <plot>.svg/.png (isoflop by default), report.html
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -21,18 +21,20 @@ import { buildModel } from '../run/build-model.js';
 import { configHash } from '../run/checkpoint.js';
 import { readJsonFile, writeJsonAtomic } from '../run/run-folder.js';
 import { flopsPerStep, stepsForBudget, tokensPerStep } from '../train/flops.js';
-import { budgetLabel, runConfig, type LoadedSweep, type SweepConfig } from './sweep-config.js';
+import { budgetLabel, runConfig, runId, type LoadedSweep, type SweepConfig } from './sweep-config.js';
 
 export const SWEEP_FILE = 'sweep.json';
 export const SWEEP_FORMAT = 'peer-train-sweep';
 
 export interface PlannedRun {
-  /** `<budget>-<method>-<size>`, e.g. `1e14-peer-m`. */
+  /** `<budget>-<method>-<size>`, e.g. `1e14-peer-m`; `-s<seed>` appended when the sweep has several seeds. */
   id: string;
   budget: number;
   budgetLabel: string;
   method: string;
   size: string;
+  /** The run's train.seed and model.seed: only in sweeps with `seeds` (older records lack it). */
+  seed?: number;
   /** Paths relative to the sweep folder. */
   config: string;
   dir: string;
@@ -92,52 +94,56 @@ export async function planSweep(loaded: LoadedSweep, options: { backend?: string
   try {
     for (const budget of sweep.budgets) {
       for (const size of sweep.sizes) {
+        const seeds: readonly (number | undefined)[] = size.seeds ?? sweep.seeds ?? [undefined];
         for (const method of Object.keys(sweep.methods)) {
-          const label = budgetLabel(budget);
-          const id = `${label}-${method}-${size.name}`;
-          const raw: JsonObject = {
-            description: `sweep ${loaded.name}: budget ${label} FLOPs, method ${method}, size ${size.name}`,
-            ...runConfig(sweep, budget, method, size),
-          };
-          if (options.backend !== undefined) raw.backend = options.backend;
-          configs.set(id, raw);
-          // Resolve from a file of the run's name, exactly as the child `train --config` will.
-          const file = join(tmp, `${id}.json`);
-          writeFileSync(file, `${JSON.stringify(raw, null, 2)}\n`);
-          let plannedRun: PlannedRun;
-          try {
-            const { config } = resolveConfig({ configFile: file });
-            resolved.set(id, config);
-            const model = buildModel(config);
+          for (const seed of seeds) {
+            const label = budgetLabel(budget);
+            const id = runId(label, method, size.name, seed, seeds.length);
+            const raw: JsonObject = {
+              description: `sweep ${loaded.name}: budget ${label} FLOPs, method ${method}, size ${size.name}${seed === undefined ? '' : `, seed ${seed}`}`,
+              ...runConfig(sweep, budget, method, size, seed),
+            };
+            if (options.backend !== undefined) raw.backend = options.backend;
+            configs.set(id, raw);
+            // Resolve from a file of the run's name, exactly as the child `train --config` will.
+            const file = join(tmp, `${id}.json`);
+            writeFileSync(file, `${JSON.stringify(raw, null, 2)}\n`);
+            let plannedRun: PlannedRun;
             try {
-              const fpt = model.flopsPerToken();
-              const tokens = tokensPerStep(config.data);
-              const params = model.paramCounts();
-              plannedRun = {
-                id,
-                budget,
-                budgetLabel: label,
-                method,
-                size: size.name,
-                config: join('configs', `${id}.json`),
-                dir: join('runs', id),
-                log: join('logs', `${id}.log`),
-                configHash: configHash(configToJson(config)),
-                ffw: config.model.ffw.kind,
-                flopsPerToken: fpt,
-                paramsTotal: params.total,
-                paramsActive: params.activePerToken,
-                tokensPerStep: tokens,
-                steps: stepsForBudget(budget, flopsPerStep(fpt, tokens)),
-              };
-            } finally {
-              model.dispose();
+              const { config } = resolveConfig({ configFile: file });
+              resolved.set(id, config);
+              const model = buildModel(config);
+              try {
+                const fpt = model.flopsPerToken();
+                const tokens = tokensPerStep(config.data);
+                const params = model.paramCounts();
+                plannedRun = {
+                  id,
+                  budget,
+                  budgetLabel: label,
+                  method,
+                  size: size.name,
+                  ...(seed === undefined ? {} : { seed }),
+                  config: join('configs', `${id}.json`),
+                  dir: join('runs', id),
+                  log: join('logs', `${id}.log`),
+                  configHash: configHash(configToJson(config)),
+                  ffw: config.model.ffw.kind,
+                  flopsPerToken: fpt,
+                  paramsTotal: params.total,
+                  paramsActive: params.activePerToken,
+                  tokensPerStep: tokens,
+                  steps: stepsForBudget(budget, flopsPerStep(fpt, tokens)),
+                };
+              } finally {
+                model.dispose();
+              }
+            } catch (err) {
+              if (err instanceof UsageError) throw new UsageError(`sweep run ${id} (budget ${label}, method ${method}, size ${size.name}): ${err.message}`, err.exitCode);
+              throw err;
             }
-          } catch (err) {
-            if (err instanceof UsageError) throw new UsageError(`sweep run ${id} (budget ${label}, method ${method}, size ${size.name}): ${err.message}`, err.exitCode);
-            throw err;
+            runs.push(plannedRun);
           }
-          runs.push(plannedRun);
         }
       }
     }

@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../errors.js';
 import { planSweep } from './plan.js';
-import { budgetLabel, loadSweep, mergeRunConfig, parseSweepConfig, runConfig } from './sweep-config.js';
+import { budgetLabel, loadSweep, mergeRunConfig, parseSweepConfig, runConfig, runId } from './sweep-config.js';
 
 /** A run config, read loosely (the test checks its shape). */
-type Loose = { model: { dim: number; ffw: unknown }; optim: { lr: number }; train: { flops?: number; steps?: number; evalEvery?: number } };
+type Loose = { model: { dim: number; ffw: unknown; seed?: number }; optim: { lr: number }; train: { flops?: number; steps?: number; evalEvery?: number; seed?: number } };
 const loose = (x: unknown) => x as Loose;
 
 const dir = mkdtempSync(join(tmpdir(), 'peer-sweep-config-'));
@@ -99,5 +99,64 @@ describe('sweep config', () => {
   it('a budget below one step of some run names that run', async () => {
     const path = sweepFile('small-budget', { sweep: { base: { extends: 'tiny' }, budgets: [1e6], methods: { dense: {} }, sizes: [{ name: 's' }] } });
     await expect(planSweep(loadSweep({ config: path }))).rejects.toThrow(/^sweep run 1e6-dense-s \(budget 1e6, method dense, size s\): train\.flops = 1\.000e\+6 is less than one training step/);
+  });
+});
+
+describe('sweep seeds and plots', () => {
+  const ok = { base: { extends: 'tiny' }, budgets: [1e10], methods: { peer: {} }, sizes: [{ name: 's' }] };
+
+  it('seeds and plot are optional without defaults: a sweep record from before them compares equal', () => {
+    const parsed = parseSweepConfig(ok, 'x');
+    expect('seeds' in parsed).toBe(false);
+    expect('plot' in parsed).toBe(false);
+    const withBoth = parseSweepConfig({ ...ok, seeds: [3, 1], plot: 'active' }, 'x');
+    expect(withBoth.seeds).toEqual([3, 1]);
+    expect(withBoth.plot).toBe('active');
+    expect(parseSweepConfig({ ...ok, sizes: [{ name: 's', seeds: [7] }] }, 'x').sizes[0]!.seeds).toEqual([7]);
+  });
+
+  it('a seed sets train.seed and model.seed (as train --seed); without one the base seed stays', () => {
+    const sweep = parseSweepConfig(ok, 'x');
+    const seeded = loose(runConfig(sweep, 1e10, 'peer', sweep.sizes[0]!, 5));
+    expect([seeded.train.seed, seeded.model.seed, seeded.train.flops]).toEqual([5, 5, 1e10]);
+    const plain = loose(runConfig(sweep, 1e10, 'peer', sweep.sizes[0]!));
+    expect([plain.train.seed, plain.model.seed]).toEqual([undefined, undefined]);
+  });
+
+  it('run ids: -s<seed> only when the point has several seeds', () => {
+    expect(runId('1e10', 'peer', 's', undefined, 1)).toBe('1e10-peer-s');
+    expect(runId('1e10', 'peer', 's', 4, 1)).toBe('1e10-peer-s');
+    expect(runId('1e10', 'peer', 's', 4, 3)).toBe('1e10-peer-s-s4');
+  });
+
+  it('bad seeds and plots: one error naming the key and the value', () => {
+    const bad = (patch: object) => () => parseSweepConfig({ ...ok, ...patch }, 'x.json');
+    expect(bad({ seeds: [1, 2, 1] })).toThrow(/^invalid sweep config \(x\.json\): seeds\.2 = 1: repeated seed$/);
+    expect(bad({ seeds: [] })).toThrow(/^invalid sweep config \(x\.json\): seeds = \[\]: Too small/);
+    expect(bad({ seeds: [1.5] })).toThrow(/^invalid sweep config \(x\.json\): seeds\.0 = 1\.5: /);
+    expect(bad({ seeds: [-1] })).toThrow(/^invalid sweep config \(x\.json\): seeds\.0 = -1: /);
+    expect(bad({ seeds: 3 })).toThrow(/^invalid sweep config \(x\.json\): seeds = 3: /);
+    expect(bad({ plot: 'isoflops' })).toThrow(/^invalid sweep config \(x\.json\): plot = "isoflops": .*isoflop.*experts.*active.*query-norm/);
+    expect(bad({ sizes: [{ name: 's', seeds: [2, 2] }] })).toThrow(/^invalid sweep config \(x\.json\): sizes\.0\.seeds\.1 = 2: repeated seed$/);
+  });
+
+  it('plans one run per seed: ids, seeds and configs; a size with its own seeds overrides the sweep', async () => {
+    const path = sweepFile('seeds', { sweep: { ...ok, seeds: [1, 2], sizes: [{ name: 'a' }, { name: 'b', seeds: [9] }] } });
+    const { runs, configs, resolved } = await planSweep(loadSweep({ config: path }));
+    expect(runs.map((r) => r.id)).toEqual(['1e10-peer-a-s1', '1e10-peer-a-s2', '1e10-peer-b']);
+    expect(runs.map((r) => r.seed)).toEqual([1, 2, 9]);
+    expect(runs.map((r) => r.dir)).toEqual(['runs/1e10-peer-a-s1', 'runs/1e10-peer-a-s2', 'runs/1e10-peer-b']);
+    for (const r of runs) {
+      expect(resolved.get(r.id)!.train.seed).toBe(r.seed);
+      expect(resolved.get(r.id)!.model.seed).toBe(r.seed);
+      expect(loose(configs.get(r.id)).train.seed).toBe(r.seed);
+    }
+    // the seeds share everything else: the same plan numbers, different config hashes
+    expect(runs[1]!.steps).toBe(runs[0]!.steps);
+    expect(runs[1]!.configHash).not.toBe(runs[0]!.configHash);
+    // a sweep without seeds plans as before: no seed field, no suffix
+    const plain = await planSweep(loadSweep({ config: sweepFile('plain', { sweep: ok }) }));
+    expect(plain.runs.map((r) => r.id)).toEqual(['1e10-peer-s']);
+    expect('seed' in plain.runs[0]!).toBe(false);
   });
 });

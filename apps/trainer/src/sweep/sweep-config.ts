@@ -10,7 +10,10 @@
 //       "budgets": [1e14],                                                         training FLOPs per run
 //       "methods": { "dense": {}, "peer": { "model": { "ffw": { "kind": "peer", "options": { ... } } } } },
 //       "sizes":   [ { "name": "s", "config": { "model": { "dim": 128 } }, "methods": { "peer": { ... } } } ],
-//       "plotX":   "active"                                                        x axis of the isoFLOP plot
+//       "plotX":   "active",                                                       x axis of the isoFLOP plot
+//       "seeds":   [1, 2, 3],                    optional: one run per seed (ids end in -s<seed>); a size
+//                                                may give its own "seeds" instead
+//       "plot":    "experts"                     optional: isoflop (default), experts, active, query-norm
 //     }
 //   }
 // A method whose config names no ffw kind gets the kind of its name (dense, moe, moe-ec, pkm, peer).
@@ -23,6 +26,14 @@ import { loadPreset, presetsDir } from '../config/presets.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
+/**
+ * The plot a sweep draws: isoFLOP curves (loss against parameters, a curve per method and budget),
+ * or one of the paper's ablations: loss against the number of experts N (Figure 3a), loss against
+ * the active experts h*k with a curve per h (Figure 3b), unevenness against N per query norm (Table 2).
+ */
+export const SWEEP_PLOTS = ['isoflop', 'experts', 'active', 'query-norm'] as const;
+export type SweepPlot = (typeof SWEEP_PLOTS)[number];
+
 const NAME = /^[A-Za-z0-9][\w.-]*$/;
 const partialConfig = z.record(z.string(), z.unknown());
 
@@ -33,6 +44,8 @@ export const SweepSizeSchema = z.strictObject({
   config: partialConfig.default({}),
   /** Per-method partial configs at this size (e.g. PEER's numExperts growing with the model). */
   methods: z.record(z.string(), partialConfig).default({}),
+  /** The seeds of this size's runs, instead of the sweep's (e.g. three seeds of one point to measure the noise). */
+  seeds: z.array(z.int().min(0)).min(1).optional(),
 });
 
 export const SweepConfigSchema = z
@@ -46,6 +59,13 @@ export const SweepConfigSchema = z
     sizes: z.array(SweepSizeSchema).min(1),
     /** x axis of the isoFLOP plot: active parameters per token (default) or all parameters. */
     plotX: z.enum(['active', 'total']).default('active'),
+    /**
+     * Seeds of each (budget, method, size): one run per seed with train.seed set. Optional without a
+     * default, so that the record of a sweep started before the field existed still matches.
+     */
+    seeds: z.array(z.int().min(0)).min(1).optional(),
+    /** The plot of the sweep's ablation (default isoflop); optional for the same reason as seeds. */
+    plot: z.enum(SWEEP_PLOTS).optional(),
   })
   .superRefine((c, ctx) => {
     if (Object.keys(c.methods).length === 0) ctx.addIssue({ code: 'custom', path: ['methods'], message: 'name at least one method', input: c.methods });
@@ -57,7 +77,13 @@ export const SweepConfigSchema = z
     budgets.forEach((b, i) => {
       if (budgets.indexOf(b) !== i) ctx.addIssue({ code: 'custom', path: ['budgets', i], message: 'repeated budget', input: c.budgets[i] });
     });
+    c.seeds?.forEach((seed, i) => {
+      if (c.seeds!.indexOf(seed) !== i) ctx.addIssue({ code: 'custom', path: ['seeds', i], message: 'repeated seed', input: seed });
+    });
     c.sizes.forEach((s, i) => {
+      s.seeds?.forEach((seed, j) => {
+        if (s.seeds!.indexOf(seed) !== j) ctx.addIssue({ code: 'custom', path: ['sizes', i, 'seeds', j], message: 'repeated seed', input: seed });
+      });
       for (const m of Object.keys(s.methods)) {
         if (!(m in c.methods)) ctx.addIssue({ code: 'custom', path: ['sizes', i, 'methods', m], message: `not one of the sweep's methods (${Object.keys(c.methods).join(', ')})`, input: m });
       }
@@ -65,6 +91,11 @@ export const SweepConfigSchema = z
   });
 
 export type SweepConfig = z.output<typeof SweepConfigSchema>;
+
+/** A run's id: `<budget>-<method>-<size>`, with `-s<seed>` when the sweep has several seeds. */
+export function runId(label: string, method: string, size: string, seed: number | undefined, seeds: number): string {
+  return `${label}-${method}-${size}${seed !== undefined && seeds > 1 ? `-s${seed}` : ''}`;
+}
 
 export interface LoadedSweep {
   /** Preset name or config file base name. */
@@ -146,9 +177,9 @@ export function expandBase(base: JsonObject): JsonObject {
 
 /**
  * The raw (unvalidated) train config of one run: base <- size <- method <- size.methods[method],
- * then the budget as train.flops (train.steps removed).
+ * then the budget as train.flops (train.steps removed) and the seed (when given) as train.seed and model.seed.
  */
-export function runConfig(sweep: SweepConfig, budget: number, method: string, size: SweepConfig['sizes'][number]): JsonObject {
+export function runConfig(sweep: SweepConfig, budget: number, method: string, size: SweepConfig['sizes'][number], seed?: number): JsonObject {
   let raw = expandBase(sweep.base as JsonObject);
   raw = mergeRunConfig(raw, size.config as JsonObject);
   let methodConfig = sweep.methods[method] as JsonObject;
@@ -162,5 +193,9 @@ export function runConfig(sweep: SweepConfig, budget: number, method: string, si
   const train = isPlainObject(raw.train) ? { ...raw.train } : {};
   delete train.steps;
   train.flops = budget;
-  return { ...raw, train };
+  if (seed === undefined) return { ...raw, train };
+  // as `train --seed`: the initialization, the batch order and dropout
+  train.seed = seed;
+  const model = isPlainObject(raw.model) ? { ...raw.model, seed } : { seed };
+  return { ...raw, model, train };
 }
