@@ -132,7 +132,7 @@ function buildRowTopK(): FunctionBuilder {
 
 const TOP_K_MODULE: KernelModule = { key: 'row_topk', functions: () => [{ name: 'row_topk', builder: buildRowTopK() }] };
 /** Passes of fewer rows than this per thread run on one thread (product-keys README, "Threads"). */
-export const TOP_K_MIN_ROWS_PER_THREAD = 32;
+export const TOP_K_MIN_ROWS_PER_THREAD = 16;
 
 let disabled = false;
 

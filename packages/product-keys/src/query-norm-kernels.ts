@@ -129,7 +129,7 @@ const COLUMN_MODULE: KernelModule = {
   ],
 };
 /** Passes over fewer [T, F] elements than this per thread run on one thread (product-keys README, "Threads"). */
-export const QUERY_NORM_MIN_ELEMENTS_PER_THREAD = 1 << 15;
+export const QUERY_NORM_MIN_ELEMENTS_PER_THREAD = 1 << 18;
 
 /** A memory for the kernels: shared with the kernel pool's workers while the pool runs. */
 function newMemory(): WasmMemory | undefined {

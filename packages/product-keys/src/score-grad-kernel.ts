@@ -143,7 +143,7 @@ const SCORE_GRAD_MODULE: KernelModule = {
   ],
 };
 /** Passes of fewer query rows than this per thread run on one thread (product-keys README, "Threads"). */
-export const SCORE_GRAD_MIN_ROWS_PER_THREAD = 64;
+export const SCORE_GRAD_MIN_ROWS_PER_THREAD = 32;
 
 let disabled = false;
 
