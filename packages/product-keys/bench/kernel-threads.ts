@@ -31,7 +31,7 @@ function time(fn: () => void): [number, number] {
       for (let i = 0; i < Math.ceil(repeats / blocks); i++) {
         const start = process.hrtime.bigint();
         fn();
-        t[threads - 1].push(Number(process.hrtime.bigint() - start) / 1e3);
+        (threads === 1 ? t[0] : t[1]).push(Number(process.hrtime.bigint() - start) / 1e3);
       }
     }
   }
