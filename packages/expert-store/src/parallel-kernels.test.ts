@@ -152,7 +152,7 @@ describe('the kernel pool in the SGD sweep and the row gathers', () => {
         const table = new HostExpertTable({ rows: N, dim: D, init: { kind: 'normal', std: 0.5 }, seed, backing: 'arena' });
         const grad = table.createGradient();
         const sgd = new SparseSgd({ lr, momentum });
-        let g = new Float32Array(0);
+        let g: Float32Array = new Float32Array(0);
         // Two steps with the same gradient (a step consumes it): the second reads the momentum.
         for (let step = 0; step < 2; step++) {
           tf.tidy(() => table.accumulateRowGradients(table.select(slots, R), tf.tensor2d(c, [T, R]), tf.tensor2d(x, [T, D]), grad));
