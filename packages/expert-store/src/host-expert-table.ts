@@ -12,7 +12,7 @@ import { HostBlock } from './host-block.js';
 import { GATHERED_READ_MIN_TABLE_BYTES, HostMixture, MIXTURE_SCRATCH_BYTES } from './host-mixture.js';
 import { RowSparseGrad, type RowSparseGradOptions } from './row-sparse-grad.js';
 import { setArenaOf } from './table-arena.js';
-import { optimizerKernels, type OptimizerKernelExports } from './wasm/optimizer-kernels.js';
+import { gatherRows, optimizerKernels, type OptimizerKernelExports } from './wasm/optimizer-kernels.js';
 import { bfloat16ToFloat32, float16ToFloat32, float32ToBFloat16, float32ToFloat16 } from './half-float.js';
 import { claimFresh, expectEntry, type NamedArray, type NamedArrayData, type NamedArraySpec, type SafetensorsDtype } from './named-array.js';
 import { fillNormalSeeded, fillUniformSeeded } from './seeded-fill.js';
@@ -248,11 +248,10 @@ export class HostExpertTable implements ExpertTable {
       // The arena's gather kernel copies each chunk of rows into a staging block of the arena, and
       // one `set` moves the chunk out: faster than a `set` per row on large tables (expert-store README).
       const chunk = staging.rows.length / d;
-      const kernels = this.optimizerKernels()!;
       for (let start = 0; start < n; start += chunk) {
         const count = Math.min(chunk, n - start);
         staging.indices.array.set(indices.subarray(start, start + count));
-        kernels.gather(count, staging.indices.offsetIn(arena)!, this.f32Rows!.offsetIn(arena)!, staging.rows.offsetIn(arena)!, d * 4);
+        gatherRows(arena, count, staging.indices.offsetIn(arena)!, this.f32Rows!.offsetIn(arena)!, staging.rows.offsetIn(arena)!, d * 4);
         out.set(staging.rows.array.subarray(0, count * d), start * d);
       }
     } else if (this.f32) {
@@ -445,14 +444,14 @@ export class HostExpertTable implements ExpertTable {
 
   private mixture(): HostMixture {
     this.live();
-    const gather = this.optimizerKernels()?.gather;
+    const arena = this.arena;
     return (this.mixtureKernels ??= new HostMixture(
       this.rows,
       this.dim,
-      this.arena,
+      arena,
       () => this.f32Rows,
       (indices, out) => this.copyRows(indices, out),
-      gather && ((count, indicesAt, rowsAt, outAt, rowBytes) => gather(count, indicesAt, rowsAt, outAt, rowBytes)),
+      arena && this.optimizerKernels() ? (count, indicesAt, rowsAt, outAt, rowBytes) => gatherRows(arena, count, indicesAt, rowsAt, outAt, rowBytes) : undefined,
     ));
   }
 

@@ -11,6 +11,7 @@ import type { HostExpertTable } from './host-expert-table.js';
 import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
 import { arenaOf } from './table-arena.js';
+import { runOptimizerPass } from './wasm/optimizer-kernels.js';
 
 export interface SparseSgdOptions extends SparseOptimizerOptions {
   /** Heavy-ball momentum in [0, 1) (default 0: plain SGD, no state). */
@@ -58,7 +59,8 @@ export class SparseSgd extends SparseOptimizer<SgdSlots> {
     if (kernels && layout && wPtr !== undefined && d % 4 === 0 && (mu === 0 || bPtr !== undefined)) {
       grad.slotsInRowOrder(); // fills the slot order the kernel reads at layout.orderOffset
       const a = { count: grad.size, orderPtr: layout.orderOffset, rowsPtr: layout.rowsOffset, gradPtr: layout.valuesOffset, wPtr, bPtr: bPtr ?? 0, dBytes: d * 4 };
-      kernels.sgd(a.count, a.orderPtr, a.rowsPtr, a.gradPtr, a.wPtr, a.bPtr, a.dBytes, lr, mu, decay, gradScale, mu > 0 ? 1 : 0);
+      // Rows split over the kernel pool's threads (see runOptimizerPass): each row updated by one thread.
+      runOptimizerPass(arena!.memory, 'sgd', a.count, (s0, s1) => [s1 - s0, a.orderPtr + s0 * 4, a.rowsPtr, a.gradPtr, a.wPtr, a.bPtr, a.dBytes, lr, mu, decay, gradScale, mu > 0 ? 1 : 0]);
       return;
     }
     const w = table.data;

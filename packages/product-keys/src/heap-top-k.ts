@@ -10,9 +10,12 @@
 // in column order. An entry below t0 can never be in the top k, so skipping it changes nothing.
 //
 // Why: the JS `rowTopK` was a sizeable share of the retrieval forward (timings in the product-keys
-// README); the JS loop pays for every element it reads, the kernel's sweep four at a time.
+// README); the JS loop pays for every element it reads, the kernel's sweep four at a time. Rows are
+// independent: a large pass is split into row ranges over the kernel pool's threads (pooled-pass.ts),
+// each row computed by one thread exactly as on one.
 import type * as tf from '@tensorflow/tfjs-core';
 import { F32, FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap } from '@peer/backend/wasm';
+import { runPass, type KernelModule } from './pooled-pass.js';
 
 interface TopKExports {
   row_topk(scores: number, rows: number, width: number, k: number, blockBytes: number, outValues: number, outIndices: number): void;
@@ -127,6 +130,10 @@ function buildRowTopK(): FunctionBuilder {
   return f;
 }
 
+const TOP_K_MODULE: KernelModule = { key: 'row_topk', functions: () => [{ name: 'row_topk', builder: buildRowTopK() }] };
+/** Passes of fewer rows than this per thread run on one thread (product-keys README, "Threads"). */
+export const TOP_K_MIN_ROWS_PER_THREAD = 16;
+
 let disabled = false;
 
 /** Tests only: make `heapRowTopK` decline, so that callers take the JS path. */
@@ -142,7 +149,7 @@ export function disableHeapTopK(value: boolean): void {
 export function heapRowTopK(scores: tf.Tensor, rows: number, width: number, k: number, outValues: Float32Array, outIndices: Int32Array): boolean {
   if (disabled || rows === 0 || width % 4 !== 0 || width < 4 * k || scores.dtype !== 'float32') return false;
   const heap = engineHeap();
-  const kernel = heap && kernelsOnHeap<TopKExports>(heap.memory, 'row_topk', () => [{ name: 'row_topk', builder: buildRowTopK() }]);
+  const kernel = heap && kernelsOnHeap<TopKExports>(heap.memory, TOP_K_MODULE.key, TOP_K_MODULE.functions);
   if (!heap || !kernel) return false;
   // k blocks of a multiple of 4 columns each (the last columns may fall outside every block).
   const blockBytes = Math.floor(width / (4 * k)) * 16;
@@ -154,7 +161,11 @@ export function heapRowTopK(scores: tf.Tensor, rows: number, width: number, k: n
     new Float32Array(heap.memory.buffer, outAt, rows * k).fill(NaN);
     const firstColumns = new Int32Array(heap.memory.buffer, outAt + rows * k * 4, rows * k);
     for (let i = 0; i < firstColumns.length; i++) firstColumns[i] = i % k;
-    kernel.row_topk(heap.offsetOf(scores), rows, width, k, blockBytes, outAt, outAt + rows * k * 4);
+    const scoresAt = heap.offsetOf(scores);
+    const [rowBytes, outRowBytes] = [width * 4, k * 4];
+    runPass(heap.memory, TOP_K_MODULE, 'row_topk', rows, TOP_K_MIN_ROWS_PER_THREAD, (r0, r1) => [
+      scoresAt + r0 * rowBytes, r1 - r0, width, k, blockBytes, outAt + r0 * outRowBytes, outAt + rows * outRowBytes + r0 * outRowBytes,
+    ]);
     outValues.set(new Float32Array(heap.memory.buffer, outAt, rows * k));
     outIndices.set(new Int32Array(heap.memory.buffer, outAt + rows * k * 4, rows * k));
   } finally {

@@ -10,13 +10,30 @@
 // kernel several times faster (timings in the product-keys README). It runs on the wasm
 // engine's heap, reading the saved tensors in place and writing the gradients straight into new
 // tensors. It needs wasm SIMD and dk a multiple of 8; the caller falls back to tfjs ops otherwise.
+//
+// On the kernel pool's threads (pooled-pass.ts) a half runs as two passes: dq split over query rows,
+// dC split over table rows, where each thread walks every selection in order and takes only those
+// naming its rows. So every output row is summed by one thread in the same order as on one thread
+// (two tokens that select the same sub-key never race), and the result is that of one thread.
 import type * as tf from '@tensorflow/tfjs-core';
-import { FunctionBuilder, I32, rowLoop, V128, engineHeap, kernelsOnHeap, type EngineHeap } from '@peer/backend/wasm';
+import { FunctionBuilder, I32, rowLoop, V128, engineHeap, kernelsOnHeap, splitRange, type EngineHeap } from '@peer/backend/wasm';
+import { passParts, runCalls, type KernelModule } from './pooled-pass.js';
 
 interface ScoreGradExports {
   /** One half: pointers are byte offsets; q and dq rows are `stride` bytes apart. */
   score_grad(rows: number, k: number, q: number, dq: number, stride: number, c: number, dc: number, ids: number, dy: number, dkBytes: number, heads: number, headRows: number): void;
+  /** dq of query rows [r0, r1) only; dq, ids and dy point at row r0. */
+  score_grad_dq(r0: number, r1: number, k: number, dq: number, stride: number, c: number, ids: number, dy: number, dkBytes: number, heads: number, headRows: number): void;
+  /** dC of table rows [lo, hi) only, from every selection of all `rows` query rows. */
+  score_grad_dc(rows: number, k: number, q: number, stride: number, dc: number, ids: number, dy: number, dkBytes: number, heads: number, headRows: number, lo: number, hi: number): void;
 }
+
+// Opcodes the emitter has no helper for (WebAssembly core spec, binary format).
+const IF = 0x04;
+const END = 0x0b;
+const VOID = 0x40;
+const I32_SUB = 0x6b;
+const I32_REM_U = 0x70;
 
 function buildScoreGrad(): FunctionBuilder {
   const [rows, k, q, dq, stride, c, dc, ids, dy, dkBytes, heads, headRows] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
@@ -30,7 +47,7 @@ function buildScoreGrad(): FunctionBuilder {
   const w = f.local(V128);
   f.forLoop(r, rows, 1, () => {
     // Per-head tables: row r is head r mod h, whose sub-keys start at table row (r mod h) * n.
-    f.get(r).get(heads).op(0x70).get(headRows).mul().set(headOffset); // i32.rem_u
+    f.get(r).get(heads).op(I32_REM_U).get(headRows).mul().set(headOffset);
     f.forLoop(j, k, 1, () => {
       f.get(dy).f32Load().f32x4Splat().set(w);
       f.get(ids).i32Load().get(headOffset).add().get(dkBytes).mul().set(keyRow);
@@ -55,6 +72,79 @@ function buildScoreGrad(): FunctionBuilder {
   return f;
 }
 
+/** The dq half of `score_grad` for query rows [r0, r1) (see ScoreGradExports). */
+function buildScoreGradDq(): FunctionBuilder {
+  const [r0, r1, k, dq, stride, c, ids, dy, dkBytes, heads, headRows] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const f = new FunctionBuilder(11);
+  const headOffset = f.local(I32);
+  const j = f.local(I32);
+  const i = f.local(I32);
+  const keyRow = f.local(I32);
+  const w = f.local(V128);
+  f.whileBelow(r0, r1, 1, () => {
+    f.get(r0).get(heads).op(I32_REM_U).get(headRows).mul().set(headOffset);
+    f.forLoop(j, k, 1, () => {
+      f.get(dy).f32Load().f32x4Splat().set(w);
+      f.get(ids).i32Load().get(headOffset).add().get(dkBytes).mul().get(c).add().set(keyRow);
+      f.increment(dy, 4).increment(ids, 4);
+      rowLoop(f, i, dkBytes, (offset) => {
+        f.get(dq).get(i).add();
+        f.get(dq).get(i).add().v128Load(offset);
+        f.get(w).get(keyRow).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
+        f.v128Store(offset);
+      });
+    });
+    f.increment(dq, () => f.get(stride));
+  });
+  return f;
+}
+
+/** The dC half of `score_grad` for table rows [lo, hi) (see ScoreGradExports). */
+function buildScoreGradDc(): FunctionBuilder {
+  const [rows, k, q, stride, dc, ids, dy, dkBytes, heads, headRows, lo, hi] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+  const f = new FunctionBuilder(12);
+  const r = f.local(I32);
+  const headOffset = f.local(I32);
+  const j = f.local(I32);
+  const i = f.local(I32);
+  const id = f.local(I32);
+  const span = f.local(I32);
+  const gradRow = f.local(I32);
+  const w = f.local(V128);
+  f.get(hi).get(lo).op(I32_SUB).set(span);
+  f.forLoop(r, rows, 1, () => {
+    f.get(r).get(heads).op(I32_REM_U).get(headRows).mul().set(headOffset);
+    f.forLoop(j, k, 1, () => {
+      f.get(ids).i32Load().get(headOffset).add().set(id);
+      // lo <= id < hi, as one unsigned compare.
+      f.get(id).get(lo).op(I32_SUB).get(span).ltU().op(IF, VOID);
+      f.get(dy).f32Load().f32x4Splat().set(w);
+      f.get(dc).get(id).get(dkBytes).mul().add().set(gradRow);
+      rowLoop(f, i, dkBytes, (offset) => {
+        f.get(gradRow).get(i).add();
+        f.get(gradRow).get(i).add().v128Load(offset);
+        f.get(w).get(q).get(i).add().v128Load(offset).f32x4Mul().f32x4Add();
+        f.v128Store(offset);
+      });
+      f.op(END);
+      f.increment(dy, 4).increment(ids, 4);
+    });
+    f.increment(q, () => f.get(stride));
+  });
+  return f;
+}
+
+const SCORE_GRAD_MODULE: KernelModule = {
+  key: 'score_grad',
+  functions: () => [
+    { name: 'score_grad', builder: buildScoreGrad() },
+    { name: 'score_grad_dq', builder: buildScoreGradDq() },
+    { name: 'score_grad_dc', builder: buildScoreGradDc() },
+  ],
+};
+/** Passes of fewer query rows than this per thread run on one thread (product-keys README, "Threads"). */
+export const SCORE_GRAD_MIN_ROWS_PER_THREAD = 32;
+
 let disabled = false;
 
 /** Tests only: route the backward through tfjs ops even where the kernel fits. */
@@ -63,7 +153,7 @@ export function disableScoreGradKernel(value: boolean): void {
 }
 
 function scoreGradKernel(heap: EngineHeap): ScoreGradExports | null {
-  return kernelsOnHeap<ScoreGradExports>(heap.memory, 'score_grad', () => [{ name: 'score_grad', builder: buildScoreGrad() }]);
+  return kernelsOnHeap<ScoreGradExports>(heap.memory, SCORE_GRAD_MODULE.key, SCORE_GRAD_MODULE.functions);
 }
 
 /** Whether `scoreGradientsOnHeap` can run keys of width `dimKey` here. */
@@ -105,8 +195,20 @@ export function scoreGradientsOnHeap(x: ScoreGradInputs): [tf.Tensor, tf.Tensor,
   const q = heap.offsetOf(x.queries);
   const dqAt = heap.offsetOf(dq);
   const grads = [d1, d2];
+  const dyAt = heap.offsetOf(x.dy);
+  const stride = 2 * dkBytes;
+  const parts = passParts(heap.memory, rows, SCORE_GRAD_MIN_ROWS_PER_THREAD);
   for (const half of [0, 1]) {
-    kern.score_grad(rows, k, q + half * dkBytes, dqAt + half * dkBytes, 2 * dkBytes, heap.offsetOf(x.subKeys[half]!), heap.offsetOf(grads[half]!), heap.offsetOf(x.ids[half]!), heap.offsetOf(x.dy), dkBytes, x.heads, x.headRows);
+    const [qAt, dqHalf, cAt, dcAt, idsAt] = [q + half * dkBytes, dqAt + half * dkBytes, heap.offsetOf(x.subKeys[half]!), heap.offsetOf(grads[half]!), heap.offsetOf(x.ids[half]!)];
+    if (parts <= 1) {
+      kern.score_grad(rows, k, qAt, dqHalf, stride, cAt, dcAt, idsAt, dyAt, dkBytes, x.heads, x.headRows);
+      continue;
+    }
+    const rowCalls = splitRange(rows, parts).map(([r0, r1]) => [r0, r1, k, dqHalf + r0 * stride, stride, cAt, idsAt + r0 * k * 4, dyAt + r0 * k * 4, dkBytes, x.heads, x.headRows]);
+    runCalls(heap.memory, SCORE_GRAD_MODULE, 'score_grad_dq', rowCalls);
+    const tableRows = x.subKeys[half]!.size / dimKey;
+    const tableCalls = splitRange(tableRows, parts).map(([lo, hi]) => [rows, k, qAt, stride, dcAt, idsAt, dyAt, dkBytes, x.heads, x.headRows, lo, hi]);
+    runCalls(heap.memory, SCORE_GRAD_MODULE, 'score_grad_dc', tableCalls);
   }
   return [dq, d1, d2];
 }

@@ -4,7 +4,7 @@
 //
 // Axes: U touched rows, D row width. Pointers are byte offsets into the arena; row offsets wrap
 // through i32 arithmetic, which is exact for addresses below 4 GiB (wasm addresses are unsigned).
-import { F32, FunctionBuilder, I32, isSharedMemory, kernelPool, kernelsOnHeap, splitRange, V128, type WasmMemory } from '@peer/backend/wasm';
+import { F32, FunctionBuilder, I32, isSharedMemory, kernelPool, kernelsOnHeap, splitRange, V128, type Arena, type WasmMemory } from '@peer/backend/wasm';
 
 export interface OptimizerKernelExports {
   /**
@@ -176,4 +176,12 @@ export function runOptimizerPass(memory: WasmMemory, fn: keyof OptimizerKernelEx
     return;
   }
   pool!.run(memory, OPTIMIZER_KEY, optimizerFunctions, fn, splitRange(count, parts).map(([a, b]) => args(a, b)));
+}
+
+/**
+ * Copies `count` rows of `rowBytes` from `rowsAt` + indices[s] * rowBytes (the int32 indices at
+ * `indicesAt`) to `outAt` + s * rowBytes, split over the kernel pool's threads like the optimizer passes.
+ */
+export function gatherRows(arena: Arena, count: number, indicesAt: number, rowsAt: number, outAt: number, rowBytes: number): void {
+  runOptimizerPass(arena.memory, 'gather', count, (s0, s1) => [s1 - s0, indicesAt + s0 * 4, rowsAt, outAt + s0 * rowBytes, rowBytes]);
 }
