@@ -1,6 +1,7 @@
 // Training on the threaded wasm engine (and our kernels' worker pool) through the built CLI: two
 // threads give the metrics one thread gives, and a two-thread run killed with SIGKILL resumes and
 // ends where the uninterrupted run ends.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -88,5 +89,22 @@ describe('peer-train on two threads', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain(`resuming ${runK} at step ${at} of ${STEPS}`);
     expect(numbersOf(runK)).toEqual(numbersOf(runTwo));
+  });
+
+  it('starts the kernel pool that the packages built on @peer/backend/wasm see (ESM and CJS builds)', () => {
+    // initBackend lives in the root entry and kernelPool() in the wasm entry: bundled as two
+    // self-contained files, each had its own pool variable and our kernels never left one thread.
+    const probe = (lang: 'esm' | 'cjs') => {
+      const body =
+        lang === 'esm'
+          ? "const { initBackend } = await import('@peer/backend'); const w = await import('@peer/backend/wasm');"
+          : "const { initBackend } = require('@peer/backend'); const w = require('@peer/backend/wasm');";
+      const code = `(async () => { ${body} await initBackend({ backend: 'wasm', threads: 2 }); console.log('pool=' + w.kernelPool()?.threads); process.exit(0); })();`;
+      const r = spawnSync(process.execPath, lang === 'esm' ? ['--input-type=module', '-e', code] : ['-e', code], { cwd: join(import.meta.dirname, '..'), encoding: 'utf8', timeout: 60_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim().split('\n').at(-1);
+    };
+    expect(probe('esm')).toBe('pool=2');
+    expect(probe('cjs')).toBe('pool=2');
   });
 });
