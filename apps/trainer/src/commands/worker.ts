@@ -17,7 +17,7 @@ import { MANIFEST_FILE } from '@peer/expert-store';
 import { configToJson, resolveConfig } from '../config/resolve.js';
 import { UsageError } from '../errors.js';
 import { configHash, TRAINER_STATE_KEY } from '../run/checkpoint.js';
-import { readJsonFile, RUN_FILES, writeJsonAtomic } from '../run/run-folder.js';
+import { processAlive, readJsonFile, RUN_FILES, writeJsonAtomic } from '../run/run-folder.js';
 import type { RunSummary } from '../run/summary.js';
 import { threadsPerJob } from '../run/engine-threads.js';
 import { defaultCli, isFinished, runTrainProcess, trainArgs, withThreads, type TrainArgs } from '../sweep/run-sweep.js';
@@ -45,15 +45,6 @@ const LOG_TAIL_LINES = 40;
 const PROGRESS_MS = 1000;
 /** How long a new try waits for a training of the same run on this machine to save its checkpoint and exit. */
 const LOCK_WAIT_MS = 120_000;
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * A try that follows a lost worker on the same machine may find that worker's training still

@@ -20,7 +20,8 @@ export const RUN_FILES = {
   lock: 'train.lock',
 } as const;
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid exists on this machine (one we may not signal counts). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
