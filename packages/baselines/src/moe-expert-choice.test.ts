@@ -3,8 +3,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { MoeExpertChoice, moeExpertChoiceForward } from './moe-expert-choice.js';
 import type { MoeExpertChoiceOptions } from './moe-config.js';
-import type { MoeDispatch } from './moe-routing.js';
-import { expectPinnedRoutingGradients, randomizeWeights, referenceExpertChoice, referenceOf } from './moe-reference.test-util.js';
+import { decisiveInputs, expectPinnedRoutingGradients, randomizeWeights, referenceExpertChoice, referenceOf } from './moe-reference.test-util.js';
+import { expertChoiceCapacity, type MoeDispatch } from './moe-routing.js';
 
 function makeLayer(rng: TestRng, options: Partial<MoeExpertChoiceOptions> = {}): MoeExpertChoice {
   const layer = new MoeExpertChoice({ dim: 8, experts: 4, hidden: 6, seed: rng.int(1000), ...options });
@@ -26,7 +26,7 @@ describe('MoeExpertChoice forward', () => {
       const c = layer.config;
       const [B, S] = [3, 7];
       const T = B * S;
-      const xData = rng.normals(T * c.dim);
+      const xData = decisiveInputs(referenceOf(layer), rng, T, { capacity: expertChoiceCapacity(T, c.experts, c.capacityFactor) });
       const ref = referenceExpertChoice(referenceOf(layer), xData, T, c);
       tf.tidy(() => {
         const x = tf.tensor3d(Float32Array.from(xData), [B, S, c.dim]);
@@ -140,7 +140,7 @@ describe('MoeExpertChoice training step, accounting, state, usage', () => {
   it('reports per-expert usage: the gates of the picked tokens', () => {
     const rng = testRng();
     const layer = makeLayer(rng);
-    const xData = Float32Array.from(rng.normals(16 * 8));
+    const xData = Float32Array.from(decisiveInputs(referenceOf(layer), rng, 16, { capacity: expertChoiceCapacity(16, 4, layer.config.capacityFactor) }));
     const ref = referenceExpertChoice(referenceOf(layer), xData, 16, layer.config);
     layer.startUsage();
     tf.tidy(() => {

@@ -287,6 +287,45 @@ export function awayFromKinks(m: ReferenceMoe, rng: TestRng, tokens: number, eps
 }
 
 /**
+ * Inputs [T*D] whose routing cannot flip under float32 rounding (engines, summation orders and the
+ * float64 reference then route alike): each token's router logits, sorted, differ by more than a
+ * margin from rank to rank down to rank K (token choice: the choices and their priority order), and
+ * each expert's C-th and (C+1)-th best log-probabilities (expert choice: its top-C tokens) differ by
+ * more than twice it. A float32 logit lies within D u L of its exact value (u = 2^-24, L the largest
+ * sum_i |x_i Wr[i, e]|), a log-probability within twice that: the margin 1e-4 L is far above both,
+ * and random inputs miss it with probability of order 1e-4 per compared pair.
+ */
+export function decisiveInputs(m: ReferenceMoe, rng: TestRng, tokens: number, routing: { topK: number } | { capacity: number }): Float64Array {
+  const { dim: D, experts: E } = m;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const x = rng.normals(tokens * D);
+    const { logits, probs } = referenceRouter(m, x, tokens);
+    let mass = 0;
+    for (let t = 0; t < tokens; t++)
+      for (let e = 0; e < E; e++) {
+        let s = 0;
+        for (let i = 0; i < D; i++) s += Math.abs(x[t * D + i]! * m.router[i * E + e]!);
+        mass = Math.max(mass, s);
+      }
+    const margin = 1e-4 * mass;
+    let ok = true;
+    if ('topK' in routing) {
+      for (let t = 0; t < tokens && ok; t++) {
+        const sorted = Array.from(logits.subarray(t * E, (t + 1) * E)).sort((a, b) => b - a);
+        for (let j = 0; j < Math.min(routing.topK, E - 1) && ok; j++) ok = sorted[j]! - sorted[j + 1]! > margin;
+      }
+    } else if (routing.capacity < tokens) {
+      for (let e = 0; e < E && ok; e++) {
+        const sorted = Array.from({ length: tokens }, (_, t) => Math.log(probs[t * E + e]!)).sort((a, b) => b - a);
+        ok = sorted[routing.capacity - 1]! - sorted[routing.capacity]! > 2 * margin;
+      }
+    }
+    if (ok) return x;
+  }
+  throw new Error(`no input with decisive routing found (seed ${rng.seed})`);
+}
+
+/**
  * Checks a layer's forward function against finite differences, for the input [T, D] and every
  * parameter, with the routing pinned at the base point (the loss is then smooth). The loss is
  * sum(y * proj) + auxLoss, so the layer's config must make auxLoss defined in training.

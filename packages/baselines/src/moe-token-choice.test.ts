@@ -4,7 +4,7 @@ import { expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-ut
 import { MoeTokenChoice, moeTokenChoiceForward } from './moe-token-choice.js';
 import type { MoeTokenChoiceOptions } from './moe-config.js';
 import type { TokenChoiceRouting } from './moe-routing.js';
-import { expectPinnedRoutingGradients, flattenParams, randomizeWeights, referenceOf, referenceTokenChoice, unflattenParams } from './moe-reference.test-util.js';
+import { decisiveInputs, expectPinnedRoutingGradients, flattenParams, randomizeWeights, referenceOf, referenceTokenChoice, unflattenParams } from './moe-reference.test-util.js';
 
 function makeLayer(rng: TestRng, options: Partial<MoeTokenChoiceOptions> = {}): MoeTokenChoice {
   const layer = new MoeTokenChoice({ dim: 8, experts: 4, hidden: 6, seed: rng.int(1000), ...options });
@@ -26,7 +26,7 @@ describe('MoeTokenChoice forward', () => {
       const layer = makeLayer(rng, options);
       const c = layer.config;
       const [B, S] = [3, 7];
-      const xData = rng.normals(B * S * c.dim);
+      const xData = decisiveInputs(referenceOf(layer), rng, B * S, c);
       const ref = referenceTokenChoice(referenceOf(layer), xData, B * S, c);
       tf.tidy(() => {
         const x = tf.tensor3d(Float32Array.from(xData), [B, S, c.dim]);
@@ -61,7 +61,7 @@ describe('MoeTokenChoice forward', () => {
   it('uses the evaluation capacity and no auxiliary loss in evaluation', () => {
     const rng = testRng();
     const layer = makeLayer(rng, { topK: 1, capacityFactor: 0.5, evalCapacityFactor: 3, zLossCoef: 0.1 });
-    const xData = rng.normals(2 * 10 * 8);
+    const xData = decisiveInputs(referenceOf(layer), rng, 20, layer.config);
     const ref = referenceTokenChoice(referenceOf(layer), xData, 20, { ...layer.config, capacityFactor: 3 });
     tf.tidy(() => {
       const out = layer.apply(tf.tensor3d(Float32Array.from(xData), [2, 10, 8]), { training: false });

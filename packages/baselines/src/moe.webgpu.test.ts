@@ -9,7 +9,8 @@ import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MoeExpertChoice } from './moe-expert-choice.js';
 import { copyState, moeTrainStep, scaledError, type MoeLayer } from './moe-device.test-util.js';
-import { randomizeWeights } from './moe-reference.test-util.js';
+import { decisiveInputs, randomizeWeights, referenceOf } from './moe-reference.test-util.js';
+import { expertChoiceCapacity } from './moe-routing.js';
 import { MoeTokenChoice } from './moe-token-choice.js';
 
 const skip = webgpuSkipReason();
@@ -21,6 +22,11 @@ const make = {
   'token choice K=2, capacity binding': () => new MoeTokenChoice({ dim: 8, experts: 4, hidden: 6, topK: 2, capacityFactor: 0.6, auxLossCoef: 0.1, zLossCoef: 1e-2, seed: rng.int(1000) }),
   'expert choice': () => new MoeExpertChoice({ dim: 8, experts: 4, hidden: 6, capacityFactor: 1, zLossCoef: 1e-2, seed: rng.int(1000) }),
 } satisfies Record<string, () => MoeLayer>;
+// The routing each layer decides, for inputs whose decisions the two engines' rounding cannot flip.
+const routing = {
+  'token choice K=2, capacity binding': { topK: 2 },
+  'expert choice': { capacity: expertChoiceCapacity(10, 4, 1) },
+} satisfies Record<keyof typeof make, { topK: number } | { capacity: number }>;
 
 describe.skipIf(skip !== undefined)(`MoE layers on webgpu${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let hostEngine = '';
@@ -33,11 +39,11 @@ describe.skipIf(skip !== undefined)(`MoE layers on webgpu${skip ? ` (skipped: ${
   });
 
   it.each(Object.keys(make) as (keyof typeof make)[])("a training step equals the cpu engine's: %s", async (kind) => {
-    const x = Float32Array.from(rng.normals(10 * 8));
-    const r = Float32Array.from(rng.normals(10 * 8));
     await tf.setBackend('cpu');
     const cpuLayer = make[kind]();
     randomizeWeights(cpuLayer, rng);
+    const x = Float32Array.from(decisiveInputs(referenceOf(cpuLayer), rng, 10, routing[kind]));
+    const r = Float32Array.from(rng.normals(10 * 8));
     const state = copyState(cpuLayer);
     const cpu = await moeTrainStep(cpuLayer, x, r, shape);
     cpuLayer.dispose();
