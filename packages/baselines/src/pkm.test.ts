@@ -3,105 +3,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { checkGradients, expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import type { NamedArray } from '@peer/expert-store';
 import { hostGrad, hostRows, hostValues } from './pkm-host.test-util.js';
+import { decisiveInputs, referenceOf, referencePkm } from './pkm-reference.test-util.js';
 import { ProductKeyMemory, pkmForward, type PkmTensors } from './pkm.js';
 import type { PkmOptions } from './pkm-config.js';
 import type { RowGradientSink } from './pkm-value-mixture.js';
-
-// ---- a plain float64 reference: brute force over all N full keys ----
-
-interface ReferencePkm {
-  dim: number;
-  memories: number;
-  heads: number;
-  topK: number;
-  dimKey: number;
-  shared: boolean;
-  eps: number;
-  wq: Float64Array; // [D, F]
-  norm: { gamma: Float64Array; beta: Float64Array; mean: Float64Array; variance: Float64Array } | null;
-  c1: Float64Array; // [H', S, dk]
-  c2: Float64Array;
-  values: Float64Array; // [N, D]
-}
-
-const f64 = (t: tf.Tensor | ArrayLike<number>): Float64Array => Float64Array.from('dataSync' in t ? t.dataSync() : t);
-
-function referenceOf(layer: ProductKeyMemory): ReferencePkm {
-  const c = layer.config;
-  const n = layer.queryNorm;
-  return {
-    dim: c.dim,
-    memories: c.memories,
-    heads: c.heads,
-    topK: c.topK,
-    dimKey: c.dimKey,
-    shared: c.sharedKeys,
-    eps: c.normEps,
-    wq: f64(layer.queryWeight),
-    norm: n ? { gamma: f64(n.weight), beta: f64(n.bias), mean: f64(n.runningMean), variance: f64(n.runningVar) } : null,
-    c1: f64(layer.keys.subKeys1),
-    c2: f64(layer.keys.subKeys2),
-    values: layer.values.storage === 'float32' ? f64(hostValues(layer).data) : Float64Array.from({ length: c.memories * c.dim }, (_, i) => hostValues(layer).row(Math.floor(i / c.dim))[i % c.dim]!),
-  };
-}
-
-function referencePkm(m: ReferencePkm, x: ArrayLike<number>, tokens: number, training: boolean) {
-  const { dim: D, heads: h, topK: k, dimKey: dk, memories: N } = m;
-  const F = h * 2 * dk;
-  const S = Math.round(Math.sqrt(N));
-  const q = new Float64Array(tokens * F);
-  for (let t = 0; t < tokens; t++)
-    for (let f = 0; f < F; f++) {
-      let s = 0;
-      for (let i = 0; i < D; i++) s += x[t * D + i]! * m.wq[i * F + f]!;
-      q[t * F + f] = s;
-    }
-  const batchMean = new Float64Array(F);
-  const batchVar = new Float64Array(F);
-  if (m.norm) {
-    for (let f = 0; f < F; f++) {
-      let mean = 0;
-      for (let t = 0; t < tokens; t++) mean += q[t * F + f]!;
-      mean /= tokens;
-      let v = 0;
-      for (let t = 0; t < tokens; t++) v += (q[t * F + f]! - mean) ** 2;
-      v /= tokens;
-      batchMean[f] = mean;
-      batchVar[f] = v;
-      const [mu, va] = training ? [mean, v] : [m.norm.mean[f]!, m.norm.variance[f]!];
-      for (let t = 0; t < tokens; t++) q[t * F + f] = ((q[t * F + f]! - mu) / Math.sqrt(va + m.eps)) * m.norm.gamma[f]! + m.norm.beta[f]!;
-    }
-  }
-  const y = new Float64Array(tokens * D);
-  const indices: number[] = [];
-  const weights: number[] = [];
-  for (let t = 0; t < tokens; t++) {
-    for (let head = 0; head < h; head++) {
-      const set = m.shared ? 0 : head;
-      const scores: [number, number][] = [];
-      for (let a = 0; a < S; a++)
-        for (let b = 0; b < S; b++) {
-          let s = 0;
-          for (let j = 0; j < dk; j++) {
-            s += q[t * F + head * 2 * dk + j]! * m.c1[(set * S + a) * dk + j]!;
-            s += q[t * F + head * 2 * dk + dk + j]! * m.c2[(set * S + b) * dk + j]!;
-          }
-          scores.push([s, a * S + b]);
-        }
-      scores.sort((u, v) => v[0] - u[0] || u[1] - v[1]);
-      const top = scores.slice(0, k);
-      const max = top[0]![0];
-      const z = top.reduce((acc, [s]) => acc + Math.exp(s - max), 0);
-      for (const [s, slot] of top) {
-        const w = Math.exp(s - max) / z;
-        indices.push(slot);
-        weights.push(w);
-        for (let i = 0; i < D; i++) y[t * D + i]! += w * m.values[slot * D + i]!;
-      }
-    }
-  }
-  return { y, indices, weights, batchMean, batchVar };
-}
 
 const noSink: RowGradientSink = { accumulate: () => {} };
 
@@ -124,7 +29,7 @@ describe('ProductKeyMemory forward', () => {
       if (half) hostValues(layer).toStorage('float16');
       const c = layer.config;
       const [B, S] = [2, 5];
-      const xData = rng.normals(B * S * c.dim);
+      const xData = decisiveInputs(referenceOf(layer), rng, B * S, true);
       const ref = referencePkm(referenceOf(layer), xData, B * S, true);
       tf.tidy(() => {
         const x = tf.tensor2d(Float32Array.from(xData), [B * S, c.dim]);
@@ -144,7 +49,7 @@ describe('ProductKeyMemory forward', () => {
     const rng = testRng();
     const layer = makeLayer(rng, { normMomentum: 0.25 });
     const T = 12;
-    const xData = rng.normals(T * 6);
+    const xData = decisiveInputs(referenceOf(layer), rng, T, true);
     const before = referenceOf(layer);
     const ref = referencePkm(before, xData, T, true);
     tf.tidy(() => {
@@ -153,7 +58,7 @@ describe('ProductKeyMemory forward', () => {
     const n = layer.queryNorm!;
     expectClose(n.runningMean, Array.from(ref.batchMean, (m) => 0.25 * m), { rtol: 1e-4, atol: 1e-6 });
     expectClose(n.runningVar, Array.from(ref.batchVar, (v) => 0.75 + 0.25 * v * (T / (T - 1))), { rtol: 1e-4, atol: 1e-6 });
-    const evalData = rng.normals(T * 6);
+    const evalData = decisiveInputs(referenceOf(layer), rng, T, false);
     const evalRef = referencePkm(referenceOf(layer), evalData, T, false);
     tf.tidy(() => {
       const y = layer.apply(tf.tensor3d(Float32Array.from(evalData), [3, 4, 6]), { training: false }).y;
@@ -367,7 +272,7 @@ describe('ProductKeyMemory training step, sparse update, accounting, state, usag
   it('reports per-slot usage: accumulated softmax weights and reads', () => {
     const rng = testRng();
     const layer = makeLayer(rng);
-    const xData = rng.normals(10 * 6);
+    const xData = decisiveInputs(referenceOf(layer), rng, 10, false);
     const ref = referencePkm(referenceOf(layer), xData, 10, false);
     layer.startUsage();
     tf.tidy(() => {
