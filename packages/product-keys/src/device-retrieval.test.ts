@@ -11,11 +11,37 @@ import { onEngine, scaledError, startWebgpu } from './engine-compare.test-util.j
 import { ProductKeys } from './product-keys.js';
 import { QueryNorm } from './query-norm.js';
 import { retrieve } from './retrieve.js';
+import { smallestTopGap } from './top-k-reference.test-util.js';
 
 const skip = webgpuSkipReason();
 if (skip) console.warn(`webgpu retrieval tests skipped: ${skip}`);
 const rng = testRng();
 const TOL = 1e-4;
+
+/**
+ * Queries [T, h, 2dk] and sub-keys [sets, n, dk] in [-1, 1] whose top-k the two engines' rounding
+ * cannot reorder: consecutive float64 scores among the best k + 1 of every (t, head) differ by more
+ * than 1e-4 Q, Q the largest sum_d |q_d| of a query (a bound on |score|), while a float32 score of
+ * 2 dk terms is within 2 dk u Q of exact (u = 2^-24) on either engine.
+ */
+function separatedInputs(T: number, h: number, sets: number, sqrtN: number, dk: number, k: number) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const x = {
+      T,
+      h,
+      sqrtN,
+      dk,
+      sets,
+      q: Float32Array.from(rng.normals(T * h * 2 * dk)),
+      c1: Float32Array.from(rng.uniforms(sets * sqrtN * dk, -1, 1)),
+      c2: Float32Array.from(rng.uniforms(sets * sqrtN * dk, -1, 1)),
+    };
+    let largest = 0;
+    for (let row = 0; row < T * h; row++) largest = Math.max(largest, x.q.subarray(row * 2 * dk, (row + 1) * 2 * dk).reduce((s, v) => s + Math.abs(v), 0));
+    if (smallestTopGap(x, k) > 1e-4 * largest) return x;
+  }
+  throw new Error(`no well-separated retrieval inputs found (seed ${rng.seed})`);
+}
 
 describe.skipIf(skip !== undefined)(`retrieval on webgpu${skip ? ` (skipped: ${skip})` : ''}`, () => {
   let hostEngine = '';
@@ -32,9 +58,7 @@ describe.skipIf(skip !== undefined)(`retrieval on webgpu${skip ? ` (skipped: ${s
     { label: 'shared keys, chunked', T: 5, h: 3, shared: true, sqrtN: 6, dk: 4, k: 4, chunkSize: 2 },
   ])('retrieve gives the cpu engine\'s indices, scores and gradients: $label', async ({ T, h, shared, sqrtN, dk, k, chunkSize }) => {
     const sets = shared ? 1 : h;
-    const q = Float32Array.from(rng.normals(T * h * 2 * dk));
-    const c1 = Float32Array.from(rng.uniforms(sets * sqrtN * dk, -1, 1));
-    const c2 = Float32Array.from(rng.uniforms(sets * sqrtN * dk, -1, 1));
+    const { q, c1, c2 } = separatedInputs(T, h, sets, sqrtN, dk, k);
     const dScores = Float32Array.from(rng.normals(T * h * k));
     const run = () => {
       const queries = tf.tensor3d(q, [T, h, 2 * dk]);

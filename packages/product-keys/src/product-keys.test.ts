@@ -2,10 +2,11 @@
 // Axes: h heads, n = sqrt(N) sub-keys per half, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '@peer/backend';
-import { expectClose, expectNoLeaks, testRng } from '@peer/test-utils';
+import { expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
 import { ProductKeys } from './product-keys.js';
 import { retrieve } from './retrieve.js';
+import { smallestTopGap } from './top-k-reference.test-util.js';
 
 describe('ProductKeys', () => {
   it('initializes per-head sub-keys uniformly in [-1/sqrt(dk), 1/sqrt(dk)]', () => {
@@ -78,6 +79,26 @@ describe('ProductKeys', () => {
   });
 });
 
+/**
+ * PEER-pytorch keys [h, n, 2, dk] in [-1, 1] and queries [T, h, 2dk] whose top-k float32 rounding
+ * cannot reorder: consecutive float64 scores among the best k + 1 of every (t, head) differ by more
+ * than 1e-4 Q, Q the largest sum_d |q_d| (a bound on |score|), while a float32 score of 2 dk terms
+ * is within 2 dk u Q of exact (u = 2^-24).
+ */
+function separatedPeerPytorchInputs(rng: TestRng, h: number, sqrtN: number, dk: number, T: number, k: number) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const keysData = rng.uniforms(h * sqrtN * 2 * dk, -1, 1);
+    const qData = rng.normals(T * h * 2 * dk);
+    const half = (which: number) => Float64Array.from({ length: h * sqrtN * dk }, (_, i) => keysData[(Math.floor(i / dk) * 2 + which) * dk + (i % dk)]!);
+    const f32 = (x: Float64Array) => Float64Array.from(Float32Array.from(x));
+    const gap = smallestTopGap({ T, h, sqrtN, dk, sets: h, q: f32(qData), c1: f32(half(0)), c2: f32(half(1)) }, k);
+    let largest = 0;
+    for (let row = 0; row < T * h; row++) largest = Math.max(largest, qData.subarray(row * 2 * dk, (row + 1) * 2 * dk).reduce((sum, v) => sum + Math.abs(v), 0));
+    if (gap > 1e-4 * largest) return { keysData, qData };
+  }
+  throw new Error(`no well-separated retrieval inputs found (seed ${rng.seed})`);
+}
+
 describe('PEER-pytorch interop', () => {
   it('exports [h, sqrtN, 2, dk] with the first half at index 0 of axis 2', () => {
     const pk = new ProductKeys({ numKeys: 25, heads: 3, dimKey: 2, seed: testRng().int(1e9) });
@@ -114,8 +135,7 @@ describe('PEER-pytorch interop', () => {
   it('retrieves with loaded keys as PEER-pytorch scores them: q1 . keys[h, i, 0] + q2 . keys[h, j, 1]', () => {
     const rng = testRng();
     const [h, sqrtN, dk, T, k] = [2, 6, 3, 4, 5];
-    const keysData = rng.uniforms(h * sqrtN * 2 * dk, -1, 1);
-    const qData = rng.normals(T * h * 2 * dk);
+    const { keysData, qData } = separatedPeerPytorchInputs(rng, h, sqrtN, dk, T, k);
     const pk = new ProductKeys({ numKeys: sqrtN * sqrtN, heads: h, dimKey: dk });
     const keys = tf.tensor4d(Float32Array.from(keysData), [h, sqrtN, 2, dk]);
     pk.loadPeerPytorchKeys(keys);

@@ -7,6 +7,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { ProductKeys } from './product-keys.js';
 import { retrieve, type RetrieveOptions } from './retrieve.js';
 import { disableScoreGradKernel, scoreGradKernelFits } from './score-grad-kernel.js';
+import { smallestTopGap } from './top-k-reference.test-util.js';
 
 interface Inputs {
   T: number;
@@ -31,30 +32,6 @@ function randomInputs(rng: TestRng, T: number, h: number, sqrtN: number, dk: num
     c1: Float32Array.from(rng.uniforms(sets * sqrtN * dk, -bound, bound)),
     c2: Float32Array.from(rng.uniforms(sets * sqrtN * dk, -bound, bound)),
   };
-}
-
-/** Smallest gap between consecutive full-key scores among the best k + 1 of any (t, head), float64. */
-function smallestTopGap(x: Inputs, k: number): number {
-  let gap = Infinity;
-  for (let t = 0; t < x.T; t++) {
-    for (let head = 0; head < x.h; head++) {
-      const set = x.sets === 1 ? 0 : head;
-      const base = (t * x.h + head) * 2 * x.dk;
-      const scores: number[] = [];
-      for (let i = 0; i < x.sqrtN; i++) {
-        for (let j = 0; j < x.sqrtN; j++) {
-          let s = 0;
-          for (let d = 0; d < x.dk; d++) {
-            s += x.q[base + d]! * x.c1[(set * x.sqrtN + i) * x.dk + d]! + x.q[base + x.dk + d]! * x.c2[(set * x.sqrtN + j) * x.dk + d]!;
-          }
-          scores.push(s);
-        }
-      }
-      scores.sort((a, b) => b - a);
-      for (let j = 0; j < Math.min(k, scores.length - 1); j++) gap = Math.min(gap, scores[j]! - scores[j + 1]!);
-    }
-  }
-  return gap;
 }
 
 /**
