@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { TestRng } from '@peer/test-utils';
 import { HostExpertTable, RowSparseGrad } from '@peer/expert-store';
 import type { PeerLayer } from './peer-layer.js';
-import type { ReferenceConfig, ReferenceParams } from './peer-reference.test-util.js';
+import type { ReferenceConfig, ReferenceOutput, ReferenceParams } from './peer-reference.test-util.js';
 
 /** The layer's host tables and row gradients (what the wasm tests inspect directly); throws for device tables. */
 export function host(layer: PeerLayer): { down: HostExpertTable; up: HostExpertTable; downGrad: RowSparseGrad; upGrad: RowSparseGrad } {
@@ -72,4 +72,19 @@ export function perturbNorm(layer: PeerLayer, rng: TestRng): void {
 export function randomTensor<R extends tf.Rank>(rng: TestRng, shape: number[], std = 1): tf.Tensor<R> {
   const n = shape.reduce((a, b) => a * b, 1);
   return tf.tensor<tf.Rank>(Float32Array.from(rng.normals(n, std)), shape) as tf.Tensor<R>;
+}
+
+/**
+ * A random float32 input [B, S, D] whose float64 references (`refsOf`, e.g. training and evaluation)
+ * all have their k-th and (k+1)-th best scores more than `minGap` apart, with those references:
+ * float32 rounding may pick another k-th expert only at a near-tie (the layer is discontinuous there).
+ */
+export function separatedInput(rng: TestRng, shape: [number, number, number], refsOf: (x: Float64Array) => ReferenceOutput[], minGap: number): { x: tf.Tensor3D; refs: ReferenceOutput[] } {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const x = randomTensor<tf.Rank.R3>(rng, shape);
+    const refs = refsOf(Float64Array.from(x.dataSync()));
+    if (refs.every((r) => r.boundaryGap > minGap)) return { x, refs };
+    x.dispose();
+  }
+  throw new Error(`no input without a near-tie at the top-k boundary found (seed ${rng.seed})`);
 }

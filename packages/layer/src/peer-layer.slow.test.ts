@@ -4,8 +4,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
-import { referencePeer } from './peer-reference.test-util.js';
-import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './layer-params.test-util.js';
+import { referencePeer, selectionMismatch } from './peer-reference.test-util.js';
+import { perturbNorm, referenceConfig, referenceParams, separatedInput } from './layer-params.test-util.js';
 
 describe('PeerLayer at the benchmark shape', () => {
   it('forward (training and evaluation) equals the float64 brute-force reference over all 16,384 keys', () => {
@@ -16,21 +16,15 @@ describe('PeerLayer at the benchmark shape', () => {
     const cfg = referenceConfig(layer);
     // Inputs whose top-k boundaries are not near-ties (there float32 may pick another k-th expert).
     // float32 scores here are accurate to ~1e-6, so a 2e-5 gap leaves a 20x margin; with 96
-    // boundaries per draw a near-tie is common enough that several draws may be needed.
+    // boundaries per draw a near-tie is common enough that several draws may be needed. Inside the
+    // top 16 of 16,384 scores near-ties are common too: experts within 2e-5 may come out in either order.
     const minGap = 2e-5;
-    let x = randomTensor<tf.Rank.R3>(rng, [1, 12, 256]);
-    let refs = [false, true].map((training) => referencePeer(Float64Array.from(x.dataSync()), 12, params, cfg, training));
-    for (let tries = 0; refs.some((r) => r.boundaryGap < minGap) && tries < 10; tries++) {
-      x.dispose();
-      x = randomTensor<tf.Rank.R3>(rng, [1, 12, 256]);
-      refs = [false, true].map((training) => referencePeer(Float64Array.from(x.dataSync()), 12, params, cfg, training));
-    }
+    const { x, refs } = separatedInput(rng, [1, 12, 256], (x64) => [false, true].map((training) => referencePeer(x64, 12, params, cfg, training)), minGap);
     for (const training of [false, true]) {
       const ref = refs[Number(training)]!;
-      expect(ref.boundaryGap).toBeGreaterThan(minGap);
       const y = tf.tidy(() => layer.apply(x, { training }).y.dataSync());
       expectClose(y, ref.y, { rtol: 2e-3, atol: 2e-5, label: `training ${training} seed ${rng.seed}` });
-      expect(Array.from(layer.route(x, { training }).indices)).toEqual(Array.from(ref.indices));
+      expect(selectionMismatch(layer.route(x, { training }).indices, ref, 16, minGap), `training ${training} seed ${rng.seed}`).toBe(-1);
     }
     x.dispose();
     layer.dispose();

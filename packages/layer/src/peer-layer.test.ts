@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
 import { PeerLayer } from './peer-layer.js';
 import type { PeerLayerConfig } from './config.js';
-import { referencePeer } from './peer-reference.test-util.js';
-import { perturbNorm, randomTensor, referenceConfig, referenceParams } from './layer-params.test-util.js';
+import { referencePeer, selectionMismatch } from './peer-reference.test-util.js';
+import { perturbNorm, randomTensor, referenceConfig, referenceParams, separatedInput } from './layer-params.test-util.js';
 
 const SMALL: PeerLayerConfig = { dim: 16, numExperts: 64, heads: 2, topK: 3, dimKey: 6 };
 
@@ -22,14 +22,17 @@ describe('PeerLayer forward equals a float64 brute-force reference', () => {
       const layer = new PeerLayer({ ...SMALL, ...overrides, seed: rng.int(1000) });
       perturbNorm(layer, rng);
       const [b, s] = [2, 5];
-      const x = randomTensor<tf.Rank.R3>(rng, [b, s, SMALL.dim]);
-      const ref = referencePeer(Float64Array.from(x.dataSync()), b * s, referenceParams(layer), referenceConfig(layer), training);
+      // float32 scores here are accurate to ~1e-6: a 2e-5 gap at the top-k boundary leaves a 20x
+      // margin, and experts scoring within 2e-5 of each other may come out in either order.
+      const tieTol = 2e-5;
+      const { x, refs } = separatedInput(rng, [b, s, SMALL.dim], (x64) => [referencePeer(x64, b * s, referenceParams(layer), referenceConfig(layer), training)], tieTol);
+      const ref = refs[0]!;
       const before = tf.memory().numTensors;
       const { y } = layer.apply(x, { training });
       expect(y.shape).toEqual([b, s, SMALL.dim]);
       expectClose(y.dataSync(), ref.y, { rtol: 1e-3, atol: 1e-5, label: `${name} seed ${rng.seed}` });
       const routing = layer.route(x, { training });
-      expect(Array.from(routing.indices)).toEqual(Array.from(ref.indices));
+      expect(selectionMismatch(routing.indices, ref, layer.config.topK, tieTol), `[${Array.from(routing.indices)}] vs [${Array.from(ref.indices)}] seed ${rng.seed}`).toBe(-1);
       expectClose(routing.weights, ref.weights, { rtol: 1e-4, atol: 1e-6, label: `weights seed ${rng.seed}` });
       y.dispose();
       expect(tf.memory().numTensors).toBe(before);

@@ -56,6 +56,10 @@ export interface ReferenceOutput {
    * 0, float32 rounding may pick a different k-th expert (the layer is discontinuous there).
    */
   boundaryGap: number;
+  /** Full scores [T, h, k] of the selected experts, best first. */
+  scores: Float64Array;
+  /** Expert pre-activations down[row] . x [T, h, k] (a ReLU expert has its kink at 0). */
+  preActivations: Float64Array;
 }
 
 /** The PEER layer in float64. `training` selects batch statistics for queryNorm 'batch'. */
@@ -104,6 +108,8 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
   const y = new Float64Array(tokens * D);
   const indices = new Int32Array(tokens * h * k);
   const weights = new Float64Array(tokens * h * k);
+  const selectedScores = new Float64Array(tokens * h * k);
+  const preActivations = new Float64Array(tokens * h * k);
   const full = new Float64Array(N);
   const order = new Int32Array(N);
   let boundaryGap = Infinity;
@@ -140,14 +146,35 @@ export function referencePeer(x: Float64Array, tokens: number, p: ReferenceParam
         const row = top[i]! + (c.separateExpertsPerHead ? head * N : 0);
         indices[(t * h + head) * k + i] = row;
         weights[(t * h + head) * k + i] = g[i]!;
+        selectedScores[(t * h + head) * k + i] = scores[i]!;
         let a = 0;
         for (let j = 0; j < D; j++) a += p.down[row * D + j]! * x[t * D + j]!;
+        preActivations[(t * h + head) * k + i] = a;
         const w = g[i]! * activation64(a, c.activation);
         for (let j = 0; j < D; j++) y[t * D + j]! += w * p.up[row * D + j]!;
       }
     }
   }
-  return { y, indices, weights, queries: q, boundaryGap };
+  return { y, indices, weights, queries: q, boundaryGap, scores: selectedScores, preActivations };
+}
+
+/**
+ * The position of the first difference between a layer's selection `got` (expert rows [T, h, k],
+ * best first) and the reference's, or -1. The rows of each (t, head) must be the reference's; their
+ * order may differ only between experts whose float64 scores lie within `tieTol` of each other
+ * (float32 rounding may order those either way).
+ */
+export function selectionMismatch(got: ArrayLike<number>, ref: ReferenceOutput, k: number, tieTol: number): number {
+  for (let row = 0; row < ref.indices.length / k; row++) {
+    const mine = Array.from({ length: k }, (_, j) => got[row * k + j]!);
+    const theirs = Array.from(ref.indices.subarray(row * k, (row + 1) * k));
+    for (let j = 0; j < k; j++) {
+      if (mine[j] === theirs[j]) continue;
+      const at = theirs.indexOf(mine[j]!);
+      if (at < 0 || Math.abs(ref.scores[row * k + at]! - ref.scores[row * k + j]!) > tieTol) return row * k + j;
+    }
+  }
+  return -1;
 }
 
 /**
