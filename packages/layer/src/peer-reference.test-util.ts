@@ -188,7 +188,7 @@ export function pytorchReference(
   tokens: number,
   topK: number,
   training: boolean,
-): { y: Float64Array; indices: number[] } {
+): { y: Float64Array; indices: number[]; boundaryGap: number } {
   const get = (n: string) => Float64Array.from(arrays.get(n)!.data);
   const [h, sqrtN, , dk] = arrays.get('keys')!.shape as [number, number, number, number];
   const [rows, D] = arrays.get('weight_down_embed.weight')!.shape as [number, number];
@@ -216,6 +216,8 @@ export function pytorchReference(
   const N = sqrtN * sqrtN;
   const y = new Float64Array(tokens * D);
   const indices: number[] = [];
+  // As referencePeer's: the smallest gap between the k-th and (k+1)-th best full score.
+  let boundaryGap = Infinity;
   for (let t = 0; t < tokens; t++) {
     for (let head = 0; head < h; head++) {
       // queries[p, t, head, :] = q[t, p*h*dk + head*dk + :]
@@ -228,6 +230,7 @@ export function pytorchReference(
       );
       const all = Array.from({ length: N }, (_, e) => ({ e, score: sim[0]![Math.floor(e / sqrtN)]! + sim[1]![e % sqrtN]! }));
       all.sort((a, b) => b.score - a.score);
+      if (topK < N) boundaryGap = Math.min(boundaryGap, all[topK - 1]!.score - all[topK]!.score);
       const top = all.slice(0, topK);
       const m = top[0]!.score;
       const z = top.reduce((acc, c) => acc + Math.exp(c.score - m), 0);
@@ -241,5 +244,5 @@ export function pytorchReference(
       }
     }
   }
-  return { y, indices };
+  return { y, indices, boundaryGap };
 }
