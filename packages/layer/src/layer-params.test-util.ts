@@ -78,12 +78,14 @@ export function randomTensor<R extends tf.Rank>(rng: TestRng, shape: number[], s
  * A random float32 input [B, S, D] whose float64 references (`refsOf`, e.g. training and evaluation)
  * all have their k-th and (k+1)-th best scores more than `minGap` apart, with those references:
  * float32 rounding may pick another k-th expert only at a near-tie (the layer is discontinuous there).
+ * With `kinkGap`, every expert pre-activation also lies farther than that from 0 (a ReLU expert's
+ * kink, where rounding may flip the derivative).
  */
-export function separatedInput(rng: TestRng, shape: [number, number, number], refsOf: (x: Float64Array) => ReferenceOutput[], minGap: number): { x: tf.Tensor3D; refs: ReferenceOutput[] } {
+export function separatedInput(rng: TestRng, shape: [number, number, number], refsOf: (x: Float64Array) => ReferenceOutput[], minGap: number, kinkGap = 0): { x: tf.Tensor3D; refs: ReferenceOutput[] } {
   for (let attempt = 0; attempt < 100; attempt++) {
     const x = randomTensor<tf.Rank.R3>(rng, shape);
     const refs = refsOf(Float64Array.from(x.dataSync()));
-    if (refs.every((r) => r.boundaryGap > minGap)) return { x, refs };
+    if (refs.every((r) => r.boundaryGap > minGap && r.preActivations.every((a) => Math.abs(a) > kinkGap))) return { x, refs };
     x.dispose();
   }
   throw new Error(`no input without a near-tie at the top-k boundary found (seed ${rng.seed})`);
