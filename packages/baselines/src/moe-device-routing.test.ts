@@ -7,7 +7,8 @@ import { describe, expect, it } from 'vitest';
 import type { MoeExpertChoiceOptions, MoeTokenChoiceOptions } from './moe-config.js';
 import { MoeExpertChoice, moeExpertChoiceDeviceForward, moeExpertChoiceForward } from './moe-expert-choice.js';
 import { moeTrainStep, scaledError, type MoeLayer } from './moe-device.test-util.js';
-import { randomizeWeights } from './moe-reference.test-util.js';
+import { decisiveInputs, randomizeWeights, referenceOf } from './moe-reference.test-util.js';
+import { expertChoiceCapacity } from './moe-routing.js';
 import { MoeTokenChoice, moeTokenChoiceDeviceForward, moeTokenChoiceForward } from './moe-token-choice.js';
 
 const rng = testRng();
@@ -28,7 +29,8 @@ describe('MoE device routing (tf ops only) equals the host routing', () => {
   ] as { label: string; options: Partial<MoeTokenChoiceOptions> }[])('token choice: $label', async ({ options }) => {
     const layer = new MoeTokenChoice({ dim: 8, experts: 4, hidden: 6, seed: rng.int(1000), ...options });
     randomizeWeights(layer, rng);
-    const x = Float32Array.from(rng.normals(21 * 8));
+    // The host and device paths round the ReLU pre-activations differently: keep them off the kink.
+    const x = Float32Array.from(decisiveInputs(referenceOf(layer), rng, 21, layer.config, { reluKinks: true }));
     const r = Float32Array.from(rng.normals(21 * 8));
     const host = await moeTrainStep(layer, x, r, shape, (x2) => moeTokenChoiceForward(x2, layer.tensors(), layer.config, true));
     const device = await moeTrainStep(layer, x, r, shape, (x2) => moeTokenChoiceDeviceForward(x2, layer.tensors(), layer.config, true));
@@ -43,7 +45,7 @@ describe('MoE device routing (tf ops only) equals the host routing', () => {
   ] as { label: string; options: Partial<MoeExpertChoiceOptions> }[])('expert choice: $label', async ({ options }) => {
     const layer = new MoeExpertChoice({ dim: 8, experts: 4, hidden: 6, seed: rng.int(1000), ...options });
     randomizeWeights(layer, rng);
-    const x = Float32Array.from(rng.normals(21 * 8));
+    const x = Float32Array.from(decisiveInputs(referenceOf(layer), rng, 21, { capacity: expertChoiceCapacity(21, 4, layer.config.capacityFactor) }, { reluKinks: true }));
     const r = Float32Array.from(rng.normals(21 * 8));
     const host = await moeTrainStep(layer, x, r, shape, (x2) => moeExpertChoiceForward(x2, layer.tensors(), layer.config, true));
     const device = await moeTrainStep(layer, x, r, shape, (x2) => moeExpertChoiceDeviceForward(x2, layer.tensors(), layer.config, true));

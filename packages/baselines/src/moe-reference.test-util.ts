@@ -295,8 +295,8 @@ export function awayFromKinks(m: ReferenceMoe, rng: TestRng, tokens: number, eps
  * sum_i |x_i Wr[i, e]|), a log-probability within twice that: the margin 1e-4 L is far above both,
  * and random inputs miss it with probability of order 1e-4 per compared pair.
  */
-export function decisiveInputs(m: ReferenceMoe, rng: TestRng, tokens: number, routing: { topK: number } | { capacity: number }): Float64Array {
-  const { dim: D, experts: E } = m;
+export function decisiveInputs(m: ReferenceMoe, rng: TestRng, tokens: number, routing: { topK: number } | { capacity: number }, options: { reluKinks?: boolean } = {}): Float64Array {
+  const { dim: D, experts: E, hidden: H } = m;
   for (let attempt = 0; attempt < 100; attempt++) {
     const x = rng.normals(tokens * D);
     const { logits, probs } = referenceRouter(m, x, tokens);
@@ -320,6 +320,20 @@ export function decisiveInputs(m: ReferenceMoe, rng: TestRng, tokens: number, ro
         ok = sorted[routing.capacity - 1]! - sorted[routing.capacity]! > 2 * margin;
       }
     }
+    // With reluKinks, every expert's hidden pre-activation x W1 + b1 also lies farther from 0 than
+    // 1e-4 of its sum of |terms| (a float32 one is within (D + 1) u of that): every path takes the
+    // same side of the kink, so no gradient term flips between implementations.
+    for (let t = 0; t < tokens && ok && options.reluKinks; t++)
+      for (let e = 0; e < E && ok; e++)
+        for (let j = 0; j < H && ok; j++) {
+          let pre = m.b1 ? m.b1[e * H + j]! : 0;
+          let preMass = Math.abs(pre);
+          for (let i = 0; i < D; i++) {
+            pre += x[t * D + i]! * m.w1[(e * D + i) * H + j]!;
+            preMass += Math.abs(x[t * D + i]! * m.w1[(e * D + i) * H + j]!);
+          }
+          ok = Math.abs(pre) > 1e-4 * preMass;
+        }
     if (ok) return x;
   }
   throw new Error(`no input with decisive routing found (seed ${rng.seed})`);
