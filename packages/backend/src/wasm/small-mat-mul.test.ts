@@ -1,0 +1,138 @@
+// Axes: M rows, K contracted axis, P columns.
+import * as tf from '@tensorflow/tfjs-core';
+import { testRng } from '@peer/test-utils';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../init-backend.js';
+import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
+import { smallMatMulKernel } from './small-mat-mul.js';
+import type { WasmBackend } from './wasm-backend.js';
+
+const backend = () => tf.backend() as unknown as WasmBackend;
+const offset = (t: tf.Tensor) => backend().dataIdMap.get(t.dataId)!.memoryOffset;
+
+/** Our kernel on two [M, K] and [K, P] wasm tensors: the output's float32 values. */
+function ours(a: tf.Tensor2D, b: tf.Tensor2D): Float32Array {
+  const kernel = smallMatMulKernel(backend());
+  if (!kernel) throw new Error('no kernel');
+  const [m, k] = a.shape;
+  const p = b.shape[1];
+  const out = backend().makeOutput([m, p], 'float32');
+  const outTensor = tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+  kernel(offset(a), offset(b), offset(outTensor), m, k, p);
+  const values = outTensor.dataSync() as Float32Array;
+  outTensor.dispose();
+  return values;
+}
+
+/** The engine's own 2-D matMul (XNNPACK) with the package's fixes off. */
+function engines(a: tf.Tensor2D, b: tf.Tensor2D): Float32Array {
+  uninstallWasmFixes();
+  try {
+    return tf.tidy(() => tf.matMul(a, b).dataSync() as Float32Array);
+  } finally {
+    installWasmFixes();
+  }
+}
+
+/** Bit patterns, so that -0 and +0 (and NaN payloads) count as different. */
+const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+
+/** acc = +0; acc = fround(acc + fround(a * b)) over k in order (or backwards): XNNPACK's rounding. */
+function sequentialF32(a: Float32Array, b: Float32Array, m: number, k: number, p: number, backwards: boolean): Float32Array {
+  const out = new Float32Array(m * p);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < p; j++) {
+      let acc = 0;
+      for (let s = 0; s < k; s++) {
+        const q = backwards ? k - 1 - s : s;
+        acc = Math.fround(acc + Math.fround(a[i * k + q]! * b[q * p + j]!));
+      }
+      out[i * p + j] = acc;
+    }
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  await initBackend({ backend: 'wasm', log: false });
+});
+afterAll(() => installWasmFixes());
+
+describe('small matMul kernel on the wasm heap', () => {
+  // Odd sizes, K = 1, M = 1, P not a multiple of 4 or 8, P = 1, and tiles with every remainder.
+  const SHAPES: [number, number, number][] = [
+    [1, 1, 1],
+    [1, 7, 1],
+    [1, 1, 9],
+    [5, 1, 3],
+    [4, 8, 8],
+    [3, 5, 7],
+    [7, 13, 11],
+    [9, 17, 19],
+    [16, 16, 16],
+    [33, 31, 29],
+    [1, 128, 128],
+    [128, 1, 128],
+    [128, 128, 1],
+    [128, 128, 128],
+    [130, 67, 37],
+    [64, 300, 23],
+    [257, 64, 130],
+  ];
+  for (const [m, k, p] of SHAPES) {
+    it(`gives the engine's XNNPACK bits and matches a float64 reference: M ${m} K ${k} P ${p}`, () => {
+      const rng = testRng();
+      const av = Float32Array.from(rng.normals(m * k));
+      const bv = Float32Array.from(rng.normals(k * p));
+      const a = tf.tensor2d(av, [m, k]);
+      const b = tf.tensor2d(bv, [k, p]);
+      const before = tf.memory().numTensors;
+      const got = ours(a, b);
+      const want = engines(a, b);
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([a, b]);
+      expect(bits(got), `seed ${rng.seed}`).toEqual(bits(want));
+      // The same order emulated in float32 (Math.fround after each operation) gives the same bits.
+      expect(bits(got), `seed ${rng.seed}`).toEqual(bits(sequentialF32(av, bv, m, k, p, false)));
+      // The order matters: summing k backwards changes some bits once K is long enough.
+      if (k >= 64) expect(bits(got)).not.toEqual(bits(sequentialF32(av, bv, m, k, p, true)));
+      // Rounding of K sequential multiply-adds: |err| <= gamma_K * sum_k |a b| with gamma_K about K u.
+      const u = 2 ** -24;
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < p; j++) {
+          let exact = 0;
+          let magnitude = 0;
+          for (let q = 0; q < k; q++) {
+            exact += av[i * k + q]! * bv[q * p + j]!;
+            magnitude += Math.abs(av[i * k + q]! * bv[q * p + j]!);
+          }
+          const err = Math.abs(got[i * p + j]! - exact);
+          expect(err, `seed ${rng.seed} at ${i},${j}`).toBeLessThanOrEqual(1.01 * k * u * magnitude + 1e-30);
+        }
+      }
+    });
+  }
+
+  it("gives the engine's bits for zeros, signed zeros, infinities and NaN", () => {
+    const rng = testRng();
+    const [m, k, p] = [9, 6, 13];
+    const special = [0, -0, Infinity, -Infinity, NaN, 1e38, -1e38, 1e-45];
+    const pick = () => (rng.int(3) === 0 ? special[rng.int(special.length)]! : rng.normals(1)[0]!);
+    const av = Float32Array.from({ length: m * k }, pick);
+    const bv = Float32Array.from({ length: k * p }, pick);
+    // A row of a of negative zeros times positive b: each product is -0 and +0 + -0 is +0.
+    av.fill(-0, 0, k);
+    const a = tf.tensor2d(av, [m, k]);
+    const b = tf.tensor2d(bv, [k, p]);
+    const got = ours(a, b);
+    const want = engines(a, b);
+    tf.dispose([a, b]);
+    // NaN results sit at the same places; their sign and payload are not compared (WebAssembly leaves
+    // a NaN result's bits to the machine, and which operand's NaN an x64 add passes on depends on
+    // register allocation).
+    const canonical = (x: Float32Array) => bits(x.map((v) => (Number.isNaN(v) ? NaN : v)));
+    expect(canonical(got), `seed ${rng.seed}`).toEqual(canonical(want));
+    expect(got.filter((v) => Number.isNaN(v)).length).toBeGreaterThan(0);
+    expect(Object.is(got[0], 0) || Number.isNaN(got[0])).toBe(true);
+  });
+});

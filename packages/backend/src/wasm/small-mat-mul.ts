@@ -1,0 +1,135 @@
+// A single-threaded WebAssembly SIMD matMul for small products, run on the wasm engine's heap.
+// Why: on the threaded engine every XNNPACK product wakes its thread pool, whose worker costs about
+// a millisecond when woken after a gap and then spins before it sleeps again; for products of a
+// few million multiply-adds that costs more than the product itself (README, Benchmarks).
+// Bit-identity: XNNPACK's f32 GEMM on wasm SIMD computes each output as acc = +0 (the packed zero
+// bias), then acc = acc + a[m, k] * b[k, p] for k = 0..K-1 in order, each multiply and add rounded
+// (wasm SIMD has no fused multiply-add). This kernel keeps exactly that order per output: it
+// vectorizes over p and register-tiles over m and p, never splitting or reordering k, so both give
+// the same bits (checked against the engine in small-mat-mul.test.ts).
+// Axes: M rows of a and of the output, K the contracted axis, P columns of b and of the output;
+// a [M, K], b [K, P], out [M, P], all row-major float32.
+import { FunctionBuilder, I32, F32, V128 } from '../wasm-emitter/wasm-emitter.js';
+import { kernelsOnHeap } from '../wasm-memory/engine-heap.js';
+import type { WasmMemory } from '../wasm-emitter/wasm-api.js';
+import type { WasmBackend } from './wasm-backend.js';
+
+interface SmallMatMulExports {
+  /** out = a @ b; a, b, out are byte offsets on the heap, m, k, p element counts. */
+  mat_mul(a: number, b: number, out: number, m: number, k: number, p: number): void;
+}
+
+// Opcodes the emitter has no helper for (WebAssembly core spec, binary format; SIMD opcode table).
+const I32_AND = 0x71;
+const I32_SHL = 0x74;
+const F32_MUL = 0x94;
+const V128_LOAD32_SPLAT = 0x09;
+
+// Output rows per register tile (the rest of M runs one row at a time) and f32x4 vectors per row:
+// 4 x 2 vectors keep 8 accumulators, 2 vectors of b and a splat of a in the 16 SIMD registers of x64.
+const TILE_ROWS = 4;
+const TILE_VECTORS = 2;
+
+function buildMatMul(): FunctionBuilder {
+  const [a, b, out, m, k, p] = [0, 1, 2, 3, 4, 5];
+  const f = new FunctionBuilder(6);
+  const rowA = f.local(I32); // bytes per row of a (4K)
+  const rowB = f.local(I32); // bytes per row of b and of out (4P)
+  const mTiled = f.local(I32); // rows covered by whole 4-row tiles
+  const row = f.local(I32);
+  const aRow = f.local(I32); // a's first row of the current tile
+  const outRow = f.local(I32);
+  const col = f.local(I32); // byte offset of the tile's first column
+  const colEnd8 = f.local(I32);
+  const colEnd4 = f.local(I32);
+  const kAt = f.local(I32); // byte offset along a row of a
+  const bAt = f.local(I32); // b's element [k, col]
+  const outAt = f.local(I32);
+  const aRows = Array.from({ length: TILE_ROWS }, () => f.local(I32));
+  const vAcc = Array.from({ length: TILE_ROWS * TILE_VECTORS }, () => f.local(V128));
+  const vB = Array.from({ length: TILE_VECTORS }, () => f.local(V128));
+  const vA = f.local(V128);
+  const sAcc = Array.from({ length: TILE_ROWS }, () => f.local(F32));
+  const sB = f.local(F32);
+
+  f.get(k).i32(2).op(I32_SHL).set(rowA);
+  f.get(p).i32(2).op(I32_SHL).set(rowB);
+  f.get(m).i32(-TILE_ROWS).op(I32_AND).set(mTiled);
+  f.get(rowB).i32(-32).op(I32_AND).set(colEnd8);
+  f.get(rowB).i32(-16).op(I32_AND).set(colEnd4);
+
+  /** One tile: `rows` rows of a from aRow, columns [col, col + width) of b, out at outRow + col. */
+  const tile = (rows: number, vectors: number) => {
+    const scalar = vectors === 0;
+    for (let i = 0; i < rows; i++) {
+      if (scalar) f.op(0x43, 0, 0, 0, 0).set(sAcc[i]!); // f32.const +0
+      else for (let j = 0; j < vectors; j++) f.v128Zero().set(vAcc[i * TILE_VECTORS + j]!);
+      if (i === 0) f.get(aRow).set(aRows[0]!);
+      else f.get(aRows[i - 1]!).get(rowA).add().set(aRows[i]!);
+    }
+    f.get(b).get(col).add().set(bAt);
+    f.forLoop(kAt, rowA, 4, () => {
+      if (scalar) f.get(bAt).f32Load().set(sB);
+      else for (let j = 0; j < vectors; j++) f.get(bAt).v128Load(16 * j).set(vB[j]!);
+      for (let i = 0; i < rows; i++) {
+        if (scalar) {
+          // acc = acc + a * b: the multiply rounded, then the add, as in each SIMD lane.
+          f.get(sAcc[i]!).get(aRows[i]!).get(kAt).add().f32Load().get(sB).op(F32_MUL).f32Add().set(sAcc[i]!);
+        } else {
+          f.get(aRows[i]!).get(kAt).add().simd(V128_LOAD32_SPLAT, 0x02, 0).set(vA);
+          for (let j = 0; j < vectors; j++) {
+            const acc = vAcc[i * TILE_VECTORS + j]!;
+            f.get(acc).get(vA).get(vB[j]!).f32x4Mul().f32x4Add().set(acc);
+          }
+        }
+      }
+      f.increment(bAt, () => f.get(rowB));
+    });
+    f.get(outRow).get(col).add().set(outAt);
+    for (let i = 0; i < rows; i++) {
+      if (scalar) f.get(outAt).get(sAcc[i]!).f32Store();
+      else for (let j = 0; j < vectors; j++) f.get(outAt).get(vAcc[i * TILE_VECTORS + j]!).v128Store(16 * j);
+      if (i + 1 < rows) f.increment(outAt, () => f.get(rowB));
+    }
+  };
+
+  /** All columns of `rows` rows: 8-wide tiles, then one 4-wide tile, then single columns. */
+  const columns = (rows: number) => {
+    f.i32(0).set(col);
+    f.whileBelow(col, colEnd8, 32, () => tile(rows, 2));
+    f.whileBelow(col, colEnd4, 16, () => tile(rows, 1));
+    f.whileBelow(col, rowB, 4, () => tile(rows, 0));
+  };
+
+  f.get(a).set(aRow);
+  f.get(out).set(outRow);
+  f.i32(0).set(row);
+  f.whileBelow(row, mTiled, TILE_ROWS, () => {
+    columns(TILE_ROWS);
+    f.get(aRow).get(rowA).i32(TILE_ROWS).mul().add().set(aRow);
+    f.get(outRow).get(rowB).i32(TILE_ROWS).mul().add().set(outRow);
+  });
+  f.whileBelow(row, m, 1, () => {
+    columns(1);
+    f.increment(aRow, () => f.get(rowA));
+    f.increment(outRow, () => f.get(rowB));
+  });
+  return f;
+}
+
+const SMALL_MAT_MUL_MODULE = {
+  key: 'small-mat-mul',
+  functions: () => [{ name: 'mat_mul', builder: buildMatMul() }],
+};
+
+/** The engine heap's memory (the threaded build imports a shared one), or undefined. */
+function heapMemory(backend: WasmBackend): WasmMemory | undefined {
+  return backend.wasm.asm?.memory ?? backend.wasm.wasmMemory;
+}
+
+/** The kernel on the engine's heap, or undefined where WebAssembly SIMD or the heap is unavailable. */
+export function smallMatMulKernel(backend: WasmBackend): SmallMatMulExports['mat_mul'] | undefined {
+  const memory = heapMemory(backend);
+  if (!memory) return undefined;
+  return kernelsOnHeap<SmallMatMulExports>(memory, SMALL_MAT_MUL_MODULE.key, SMALL_MAT_MUL_MODULE.functions)?.mat_mul;
+}
