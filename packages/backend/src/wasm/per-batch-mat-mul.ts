@@ -10,6 +10,7 @@
 // in plain layout (the transpose-first kernels copy transposed operands before calling this).
 import { broadcast_util, util } from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
+import { smallMatMulFor } from './small-mat-mul.js';
 import type { WasmBackend, WasmModule } from './wasm-backend.js';
 
 /**
@@ -104,6 +105,9 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     return id;
   };
   const run = (aAt: number, rows: number, bAt: number, outAt: number) => {
+    // Small products on our single-threaded kernel (the same bits as XNNPACK's, never waking its pool).
+    const small = smallMatMulFor(backend, rows, k, n);
+    if (small) return small(aAt, bAt, outAt, rows, k, n);
     const aId = view(aAt, rows * k);
     const bId = view(bAt, k * n);
     const outId = view(outAt, rows * n);

@@ -1,10 +1,11 @@
 // Axes: M rows, K contracted axis, P columns.
 import * as tf from '@tensorflow/tfjs-core';
 import { testRng } from '@peer/test-utils';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
-import { smallMatMulKernel } from './small-mat-mul.js';
+import { kernelsOnHeap } from '../wasm-memory/engine-heap.js';
+import { SMALL_MAT_MUL_MAX_WORK, SMALL_MAT_MUL_MODULE, setSmallMatMulMaxWork, smallMatMulKernel } from './small-mat-mul.js';
 import type { WasmBackend } from './wasm-backend.js';
 
 const backend = () => tf.backend() as unknown as WasmBackend;
@@ -56,7 +57,10 @@ function sequentialF32(a: Float32Array, b: Float32Array, m: number, k: number, p
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', log: false });
 });
-afterAll(() => installWasmFixes());
+afterAll(() => {
+  installWasmFixes();
+  setSmallMatMulMaxWork(undefined);
+});
 
 describe('small matMul kernel on the wasm heap', () => {
   // Odd sizes, K = 1, M = 1, P not a multiple of 4 or 8, P = 1, and tiles with every remainder.
@@ -134,5 +138,63 @@ describe('small matMul kernel on the wasm heap', () => {
     expect(canonical(got), `seed ${rng.seed}`).toEqual(canonical(want));
     expect(got.filter((v) => Number.isNaN(v)).length).toBeGreaterThan(0);
     expect(Object.is(got[0], 0) || Number.isNaN(got[0])).toBe(true);
+  });
+});
+
+describe('tf.matMul on wasm with small products on the kernel', () => {
+  /** The kernel module's exports object (the one every call looks its function up in). */
+  const exportsObject = () => {
+    const memory = backend().wasm.asm?.memory ?? backend().wasm.wasmMemory;
+    return kernelsOnHeap<{ mat_mul: (...args: number[]) => void }>(memory!, SMALL_MAT_MUL_MODULE.key, SMALL_MAT_MUL_MODULE.functions)!;
+  };
+
+  // [a stored shape, b stored shape, transposeA, transposeB, kernel calls expected]: single-batch
+  // (XNNPACK's in the built-in kernel), per-batch, a shared b (one product), transposed operands.
+  const CASES: [number[], number[], boolean, boolean, number][] = [
+    [[37, 29], [29, 13], false, false, 1],
+    [[1, 64], [64, 3], false, false, 1],
+    [[29, 37], [13, 29], true, true, 1],
+    [[3, 20, 24], [3, 24, 16], false, false, 3],
+    [[2, 3, 24, 18], [3, 16, 24], true, true, 6],
+    [[4, 18, 24], [24, 16], false, false, 1],
+  ];
+  for (const [aShape, bShape, tA, tB, calls] of CASES) {
+    it(`gives the bits of the XNNPACK route: a ${JSON.stringify(aShape)} b ${JSON.stringify(bShape)} tA=${tA} tB=${tB}`, () => {
+      const rng = testRng();
+      const a = tf.tensor(Float32Array.from(rng.normals(aShape.reduce((p, d) => p * d, 1))), aShape);
+      const b = tf.tensor(Float32Array.from(rng.normals(bShape.reduce((p, d) => p * d, 1))), bShape);
+      const product = () => tf.tidy(() => tf.matMul(a, b, tA, tB).dataSync() as Float32Array);
+      const before = tf.memory().numTensors;
+      const spy = vi.spyOn(exportsObject(), 'mat_mul');
+      try {
+        setSmallMatMulMaxWork(0);
+        const xnnpack = product();
+        expect(spy).toHaveBeenCalledTimes(0);
+        setSmallMatMulMaxWork(undefined);
+        const small = product();
+        expect(spy).toHaveBeenCalledTimes(calls);
+        expect(bits(small), `seed ${rng.seed}`).toEqual(bits(xnnpack));
+      } finally {
+        spy.mockRestore();
+        setSmallMatMulMaxWork(undefined);
+      }
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([a, b]);
+    });
+  }
+
+  it('leaves products above the threshold to XNNPACK on this engine', () => {
+    const spy = vi.spyOn(exportsObject(), 'mat_mul');
+    try {
+      // [16, 1024] x [1024, P]: the widest P at the single-threaded threshold, then one more column.
+      const p = Math.floor(SMALL_MAT_MUL_MAX_WORK.single / (16 * 1024));
+      tf.tidy(() => tf.matMul(tf.ones([16, 1024]), tf.ones([1024, p + 1])).dataSync());
+      expect(spy).toHaveBeenCalledTimes(0);
+      tf.tidy(() => tf.matMul(tf.ones([16, 1024]), tf.ones([1024, p])).dataSync());
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(() => setSmallMatMulMaxWork(-1)).toThrow(/work must be >= 0, got -1/);
   });
 });

@@ -12,7 +12,25 @@
 import { FunctionBuilder, I32, F32, V128 } from '../wasm-emitter/wasm-emitter.js';
 import { kernelsOnHeap } from '../wasm-memory/engine-heap.js';
 import type { WasmMemory } from '../wasm-emitter/wasm-api.js';
+import { wasmEngineThreaded } from './threaded-wasm.js';
 import type { WasmBackend } from './wasm-backend.js';
+
+/**
+ * Products of at most this many multiply-adds (M * K * P) run on this kernel rather than XNNPACK,
+ * on the threaded engine and on the single-threaded one (measured in the README, Benchmarks).
+ */
+export const SMALL_MAT_MUL_MAX_WORK = { threaded: 2 ** 25, single: 2 ** 24 } as const;
+
+let maxWorkOverride: number | undefined;
+
+/**
+ * Overrides SMALL_MAT_MUL_MAX_WORK for both engines (0: every product on XNNPACK; Infinity: every
+ * product on this kernel); undefined restores it. For benchmarks and tests that compare the two.
+ */
+export function setSmallMatMulMaxWork(work: number | undefined): void {
+  if (work !== undefined && !(work >= 0)) throw new Error(`setSmallMatMulMaxWork: work must be >= 0, got ${work}`);
+  maxWorkOverride = work;
+}
 
 interface SmallMatMulExports {
   /** out = a @ b; a, b, out are byte offsets on the heap, m, k, p element counts. */
@@ -117,7 +135,7 @@ function buildMatMul(): FunctionBuilder {
   return f;
 }
 
-const SMALL_MAT_MUL_MODULE = {
+export const SMALL_MAT_MUL_MODULE = {
   key: 'small-mat-mul',
   functions: () => [{ name: 'mat_mul', builder: buildMatMul() }],
 };
@@ -132,4 +150,13 @@ export function smallMatMulKernel(backend: WasmBackend): SmallMatMulExports['mat
   const memory = heapMemory(backend);
   if (!memory) return undefined;
   return kernelsOnHeap<SmallMatMulExports>(memory, SMALL_MAT_MUL_MODULE.key, SMALL_MAT_MUL_MODULE.functions)?.mat_mul;
+}
+
+/**
+ * The kernel when a product of `m * k * p` multiply-adds should run on it rather than on XNNPACK
+ * (the engine's thread count picks the threshold); undefined otherwise.
+ */
+export function smallMatMulFor(backend: WasmBackend, m: number, k: number, p: number): SmallMatMulExports['mat_mul'] | undefined {
+  const limit = maxWorkOverride ?? (wasmEngineThreaded() ? SMALL_MAT_MUL_MAX_WORK.threaded : SMALL_MAT_MUL_MAX_WORK.single);
+  return m * k * p <= limit ? smallMatMulKernel(backend) : undefined;
 }
