@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
 import { kernelsOnHeap } from '../wasm-memory/engine-heap.js';
-import { SMALL_MAT_MUL_MAX_WORK, SMALL_MAT_MUL_MODULE, setSmallMatMulMaxWork, smallMatMulKernel } from './small-mat-mul.js';
+import { SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, SMALL_MAT_MUL_MODULE, setSmallMatMulMaxWork, smallMatMulKernel } from './small-mat-mul.js';
 import type { WasmBackend } from './wasm-backend.js';
 
 const backend = () => tf.backend() as unknown as WasmBackend;
@@ -186,11 +186,15 @@ describe('tf.matMul on wasm with small products on the kernel', () => {
   it('leaves products above the threshold to XNNPACK on this engine', () => {
     const spy = vi.spyOn(exportsObject(), 'mat_mul');
     try {
-      // [16, 1024] x [1024, P]: the widest P at the single-threaded threshold, then one more column.
-      const p = Math.floor(SMALL_MAT_MUL_MAX_WORK.single / (16 * 1024));
-      tf.tidy(() => tf.matMul(tf.ones([16, 1024]), tf.ones([1024, p + 1])).dataSync());
+      // [M, 64] x [64, 2048] (b at SMALL_MAT_MUL_MAX_B): the most rows at the work threshold, then one more.
+      expect(64 * 2048).toBe(SMALL_MAT_MUL_MAX_B);
+      const m = Math.floor(SMALL_MAT_MUL_MAX_WORK.single / (64 * 2048));
+      tf.tidy(() => tf.matMul(tf.ones([m + 1, 64]), tf.ones([64, 2048])).dataSync());
       expect(spy).toHaveBeenCalledTimes(0);
-      tf.tidy(() => tf.matMul(tf.ones([16, 1024]), tf.ones([1024, p])).dataSync());
+      // A b one column wider than SMALL_MAT_MUL_MAX_B stays on XNNPACK even for a single row.
+      tf.tidy(() => tf.matMul(tf.ones([1, 64]), tf.ones([64, 2049])).dataSync());
+      expect(spy).toHaveBeenCalledTimes(0);
+      tf.tidy(() => tf.matMul(tf.ones([m, 64]), tf.ones([64, 2048])).dataSync());
       expect(spy).toHaveBeenCalledTimes(1);
     } finally {
       spy.mockRestore();

@@ -19,13 +19,19 @@ import type { WasmBackend } from './wasm-backend.js';
  * Products of at most this many multiply-adds (M * K * P) run on this kernel rather than XNNPACK,
  * on the threaded engine and on the single-threaded one (measured in the README, Benchmarks).
  */
-export const SMALL_MAT_MUL_MAX_WORK = { threaded: 2 ** 25, single: 2 ** 24 } as const;
+export const SMALL_MAT_MUL_MAX_WORK = { threaded: 2 ** 25, single: 2 ** 25 } as const;
+
+/**
+ * ... and whose b has at most this many elements (512 KiB): the kernel walks b in 8-column strips
+ * once per 4 rows of a, unpacked, which stays fast only while b stays in the core's cache.
+ */
+export const SMALL_MAT_MUL_MAX_B = 2 ** 17;
 
 let maxWorkOverride: number | undefined;
 
 /**
- * Overrides SMALL_MAT_MUL_MAX_WORK for both engines (0: every product on XNNPACK; Infinity: every
- * product on this kernel); undefined restores it. For benchmarks and tests that compare the two.
+ * Overrides SMALL_MAT_MUL_MAX_WORK for both engines, and lifts SMALL_MAT_MUL_MAX_B (0: every
+ * product on XNNPACK; Infinity: every product on this kernel); undefined restores both. For benchmarks and tests that compare the two.
  */
 export function setSmallMatMulMaxWork(work: number | undefined): void {
   if (work !== undefined && !(work >= 0)) throw new Error(`setSmallMatMulMaxWork: work must be >= 0, got ${work}`);
@@ -157,6 +163,7 @@ export function smallMatMulKernel(backend: WasmBackend): SmallMatMulExports['mat
  * (the engine's thread count picks the threshold); undefined otherwise.
  */
 export function smallMatMulFor(backend: WasmBackend, m: number, k: number, p: number): SmallMatMulExports['mat_mul'] | undefined {
-  const limit = maxWorkOverride ?? (wasmEngineThreaded() ? SMALL_MAT_MUL_MAX_WORK.threaded : SMALL_MAT_MUL_MAX_WORK.single);
-  return m * k * p <= limit ? smallMatMulKernel(backend) : undefined;
+  if (maxWorkOverride !== undefined) return m * k * p <= maxWorkOverride ? smallMatMulKernel(backend) : undefined;
+  const limit = wasmEngineThreaded() ? SMALL_MAT_MUL_MAX_WORK.threaded : SMALL_MAT_MUL_MAX_WORK.single;
+  return m * k * p <= limit && k * p <= SMALL_MAT_MUL_MAX_B ? smallMatMulKernel(backend) : undefined;
 }
