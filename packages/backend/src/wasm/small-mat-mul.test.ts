@@ -4,7 +4,7 @@ import { testRng } from '@peer/test-utils';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
-import { kernelsOnHeap } from '../wasm-memory/engine-heap.js';
+import { isSharedMemory, kernelsOnHeap } from '../wasm-memory/engine-heap.js';
 import { SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, SMALL_MAT_MUL_MODULE, setSmallMatMulMaxWork, smallMatMulKernel } from './small-mat-mul.js';
 import type { WasmBackend } from './wasm-backend.js';
 
@@ -200,5 +200,40 @@ describe('tf.matMul on wasm with small products on the kernel', () => {
       spy.mockRestore();
     }
     expect(() => setSmallMatMulMaxWork(-1)).toThrow(/work must be >= 0, got -1/);
+  });
+});
+
+describe('the small kernel on the threaded engine', () => {
+  it('runs on the shared heap of 2 threads and gives the bits of XNNPACK on its pool', async () => {
+    const started = await initBackend({ backend: 'wasm', threads: 2, log: false });
+    try {
+      expect(started.threads).toBe(2);
+      expect(isSharedMemory(backend().wasm.wasmMemory ?? backend().wasm.asm!.memory!)).toBe(true);
+      const rng = testRng();
+      for (const [aShape, bShape, calls] of [
+        [[128, 128], [128, 128], 1],
+        [[3, 37, 29], [3, 29, 13], 3],
+      ] as [number[], number[], number][]) {
+        const a = tf.tensor(Float32Array.from(rng.normals(aShape.reduce((p, d) => p * d, 1))), aShape);
+        const b = tf.tensor(Float32Array.from(rng.normals(bShape.reduce((p, d) => p * d, 1))), bShape);
+        const product = () => tf.tidy(() => tf.matMul(a, b).dataSync() as Float32Array);
+        const memory = backend().wasm.wasmMemory ?? backend().wasm.asm!.memory!;
+        const spy = vi.spyOn(kernelsOnHeap<{ mat_mul: () => void }>(memory, SMALL_MAT_MUL_MODULE.key, SMALL_MAT_MUL_MODULE.functions)!, 'mat_mul');
+        try {
+          setSmallMatMulMaxWork(0);
+          const xnnpack = product();
+          setSmallMatMulMaxWork(undefined);
+          const small = product();
+          expect(spy).toHaveBeenCalledTimes(calls);
+          expect(bits(small), `seed ${rng.seed} a ${JSON.stringify(aShape)}`).toEqual(bits(xnnpack));
+        } finally {
+          spy.mockRestore();
+          setSmallMatMulMaxWork(undefined);
+          tf.dispose([a, b]);
+        }
+      }
+    } finally {
+      await initBackend({ backend: 'wasm', threads: 1, log: false });
+    }
   });
 });
