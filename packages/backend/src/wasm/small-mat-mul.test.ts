@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { installWasmFixes, uninstallWasmFixes } from './install-wasm-fixes.js';
 import { isSharedMemory, kernelsOnHeap } from '../wasm-memory/engine-heap.js';
-import { SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, SMALL_MAT_MUL_MODULE, setSmallMatMulMaxWork, smallMatMulKernel } from './small-mat-mul.js';
+import { SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, SMALL_MAT_MUL_MODULE, setSmallMatMulMaxWork, smallMatMulKernel, smallMatMulScratchBytes } from './small-mat-mul.js';
 import type { WasmBackend } from './wasm-backend.js';
 
 const backend = () => tf.backend() as unknown as WasmBackend;
@@ -19,9 +19,10 @@ function ours(a: tf.Tensor2D, b: tf.Tensor2D): Float32Array {
   const p = b.shape[1];
   const out = backend().makeOutput([m, p], 'float32');
   const outTensor = tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
-  kernel(offset(a), offset(b), offset(outTensor), m, k, p);
+  const scratch = tf.engine().makeTensorFromTensorInfo(backend().makeOutput([smallMatMulScratchBytes(k) / 4], 'float32'));
+  kernel(offset(a), offset(b), offset(outTensor), m, k, p, offset(scratch));
   const values = outTensor.dataSync() as Float32Array;
-  outTensor.dispose();
+  tf.dispose([outTensor, scratch]);
   return values;
 }
 
@@ -82,6 +83,7 @@ describe('small matMul kernel on the wasm heap', () => {
     [130, 67, 37],
     [64, 300, 23],
     [257, 64, 130],
+    [6, 40, 1024],
   ];
   for (const [m, k, p] of SHAPES) {
     it(`gives the engine's XNNPACK bits and matches a float64 reference: M ${m} K ${k} P ${p}`, () => {

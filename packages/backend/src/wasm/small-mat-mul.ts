@@ -39,8 +39,11 @@ export function setSmallMatMulMaxWork(work: number | undefined): void {
 }
 
 interface SmallMatMulExports {
-  /** out = a @ b; a, b, out are byte offsets on the heap, m, k, p element counts. */
-  mat_mul(a: number, b: number, out: number, m: number, k: number, p: number): void;
+  /**
+   * out = a @ b; a, b, out are byte offsets on the heap, m, k, p element counts; scratch is
+   * 32 * k bytes of heap the kernel may overwrite.
+   */
+  mat_mul(a: number, b: number, out: number, m: number, k: number, p: number, scratch: number): void;
 }
 
 // Opcodes the emitter has no helper for (WebAssembly core spec, binary format; SIMD opcode table).
@@ -54,9 +57,12 @@ const V128_LOAD32_SPLAT = 0x09;
 const TILE_ROWS = 4;
 const TILE_VECTORS = 2;
 
+/** Bytes of scratch heap `mat_mul` needs for a contracted axis of `k`: one 8-column strip of b. */
+export const smallMatMulScratchBytes = (k: number): number => 32 * k;
+
 function buildMatMul(): FunctionBuilder {
-  const [a, b, out, m, k, p] = [0, 1, 2, 3, 4, 5];
-  const f = new FunctionBuilder(6);
+  const [a, b, out, m, k, p, scratch] = [0, 1, 2, 3, 4, 5, 6];
+  const f = new FunctionBuilder(7);
   const rowA = f.local(I32); // bytes per row of a (4K)
   const rowB = f.local(I32); // bytes per row of b and of out (4P)
   const mTiled = f.local(I32); // rows covered by whole 4-row tiles
@@ -67,8 +73,9 @@ function buildMatMul(): FunctionBuilder {
   const colEnd8 = f.local(I32);
   const colEnd4 = f.local(I32);
   const kAt = f.local(I32); // byte offset along a row of a
-  const bAt = f.local(I32); // b's element [k, col]
+  const bAt = f.local(I32); // b's element [k, col] (or its copy in the strip)
   const outAt = f.local(I32);
+  const stripEnd = f.local(I32);
   const aRows = Array.from({ length: TILE_ROWS }, () => f.local(I32));
   const vAcc = Array.from({ length: TILE_ROWS * TILE_VECTORS }, () => f.local(V128));
   const vB = Array.from({ length: TILE_VECTORS }, () => f.local(V128));
@@ -81,9 +88,13 @@ function buildMatMul(): FunctionBuilder {
   f.get(m).i32(-TILE_ROWS).op(I32_AND).set(mTiled);
   f.get(rowB).i32(-32).op(I32_AND).set(colEnd8);
   f.get(rowB).i32(-16).op(I32_AND).set(colEnd4);
+  f.get(k).i32(5).op(I32_SHL).set(stripEnd);
 
-  /** One tile: `rows` rows of a from aRow, columns [col, col + width) of b, out at outRow + col. */
-  const tile = (rows: number, vectors: number) => {
+  /**
+   * One tile: `rows` rows of a from aRow, `vectors` f32x4 columns (0: one column) from col, out at
+   * outRow + col. `packed`: b's columns come from the strip at scratch (32 bytes per k), else from b.
+   */
+  const tile = (rows: number, vectors: number, packed: boolean) => {
     const scalar = vectors === 0;
     for (let i = 0; i < rows; i++) {
       if (scalar) f.op(0x43, 0, 0, 0, 0).set(sAcc[i]!); // f32.const +0
@@ -91,7 +102,8 @@ function buildMatMul(): FunctionBuilder {
       if (i === 0) f.get(aRow).set(aRows[0]!);
       else f.get(aRows[i - 1]!).get(rowA).add().set(aRows[i]!);
     }
-    f.get(b).get(col).add().set(bAt);
+    if (packed) f.get(scratch).set(bAt);
+    else f.get(b).get(col).add().set(bAt);
     f.forLoop(kAt, rowA, 4, () => {
       if (scalar) f.get(bAt).f32Load().set(sB);
       else for (let j = 0; j < vectors; j++) f.get(bAt).v128Load(16 * j).set(vB[j]!);
@@ -107,7 +119,8 @@ function buildMatMul(): FunctionBuilder {
           }
         }
       }
-      f.increment(bAt, () => f.get(rowB));
+      if (packed) f.increment(bAt, 32);
+      else f.increment(bAt, () => f.get(rowB));
     });
     f.get(outRow).get(col).add().set(outAt);
     for (let i = 0; i < rows; i++) {
@@ -117,27 +130,39 @@ function buildMatMul(): FunctionBuilder {
     }
   };
 
-  /** All columns of `rows` rows: 8-wide tiles, then one 4-wide tile, then single columns. */
-  const columns = (rows: number) => {
-    f.i32(0).set(col);
-    f.whileBelow(col, colEnd8, 32, () => tile(rows, 2));
-    f.whileBelow(col, colEnd4, 16, () => tile(rows, 1));
-    f.whileBelow(col, rowB, 4, () => tile(rows, 0));
+  /** One column block for every row: 4-row tiles, then single rows. */
+  const allRows = (vectors: number, packed: boolean) => {
+    f.get(a).set(aRow);
+    f.get(out).set(outRow);
+    f.i32(0).set(row);
+    f.whileBelow(row, mTiled, TILE_ROWS, () => {
+      tile(TILE_ROWS, vectors, packed);
+      f.get(aRow).get(rowA).i32(TILE_ROWS).mul().add().set(aRow);
+      f.get(outRow).get(rowB).i32(TILE_ROWS).mul().add().set(outRow);
+    });
+    f.whileBelow(row, m, 1, () => {
+      tile(1, vectors, packed);
+      f.increment(aRow, () => f.get(rowA));
+      f.increment(outRow, () => f.get(rowB));
+    });
   };
 
-  f.get(a).set(aRow);
-  f.get(out).set(outRow);
-  f.i32(0).set(row);
-  f.whileBelow(row, mTiled, TILE_ROWS, () => {
-    columns(TILE_ROWS);
-    f.get(aRow).get(rowA).i32(TILE_ROWS).mul().add().set(aRow);
-    f.get(outRow).get(rowB).i32(TILE_ROWS).mul().add().set(outRow);
+  // 8-column strips of b, each first copied to scratch (contiguous, 32 bytes per k) and kept in
+  // cache for every row tile. Read in place, a strip is K cache lines 4P bytes apart, which for P a
+  // power of two fall in a few cache sets and evict one another. Then one 4-column block and single
+  // columns, read in place. The copy moves bits only: the products are the same.
+  f.i32(0).set(col);
+  f.whileBelow(col, colEnd8, 32, () => {
+    f.get(b).get(col).add().set(bAt);
+    f.forLoop(kAt, stripEnd, 32, () => {
+      f.get(scratch).get(kAt).add().get(bAt).v128Load(0).v128Store(0);
+      f.get(scratch).get(kAt).add().get(bAt).v128Load(16).v128Store(16);
+      f.increment(bAt, () => f.get(rowB));
+    });
+    allRows(2, true);
   });
-  f.whileBelow(row, m, 1, () => {
-    columns(1);
-    f.increment(aRow, () => f.get(rowA));
-    f.increment(outRow, () => f.get(rowB));
-  });
+  f.whileBelow(col, colEnd4, 16, () => allRows(1, false));
+  f.whileBelow(col, rowB, 4, () => allRows(0, false));
   return f;
 }
 
