@@ -19,7 +19,7 @@ import type { WasmBackend } from './wasm-backend.js';
  * Products of at most this many multiply-adds (M * K * P) run on this kernel rather than XNNPACK,
  * on the threaded engine and on the single-threaded one (measured in the README, Benchmarks).
  */
-export const SMALL_MAT_MUL_MAX_WORK = { threaded: 2 ** 25, single: 2 ** 25 } as const;
+export const SMALL_MAT_MUL_MAX_WORK = { threaded: 2 ** 24, single: 2 ** 25 } as const;
 
 /**
  * ... and whose b has at most this many elements (512 KiB): the kernel walks b in 8-column strips
