@@ -22,16 +22,18 @@ import type { WasmBackend } from './wasm-backend.js';
 export const SMALL_MAT_MUL_MAX_WORK = { threaded: 2 ** 24, single: 2 ** 25 } as const;
 
 /**
- * ... and whose b has at most this many elements (512 KiB): the kernel walks b in 8-column strips
- * once per 4 rows of a, unpacked, which stays fast only while b stays in the core's cache.
+ * ... and whose b has at most this many elements (512 KiB). The kernel gathers b's 8-column strips
+ * from K rows on every call; XNNPACK reuses a packed copy of a b it has seen. With a large b and few
+ * rows of a, reading b sets the time, and XNNPACK was 2-3x faster (README, Benchmarks).
  */
 export const SMALL_MAT_MUL_MAX_B = 2 ** 17;
 
 let maxWorkOverride: number | undefined;
 
 /**
- * Overrides SMALL_MAT_MUL_MAX_WORK for both engines, and lifts SMALL_MAT_MUL_MAX_B (0: every
- * product on XNNPACK; Infinity: every product on this kernel); undefined restores both. For benchmarks and tests that compare the two.
+ * Overrides SMALL_MAT_MUL_MAX_WORK for both engines and lifts SMALL_MAT_MUL_MAX_B (0: every product
+ * on XNNPACK; Infinity: every product on this kernel); undefined restores both. For benchmarks and
+ * tests that compare the two routes.
  */
 export function setSmallMatMulMaxWork(work: number | undefined): void {
   if (work !== undefined && !(work >= 0)) throw new Error(`setSmallMatMulMaxWork: work must be >= 0, got ${work}`);
