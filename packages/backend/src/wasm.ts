@@ -14,3 +14,4 @@ export { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-
 export { engineHeap, isSharedMemory, kernelModule, kernelsOnHeap, readFloats, type EngineHeap } from './wasm-memory/engine-heap.js';
 export { KernelPool, kernelPool, setKernelThreads, splitRange } from './wasm-memory/kernel-pool.js';
 export { Arena, ArenaArray, MAX_ARENA_BYTES, type ArenaArrayKind } from './wasm-memory/arena.js';
+export { SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, setSmallMatMulMaxWork } from './wasm/small-mat-mul.js';

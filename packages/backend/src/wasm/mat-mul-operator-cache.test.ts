@@ -2,11 +2,12 @@
 // data, shares the data id). M rows of a, K contracted axis, N columns of b, Bt batches.
 import * as tf from '@tensorflow/tfjs-core';
 import { testRng } from '@peer/test-utils';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heapStats } from '../heap-guard.js';
 import { initBackend } from '../init-backend.js';
 import { evictStaleMatMulOperator } from './mat-mul-operator-cache.js';
 import { prefersPerBatch } from './per-batch-mat-mul.js';
+import { setSmallMatMulMaxWork } from './small-mat-mul.js';
 import { onEngine, refMatMul, scaledError } from './engine-compare.test-util.js';
 import { isFixInstalled, type WasmBackend } from './wasm-backend.js';
 
@@ -15,7 +16,10 @@ const TOL = 1e-4;
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', log: false });
   expect(isFixInstalled(tf.BatchMatMul)).toBe(true);
+  // These products are small: keep them on XNNPACK, whose operator cache this file tests.
+  setSmallMatMulMaxWork(0);
 });
+afterAll(() => setSmallMatMulMaxWork(undefined));
 
 /** One iteration's data: x is a [1, n] (or [n, 1]) vector, a1 [m1, 1], a2 [m2, n]. */
 interface Draw {

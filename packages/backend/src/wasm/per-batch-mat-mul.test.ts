@@ -1,10 +1,11 @@
 // Bt batch axes, M rows, K contracted axis, N columns.
 import * as tf from '@tensorflow/tfjs-core';
 import { checkGradients, expectNoLeaks, testRng } from '@peer/test-utils';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heapStats } from '../heap-guard.js';
 import { initBackend } from '../init-backend.js';
 import { matMulPerBatch, prefersPerBatch } from './per-batch-mat-mul.js';
+import { setSmallMatMulMaxWork } from './small-mat-mul.js';
 import { onEngine, refMatMul, scaledError } from './engine-compare.test-util.js';
 import { isFixInstalled, type WasmBackend } from './wasm-backend.js';
 
@@ -54,7 +55,15 @@ describe('choosing the per-batch path', () => {
   });
 });
 
-describe('per-batch BatchMatMul on wasm', () => {
+// Each case runs twice: every product on XNNPACK, and every product on our small kernel.
+const ROUTES = [
+  { route: 'XNNPACK', maxWork: 0 },
+  { route: 'small-product kernel', maxWork: Infinity },
+] as const;
+
+for (const { route, maxWork } of ROUTES) describe(`per-batch BatchMatMul on wasm (${route})`, () => {
+  beforeAll(() => setSmallMatMulMaxWork(maxWork));
+  afterAll(() => setSmallMatMulMaxWork(undefined));
   // [logical a (.. M K), logical b (.. K N)], each above the per-batch threshold: equal batches,
   // one side broadcast (size-1 axis, missing axes, 2-D operand), a shared b, and more batch axes.
   const CASES: [number[], number[]][] = [

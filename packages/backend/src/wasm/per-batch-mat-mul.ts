@@ -10,6 +10,7 @@
 // in plain layout (the transpose-first kernels copy transposed operands before calling this).
 import { broadcast_util, util } from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
+import { smallMatMulFor, smallMatMulScratchBytes } from './small-mat-mul.js';
 import type { WasmBackend, WasmModule } from './wasm-backend.js';
 
 /**
@@ -92,8 +93,13 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     new Float32Array(backend.wasm.HEAPU8.buffer, outBase, batches * m * n).fill(0);
     return out;
   }
+  const sharedB = util.sizeFromShape(b.shape.slice(0, -2)) === 1;
+  // Small products on our single-threaded kernel (the same bits as XNNPACK's, never waking its pool).
+  const small = smallMatMulFor(backend, sharedB ? batches * m : m, k, n);
+  const scratch = small ? backend.makeOutput([smallMatMulScratchBytes(k) / 4], 'float32') : undefined;
   const aBase = byteOffset(backend, a);
   const bBase = byteOffset(backend, b);
+  const scratchBase = scratch ? byteOffset(backend, scratch) : 0;
   const product = cBatchMatMul(backend);
   const { tfjs } = backend.wasm;
   const views: number[] = [];
@@ -104,6 +110,7 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     return id;
   };
   const run = (aAt: number, rows: number, bAt: number, outAt: number) => {
+    if (small) return small(aAt, bAt, outAt, rows, k, n, scratchBase);
     const aId = view(aAt, rows * k);
     const bId = view(bAt, k * n);
     const outId = view(outAt, rows * n);
@@ -111,7 +118,7 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     while (views.length) tfjs.disposeData(views.pop()!);
   };
   try {
-    if (util.sizeFromShape(b.shape.slice(0, -2)) === 1) {
+    if (sharedB) {
       // One shared b: a's batches are consecutive rows of a single [Bt * M, K] matrix.
       run(aBase, batches * m, bBase, outBase);
       return out;
@@ -151,5 +158,7 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     while (views.length) tfjs.disposeData(views.pop()!);
     backend.disposeData(out.dataId);
     throw err;
+  } finally {
+    if (scratch) backend.disposeData(scratch.dataId);
   }
 }

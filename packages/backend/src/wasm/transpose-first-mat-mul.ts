@@ -10,13 +10,15 @@
 // separate kernels instead.
 // Every call that hands b to the built-in kernel by its own tensor id first evicts an XNNPACK
 // operator cached on that id under another shape (mat-mul-operator-cache.ts); the per-batch path
-// hands the C side fresh views, which it forgets after each product.
+// hands the C side fresh views, which it forgets after each product. Small products (single-batch
+// ones too) run on our single-threaded kernel instead (small-mat-mul.ts), with the same bits.
 // Axes: Bt output batches (flattened), M rows of the output, P columns, K the contracted axis.
 import * as tf from '@tensorflow/tfjs-core';
 import type { BatchMatMulAttrs, KernelFunc, TensorInfo, _FusedMatMulAttrs } from '@tensorflow/tfjs-core';
 import { transposeLastTwo } from './blocked-transpose.js';
 import { evictStaleMatMulOperator } from './mat-mul-operator-cache.js';
 import { batchShapes, matMulPerBatch, prefersPerBatch } from './per-batch-mat-mul.js';
+import { smallMatMulFor } from './small-mat-mul.js';
 import { runWasmKernel, type KernelArgs, type WasmBackend, type WasmKernelFix } from './wasm-backend.js';
 
 /** Calls `product` with both operands in plain layout; disposes the transposed copies. */
@@ -49,6 +51,16 @@ function plainShapes(a: TensorInfo, b: TensorInfo, transposeA: boolean, transpos
   return [transposeA ? swap(a.shape) : a.shape, transposeB ? swap(b.shape) : b.shape];
 }
 
+/**
+ * Whether a single-batch product (XNNPACK's in the built-in kernel) is small enough for our
+ * single-threaded kernel, which the per-batch path runs.
+ */
+function prefersSmallSingle(aShape: number[], bShape: number[], backend: WasmBackend): boolean {
+  if (batchShapes(aShape, bShape).batches !== 1) return false;
+  const [m, k] = aShape.slice(-2) as [number, number];
+  return smallMatMulFor(backend, m, k, bShape[bShape.length - 1]!) !== undefined;
+}
+
 function batchMatMul(original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo {
   const builtIn = requireOriginal(tf.BatchMatMul, original);
   // Only ever called with float32 operands in plain layout (transposes already copied).
@@ -68,7 +80,7 @@ function batchMatMul(original: KernelFunc | undefined): (args: KernelArgs) => Te
         `matMul: inner dimensions differ: a [${a!.shape}] (transposeA=${transposeA}) and b [${b!.shape}] (transposeB=${transposeB})`,
       );
     }
-    if (prefersPerBatch(aPlain, bPlain)) return withPlainOperands(args, perBatch);
+    if (prefersPerBatch(aPlain, bPlain) || prefersSmallSingle(aPlain, bPlain, args.backend)) return withPlainOperands(args, perBatch);
     if (!transposeA && !transposeB) return plain(args);
     return withPlainOperands(args, plain);
   };
