@@ -22,11 +22,16 @@ export interface EngineHeap {
   floats(t: tf.Tensor): Float32Array;
 }
 
+/** The wasm engine's heap memory (the threaded build imports a shared one), or undefined. */
+export function engineMemory(engine: Partial<WasmBackend>): WasmMemory | undefined {
+  return engine.wasm?.asm?.memory ?? engine.wasm?.wasmMemory;
+}
+
 /** The wasm engine's heap, or undefined on other engines or another tfjs-backend-wasm layout. */
 export function engineHeap(): EngineHeap | undefined {
   if (tf.getBackend() !== 'wasm') return undefined;
   const engine = tf.backend() as unknown as Partial<WasmBackend>;
-  const memory = engine.wasm?.asm?.memory ?? engine.wasm?.wasmMemory;
+  const memory = engineMemory(engine);
   const map = engine.dataIdMap;
   const makeOutput = engine.makeOutput;
   if (!memory || !map || typeof makeOutput !== 'function') return undefined;

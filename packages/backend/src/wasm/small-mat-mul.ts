@@ -10,8 +10,7 @@
 // Axes: M rows of a and of the output, K the contracted axis, P columns of b and of the output;
 // a [M, K], b [K, P], out [M, P], all row-major float32.
 import { FunctionBuilder, I32, F32, V128 } from '../wasm-emitter/wasm-emitter.js';
-import { kernelsOnHeap } from '../wasm-memory/engine-heap.js';
-import type { WasmMemory } from '../wasm-emitter/wasm-api.js';
+import { engineMemory, kernelsOnHeap } from '../wasm-memory/engine-heap.js';
 import { wasmEngineThreaded } from './threaded-wasm.js';
 import type { WasmBackend } from './wasm-backend.js';
 
@@ -173,14 +172,9 @@ export const SMALL_MAT_MUL_MODULE = {
   functions: () => [{ name: 'mat_mul', builder: buildMatMul() }],
 };
 
-/** The engine heap's memory (the threaded build imports a shared one), or undefined. */
-function heapMemory(backend: WasmBackend): WasmMemory | undefined {
-  return backend.wasm.asm?.memory ?? backend.wasm.wasmMemory;
-}
-
 /** The kernel on the engine's heap, or undefined where WebAssembly SIMD or the heap is unavailable. */
 export function smallMatMulKernel(backend: WasmBackend): SmallMatMulExports['mat_mul'] | undefined {
-  const memory = heapMemory(backend);
+  const memory = engineMemory(backend);
   if (!memory) return undefined;
   return kernelsOnHeap<SmallMatMulExports>(memory, SMALL_MAT_MUL_MODULE.key, SMALL_MAT_MUL_MODULE.functions)?.mat_mul;
 }
