@@ -28,10 +28,10 @@ export function maxAbs(x: ArrayLike<number>): number {
   return m;
 }
 
-/** Max element-wise error relative to the scale of `expected` (max |expected|). */
-export function scaledError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+/** Max element-wise error relative to max |scaleFrom| (default `expected`; a product can pass |a| @ |b|). */
+export function scaledError(actual: ArrayLike<number>, expected: ArrayLike<number>, scaleFrom: ArrayLike<number> = expected): number {
   if (actual.length !== expected.length) throw new Error(`length ${actual.length} vs ${expected.length}`);
-  const scale = Math.max(maxAbs(expected), 1e-30);
+  const scale = Math.max(maxAbs(scaleFrom), 1e-30);
   let worst = 0;
   for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i]! - expected[i]!) / scale);
   return worst;
