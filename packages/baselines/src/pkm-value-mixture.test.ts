@@ -1,13 +1,13 @@
-// valueMixture with an index tensor and a device-style table (the TensorExpertTable test double)
-// against valueMixture with host indices and a HostExpertTable, on the test engine: the same read,
-// weight gradient and summed value-row gradient; and its checks of the indices.
+// valueMixture with an index tensor (the device path) against valueMixture with host indices, each
+// on a HostExpertTable on the test engine (which reads the index tensor there): the same read,
+// weight gradient and summed value-row gradient; and its checks of the indices. The device table's
+// own products are tested against float64 in @peer/expert-store.
 // Axes: T tokens, R slots per token, D model width, N memory slots.
 import * as tf from '@tensorflow/tfjs-core';
 import { HostExpertTable, RowSparseGrad } from '@peer/expert-store';
 import { expectClose, expectNoLeaks, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
 import { valueMixture } from './pkm-value-mixture.js';
-import { TensorExpertTable } from './tensor-expert-table.test-util.js';
 
 const rng = testRng();
 
@@ -26,24 +26,27 @@ describe('valueMixture with an index tensor (the device path)', () => {
       const read = (weights: tf.Tensor2D) => valueMixture(weights, slots, host, hostGrad);
       return [read(tf.tensor2d(w, [T, R])), tf.grad(loss(read))(tf.tensor2d(w, [T, R]))].map((t) => Float32Array.from(t.dataSync()));
     });
-    const hostDense = new Float32Array(N * D);
-    hostGrad.uniqueRows().forEach((row, s) => hostDense.set(hostGrad.rowGrads().subarray(s * D, (s + 1) * D), row * D));
+    const dense = (grad: RowSparseGrad) => {
+      const out = new Float32Array(N * D);
+      grad.uniqueRows().forEach((row, s) => out.set(grad.rowGrads().subarray(s * D, (s + 1) * D), row * D));
+      return out;
+    };
+    const hostDense = dense(hostGrad);
 
-    const device = new TensorExpertTable('values', N, D, values);
-    const deviceGrad = device.createGradient();
+    const device = HostExpertTable.fromEntry({ name: 'values', dtype: 'F32', shape: [N, D], data: values.slice() });
+    const deviceGrad = new RowSparseGrad(device);
     const indices = tf.tensor2d(slots, [T, R], 'int32');
     const read = (weights: tf.Tensor2D) => valueMixture(weights, indices, device, deviceGrad);
     const [y, dw] = tf.tidy(() => [read(tf.tensor2d(w, [T, R])), tf.grad(loss(read))(tf.tensor2d(w, [T, R]))]);
     expectClose(await y!.data(), hostY!, { rtol: 1e-5, atol: 1e-6, label: `y, seed ${rng.seed}` });
     expectClose(await dw!.data(), hostDw!, { rtol: 1e-5, atol: 1e-6, label: `dw, seed ${rng.seed}` });
-    expectClose(await deviceGrad.dense.data(), hostDense, { rtol: 1e-5, atol: 1e-6, label: `value rows, seed ${rng.seed}` });
+    expectClose(dense(deviceGrad), hostDense, { rtol: 1e-5, atol: 1e-6, label: `value rows, seed ${rng.seed}` });
     await expectNoLeaks(() => tf.tidy(() => void tf.grad(loss(read))(tf.tensor2d(w, [T, R]))), { label: 'valueMixture (index tensor)' });
 
     expect(() => valueMixture(tf.zeros([T, R]) as tf.Tensor2D, tf.zeros([T, R]), device, deviceGrad)).toThrow('valueMixture: indices must be int32, got float32');
     expect(() => valueMixture(tf.zeros([T, R]) as tf.Tensor2D, tf.zeros([T], 'int32'), device, deviceGrad)).toThrow(`valueMixture: ${T} indices for weights of shape [${T}, ${R}], expected ${T * R}`);
     tf.dispose([y!, dw!, indices]);
     device.dispose();
-    deviceGrad.dispose();
     host.dispose();
   });
 });

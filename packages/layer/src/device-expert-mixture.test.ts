@@ -1,18 +1,18 @@
 // The device expert mixture (tfjs ops, index tensor) against the host mixture (JS loops on host
 // tables), on fresh random inputs: outputs, input gradients and summed row gradients; its input
 // gradients against finite differences; and on the webgpu engine (SwiftShader in CI) against the
-// host mixture on the cpu engine, with no synchronous read. The device tables here are the
-// TensorExpertTable test double (tfjs ops).
+// host mixture on the cpu engine, with no synchronous read. The tables are createExpertTable's for
+// the active engine: host tables reading the index tensor on the test engine, DeviceExpertTables on
+// webgpu.
 // Axes: T tokens, R rows per token, D model width, N table rows.
 import * as tf from '@tensorflow/tfjs-core';
 import { webgpuSkipReason, initBackend } from '@peer/backend';
-import { HostExpertTable, type RowSparseGrad } from '@peer/expert-store';
+import { createExpertTable, DeviceRowGradient, HostExpertTable, RowSparseGrad, type ExpertTable, type RowGradient } from '@peer/expert-store';
 import { checkGradients, expectNoLeaks, testRng } from '@peer/test-utils';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExpertActivation } from './config.js';
 import { deviceExpertMixture } from './device-expert-mixture.js';
 import { expertMixture } from './expert-mixture.js';
-import { TensorExpertTable, type TensorRowGradient } from './tensor-expert-table.test-util.js';
 
 const rng = testRng();
 const TOL = 1e-4;
@@ -40,11 +40,11 @@ function problem(T: number, R: number, D: number, N: number): Problem {
 type Results = Float32Array[];
 
 /** The host mixture on host tables, on the active (host) engine. */
-function hostResults(p: Problem, activation: ExpertActivation): Results {
+async function hostResults(p: Problem, activation: ExpertActivation): Promise<Results> {
   const down = HostExpertTable.fromEntry({ name: 'down', dtype: 'F32', shape: [p.N, p.D], data: p.down.slice() });
   const up = HostExpertTable.fromEntry({ name: 'up', dtype: 'F32', shape: [p.N, p.D], data: p.up.slice() });
-  const downGrad = down.createGradient() as RowSparseGrad;
-  const upGrad = up.createGradient() as RowSparseGrad;
+  const downGrad = down.createGradient();
+  const upGrad = up.createGradient();
   const tables = { down, up, downGrad, upGrad };
   const out = tf.tidy(() => {
     const x = tf.tensor2d(p.x, [p.T, p.D]);
@@ -53,23 +53,43 @@ function hostResults(p: Problem, activation: ExpertActivation): Results {
     const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(expertMixture(a as tf.Tensor2D, b as tf.Tensor2D, p.indices, tables, { activation }), tf.tensor2d(p.dy, [p.T, p.D]))))([x, g]);
     return [y, ...grads].map((t) => Float32Array.from(t.dataSync()));
   });
-  const dense = (grad: RowSparseGrad) => {
-    const d = new Float32Array(p.N * p.D);
-    const rows = grad.uniqueRows();
-    const values = grad.rowGrads();
-    rows.forEach((row, s) => d.set(values.subarray(s * p.D, (s + 1) * p.D), row * p.D));
-    return d;
-  };
-  const result = [...out, dense(downGrad), dense(upGrad)];
-  down.dispose();
-  up.dispose();
+  const result = [...out, await denseGradient(downGrad, p.N, p.D), await denseGradient(upGrad, p.N, p.D)];
+  release(down, up, downGrad, upGrad);
   return result;
 }
 
-/** The device mixture on TensorExpertTables, on the active engine, read asynchronously. */
+/** createExpertTable's table for the active engine, holding `values` [N, D]. */
+function engineTable(name: string, rows: number, dim: number, values: Float32Array): ExpertTable {
+  const table = createExpertTable({ name, rows, dim, init: { kind: 'zeros' } });
+  table.loadStateEntries('', () => ({ name, dtype: 'F32', shape: [rows, dim], data: values.slice() }));
+  return table;
+}
+
+/** A host or device row gradient as a dense [N, D] array, read asynchronously. */
+async function denseGradient(grad: RowGradient, rows: number, dim: number): Promise<Float32Array> {
+  const dense = new Float32Array(rows * dim);
+  let slotRows: ArrayLike<number> = [];
+  let values: Float32Array<ArrayBufferLike> = new Float32Array(0);
+  if (grad instanceof RowSparseGrad) {
+    [slotRows, values] = [grad.uniqueRows(), grad.rowGrads()];
+  } else if (grad instanceof DeviceRowGradient) {
+    const summed = grad.summedRows();
+    if (summed) [slotRows, values] = [await summed.slotRows.data(), (await summed.grads.data()) as Float32Array];
+  } else {
+    throw new Error('denseGradient: not a RowSparseGrad or DeviceRowGradient');
+  }
+  // Unused device slots hold row -1 (and a zero gradient).
+  for (let s = 0; s < slotRows.length; s++) {
+    const row = slotRows[s]!;
+    if (row >= 0) dense.set(values.subarray(s * dim, (s + 1) * dim), row * dim);
+  }
+  return dense;
+}
+
+/** The device mixture on createExpertTable's tables, on the active engine, read asynchronously. */
 async function deviceResults(p: Problem, activation: ExpertActivation): Promise<Results> {
-  const down = new TensorExpertTable('down', p.N, p.D, p.down);
-  const up = new TensorExpertTable('up', p.N, p.D, p.up);
+  const down = engineTable('down', p.N, p.D, p.down);
+  const up = engineTable('up', p.N, p.D, p.up);
   const downGrad = down.createGradient();
   const upGrad = up.createGradient();
   const tables = { down, up, downGrad, upGrad };
@@ -79,18 +99,23 @@ async function deviceResults(p: Problem, activation: ExpertActivation): Promise<
     const indices = tf.tensor2d(p.indices, [p.T, p.R], 'int32');
     const y = deviceExpertMixture(x, g, indices, tables, { activation });
     const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(deviceExpertMixture(a as tf.Tensor2D, b as tf.Tensor2D, indices, tables, { activation }), tf.tensor2d(p.dy, [p.T, p.D]))))([x, g]);
-    return [y, ...grads, tf.clone(downGrad.dense), tf.clone(upGrad.dense)];
+    return [y, ...grads];
   });
   try {
-    return (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+    const read = (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
+    return [...read, await denseGradient(downGrad, p.N, p.D), await denseGradient(upGrad, p.N, p.D)];
   } finally {
     tf.dispose(outs);
     release(down, up, downGrad, upGrad);
   }
 }
 
-function release(...parts: (TensorExpertTable | TensorRowGradient)[]): void {
-  for (const part of parts) part.dispose();
+/** Disposes tables and clears gradients (a device gradient then holds no tensor). */
+function release(...parts: (ExpertTable | RowGradient)[]): void {
+  for (const part of parts) {
+    if ('clear' in part) part.clear();
+    else part.dispose();
+  }
 }
 
 function scaledError(a: Float32Array, b: Float32Array): number {
@@ -116,13 +141,13 @@ function expectSame(device: Results, host: Results, label: string): void {
 describe('deviceExpertMixture on the test engine', () => {
   it.each(['gelu', 'relu', 'gelu-tanh'] as const)('matches the host mixture (%s)', async (activation) => {
     const p = problem(5, 6, 8, 7);
-    expectSame(await deviceResults(p, activation), hostResults(p, activation), activation);
+    expectSame(await deviceResults(p, activation), await hostResults(p, activation), activation);
   });
 
   it('has the input gradients of finite differences', () => {
     const p = problem(3, 4, 6, 5);
-    const down = new TensorExpertTable('down', p.N, p.D, p.down);
-    const up = new TensorExpertTable('up', p.N, p.D, p.up);
+    const down = engineTable('down', p.N, p.D, p.down);
+    const up = engineTable('up', p.N, p.D, p.up);
     const tables = { down, up, downGrad: down.createGradient(), upGrad: up.createGradient() };
     const indices = tf.tensor2d(p.indices, [p.T, p.R], 'int32');
     const dy = tf.tensor2d(p.dy, [p.T, p.D]);
@@ -136,7 +161,7 @@ describe('deviceExpertMixture on the test engine', () => {
   });
 
   it('rejects indices that are not an int32 tensor of T * R rows', () => {
-    const down = new TensorExpertTable('down', 4, 2, new Float32Array(8));
+    const down = engineTable('down', 4, 2, new Float32Array(8));
     const tables = { down, up: down, downGrad: down.createGradient(), upGrad: down.createGradient() };
     const x = tf.zeros([3, 2]) as tf.Tensor2D;
     const g = tf.zeros([3, 2]) as tf.Tensor2D;
@@ -166,7 +191,7 @@ describe.skipIf(skip !== undefined)(`deviceExpertMixture on webgpu${skip ? ` (sk
     const p = problem(4, 6, 8, 9);
     const device = await deviceResults(p, 'gelu');
     await tf.setBackend('cpu');
-    const host = hostResults(p, 'gelu');
+    const host = await hostResults(p, 'gelu');
     await tf.setBackend('webgpu');
     expectSame(device, host, 'webgpu vs cpu');
     await expectNoLeaks(() => deviceResults(p, 'relu'), { label: 'webgpu mixture' });
