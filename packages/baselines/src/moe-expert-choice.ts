@@ -19,14 +19,12 @@
 // of its prefix: evaluate on batches of the same composition (size and length) as in training;
 // autoregressive generation token by token is not equivalent to the batched forward.
 import * as tf from '@tensorflow/tfjs-core';
-import { onDevice } from '@peer/backend';
-import type { ApplyMode, FeedForwardLayer, FeedForwardOutput } from '@peer/feed-forward';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 import { parseMoeExpertChoiceConfig, type MoeExpertChoiceConfig, type MoeExpertChoiceOptions } from './moe-config.js';
 import { expertMixture } from './moe-expert-mixture.js';
 import { MoeLayerBase } from './moe-layer-base.js';
 import { routerZLoss } from './moe-parameters.js';
 import { expertChoiceCapacity, expertChoiceDispatch, type MoeDispatch } from './moe-routing.js';
-import { checkInput3D } from './moe-stats.js';
 import { deviceExpertChoiceSlots, deviceExpertMixture, slotGates } from './moe-device-routing.js';
 import type { MoeDeviceResult, MoeTensors } from './moe-token-choice.js';
 
@@ -90,7 +88,7 @@ export function moeExpertChoiceDeviceForward(x: tf.Tensor2D, params: MoeTensors,
 }
 
 /** Expert-choice MoE layer: the `FeedForwardLayer` of kind 'moe-ec'. */
-export class MoeExpertChoice extends MoeLayerBase<MoeExpertChoiceConfig> implements FeedForwardLayer {
+export class MoeExpertChoice extends MoeLayerBase<MoeExpertChoiceConfig, MoeExpertChoiceResult> implements FeedForwardLayer {
   readonly kind = 'moe-ec' as const;
 
   constructor(options: MoeExpertChoiceOptions) {
@@ -102,27 +100,15 @@ export class MoeExpertChoice extends MoeLayerBase<MoeExpertChoiceConfig> impleme
     return this.config.capacityFactor;
   }
 
-  apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput {
-    const [B, S] = checkInput3D('moe-ec', x, this.dim);
-    if (onDevice()) return this.applyOnDevice(x, B, S, mode.training);
-    return tf.tidy(() => {
-      const result = moeExpertChoiceForward(tf.reshape(x, [B * S, this.dim]), this.tensors(), this.config, mode.training);
-      this.record(result);
-      const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
-      return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
-    });
+  protected hostForward(x: tf.Tensor2D, training: boolean): MoeExpertChoiceResult {
+    return moeExpertChoiceForward(x, this.tensors(), this.config, training);
   }
 
-  private applyOnDevice(x: tf.Tensor3D, B: number, S: number, training: boolean): FeedForwardOutput {
-    this.refuseHostStatsOnDevice();
-    return tf.tidy(() => {
-      const result = moeExpertChoiceDeviceForward(tf.reshape(x, [B * S, this.dim]), this.tensors(), this.config, training);
-      const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
-      return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
-    });
+  protected deviceForward(x: tf.Tensor2D, training: boolean): MoeDeviceResult {
+    return moeExpertChoiceDeviceForward(x, this.tensors(), this.config, training);
   }
 
-  private record(result: MoeExpertChoiceResult): void {
+  protected record(result: MoeExpertChoiceResult): void {
     const { dispatch, slotGates } = result;
     this.last = {
       tokens: dispatch.tokens,

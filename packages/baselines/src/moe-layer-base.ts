@@ -1,18 +1,20 @@
 // What the two MoE layers (token choice, expert choice) share around their forward passes: the
-// parameters, usage accounting, cost counts, state entries and lifetime.
+// [B, S, D] <-> [T, D] apply on either engine, the parameters, usage accounting, cost counts, state
+// entries and lifetime.
 //
-// Axes: D model width, E experts, H expert hidden width.
-import type * as tf from '@tensorflow/tfjs-core';
-import { makeReadable } from '@peer/backend';
+// Axes: B batch, S sequence, T = B*S tokens, D model width, E experts, H expert hidden width.
+import * as tf from '@tensorflow/tfjs-core';
+import { makeReadable, onDevice } from '@peer/backend';
 import type { NamedArray, UsageOptions, UsageStatsReport } from '@peer/expert-store';
-import type { StateEntryGetter } from '@peer/feed-forward';
+import type { ApplyMode, FeedForwardOutput, StateEntryGetter } from '@peer/feed-forward';
 import { expertSlotFlops } from './moe-expert-mixture.js';
 import { MoeParameters, type MoeShape } from './moe-parameters.js';
-import type { MoeRoutingStats } from './moe-stats.js';
-import type { MoeTensors } from './moe-token-choice.js';
+import { checkInput3D, type MoeRoutingStats } from './moe-stats.js';
+import type { MoeDeviceResult, MoeTensors } from './moe-token-choice.js';
 import { UsageAccumulator } from './usage-report.js';
 
-export abstract class MoeLayerBase<Config extends MoeShape> {
+/** `HostResult`: what the layer's host forward gives (its routing, read on the host, for `record`). */
+export abstract class MoeLayerBase<Config extends MoeShape, HostResult extends MoeDeviceResult> {
   abstract readonly kind: string;
   readonly dim: number;
   readonly config: Readonly<Config>;
@@ -30,6 +32,34 @@ export abstract class MoeLayerBase<Config extends MoeShape> {
 
   /** How many experts a token goes through on average (top-K, or the capacity factor). */
   protected abstract expertsPerToken(): number;
+
+  /** The layer's forward on a host engine, x [T, D] (inside the caller's tidy). */
+  protected abstract hostForward(x: tf.Tensor2D, training: boolean): HostResult;
+
+  /** The layer's forward on a device engine (no synchronous read), x [T, D] (inside the caller's tidy). */
+  protected abstract deviceForward(x: tf.Tensor2D, training: boolean): MoeDeviceResult;
+
+  /** Keeps the routing statistics (and usage) of a host forward pass. */
+  protected abstract record(result: HostResult): void;
+
+  apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput {
+    const [B, S] = checkInput3D(this.kind, x, this.dim);
+    const device = onDevice();
+    if (device) this.refuseHostStatsOnDevice();
+    return tf.tidy(() => {
+      const tokens = tf.reshape(x, [B * S, this.dim]) as tf.Tensor2D;
+      let result: MoeDeviceResult;
+      if (device) {
+        result = this.deviceForward(tokens, mode.training);
+      } else {
+        const hostResult = this.hostForward(tokens, mode.training);
+        this.record(hostResult);
+        result = hostResult;
+      }
+      const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
+      return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
+    });
+  }
 
   /** The variables as plain tensors, for the layer's forward function. */
   tensors(): MoeTensors {
@@ -101,7 +131,7 @@ export abstract class MoeLayerBase<Config extends MoeShape> {
    * On a device engine the routing stays in tensors: `lastRoutingStats` is undefined there, and usage
    * statistics (which read the routing every pass) are refused.
    */
-  protected refuseHostStatsOnDevice(): void {
+  private refuseHostStatsOnDevice(): void {
     this.last = undefined;
     if (this.usage.active) throw new Error(`${this.kind}: usage statistics read the routing synchronously and are not available on the webgpu engine; run usage on wasm or cpu (checkpoints are engine-neutral)`);
   }

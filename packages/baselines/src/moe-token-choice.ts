@@ -15,14 +15,12 @@
 // A token's combine weights sum to p_t,top1 for K = 1, to 1 for K >= 2 with normalizeGates when no
 // assignment is dropped, and lose exactly the dropped assignments' gates otherwise.
 import * as tf from '@tensorflow/tfjs-core';
-import { onDevice } from '@peer/backend';
-import type { ApplyMode, FeedForwardLayer, FeedForwardOutput } from '@peer/feed-forward';
+import type { FeedForwardLayer } from '@peer/feed-forward';
 import { parseMoeTokenChoiceConfig, type MoeTokenChoiceConfig, type MoeTokenChoiceOptions } from './moe-config.js';
 import { expertMixture, type ExpertParams } from './moe-expert-mixture.js';
 import { MoeLayerBase } from './moe-layer-base.js';
 import { routerZLoss } from './moe-parameters.js';
 import { tokenChoiceCapacity, tokenChoiceRouting, type TokenChoiceRouting } from './moe-routing.js';
-import { checkInput3D } from './moe-stats.js';
 import { deviceExpertMixture, deviceTokenChoiceRouting, slotGates } from './moe-device-routing.js';
 
 export interface MoeTensors {
@@ -138,7 +136,7 @@ export function moeTokenChoiceDeviceForward(x: tf.Tensor2D, params: MoeTensors, 
 }
 
 /** Token-choice MoE layer: the `FeedForwardLayer` of kind 'moe'. */
-export class MoeTokenChoice extends MoeLayerBase<MoeTokenChoiceConfig> implements FeedForwardLayer {
+export class MoeTokenChoice extends MoeLayerBase<MoeTokenChoiceConfig, MoeTokenChoiceResult> implements FeedForwardLayer {
   readonly kind = 'moe' as const;
 
   constructor(options: MoeTokenChoiceOptions) {
@@ -150,27 +148,15 @@ export class MoeTokenChoice extends MoeLayerBase<MoeTokenChoiceConfig> implement
     return this.config.topK;
   }
 
-  apply(x: tf.Tensor3D, mode: ApplyMode): FeedForwardOutput {
-    const [B, S] = checkInput3D('moe', x, this.dim);
-    if (onDevice()) return this.applyOnDevice(x, B, S, mode.training);
-    return tf.tidy(() => {
-      const result = moeTokenChoiceForward(tf.reshape(x, [B * S, this.dim]), this.tensors(), this.config, mode.training);
-      this.record(result);
-      const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
-      return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
-    });
+  protected hostForward(x: tf.Tensor2D, training: boolean): MoeTokenChoiceResult {
+    return moeTokenChoiceForward(x, this.tensors(), this.config, training);
   }
 
-  private applyOnDevice(x: tf.Tensor3D, B: number, S: number, training: boolean): FeedForwardOutput {
-    this.refuseHostStatsOnDevice();
-    return tf.tidy(() => {
-      const result = moeTokenChoiceDeviceForward(tf.reshape(x, [B * S, this.dim]), this.tensors(), this.config, training);
-      const y = tf.reshape(result.y, [B, S, this.dim]) as tf.Tensor3D;
-      return result.auxLoss ? { y, auxLoss: result.auxLoss } : { y };
-    });
+  protected deviceForward(x: tf.Tensor2D, training: boolean): MoeDeviceResult {
+    return moeTokenChoiceDeviceForward(x, this.tensors(), this.config, training);
   }
 
-  private record(result: MoeTokenChoiceResult): void {
+  protected record(result: MoeTokenChoiceResult): void {
     const { dispatch, choices, requestedLoad } = result.routing;
     this.last = {
       tokens: dispatch.tokens,
