@@ -1,52 +1,15 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { Batcher } from '@peer/data';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
-import { resolveConfig } from '../config/resolve.js';
-import { buildModel } from '../run/build-model.js';
 import type { MetricsRecord } from '../run/run-folder.js';
-import { AdamW } from './adamw.js';
 import { ExpertHealthMonitor, formatHealth, healthRecords, layerHealth } from './expert-health.js';
-import { trainLoop, type TrainLoopOptions } from './train-loop.js';
+import { trainLoop } from './train-loop.js';
+import { disposeTrainSetups, loopOptions, quietProgress, trainSetup, type TrainSetup } from './train-loop.test-util.js';
 
-const quiet = { update() {}, log() {}, stop() {} };
+afterEach(disposeTrainSetups);
 
-function setup(sets: string[] = [], ffw?: string) {
-  const { config } = resolveConfig({ preset: 'tiny', sets, flags: { ffw } });
-  const model = buildModel(config);
-  const optimizer = new AdamW(model.trainableVariables(), config.optim);
-  const r = testRng(7);
-  const tokens = Int32Array.from({ length: 4000 }, () => r.int(256));
-  const batcher = new Batcher(tokens, { batchSize: config.data.batchSize, seqLen: config.data.seqLen, seed: 1 });
-  return { config, model, optimizer, batcher };
-}
-type Setup = ReturnType<typeof setup>;
-let live: Setup[] = [];
-afterEach(() => {
-  for (const s of live) {
-    s.optimizer.dispose();
-    s.model.dispose();
-  }
-  live = [];
-});
-
-function options(s: Setup, overrides: Partial<TrainLoopOptions> & { totalSteps: number }): TrainLoopOptions {
-  return {
-    model: s.model,
-    optimizer: s.optimizer,
-    batcher: s.batcher,
-    config: s.config,
-    start: { step: 0, tokens: 0, trainSeconds: 0, wallSeconds: 0 },
-    flopsPerStep: 1,
-    peakFlopsPerSecond: undefined,
-    progress: quiet,
-    evaluate: () => ({ loss: 1, perplexity: Math.E, bitsPerByte: 1, tokens: 1, bytes: 1, batches: 1 }),
-    checkpoint: () => {},
-    writeMetrics: () => {},
-    stopRequested: () => false,
-    ...overrides,
-  };
-}
+// A fixed seed: the tests compare runs of two set-ups that must see the same tokens.
+const setup = (sets: string[] = [], ffw?: string) => trainSetup(sets, { ffw, seed: 7 });
 
 describe('layerHealth', () => {
   it('counts dead experts and retrievals from the hits, and passes usage, KL and head overlap through', () => {
@@ -76,21 +39,19 @@ describe('expert health in the training loop', () => {
   it('does not change the training numbers: losses, gradient norms and every weight are bit-identical with it on', async () => {
     const plain = setup(['train.evalEvery=3']);
     const watched = setup(['train.evalEvery=3']);
-    live.push(plain, watched);
     const a: MetricsRecord[] = [];
     const b: MetricsRecord[] = [];
-    await trainLoop(options(plain, { totalSteps: 7, writeMetrics: (m) => a.push(m) }));
-    await trainLoop(options(watched, { totalSteps: 7, writeMetrics: (m) => b.push(m), health: new ExpertHealthMonitor(watched.model) }));
+    await trainLoop(loopOptions(plain, { totalSteps: 7, writeMetrics: (m) => a.push(m) }));
+    await trainLoop(loopOptions(watched, { totalSteps: 7, writeMetrics: (m) => b.push(m), health: new ExpertHealthMonitor(watched.model) }));
     const numbers = (ms: MetricsRecord[]) => ms.filter((m) => m.kind === 'train').map(({ loss, grad_norm, aux_loss }) => [loss, grad_norm, aux_loss]);
     expect(numbers(b)).toEqual(numbers(a));
     expect(b.filter((m) => m.kind === 'health').map((m) => m.step)).toEqual([3, 6]);
-    const state = (s: Setup) => s.model.stateEntries().map((e) => [e.name, Array.from(e.data as ArrayLike<number>)]);
+    const state = (s: TrainSetup) => s.model.stateEntries().map((e) => [e.name, Array.from(e.data as ArrayLike<number>)]);
     expect(state(watched)).toEqual(state(plain));
   });
 
   it('counts exactly the training retrievals since the last evaluation (not the evaluation passes)', async () => {
     const s = setup(['train.evalEvery=4', 'train.logEvery=100']);
-    live.push(s);
     const metrics: MetricsRecord[] = [];
     const lines: string[] = [];
     const monitor = new ExpertHealthMonitor(s.model);
@@ -101,7 +62,7 @@ describe('expert health in the training loop', () => {
       });
       return { loss: 1, perplexity: Math.E, bitsPerByte: 1, tokens: 1, bytes: 1, batches: 1 };
     };
-    await trainLoop(options(s, { totalSteps: 10, evaluate, health: monitor, writeMetrics: (m) => metrics.push(m), progress: { ...quiet, log: (l) => lines.push(l) } }));
+    await trainLoop(loopOptions(s, { totalSteps: 10, evaluate, health: monitor, writeMetrics: (m) => metrics.push(m), progress: { ...quietProgress, log: (l) => lines.push(l) } }));
     const last = monitor.collect(10)!;
     const health = metrics.filter((m) => m.kind === 'health');
     expect(health.map((m) => [m.step, m.since_step])).toEqual([[4, 0], [8, 4]]);
@@ -125,12 +86,11 @@ describe('expert health in the training loop', () => {
 
   it('keeps the number of live tensors constant with health on', async () => {
     const s = setup();
-    live.push(s);
     const monitor = new ExpertHealthMonitor(s.model);
     let position = { step: 0, tokens: 0, trainSeconds: 0, wallSeconds: 0 };
     await expectNoLeaks(
       async () => {
-        const out = await trainLoop(options(s, { totalSteps: position.step + 1, start: position, health: monitor }));
+        const out = await trainLoop(loopOptions(s, { totalSteps: position.step + 1, start: position, health: monitor }));
         position = out.position;
         monitor.collect(position.step);
       },
@@ -144,9 +104,8 @@ describe('expert health in the training loop', () => {
       ['moe', ['model.ffw.options.experts=4', 'model.ffw.options.topK=1'], 4, undefined],
     ] as const) {
       const s = setup(['train.evalEvery=2', ...sets], ffw);
-      live.push(s);
       const metrics: MetricsRecord[] = [];
-      await trainLoop(options(s, { totalSteps: 3, health: new ExpertHealthMonitor(s.model), writeMetrics: (m) => metrics.push(m) }));
+      await trainLoop(loopOptions(s, { totalSteps: 3, health: new ExpertHealthMonitor(s.model), writeMetrics: (m) => metrics.push(m) }));
       const [h, ...rest] = metrics.filter((m) => m.kind === 'health');
       expect(rest).toEqual([]);
       expect(h).toMatchObject({ step: 2, since_step: 0, block: 1, layer: ffw, experts });
@@ -163,11 +122,10 @@ describe('expert health in the training loop', () => {
 
   it('reports nothing for a dense model', async () => {
     const s = setup([], 'dense');
-    live.push(s);
     const monitor = new ExpertHealthMonitor(s.model);
     expect(monitor.hasSparseLayers).toBe(false);
     const metrics: MetricsRecord[] = [];
-    await trainLoop(options(s, { totalSteps: 4, health: monitor, writeMetrics: (m) => metrics.push(m), config: { ...s.config, train: { ...s.config.train, evalEvery: 2 } } }));
+    await trainLoop(loopOptions(s, { totalSteps: 4, health: monitor, writeMetrics: (m) => metrics.push(m), config: { ...s.config, train: { ...s.config.train, evalEvery: 2 } } }));
     expect(metrics.filter((m) => m.kind === 'health')).toEqual([]);
     expect(monitor.collect(4)).toBeUndefined();
   });
