@@ -5,6 +5,7 @@ import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { errorLines, runCli, startCli, tempDir } from './cli-process.test-util.js';
+import { checkpointStep, killAfterCheckpoint, numbersOf, readJson, runMetrics, tinyTrainArgs, waitFor, type MetricRecord } from './cli-run.test-util.js';
 import { eventFiles, readScalars } from './tensorboard/event-file.js';
 
 let dir: string;
@@ -12,46 +13,14 @@ let cache: string;
 
 // 120 steps of the tiny model (a few seconds), checkpoints every 10 steps.
 const STEPS = 120;
-const trainArgs = () => [
-  '--preset', 'tiny',
-  '--data', 'moby-dick',
-  '--steps', String(STEPS),
-  '--set', `data.cacheDir=${cache}`,
-  '--set', 'train.checkpointEvery=10',
-  '--set', 'train.evalEvery=40',
-  '--set', 'train.logEvery=5',
-];
+const trainArgs = () => tinyTrainArgs(STEPS, 40, cache);
 
-interface Metric {
-  kind: 'train' | 'eval' | 'health';
-  step: number;
-  [key: string]: number | string | null;
-}
-
-const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
-const metrics = (run: string): Metric[] =>
-  readFileSync(join(run, 'metrics.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as Metric);
-/** Metrics without the timing fields, which differ from run to run. */
-const numbersOf = (run: string) =>
-  metrics(run).map(({ tokens_per_s: _a, mfu: _b, train_seconds: _c, ...rest }) => rest);
-const checkpointStep = (run: string): number | undefined => {
-  const path = join(run, 'checkpoint', 'manifest.json');
-  if (!existsSync(path)) return undefined;
-  try {
-    return (JSON.parse(readJson<{ metadata: Record<string, string> }>(path).metadata['peer-trainer']!) as { step: number }).step;
-  } catch {
-    return undefined; // being replaced right now
-  }
-};
 const relErr = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 /** The TensorBoard series `tag` of a run as [step, value] pairs. */
 const tbSeries = (run: string, tag: string) => readScalars(join(run, 'tb')).get(tag) ?? [];
 /** metrics.jsonl's `field` of records of `kind` as [step, float32 value] pairs: what TensorBoard should hold. */
-const metricSeries = (run: string, kind: Metric['kind'], field: string, block?: number) =>
-  metrics(run)
+const metricSeries = (run: string, kind: MetricRecord['kind'], field: string, block?: number) =>
+  runMetrics(run)
     .filter((x) => x.kind === kind && (block === undefined || x.block === block) && typeof x[field] === 'number')
     .map((x) => [x.step, Math.fround(x[field] as number)]);
 
@@ -70,14 +39,6 @@ beforeAll(async () => {
   expect(r.code, r.stderr).toBe(0);
   summaryA = readJson<Summary>(join(runA, 'summary.json'));
 }, 120_000);
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const t0 = Date.now();
-  while (!condition()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('peer-train end to end (tiny PEER model)', () => {
   it('writes the run folder: resolved config, metrics, checkpoint, summary', () => {
@@ -98,7 +59,7 @@ describe('peer-train end to end (tiny PEER model)', () => {
     // hand-counted in flops.test.ts
     expect(record.derived).toMatchObject({ steps: STEPS, flopsPerToken: 56352 });
 
-    const m = metrics(runA);
+    const m = runMetrics(runA);
     const train = m.filter((x) => x.kind === 'train');
     expect(train.map((x) => x.step)).toEqual(Array.from({ length: STEPS / 5 }, (_, i) => 5 * (i + 1)));
     expect(m.filter((x) => x.kind === 'eval').map((x) => x.step)).toEqual([40, 80, 120]);
@@ -197,13 +158,7 @@ describe('peer-train end to end (tiny PEER model)', () => {
 
   it('a run killed with SIGKILL and resumed ends with the same validation loss', async () => {
     const runK = join(dir, 'k');
-    const child = startCli(['train', ...trainArgs(), '--out', runK], { cwd: dir });
-    await waitFor(() => (checkpointStep(runK) ?? 0) >= 20, 'a checkpoint at step 20');
-    child.kill('SIGKILL');
-    const killed = await child.result;
-    expect(killed.signal).toBe('SIGKILL');
-    expect(existsSync(join(runK, 'summary.json'))).toBe(false);
-    const at = checkpointStep(runK)!;
+    const at = await killAfterCheckpoint(trainArgs(), runK, 20, { cwd: dir, timeoutMs: 60_000 });
     expect(at).toBeLessThan(STEPS);
 
     const r = await runCli(['train', '--resume', runK], { cwd: dir });
@@ -234,7 +189,7 @@ describe('peer-train end to end (tiny PEER model)', () => {
   it('Ctrl-C (SIGINT) finishes the step, saves a checkpoint and exits 130; resuming finishes the run', async () => {
     const runI = join(dir, 'i');
     const child = startCli(['train', ...trainArgs(), '--out', runI], { cwd: dir });
-    await waitFor(() => (checkpointStep(runI) ?? 0) >= 10, 'a checkpoint at step 10');
+    await waitFor(() => (checkpointStep(runI) ?? 0) >= 10, 'a checkpoint at step 10', 60_000);
     // meanwhile, a second process cannot train the same run
     const second = await runCli(['train', '--resume', runI], { cwd: dir });
     expect(second.code, second.stderr).toBe(2);

@@ -2,56 +2,16 @@
 // threads give the metrics one thread gives, and a two-thread run killed with SIGKILL resumes and
 // ends where the uninterrupted run ends.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startCli, tempDir } from './cli-process.test-util.js';
+import { runCli, tempDir } from './cli-process.test-util.js';
+import { killAfterCheckpoint, numbersOf, readJson, tinyTrainArgs } from './cli-run.test-util.js';
 
 let dir: string;
 let cache: string;
 
 const STEPS = 60;
-const trainArgs = () => [
-  '--preset', 'tiny',
-  '--data', 'moby-dick',
-  '--steps', String(STEPS),
-  '--set', `data.cacheDir=${cache}`,
-  '--set', 'train.checkpointEvery=10',
-  '--set', 'train.evalEvery=20',
-  '--set', 'train.logEvery=5',
-];
-
-interface Metric {
-  kind: 'train' | 'eval';
-  step: number;
-  [key: string]: number | string | null;
-}
-
-const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, 'utf8')) as T;
-/** Metrics without the timing fields, which differ from run to run. */
-const numbersOf = (run: string) =>
-  readFileSync(join(run, 'metrics.jsonl'), 'utf8')
-    .split('\n')
-    .filter((l) => l.trim())
-    .map((l) => JSON.parse(l) as Metric)
-    .map(({ tokens_per_s: _a, mfu: _b, train_seconds: _c, ...rest }) => rest);
-const checkpointStep = (run: string): number | undefined => {
-  const path = join(run, 'checkpoint', 'manifest.json');
-  if (!existsSync(path)) return undefined;
-  try {
-    return (JSON.parse(readJson<{ metadata: Record<string, string> }>(path).metadata['peer-trainer']!) as { step: number }).step;
-  } catch {
-    return undefined; // being replaced right now
-  }
-};
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 120_000): Promise<void> {
-  const t0 = Date.now();
-  while (!condition()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const trainArgs = () => tinyTrainArgs(STEPS, 20, cache);
 
 let runOne: string;
 let runTwo: string;
@@ -77,13 +37,7 @@ describe('peer-train on two threads', () => {
 
   it('a two-thread run killed with SIGKILL and resumed ends where the uninterrupted run ends', async () => {
     const runK = join(dir, 'k');
-    const child = startCli(['train', ...trainArgs(), '--threads', '2', '--out', runK], { cwd: dir });
-    await waitFor(() => (checkpointStep(runK) ?? 0) >= 20, 'a checkpoint at step 20');
-    child.kill('SIGKILL');
-    const killed = await child.result;
-    expect(killed.signal).toBe('SIGKILL');
-    expect(existsSync(join(runK, 'summary.json'))).toBe(false);
-    const at = checkpointStep(runK)!;
+    const at = await killAfterCheckpoint([...trainArgs(), '--threads', '2'], runK, 20, { cwd: dir, timeoutMs: 120_000 });
     expect(at).toBeLessThan(STEPS);
     const r = await runCli(['train', '--resume', runK, '--threads', '2'], { cwd: dir });
     expect(r.code, r.stderr).toBe(0);
