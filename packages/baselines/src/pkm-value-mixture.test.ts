@@ -1,7 +1,7 @@
 // valueMixture with an index tensor (the device path) against valueMixture with host indices, each
 // on a HostExpertTable on the test engine (which reads the index tensor there): the same read,
-// weight gradient and summed value-row gradient; and its checks of the indices. The device table's
-// own products are tested against float64 in @peer/expert-store.
+// weight gradient and summed value-row gradient; and its checks of the indices. On a DeviceExpertTable
+// this path runs in pkm.webgpu.test.ts (the PKM layer on webgpu against the cpu engine).
 // Axes: T tokens, R slots per token, D model width, N memory slots.
 import * as tf from '@tensorflow/tfjs-core';
 import { HostExpertTable, RowSparseGrad } from '@peer/expert-store';
