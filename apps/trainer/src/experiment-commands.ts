@@ -49,6 +49,7 @@ export function addExperimentCommands(program: Command): void {
     .option('--out <dir>', 'sweep folder (default: runs/sweep-<name>); rerun with the same folder to continue an interrupted sweep')
     .option('--jobs <n>', 'runs trained at the same time (the cores are divided between them: --threads defaults to cores / jobs)', intArg(1), 1)
     .option('--dry-run', 'print the planned runs (parameters, FLOPs, steps) and stop')
+    .option('--extend', "add runs to the sweep in --out: accept a different sweep config whose plan keeps every run of the folder's sweep with the same config (finished runs are skipped, the summary covers all runs)")
     .option('--queue <url>', 'redis://[user:pass@]host:port[/db]: queue the runs for `peer-train worker`s (BullMQ) instead of training them here')
     .option('--status', 'with --queue: show the state of the sweeps on the queue (of --out / --preset / --config only, when given) and stop')
     .addOption(backendOption())

@@ -295,6 +295,7 @@ describe('peer-train sweep', () => {
     writeFileSync(join(notASweep, 'notes.txt'), 'keep me');
     const badKey = writeSweep('bad-key', { sweep: { ...microSweep(BUDGET, ['dense'], SIZES).sweep, budget: 1 } });
     const changed = writeSweep('changed', microSweep(2 * BUDGET, ['dense', 'peer'], SIZES));
+    const bigger = writeSweep('bigger', microSweep(BUDGET, ['dense', 'peer'], [...SIZES, { name: 'm' }]));
     const denseRun = join(sweepDir, 'runs', '8e8-dense-xs');
     const csvBefore = readFileSync(join(sweepDir, 'summary.csv'), 'utf8');
     const cases: [string[], RegExp][] = [
@@ -307,6 +308,8 @@ describe('peer-train sweep', () => {
       [['sweep', '--config', badKey, '--out', join(dir, 'x1')], /^peer-train: invalid sweep config \(config file .*bad-key\.json\): unknown key 'budget'$/],
       [['sweep', '--config', configPath, '--out', notASweep], /^peer-train: --out .*not-a-sweep is not empty and holds no sweep/],
       [['sweep', '--config', changed, '--out', sweepDir], /^peer-train: --out .*sweep holds a sweep with a different config \(differs at budgets\)/],
+      [['sweep', '--config', bigger, '--out', sweepDir], /^peer-train: --out .*sweep holds a sweep with a different config \(differs at sizes\); .*, or add --extend to add runs to it$/],
+      [['sweep', '--config', changed, '--out', sweepDir, '--extend'], /^peer-train: --extend: --out .*sweep: run 8e8-dense-xs of the sweep is not in the new plan; /],
       [['sweep', '--preset', 'nope'], /^peer-train: unknown sweep preset 'nope'/],
       [['sweep', '--config', configPath, '--out', sweepDir, '--backend', 'cpu'], /^peer-train: sweep run 8e8-dense-xs: .* was started with a different config than this sweep plans \(differs at backend\)/],
       [['bench', 'layer', '--layer', 'mlp'], /^peer-train: bench layer: unknown --layer 'mlp': expected one of peer, dense, moe, moe-ec, pkm$/],

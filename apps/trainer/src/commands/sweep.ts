@@ -3,12 +3,13 @@
 // evaluation included), then write summary.csv, summary.md, the isoFLOP plot and report.html.
 // Rerunning the same command continues an interrupted sweep: finished runs are skipped, unfinished
 // ones resume from their last checkpoint. With --queue the runs are trained by `peer-train worker`s
-// on other machines instead (src/queue/), and the outputs are the same.
+// on other machines instead (src/queue/), and the outputs are the same. With --extend the folder's sweep
+// takes a new config whose plan keeps every run it has (sizes, methods, seeds or budgets added).
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError } from '../errors.js';
 import { writeSweepOutputs, type SweepOutputs } from '../report/sweep-report.js';
-import { assertSameSweep, checkSweepFolder, planSweep, writeSweepFolder, type PlannedRun } from '../sweep/plan.js';
+import { assertExtends, assertSameSweep, checkSweepFolder, extensionProblem, planSweep, sweepConfigDiff, writeSweepFolder, type PlannedRun } from '../sweep/plan.js';
 import { checkRunFolders, executeSweep, isFinished, type RunOutcome } from '../sweep/run-sweep.js';
 import { loadSweep } from '../sweep/sweep-config.js';
 import { probeRedis } from '../queue/connect.js';
@@ -29,6 +30,8 @@ export interface SweepCommandOptions {
   threads?: number;
   /** Print the plan and stop. */
   dryRun?: boolean;
+  /** Accept a sweep config that differs from the folder's when its plan keeps every run of the folder unchanged. */
+  extend?: boolean;
   /** The CLI to spawn for each run (default: this package's dist/cli.js). */
   cli?: string;
   /** Redis URL: the runs go to this queue, for `peer-train worker`s to train. */
@@ -46,7 +49,8 @@ export interface SweepResult {
   outputs?: SweepOutputs;
 }
 
-function planTable(dir: string, runs: readonly PlannedRun[]): string {
+/** `previous`: the ids of the runs of the sweep being extended (the others are marked new). */
+function planTable(dir: string, runs: readonly PlannedRun[], previous?: ReadonlySet<string>): string {
   const header = ['run', 'params', 'active', 'FLOPs/token', 'steps', 'tokens', 'state'];
   const rows = runs.map((r) => [
     r.id,
@@ -55,7 +59,7 @@ function planTable(dir: string, runs: readonly PlannedRun[]): string {
     formatCount(r.flopsPerToken),
     r.steps.toLocaleString('en-US'),
     formatCount(r.steps * r.tokensPerStep),
-    isFinished(dir, r) ? 'finished' : '',
+    isFinished(dir, r) ? 'finished' : previous && !previous.has(r.id) ? 'new' : '',
   ]);
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
   const line = (cells: string[]) => cells.map((cell, c) => (c === 0 || c === 6 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd();
@@ -69,23 +73,35 @@ export async function sweepCommand(options: SweepCommandOptions): Promise<SweepR
   const loaded = loadSweep({ preset: options.preset, config: options.config });
   const dir = resolve(options.out ?? join('runs', `sweep-${loaded.name}`));
   const existing = checkSweepFolder(dir);
-  if (existing) assertSameSweep(dir, existing, loaded);
+  if (existing && !options.extend && sweepConfigDiff(existing, loaded).length > 0) {
+    // the refusal says whether --extend would accept this config, which takes planning it
+    let extendable = false;
+    try {
+      extendable = extensionProblem(dir, existing, await planSweep(loaded, { backend: options.backend })) === undefined;
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+    }
+    assertSameSweep(dir, existing, loaded, extendable);
+  }
   const queueUrl = options.queue === undefined ? undefined : parseQueueUrl(options.queue);
   if (queueUrl) {
     sweepKeyOf(dir);
     await probeRedis(queueUrl);
   }
   const plan = await planSweep(loaded, { backend: options.backend });
+  if (existing && options.extend) assertExtends(dir, existing, plan);
   if (existing) checkRunFolders(dir, plan.runs, plan.resolved);
+  const previous = existing && options.extend ? new Set(existing.runs.map((r) => r.id)) : undefined;
+  const added = previous ? plan.runs.filter((r) => !previous.has(r.id)).length : 0;
   const { sweep } = loaded;
   log(
     `sweep ${loaded.name} (${loaded.source}): ${sweep.budgets.length} budget(s) x ${Object.keys(sweep.methods).length} method(s) x ` +
-      `${sweep.sizes.length} size(s) = ${plan.runs.length} runs in ${dir}${existing ? ' (continuing)' : ''}`,
+      `${sweep.sizes.length} size(s) = ${plan.runs.length} runs in ${dir}${existing ? (added > 0 ? ` (extending: ${added} new run(s))` : ' (continuing)') : ''}`,
   );
-  log(planTable(dir, plan.runs));
+  log(planTable(dir, plan.runs, previous));
   if (options.dryRun) return { dir, runs: plan.runs, outcomes: [], interrupted: false };
 
-  const record = writeSweepFolder(dir, loaded, plan, existing);
+  const record = writeSweepFolder(dir, loaded, plan, existing, { extend: options.extend });
   const { outcomes, interrupted } = queueUrl
     ? await runSweepOnQueue(dir, record, plan.configs, { queue: queueUrl, ...(options.log ? { log } : {}) })
     : await executeSweep(dir, plan.runs, { jobs: options.jobs, threads: options.threads, log, cli: options.cli, planned: plan.resolved });

@@ -4,7 +4,8 @@
 // (a bad config, a budget below one step) is found here, before anything is written or trained.
 //
 // The sweep folder:
-//   sweep.json         the sweep config and the plan (written once; a restart must match it)
+//   sweep.json         the sweep config and the plan (a restart must match it; --extend rewrites it
+//                      with a config whose plan keeps every run)
 //   configs/<id>.json  each run's train config (given to `peer-train train --config`)
 //   runs/<id>/         each run's folder
 //   logs/<id>.log      each run's output
@@ -21,6 +22,7 @@ import { buildModel } from '../run/build-model.js';
 import { configHash } from '../run/checkpoint.js';
 import { readJsonFile, writeJsonAtomic } from '../run/run-folder.js';
 import { flopsPerStep, stepsForBudget, tokensPerStep } from '../train/flops.js';
+import { plannedConfigDiff, startedRunConfig } from './run-sweep.js';
 import { budgetLabel, runConfig, runId, type LoadedSweep, type SweepConfig } from './sweep-config.js';
 
 export const SWEEP_FILE = 'sweep.json';
@@ -153,24 +155,61 @@ export async function planSweep(loaded: LoadedSweep, options: { backend?: string
   return { runs, configs, resolved };
 }
 
-/** Refuses to continue the sweep in `dir` with a different sweep config than it was started with. */
-export function assertSameSweep(dir: string, existing: SweepRecord, loaded: LoadedSweep): void {
-  const diff = diffPaths(existing.sweep as unknown as Json, JSON.parse(JSON.stringify(loaded.sweep)) as Json);
+/** The config paths where `loaded` differs from the sweep config `existing` was started with. */
+export function sweepConfigDiff(existing: SweepRecord, loaded: LoadedSweep): string[] {
+  return diffPaths(existing.sweep as unknown as Json, JSON.parse(JSON.stringify(loaded.sweep)) as Json);
+}
+
+/**
+ * Refuses to continue the sweep in `dir` with a different sweep config than it was started with;
+ * `extendable`: the new plan keeps every run of it unchanged, so --extend would accept it.
+ */
+export function assertSameSweep(dir: string, existing: SweepRecord, loaded: LoadedSweep, extendable = false): void {
+  const diff = sweepConfigDiff(existing, loaded);
   if (diff.length > 0) {
     throw new UsageError(
       `--out ${dir} holds a sweep with a different config (differs at ${diff.slice(0, 3).join(', ')}${diff.length > 3 ? ', ...' : ''}); ` +
-        'choose another --out, or rerun with the config it was started with',
+        `choose another --out, or rerun with the config it was started with${extendable ? ', or add --extend to add runs to it' : ''}`,
     );
   }
 }
 
 /**
- * Creates the sweep folder (or checks that an existing one holds this same sweep) and writes
- * sweep.json and the runs' config files. Returns the record.
+ * Why `plan` cannot extend the sweep `existing` in `dir`: the first run of its record that the plan
+ * drops, or plans with another config than the one it was started with (its run folder's) or planned
+ * with (its config file); undefined when the plan keeps every run unchanged.
  */
-export function writeSweepFolder(dir: string, loaded: LoadedSweep, plan: SweepPlan, existing: SweepRecord | undefined): SweepRecord {
+export function extensionProblem(dir: string, existing: SweepRecord, plan: SweepPlan): string | undefined {
+  const planned = new Map(plan.runs.map((run) => [run.id, run]));
+  for (const old of existing.runs) {
+    const run = planned.get(old.id);
+    if (!run) return `run ${old.id} of the sweep is not in the new plan`;
+    const started =
+      startedRunConfig(join(resolve(dir), old.dir), old.id) ?? resolveConfig({ configFile: join(resolve(dir), old.config) }).config;
+    const diff = plannedConfigDiff(dir, run, started, plan.resolved);
+    if (diff.length > 0) return `run ${old.id} of the sweep is planned with a different config (differs at ${diff[0]})`;
+  }
+  return undefined;
+}
+
+/** Refuses to extend the sweep `existing` in `dir` with a plan that drops or changes one of its runs. */
+export function assertExtends(dir: string, existing: SweepRecord, plan: SweepPlan): void {
+  const problem = extensionProblem(dir, existing, plan);
+  if (problem !== undefined) {
+    throw new UsageError(`--extend: --out ${dir}: ${problem}; an extended sweep must keep every run it has, with the same config`);
+  }
+}
+
+/**
+ * Creates the sweep folder (or checks that an existing one holds this same sweep, or with `extend`
+ * one that this plan extends) and writes sweep.json and the runs' config files. Returns the record.
+ */
+export function writeSweepFolder(dir: string, loaded: LoadedSweep, plan: SweepPlan, existing: SweepRecord | undefined, options: { extend?: boolean } = {}): SweepRecord {
   const abs = resolve(dir);
-  if (existing) assertSameSweep(dir, existing, loaded);
+  if (existing) {
+    if (options.extend) assertExtends(dir, existing, plan);
+    else assertSameSweep(dir, existing, loaded);
+  }
   mkdirSync(join(abs, 'configs'), { recursive: true });
   mkdirSync(join(abs, 'runs'), { recursive: true });
   mkdirSync(join(abs, 'logs'), { recursive: true });

@@ -58,16 +58,31 @@ export function isFinished(dir: string, run: PlannedRun): boolean {
 /** A run's planned config (from the plan, else from its config file). */
 export type PlannedConfigs = ReadonlyMap<string, TrainConfig>;
 
+/**
+ * Where `started` (the config a run was started or planned with) differs from the config this sweep
+ * plans for `run`: [] when they are the same.
+ */
+export function plannedConfigDiff(dir: string, run: PlannedRun, started: TrainConfig, planned?: PlannedConfigs): string[] {
+  if (configHash(configToJson(started)) === run.configHash) return [];
+  const plannedConfig = planned?.get(run.id) ?? resolveConfig({ configFile: join(resolve(dir), run.config) }).config;
+  const diff = diffPaths(configToJson(started), configToJson(plannedConfig));
+  return diff.length > 0 ? diff : ['its hash'];
+}
+
+/** The config run folder `runDir` was started with, or undefined when it has none yet. */
+export function startedRunConfig(runDir: string, runId: string): TrainConfig | undefined {
+  if (!existsSync(join(runDir, RUN_FILES.config))) return undefined;
+  return readRunRecord(RunFolder.open(runDir, `sweep run ${runId}:`)).config;
+}
+
 /** Refuses a run folder that was started with another config than the one this sweep plans for it. */
 function checkSameConfig(dir: string, run: PlannedRun, planned?: PlannedConfigs): void {
   const runDir = join(resolve(dir), run.dir);
-  const record = readRunRecord(RunFolder.open(runDir, `sweep run ${run.id}:`));
-  if (configHash(configToJson(record.config)) === run.configHash) return;
-  const plannedConfig = planned?.get(run.id) ?? resolveConfig({ configFile: join(resolve(dir), run.config) }).config;
-  const diff = diffPaths(configToJson(record.config), configToJson(plannedConfig));
+  const diff = plannedConfigDiff(dir, run, readRunRecord(RunFolder.open(runDir, `sweep run ${run.id}:`)).config, planned);
+  if (diff.length === 0) return;
   throw new UsageError(
     `sweep run ${run.id}: ${runDir} was started with a different config than this sweep plans ` +
-      `(differs at ${diff.slice(0, 3).join(', ') || 'its hash'}${diff.length > 3 ? ', ...' : ''}); move it away or choose another --out`,
+      `(differs at ${diff.slice(0, 3).join(', ')}${diff.length > 3 ? ', ...' : ''}); move it away or choose another --out`,
   );
 }
 
