@@ -6,6 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sweepCommand } from '../commands/sweep.js';
+import type { JsonObject } from '../config/overrides.js';
+import { configToJson } from '../config/resolve.js';
+import { UsageError } from '../errors.js';
 import { RUN_FILES } from '../run/run-folder.js';
 import { assertExtends, assertSameSweep, checkSweepFolder, extensionProblem, planSweep, SWEEP_FILE, writeSweepFolder, type SweepRecord } from './plan.js';
 import { loadSweep } from './sweep-config.js';
@@ -82,16 +85,29 @@ describe('sweep --extend', () => {
     expect(readFileSync(join(dir, 'configs', '1e10-dense-s.json'), 'utf8')).toBe(oldConfigFile);
   });
 
+  it("a started run is compared by its run folder's config (what it trains with), not its config file", async () => {
+    const { dir } = await finishedSweep('started');
+    const loaded = loadSweep({ config: sweepFile('started-more', { ...first, methods: { dense: {}, peer: {} } }) });
+    const plan = await planSweep(loaded);
+    const existing = checkSweepFolder(dir)!;
+    const started = configToJson(plan.resolved.get('1e10-dense-s')!) as JsonObject;
+    const runConfigFile = join(dir, 'runs', '1e10-dense-s', RUN_FILES.config);
+    writeFileSync(runConfigFile, JSON.stringify({ config: started }));
+    expect(extensionProblem(dir, existing, plan)).toBeUndefined();
+    writeFileSync(runConfigFile, JSON.stringify({ config: { ...started, optim: { ...(started.optim as JsonObject), lr: 0.5 } } }));
+    expect(extensionProblem(dir, existing, plan)).toBe('run 1e10-dense-s of the sweep is planned with a different config (differs at optim.lr)');
+  });
+
   it('without --extend the error is unchanged; it suggests --extend only when the plan keeps every run', async () => {
     const { dir, sweepJson } = await finishedSweep('no-flag');
     const unchanged = `--out ${dir} holds a sweep with a different config (differs at sizes); choose another --out, or rerun with the config it was started with`;
     const existing = checkSweepFolder(dir)!;
     const superset = sweepFile('no-flag-superset', { ...first, sizes: [{ name: 's' }, { name: 't', config: { model: { dim: 48 } } }] });
     const dropped = sweepFile('no-flag-dropped', { ...first, sizes: [{ name: 't', config: { model: { dim: 48 } } }] });
-    expect(() => assertSameSweep(dir, existing, loadSweep({ config: dropped }))).toThrow(new Error(unchanged));
+    expect(() => assertSameSweep(dir, existing, loadSweep({ config: dropped }))).toThrow(new UsageError(unchanged));
     const quiet = { log: () => undefined, print: () => undefined };
-    await expect(sweepCommand({ config: dropped, out: dir, ...quiet })).rejects.toThrow(new Error(unchanged));
-    await expect(sweepCommand({ config: superset, out: dir, ...quiet })).rejects.toThrow(new Error(`${unchanged}, or add --extend to add runs to it`));
+    await expect(sweepCommand({ config: dropped, out: dir, ...quiet })).rejects.toThrow(new UsageError(unchanged));
+    await expect(sweepCommand({ config: superset, out: dir, ...quiet })).rejects.toThrow(new UsageError(`${unchanged}, or add --extend to add runs to it`));
     await expect(sweepCommand({ config: dropped, out: dir, extend: true, ...quiet })).rejects.toThrow(/^--extend: .*run 1e10-dense-s of the sweep is not in the new plan/);
     expect(readFileSync(join(dir, SWEEP_FILE), 'utf8')).toBe(sweepJson);
   });
