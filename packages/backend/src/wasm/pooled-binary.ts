@@ -1,0 +1,168 @@
+// Add, Sub and Multiply of float32 tensors on the kernel pool's threads, for the threaded engine.
+// Each output element is one IEEE operation on its two inputs (f32x4 lanes and the scalar tail give
+// the same bits as the engine's kernel), so splitting the elements over threads changes no bit; only
+// a NaN's sign and payload are the machine's choice, as in the engine (WebAssembly leaves them open).
+// Served: two operands of the same shape, or a full operand [.., X] with a row [X] (any leading
+// axes of size 1) broadcast along its leading axes, either side. Anything else, one thread, other
+// dtypes and tensors too small to pay for a pass of the pool go to the engine's own kernel.
+// Axes: R rows of the full operand (its size / X), X the row width (its last axis).
+import * as tf from '@tensorflow/tfjs-core';
+import { util } from '@tensorflow/tfjs-core';
+import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
+import { FunctionBuilder, I32 } from '../wasm-emitter/wasm-emitter.js';
+import { engineMemory, isSharedMemory } from '../wasm-memory/engine-heap.js';
+import { kernelPool, splitRange } from '../wasm-memory/kernel-pool.js';
+import type { KernelArgs, WasmBackend, WasmKernelFix } from './wasm-backend.js';
+
+/**
+ * Elements per thread below which a tensor stays on the engine's kernel (a pass of the pool costs
+ * a worker's wake-up; measured in the README, "Pooled kernels").
+ */
+export const POOLED_BINARY_MIN_SIZE = 2 ** 16;
+
+let minSizeOverride: number | undefined;
+
+/**
+ * Overrides POOLED_BINARY_MIN_SIZE (0: every served call goes to the pool while it runs; Infinity:
+ * none does); undefined restores it. For benchmarks and tests.
+ */
+export function setPooledBinaryMinSize(size: number | undefined): void {
+  if (size !== undefined && !(size >= 0)) throw new Error(`setPooledBinaryMinSize: size must be >= 0, got ${size}`);
+  minSizeOverride = size;
+}
+
+type BinaryOp = 'add' | 'sub' | 'mul';
+
+// Opcodes (WebAssembly core spec, binary format; SIMD opcode table): scalar f32 and f32x4 forms.
+const SCALAR: Record<BinaryOp, number> = { add: 0x92, sub: 0x93, mul: 0x94 };
+const VECTOR: Record<BinaryOp, number> = { add: 0xe4, sub: 0xe5, mul: 0xe6 };
+const I32_AND = 0x71;
+
+/**
+ * op(a, b, out, rows, rowBytes, aStep, bStep): for each of `rows` rows, out[j] = a[j] op b[j] over
+ * rowBytes / 4 floats, then a += aStep, b += bStep (bytes; 0 repeats a broadcast row), out += rowBytes.
+ */
+function buildBinary(op: BinaryOp): FunctionBuilder {
+  const [a, b, out, rows, rowBytes, aStep, bStep] = [0, 1, 2, 3, 4, 5, 6];
+  const f = new FunctionBuilder(7);
+  const row = f.local(I32);
+  const j = f.local(I32);
+  const vectorEnd = f.local(I32);
+  f.get(rowBytes).i32(-16).op(I32_AND).set(vectorEnd);
+  f.forLoop(row, rows, 1, () => {
+    f.forLoop(j, vectorEnd, 16, () => {
+      f.get(out).get(j).add();
+      f.get(a).get(j).add().v128Load().get(b).get(j).add().v128Load().simd(VECTOR[op]);
+      f.v128Store();
+    });
+    f.whileBelow(j, rowBytes, 4, () => {
+      f.get(out).get(j).add();
+      f.get(a).get(j).add().f32Load().get(b).get(j).add().f32Load().op(SCALAR[op]);
+      f.f32Store();
+    });
+    f.increment(a, () => f.get(aStep));
+    f.increment(b, () => f.get(bStep));
+    f.increment(out, () => f.get(rowBytes));
+  });
+  return f;
+}
+
+const OPS: readonly BinaryOp[] = ['add', 'sub', 'mul'];
+export const POOLED_BINARY_MODULE = {
+  key: 'pooled-binary',
+  functions: () => OPS.map((op) => ({ name: op, builder: buildBinary(op) })),
+};
+
+/** How `a op b` is laid out: same shape, or a row broadcast along the other operand's leading axes. */
+type Layout = { kind: 'same'; size: number } | { kind: 'row'; rows: number; width: number; rowIsA: boolean };
+
+/** Whether `row`'s shape is [1, .., 1, X] with X the last axis of `full`, of no higher rank. */
+function isRowOf(row: number[], full: number[]): boolean {
+  const width = full[full.length - 1];
+  if (width === undefined || row.length > full.length || row[row.length - 1] !== width) return false;
+  return row.slice(0, -1).every((d) => d === 1);
+}
+
+function layoutOf(a: TensorInfo, b: TensorInfo): Layout | undefined {
+  if (util.arraysEqual(a.shape, b.shape)) return { kind: 'same', size: util.sizeFromShape(a.shape) };
+  for (const [row, full, rowIsA] of [
+    [b, a, false],
+    [a, b, true],
+  ] as const) {
+    if (isRowOf(row.shape, full.shape)) {
+      const width = full.shape[full.shape.length - 1]!;
+      return { kind: 'row', rows: util.sizeFromShape(full.shape) / width, width, rowIsA };
+    }
+  }
+  return undefined;
+}
+
+function offsetOf(backend: WasmBackend, info: TensorInfo): number {
+  const data = backend.dataIdMap.get(info.dataId);
+  if (!data) throw new Error('pooled binary op: tensor data is not on the wasm engine');
+  return data.memoryOffset;
+}
+
+/** How many pool threads `size` output elements should be split over (1: the engine's kernel). */
+function poolParts(backend: WasmBackend, size: number): number {
+  const pool = kernelPool();
+  if (!pool) return 1;
+  const memory = engineMemory(backend);
+  if (!memory || !isSharedMemory(memory)) return 1;
+  const minSize = minSizeOverride ?? POOLED_BINARY_MIN_SIZE;
+  const byWork = minSize === 0 ? pool.threads : Math.floor(size / minSize);
+  return Math.max(1, Math.min(pool.threads, byWork));
+}
+
+function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo {
+  if (!original) throw new Error(`wasm has no built-in ${kernelName} kernel to delegate to`);
+  return (args) => {
+    const { a, b } = args.inputs;
+    const { backend } = args;
+    if (!kernelPool() || a!.dtype !== 'float32' || b!.dtype !== 'float32') return original(args) as TensorInfo;
+    const layout = layoutOf(a!, b!);
+    const size = layout ? (layout.kind === 'same' ? layout.size : layout.rows * layout.width) : 0;
+    const parts = layout && size > 0 ? poolParts(backend, size) : 1;
+    if (!layout || parts <= 1) return original(args) as TensorInfo;
+    const full = layout.kind === 'row' && layout.rowIsA ? b! : a!;
+    const out = backend.makeOutput([...full.shape], 'float32');
+    const [aAt, bAt, outAt] = [offsetOf(backend, a!), offsetOf(backend, b!), offsetOf(backend, out)];
+    let calls: number[][];
+    if (layout.kind === 'same') {
+      // Parts of whole f32x4 vectors (the last one takes the tail).
+      calls = splitRange(Math.ceil(layout.size / 4), parts).map(([v0, v1]) => {
+        const [e0, e1] = [4 * v0, Math.min(layout.size, 4 * v1)];
+        return [aAt + 4 * e0, bAt + 4 * e0, outAt + 4 * e0, 1, 4 * (e1 - e0), 0, 0];
+      });
+    } else {
+      const rowBytes = 4 * layout.width;
+      const [aStep, bStep] = layout.rowIsA ? [0, rowBytes] : [rowBytes, 0];
+      calls = splitRange(layout.rows, parts).map(([r0, r1]) => [
+        aAt + r0 * aStep,
+        bAt + r0 * bStep,
+        outAt + r0 * rowBytes,
+        r1 - r0,
+        rowBytes,
+        aStep,
+        bStep,
+      ]);
+    }
+    try {
+      kernelPool()!.run(engineMemory(backend)!, POOLED_BINARY_MODULE.key, POOLED_BINARY_MODULE.functions, op, calls);
+    } catch (err) {
+      backend.disposeData(out.dataId);
+      throw err;
+    }
+    return out;
+  };
+}
+
+const fix = (op: BinaryOp, kernelName: string, name: string): WasmKernelFix => ({
+  name,
+  kernelName,
+  kernelFunc: (original) => pooledBinary(op, kernelName, original),
+});
+
+export const addFix = fix('add', tf.Add, 'Add (float32, same shape or a broadcast row: on the kernel pool)');
+export const subFix = fix('sub', tf.Sub, 'Sub (float32, same shape or a broadcast row: on the kernel pool)');
+export const multiplyFix = fix('mul', tf.Multiply, 'Multiply (float32, same shape or a broadcast row: on the kernel pool)');
