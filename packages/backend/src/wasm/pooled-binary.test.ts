@@ -52,6 +52,8 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
     [[2, r, x], [1, 1, x]],
     [[1, x], [2, r, x]],
     [[1, x], [x]],
+    [[2, r, x], [r, x]],
+    [[1, r, x], [3, r, x]],
   ];
   for (const [op, f] of OPS) {
     for (const [aShape, bShape] of CASES) {
@@ -80,8 +82,8 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
           tf.dispose([pooled, engine]);
           expect(bits(got), `seed ${rng.seed}`).toEqual(bits(want));
           // And against one float32 rounding of the exact result, element by element.
-          const full = size(aShape) >= size(bShape) ? aShape : bShape;
-          const width = full[full.length - 1]!;
+          // The broadcast operand repeats every `width` elements of the output.
+          const width = Math.min(size(aShape), size(bShape));
           for (let i = 0; i < got.length; i++) {
             const ai = av.length === got.length ? i : i % width;
             const bi = bv.length === got.length ? i : i % width;

@@ -3,7 +3,8 @@
 // the same bits as the engine's kernel), so splitting the elements over threads changes no bit; only
 // a NaN's sign and payload are the machine's choice, as in the engine (WebAssembly leaves them open).
 // Served: two operands of the same shape, or a full operand [.., X] with a row [X] (any leading
-// axes of size 1) broadcast along its leading axes, either side. Anything else, one thread, other
+// axes of size 1) broadcast along its leading axes, either side; the "row" may also be a block of
+// several trailing axes ([.., Y, X] with [Y, X]), read as one row of Y * X. Anything else, one thread, other
 // dtypes and tensors too small to pay for a pass of the pool go to the engine's own kernel.
 // Axes: R rows of the full operand (its size / X), X the row width (its last axis).
 import * as tf from '@tensorflow/tfjs-core';
@@ -73,14 +74,20 @@ export const POOLED_BINARY_MODULE = {
   functions: () => OPS.map((op) => ({ name: op, builder: buildBinary(op) })),
 };
 
-/** How `a op b` is laid out: same shape, or a row broadcast along the other operand's leading axes. */
+/** How `a op b` is laid out: same shape, or a row (a block of trailing axes) broadcast along the other operand's leading axes. */
 type Layout = { kind: 'same'; size: number } | { kind: 'row'; rows: number; width: number; rowIsA: boolean };
 
-/** Whether `row`'s shape is [1, .., 1, X] with X the last axis of `full`, of no higher rank. */
-function isRowOf(row: number[], full: number[]): boolean {
-  const width = full[full.length - 1];
-  if (width === undefined || row.length > full.length || row[row.length - 1] !== width) return false;
-  return row.slice(0, -1).every((d) => d === 1);
+/**
+ * Whether `block`'s shape, without its leading axes of size 1, is the trailing axes of `full`'s
+ * (a row [X], or a block [Y, X] such as an attention mask), and it has no more axes than `full`.
+ */
+function isTrailingBlockOf(block: number[], full: number[]): boolean {
+  if (block.length > full.length) return false;
+  let first = 0;
+  while (first < block.length && block[first] === 1) first++;
+  const kept = block.slice(first);
+  // A scalar (or all axes 1) would be a "row" of one element: the engine's kernel serves it.
+  return kept.length > 0 && util.arraysEqual(kept, full.slice(full.length - kept.length));
 }
 
 function layoutOf(a: TensorInfo, b: TensorInfo): Layout | undefined {
@@ -89,10 +96,8 @@ function layoutOf(a: TensorInfo, b: TensorInfo): Layout | undefined {
     [b, a, false],
     [a, b, true],
   ] as const) {
-    if (isRowOf(row.shape, full.shape)) {
-      const width = full.shape[full.shape.length - 1]!;
-      return { kind: 'row', rows: util.sizeFromShape(full.shape) / width, width, rowIsA };
-    }
+    const width = util.sizeFromShape(row.shape);
+    if (width > 0 && isTrailingBlockOf(row.shape, full.shape)) return { kind: 'row', rows: util.sizeFromShape(full.shape) / width, width, rowIsA };
   }
   return undefined;
 }
