@@ -24,6 +24,19 @@ const OPS = [
   ['mul', (a: tf.Tensor, b: tf.Tensor) => tf.mul(a, b)],
 ] as const;
 
+/** The element of an operand of `shape` that output element `i` (of `outShape`) reads, NumPy broadcasting. */
+function sourceIndex(i: number, outShape: number[], shape: number[]): number {
+  const padded = [...new Array<number>(outShape.length - shape.length).fill(1), ...shape];
+  let [rest, at, stride] = [i, 0, 1];
+  for (let d = outShape.length - 1; d >= 0; d--) {
+    const index = rest % outShape[d]!;
+    rest = Math.floor(rest / outShape[d]!);
+    if (padded[d] !== 1) at += index * stride;
+    stride *= padded[d]!;
+  }
+  return at;
+}
+
 /** The op in float64 of the float32 inputs, rounded once: one IEEE float32 operation gives exactly this. */
 function reference(op: string, x: number, y: number): number {
   return Math.fround(op === 'add' ? x + y : op === 'sub' ? x - y : x * y);
@@ -54,6 +67,10 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
     [[1, x], [x]],
     [[2, r, x], [r, x]],
     [[1, r, x], [3, r, x]],
+    [[r, x + 1], [r, 1]],
+    [[r, 1], [r, x + 1]],
+    [[2, 3, x + 1], [2, 3, 1]],
+    [[1, r, x + 1], [r, 1]],
   ];
   for (const [op, f] of OPS) {
     for (const [aShape, bShape] of CASES) {
@@ -72,7 +89,7 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
           const pooled = tf.tidy(() => f(a, b));
           expect(tf.memory().numTensors).toBe(before + 1);
           expect(spy).toHaveBeenCalledTimes(1);
-          expect(spy.mock.calls[0]![3]).toBe(op);
+          expect(spy.mock.calls[0]![3]).toMatch(new RegExp(`^${op}(_col_[ab])?$`));
           const got = pooled.dataSync() as Float32Array;
           uninstallWasmFixes();
           const engine = tf.tidy(() => f(a, b));
@@ -82,11 +99,9 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
           tf.dispose([pooled, engine]);
           expect(bits(got), `seed ${rng.seed}`).toEqual(bits(want));
           // And against one float32 rounding of the exact result, element by element.
-          // The broadcast operand repeats every `width` elements of the output.
-          const width = Math.min(size(aShape), size(bShape));
           for (let i = 0; i < got.length; i++) {
-            const ai = av.length === got.length ? i : i % width;
-            const bi = bv.length === got.length ? i : i % width;
+            const ai = sourceIndex(i, pooled.shape, aShape);
+            const bi = sourceIndex(i, pooled.shape, bShape);
             expect(Object.is(got[i], reference(op, av[ai]!, bv[bi]!)) || (Number.isNaN(got[i]) && Number.isNaN(reference(op, av[ai]!, bv[bi]!))), `seed ${rng.seed} at ${i}`).toBe(true);
           }
         } finally {
@@ -104,8 +119,8 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
     try {
       setPooledBinaryMinSize(0);
       tf.tidy(() => {
-        // A column broadcast, a scalar, int32.
-        expect(Array.from(tf.add(tf.ones([3, 4]), tf.tensor([[1], [2], [3]])).dataSync().slice(0, 5))).toEqual([2, 2, 2, 2, 3]);
+        // A broadcast middle axis, a scalar, int32.
+        expect(Array.from(tf.add(tf.ones([2, 3, 4]), tf.tensor([1, 2, 3, 4, 5, 6, 7, 8], [2, 1, 4])).dataSync().slice(0, 5))).toEqual([2, 3, 4, 5, 2]);
         expect(Array.from(tf.mul(tf.ones([3, 4]), tf.scalar(3)).dataSync().slice(0, 2))).toEqual([3, 3]);
         expect(Array.from(tf.sub(tf.tensor([5, 6], [2], 'int32'), tf.tensor([1, 1], [2], 'int32')).dataSync())).toEqual([4, 5]);
       });

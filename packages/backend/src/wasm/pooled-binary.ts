@@ -4,13 +4,14 @@
 // a NaN's sign and payload are the machine's choice, as in the engine (WebAssembly leaves them open).
 // Served: two operands of the same shape, or a full operand [.., X] with a row [X] (any leading
 // axes of size 1) broadcast along its leading axes, either side; the "row" may also be a block of
-// several trailing axes ([.., Y, X] with [Y, X]), read as one row of Y * X. Anything else, one thread, other
+// several trailing axes ([.., Y, X] with [Y, X]), read as one row of Y * X; or a full operand
+// [.., R, X] with a column [.., R, 1] broadcast along the last axis, either side. Anything else, one thread, other
 // dtypes and tensors too small to pay for a pass of the pool go to the engine's own kernel.
 // Axes: R rows of the full operand (its size / X), X the row width (its last axis).
 import * as tf from '@tensorflow/tfjs-core';
 import { util } from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { FunctionBuilder, I32 } from '../wasm-emitter/wasm-emitter.js';
+import { F32, FunctionBuilder, I32, V128 } from '../wasm-emitter/wasm-emitter.js';
 import { engineMemory, isSharedMemory } from '../wasm-memory/engine-heap.js';
 import { kernelPool, splitRange } from '../wasm-memory/kernel-pool.js';
 import type { KernelArgs, WasmBackend, WasmKernelFix } from './wasm-backend.js';
@@ -68,14 +69,58 @@ function buildBinary(op: BinaryOp): FunctionBuilder {
   return f;
 }
 
+/**
+ * op_col_a / op_col_b (full, col, out, rows, rowBytes): out[r, j] = col[r] op full[r, j] (col_a)
+ * or full[r, j] op col[r] (col_b) for each of `rows` rows of rowBytes / 4 floats: a column [R, 1]
+ * broadcast along the last axis.
+ */
+function buildColumn(op: BinaryOp, colIsA: boolean): FunctionBuilder {
+  const [full, col, out, rows, rowBytes] = [0, 1, 2, 3, 4];
+  const f = new FunctionBuilder(5);
+  const row = f.local(I32);
+  const j = f.local(I32);
+  const vectorEnd = f.local(I32);
+  const sCol = f.local(F32);
+  const vCol = f.local(V128);
+  f.get(rowBytes).i32(-16).op(I32_AND).set(vectorEnd);
+  f.forLoop(row, rows, 1, () => {
+    f.get(col).f32Load().set(sCol);
+    f.get(sCol).f32x4Splat().set(vCol);
+    f.forLoop(j, vectorEnd, 16, () => {
+      f.get(out).get(j).add();
+      if (colIsA) f.get(vCol).get(full).get(j).add().v128Load();
+      else f.get(full).get(j).add().v128Load().get(vCol);
+      f.simd(VECTOR[op]).v128Store();
+    });
+    f.whileBelow(j, rowBytes, 4, () => {
+      f.get(out).get(j).add();
+      if (colIsA) f.get(sCol).get(full).get(j).add().f32Load();
+      else f.get(full).get(j).add().f32Load().get(sCol);
+      f.op(SCALAR[op]).f32Store();
+    });
+    f.increment(full, () => f.get(rowBytes));
+    f.increment(col, 4);
+    f.increment(out, () => f.get(rowBytes));
+  });
+  return f;
+}
+
 const OPS: readonly BinaryOp[] = ['add', 'sub', 'mul'];
 export const POOLED_BINARY_MODULE = {
   key: 'pooled-binary',
-  functions: () => OPS.map((op) => ({ name: op, builder: buildBinary(op) })),
+  functions: () =>
+    OPS.flatMap((op) => [
+      { name: op, builder: buildBinary(op) },
+      { name: `${op}_col_a`, builder: buildColumn(op, true) },
+      { name: `${op}_col_b`, builder: buildColumn(op, false) },
+    ]),
 };
 
 /** How `a op b` is laid out: same shape, or a row (a block of trailing axes) broadcast along the other operand's leading axes. */
-type Layout = { kind: 'same'; size: number } | { kind: 'row'; rows: number; width: number; rowIsA: boolean };
+type Layout =
+  | { kind: 'same'; size: number }
+  | { kind: 'row'; rows: number; width: number; rowIsA: boolean }
+  | { kind: 'column'; rows: number; width: number; colIsA: boolean };
 
 /**
  * Whether `block`'s shape, without its leading axes of size 1, is the trailing axes of `full`'s
@@ -90,6 +135,13 @@ function isTrailingBlockOf(block: number[], full: number[]): boolean {
   return kept.length > 0 && util.arraysEqual(kept, full.slice(full.length - kept.length));
 }
 
+/** Whether `col`'s shape (leading axes of size 1 added up to `full`'s rank) is `full`'s with the last axis 1 (> 1 in `full`). */
+function isColumnOf(col: number[], full: number[]): boolean {
+  if (col.length > full.length || (full[full.length - 1] ?? 1) <= 1) return false;
+  const padded = [...new Array<number>(full.length - col.length).fill(1), ...col];
+  return padded[padded.length - 1] === 1 && padded.slice(0, -1).every((d, i) => d === full[i]);
+}
+
 function layoutOf(a: TensorInfo, b: TensorInfo): Layout | undefined {
   if (util.arraysEqual(a.shape, b.shape)) return { kind: 'same', size: util.sizeFromShape(a.shape) };
   for (const [row, full, rowIsA] of [
@@ -98,6 +150,15 @@ function layoutOf(a: TensorInfo, b: TensorInfo): Layout | undefined {
   ] as const) {
     const width = util.sizeFromShape(row.shape);
     if (width > 0 && isTrailingBlockOf(row.shape, full.shape)) return { kind: 'row', rows: util.sizeFromShape(full.shape) / width, width, rowIsA };
+  }
+  for (const [col, full, colIsA] of [
+    [b, a, false],
+    [a, b, true],
+  ] as const) {
+    if (isColumnOf(col.shape, full.shape)) {
+      const width = full.shape[full.shape.length - 1]!;
+      return { kind: 'column', rows: util.sizeFromShape(full.shape) / width, width, colIsA };
+    }
   }
   return undefined;
 }
@@ -129,11 +190,17 @@ function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | u
     const size = layout ? (layout.kind === 'same' ? layout.size : layout.rows * layout.width) : 0;
     const parts = layout && size > 0 ? poolParts(backend, size) : 1;
     if (!layout || parts <= 1) return original(args) as TensorInfo;
-    const full = layout.kind === 'row' && layout.rowIsA ? b! : a!;
+    const full = (layout.kind === 'row' && layout.rowIsA) || (layout.kind === 'column' && layout.colIsA) ? b! : a!;
     const out = backend.makeOutput([...full.shape], 'float32');
     const [aAt, bAt, outAt] = [offsetOf(backend, a!), offsetOf(backend, b!), offsetOf(backend, out)];
     let calls: number[][];
-    if (layout.kind === 'same') {
+    let fn: string = op;
+    if (layout.kind === 'column') {
+      const rowBytes = 4 * layout.width;
+      const [fullAt, colAt] = layout.colIsA ? [bAt, aAt] : [aAt, bAt];
+      fn = `${op}_col_${layout.colIsA ? 'a' : 'b'}`;
+      calls = splitRange(layout.rows, parts).map(([r0, r1]) => [fullAt + r0 * rowBytes, colAt + 4 * r0, outAt + r0 * rowBytes, r1 - r0, rowBytes]);
+    } else if (layout.kind === 'same') {
       // Parts of whole f32x4 vectors (the last one takes the tail).
       calls = splitRange(Math.ceil(layout.size / 4), parts).map(([v0, v1]) => {
         const [e0, e1] = [4 * v0, Math.min(layout.size, 4 * v1)];
@@ -153,7 +220,7 @@ function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | u
       ]);
     }
     try {
-      kernelPool()!.run(engineMemory(backend)!, POOLED_BINARY_MODULE.key, POOLED_BINARY_MODULE.functions, op, calls);
+      kernelPool()!.run(engineMemory(backend)!, POOLED_BINARY_MODULE.key, POOLED_BINARY_MODULE.functions, fn, calls);
     } catch (err) {
       backend.disposeData(out.dataId);
       throw err;
