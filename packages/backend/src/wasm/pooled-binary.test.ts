@@ -55,7 +55,7 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
   // [a shape, b shape]: same shape (sizes that are and are not a multiple of 4), a row broadcast on
   // either side, with and without leading size-1 axes.
   const random = testRng();
-  const [r, x] = [3 + random.int(300), 1 + random.int(70)];
+  const [r, x] = [3 + random.int(300), 2 + random.int(70)];
   const CASES: [number[], number[]][] = [
     [[r, x], [r, x]],
     [[4 * r], [4 * r]],
@@ -64,7 +64,7 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
     [[x], [r, x]],
     [[2, r, x], [1, 1, x]],
     [[1, x], [2, r, x]],
-    [[1, x], [x]],
+    [[2, 1, x], [1, x]],
     [[2, r, x], [r, x]],
     [[1, r, x], [3, r, x]],
     [[r, x + 1], [r, 1]],
@@ -91,13 +91,19 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
           expect(spy).toHaveBeenCalledTimes(1);
           expect(spy.mock.calls[0]![3]).toMatch(new RegExp(`^${op}(_col_[ab])?$`));
           const got = pooled.dataSync() as Float32Array;
+          // The same kernel on this thread (under the pool's threshold on the threaded engine).
+          setPooledBinaryMinSize(Infinity);
+          const local = tf.tidy(() => f(a, b));
+          expect(spy).toHaveBeenCalledTimes(1);
+          const here = local.dataSync() as Float32Array;
           uninstallWasmFixes();
           const engine = tf.tidy(() => f(a, b));
           installWasmFixes();
           expect(pooled.shape).toEqual(engine.shape);
           const want = engine.dataSync() as Float32Array;
-          tf.dispose([pooled, engine]);
+          tf.dispose([pooled, local, engine]);
           expect(bits(got), `seed ${rng.seed}`).toEqual(bits(want));
+          expect(bits(here), `seed ${rng.seed}`).toEqual(bits(want));
           // And against one float32 rounding of the exact result, element by element.
           for (let i = 0; i < got.length; i++) {
             const ai = sourceIndex(i, pooled.shape, aShape);
@@ -114,7 +120,7 @@ describe('Add, Sub and Multiply on the kernel pool', () => {
     }
   }
 
-  it('leaves other layouts, dtypes, small tensors and one thread to the engine', async () => {
+  it('leaves other layouts, dtypes and one thread to the engine, and small tensors to this thread', async () => {
     const spy = vi.spyOn(kernelPool()!, 'run');
     try {
       setPooledBinaryMinSize(0);

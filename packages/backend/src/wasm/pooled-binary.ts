@@ -2,17 +2,19 @@
 // Each output element is one IEEE operation on its two inputs (f32x4 lanes and the scalar tail give
 // the same bits as the engine's kernel), so splitting the elements over threads changes no bit; only
 // a NaN's sign and payload are the machine's choice, as in the engine (WebAssembly leaves them open).
+// On the threaded engine, served calls under the pool's threshold run the same kernel on the
+// calling thread instead of the engine's (which wakes XNNPACK's pool); on one thread nothing changes.
 // Served: two operands of the same shape, or a full operand [.., X] with a row [X] (any leading
 // axes of size 1) broadcast along its leading axes, either side; the "row" may also be a block of
 // several trailing axes ([.., Y, X] with [Y, X]), read as one row of Y * X; or a full operand
-// [.., R, X] with a column [.., R, 1] broadcast along the last axis, either side. Anything else, one thread, other
-// dtypes and tensors too small to pay for a pass of the pool go to the engine's own kernel.
+// [.., R, X] with a column [.., R, 1] broadcast along the last axis, either side. Anything else,
+// one thread, and other dtypes go to the engine's own kernel.
 // Axes: R rows of the full operand (its size / X), X the row width (its last axis).
 import * as tf from '@tensorflow/tfjs-core';
 import { util } from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { F32, FunctionBuilder, I32, V128 } from '../wasm-emitter/wasm-emitter.js';
-import { engineMemory, isSharedMemory } from '../wasm-memory/engine-heap.js';
+import { engineMemory, isSharedMemory, kernelsOnHeap } from '../wasm-memory/engine-heap.js';
 import { kernelPool, splitRange } from '../wasm-memory/kernel-pool.js';
 import type { KernelArgs, WasmBackend, WasmKernelFix } from './wasm-backend.js';
 
@@ -26,7 +28,7 @@ let minSizeOverride: number | undefined;
 
 /**
  * Overrides POOLED_BINARY_MIN_SIZE (0: every served call goes to the pool while it runs; Infinity:
- * none does); undefined restores it. For benchmarks and tests.
+ * every served call runs the kernel on the calling thread); undefined restores it. For benchmarks and tests.
  */
 export function setPooledBinaryMinSize(size: number | undefined): void {
   if (size !== undefined && !(size >= 0)) throw new Error(`setPooledBinaryMinSize: size must be >= 0, got ${size}`);
@@ -169,15 +171,11 @@ function offsetOf(backend: WasmBackend, info: TensorInfo): number {
   return data.memoryOffset;
 }
 
-/** How many pool threads `size` output elements should be split over (1: the engine's kernel). */
-function poolParts(backend: WasmBackend, size: number): number {
-  const pool = kernelPool();
-  if (!pool) return 1;
-  const memory = engineMemory(backend);
-  if (!memory || !isSharedMemory(memory)) return 1;
+/** How many pool threads `size` output elements should be split over (1: this thread). */
+function poolParts(threads: number, size: number): number {
   const minSize = minSizeOverride ?? POOLED_BINARY_MIN_SIZE;
-  const byWork = minSize === 0 ? pool.threads : Math.floor(size / minSize);
-  return Math.max(1, Math.min(pool.threads, byWork));
+  const byWork = minSize === 0 ? threads : Math.floor(size / minSize);
+  return Math.max(1, Math.min(threads, byWork));
 }
 
 function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo {
@@ -185,11 +183,16 @@ function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | u
   return (args) => {
     const { a, b } = args.inputs;
     const { backend } = args;
-    if (!kernelPool() || a!.dtype !== 'float32' || b!.dtype !== 'float32') return original(args) as TensorInfo;
+    const pool = kernelPool();
+    const memory = engineMemory(backend);
+    // One thread (no pool, or an engine heap the pool cannot share): the engine's kernel, as always.
+    if (!pool || !memory || !isSharedMemory(memory) || a!.dtype !== 'float32' || b!.dtype !== 'float32') return original(args) as TensorInfo;
     const layout = layoutOf(a!, b!);
     const size = layout ? (layout.kind === 'same' ? layout.size : layout.rows * layout.width) : 0;
-    const parts = layout && size > 0 ? poolParts(backend, size) : 1;
-    if (!layout || parts <= 1) return original(args) as TensorInfo;
+    if (!layout || size === 0) return original(args) as TensorInfo;
+    // Under the pool's threshold the kernel runs on this thread: on the threaded engine the engine's
+    // own kernel wakes XNNPACK's pool, which costs more than the op (README, "Pooled kernels").
+    const parts = poolParts(pool.threads, size);
     const full = (layout.kind === 'row' && layout.rowIsA) || (layout.kind === 'column' && layout.colIsA) ? b! : a!;
     const out = backend.makeOutput([...full.shape], 'float32');
     const [aAt, bAt, outAt] = [offsetOf(backend, a!), offsetOf(backend, b!), offsetOf(backend, out)];
@@ -220,7 +223,12 @@ function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | u
       ]);
     }
     try {
-      kernelPool()!.run(engineMemory(backend)!, POOLED_BINARY_MODULE.key, POOLED_BINARY_MODULE.functions, fn, calls);
+      if (calls.length > 1) pool.run(memory, POOLED_BINARY_MODULE.key, POOLED_BINARY_MODULE.functions, fn, calls);
+      else {
+        const kernels = kernelsOnHeap<Record<string, (...args: number[]) => void>>(memory, POOLED_BINARY_MODULE.key, POOLED_BINARY_MODULE.functions);
+        if (!kernels) throw new Error('pooled binary op: the kernels cannot run on the engine heap');
+        kernels[fn]!(...calls[0]!);
+      }
     } catch (err) {
       backend.disposeData(out.dataId);
       throw err;
