@@ -6,7 +6,7 @@
 // pool's workers sleep between passes); on and off alternate; medians.
 // Axes: Bt batches, M rows, K contracted axis, P columns; T rows of an elementwise operand, X its width.
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '../src/index.js';
+import { initBackend, installWasmFixes, uninstallWasmFixes } from '../src/index.js';
 import { setPooledBinaryMinSize } from '../src/wasm/pooled-binary.js';
 import { setPooledMatMulMinWork } from '../src/wasm/pooled-small-mat-mul.js';
 
@@ -21,6 +21,9 @@ const PRODUCTS: [number, number, number, number, boolean][] = [
   [4, 64, 64, 64, false],
   [8, 64, 64, 64, false],
   [16, 64, 64, 64, false],
+  [64, 64, 64, 64, false],
+  [16, 128, 128, 128, false],
+  [64, 128, 64, 128, false],
   [64, 256, 64, 256, false],
   [64, 256, 256, 64, false],
   [64, 256, 64, 256, true],
@@ -85,13 +88,22 @@ for (const [bt, m, k, p, transposeB] of PRODUCTS) {
 }
 setPooledMatMulMinWork(undefined);
 
+// Elementwise: "off" is the engine's own kernel (fixes uninstalled), "on" the pool; a third column
+// times our kernel on the calling thread.
+console.log('\n| elementwise | engine | pool | this thread |\n| --- | --- | --- | --- |');
 for (const [aShape, bShape, op] of ELEMENTWISE) {
   const a = tf.randomNormal(aShape);
   const b = tf.randomNormal(bShape);
-  row(
-    `${op} [${aShape}] [${bShape}]`,
-    onOff((on) => setPooledBinaryMinSize(on ? 0 : Infinity), () => (op === 'add' ? tf.add(a, b) : tf.mul(a, b))),
-  );
+  const run = () => (op === 'add' ? tf.add(a, b) : tf.mul(a, b));
+  const pool = onOff((on) => {
+    if (on) installWasmFixes();
+    else uninstallWasmFixes();
+    setPooledBinaryMinSize(0);
+  }, run);
+  installWasmFixes();
+  const here = onOff((on) => setPooledBinaryMinSize(on ? Infinity : 0), run);
+  console.log(`| ${op} [${aShape}] [${bShape}] | ${pool.off.toFixed(3)} ms | ${pool.on.toFixed(3)} ms | ${here.on.toFixed(3)} ms |`);
   tf.dispose([a, b]);
 }
+installWasmFixes();
 setPooledBinaryMinSize(undefined);

@@ -22,7 +22,7 @@ import type { KernelArgs, WasmBackend, WasmKernelFix } from './wasm-backend.js';
  * Elements per thread below which a tensor stays on the engine's kernel (a pass of the pool costs
  * a worker's wake-up; measured in the README, "Pooled kernels").
  */
-export const POOLED_BINARY_MIN_SIZE = 2 ** 16;
+export const POOLED_BINARY_MIN_SIZE = 2 ** 21;
 
 let minSizeOverride: number | undefined;
 

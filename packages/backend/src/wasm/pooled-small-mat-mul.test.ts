@@ -131,14 +131,15 @@ describe('small per-batch products split over the kernel pool', () => {
     const spy = vi.spyOn(kernelPool()!, 'run');
     const product = (aShape: number[], bShape: number[]) => tf.tidy(() => tf.matMul(tf.ones(aShape), tf.ones(bShape)).dataSync());
     try {
-      // 4 x [32,32]x[32,32]: 2^17 multiply-adds, under the threshold for 2 threads.
-      product([4, 32, 32], [4, 32, 32]);
+      // 64 x [128,64]x[64,128]: 2^26 multiply-adds, under the threshold for 2 threads.
+      expect(2 ** 26 / 2).toBeLessThan(POOLED_MAT_MUL_MIN_WORK);
+      product([64, 128, 64], [64, 64, 128]);
       // A single product of 2^21 multiply-adds (small kernel) stays on this thread.
       product([128, 128], [128, 128]);
       expect(spy).not.toHaveBeenCalled();
-      // 16 x [64,64]x[64,64]: 2^22 multiply-adds, 2^21 per thread.
-      expect(2 ** 22 / 2).toBeGreaterThanOrEqual(POOLED_MAT_MUL_MIN_WORK);
-      const y = product([16, 64, 64], [16, 64, 64]);
+      // 64 x [256,64]x[64,256] (an attention product of the dense LM): 2^28 multiply-adds, 2^27 per thread.
+      expect(2 ** 28 / 2).toBeGreaterThanOrEqual(POOLED_MAT_MUL_MIN_WORK);
+      const y = product([64, 256, 64], [64, 64, 256]);
       expect(spy).toHaveBeenCalledTimes(1);
       expect(Array.from(y.slice(0, 3))).toEqual([64, 64, 64]);
     } finally {
