@@ -19,6 +19,9 @@ const KERNELS = [
   tf.Sum,
   tf.Max,
   tf.OneHot,
+  tf.Add,
+  tf.Sub,
+  tf.Multiply,
 ];
 
 beforeAll(async () => {

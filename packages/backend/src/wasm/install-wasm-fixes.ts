@@ -3,6 +3,7 @@
 import { gatherRowsFix } from './gather-rows.js';
 import { oneHotFix } from './one-hot.js';
 import { maxFix, sumFix } from './outer-axis-reduce.js';
+import { addFix, multiplyFix, subFix } from './pooled-binary.js';
 import { sliceFix, splitVFix, stridedSliceFix, unpackFix } from './slice-kernels.js';
 import { batchMatMulFix, fusedMatMulFix } from './transpose-first-mat-mul.js';
 import { transposeFix } from './transpose.js';
@@ -22,6 +23,9 @@ const FIXES: readonly WasmKernelFix[] = [
   sumFix,
   maxFix,
   oneHotFix,
+  addFix,
+  subFix,
+  multiplyFix,
 ];
 
 /** Installs the wasm kernel fixes (idempotent) and returns their names. */

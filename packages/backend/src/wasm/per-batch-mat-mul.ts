@@ -10,6 +10,7 @@
 // in plain layout (the transpose-first kernels copy transposed operands before calling this).
 import { broadcast_util, util } from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
+import { pooledMatMulParts, runSmallMatMulsOnPool, type SmallProduct } from './pooled-small-mat-mul.js';
 import { smallMatMulFor, smallMatMulScratchBytes } from './small-mat-mul.js';
 import type { WasmBackend, WasmModule } from './wasm-backend.js';
 
@@ -94,9 +95,12 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     return out;
   }
   const sharedB = util.sizeFromShape(b.shape.slice(0, -2)) === 1;
-  // Small products on our single-threaded kernel (the same bits as XNNPACK's, never waking its pool).
+  // Small products on our kernel (the same bits as XNNPACK's, never waking its pool): on this
+  // thread, or, for more than one batch, split over the kernel pool when it runs
+  // (pooled-small-mat-mul.ts). A single-batch product stays on this thread.
   const small = smallMatMulFor(backend, sharedB ? batches * m : m, k, n);
-  const scratch = small ? backend.makeOutput([smallMatMulScratchBytes(k) / 4], 'float32') : undefined;
+  const parts = small && batches > 1 ? pooledMatMulParts(backend, batches * m * k * n) : 1;
+  const scratch = small && parts === 1 ? backend.makeOutput([smallMatMulScratchBytes(k) / 4], 'float32') : undefined;
   const aBase = byteOffset(backend, a);
   const bBase = byteOffset(backend, b);
   const scratchBase = scratch ? byteOffset(backend, scratch) : 0;
@@ -109,7 +113,7 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     views.push(id);
     return id;
   };
-  const run = (aAt: number, rows: number, bAt: number, outAt: number) => {
+  const run = ({ a: aAt, b: bAt, out: outAt, rows }: SmallProduct) => {
     if (small) return small(aAt, bAt, outAt, rows, k, n, scratchBase);
     const aId = view(aAt, rows * k);
     const bId = view(bAt, k * n);
@@ -118,41 +122,10 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     while (views.length) tfjs.disposeData(views.pop()!);
   };
   try {
-    if (sharedB) {
-      // One shared b: a's batches are consecutive rows of a single [Bt * M, K] matrix.
-      run(aBase, batches * m, bBase, outBase);
-      return out;
-    }
-    // Element strides of each operand's batches along the output batch axes (0 where broadcast).
-    const rank = outBatch.length;
-    const batchStrides = (shape: number[], matrixSize: number): number[] => {
-      const batch = shape.slice(0, -2);
-      const padded = [...new Array<number>(rank - batch.length).fill(1), ...batch];
-      const strides = new Array<number>(rank);
-      let s = matrixSize;
-      for (let d = rank - 1; d >= 0; d--) {
-        strides[d] = padded[d] === 1 ? 0 : s;
-        s *= padded[d]!;
-      }
-      return strides;
-    };
-    const aStrides = batchStrides(a.shape, m * k);
-    const bStrides = batchStrides(b.shape, k * n);
-    const index = new Array<number>(rank).fill(0);
-    let aAt = 0;
-    let bAt = 0;
-    for (let t = 0; t < batches; t++) {
-      run(aBase + 4 * aAt, m, bBase + 4 * bAt, outBase + 4 * t * m * n);
-      // Advance the output batch index like an odometer, tracking each operand's element offset.
-      for (let d = rank - 1; d >= 0; d--) {
-        aAt += aStrides[d]!;
-        bAt += bStrides[d]!;
-        if (++index[d]! < outBatch[d]!) break;
-        aAt -= aStrides[d]! * outBatch[d]!;
-        bAt -= bStrides[d]! * outBatch[d]!;
-        index[d] = 0;
-      }
-    }
+    // One shared b: a's batches are consecutive rows of a single [Bt * M, K] matrix.
+    const products = sharedB ? [{ a: aBase, b: bBase, out: outBase, rows: batches * m }] : batchProducts(a.shape, b.shape, outBatch, aBase, bBase, outBase);
+    if (parts > 1) runSmallMatMulsOnPool(backend, products, k, n, parts);
+    else for (const p of products) run(p);
     return out;
   } catch (err) {
     while (views.length) tfjs.disposeData(views.pop()!);
@@ -161,4 +134,43 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
   } finally {
     if (scratch) backend.disposeData(scratch.dataId);
   }
+}
+
+/** The per-batch products of `a @ b` (plain layout, broadcast batch axes), in output batch order. */
+function batchProducts(aShape: number[], bShape: number[], outBatch: number[], aBase: number, bBase: number, outBase: number): SmallProduct[] {
+  const [m, k] = aShape.slice(-2) as [number, number];
+  const n = bShape[bShape.length - 1]!;
+  // Element strides of each operand's batches along the output batch axes (0 where broadcast).
+  const rank = outBatch.length;
+  const batchStrides = (shape: number[], matrixSize: number): number[] => {
+    const batch = shape.slice(0, -2);
+    const padded = [...new Array<number>(rank - batch.length).fill(1), ...batch];
+    const strides = new Array<number>(rank);
+    let s = matrixSize;
+    for (let d = rank - 1; d >= 0; d--) {
+      strides[d] = padded[d] === 1 ? 0 : s;
+      s *= padded[d]!;
+    }
+    return strides;
+  };
+  const aStrides = batchStrides(aShape, m * k);
+  const bStrides = batchStrides(bShape, k * n);
+  const batches = util.sizeFromShape(outBatch);
+  const index = new Array<number>(rank).fill(0);
+  const products: SmallProduct[] = [];
+  let aAt = 0;
+  let bAt = 0;
+  for (let t = 0; t < batches; t++) {
+    products.push({ a: aBase + 4 * aAt, b: bBase + 4 * bAt, out: outBase + 4 * t * m * n, rows: m });
+    // Advance the output batch index like an odometer, tracking each operand's element offset.
+    for (let d = rank - 1; d >= 0; d--) {
+      aAt += aStrides[d]!;
+      bAt += bStrides[d]!;
+      if (++index[d]! < outBatch[d]!) break;
+      aAt -= aStrides[d]! * outBatch[d]!;
+      bAt -= bStrides[d]! * outBatch[d]!;
+      index[d] = 0;
+    }
+  }
+  return products;
 }

@@ -45,6 +45,11 @@ interface SmallMatMulExports {
    * 32 * k bytes of heap the kernel may overwrite.
    */
   mat_mul(a: number, b: number, out: number, m: number, k: number, p: number, scratch: number): void;
+  /**
+   * mat_mul for each of `count` products listed at `table` (16 bytes each: the u32 byte offsets of
+   * a, b and out, then m), in order, all with the same k, p and scratch. One call per pool thread.
+   */
+  mat_mul_list(table: number, count: number, k: number, p: number, scratch: number): void;
 }
 
 // Opcodes the emitter has no helper for (WebAssembly core spec, binary format; SIMD opcode table).
@@ -167,16 +172,45 @@ function buildMatMul(): FunctionBuilder {
   return f;
 }
 
+/** Bytes per product in `mat_mul_list`'s table: a, b, out, m as u32. */
+export const SMALL_MAT_MUL_LIST_ENTRY_BYTES = 16;
+
+// Function index of mat_mul in the module (the first function; the module imports none).
+const MAT_MUL_INDEX = 0;
+const CALL = 0x10;
+
+function buildMatMulList(): FunctionBuilder {
+  const [table, count, k, p, scratch] = [0, 1, 2, 3, 4];
+  const f = new FunctionBuilder(5);
+  const at = f.local(I32);
+  const end = f.local(I32);
+  f.get(table).set(at);
+  f.get(count).i32(4).op(I32_SHL).get(table).add().set(end);
+  f.whileBelow(at, end, SMALL_MAT_MUL_LIST_ENTRY_BYTES, () => {
+    f.get(at).i32Load(0).get(at).i32Load(4).get(at).i32Load(8).get(at).i32Load(12);
+    f.get(k).get(p).get(scratch).op(CALL, MAT_MUL_INDEX);
+  });
+  return f;
+}
+
 export const SMALL_MAT_MUL_MODULE = {
   key: 'small-mat-mul',
-  functions: () => [{ name: 'mat_mul', builder: buildMatMul() }],
+  functions: () => [
+    { name: 'mat_mul', builder: buildMatMul() },
+    { name: 'mat_mul_list', builder: buildMatMulList() },
+  ],
 };
 
 /** The kernel on the engine's heap, or undefined where WebAssembly SIMD or the heap is unavailable. */
 export function smallMatMulKernel(backend: WasmBackend): SmallMatMulExports['mat_mul'] | undefined {
+  return smallMatMulExports(backend)?.mat_mul;
+}
+
+/** Both kernels of the module on the engine's heap, or undefined where they cannot run. */
+export function smallMatMulExports(backend: WasmBackend): SmallMatMulExports | undefined {
   const memory = engineMemory(backend);
   if (!memory) return undefined;
-  return kernelsOnHeap<SmallMatMulExports>(memory, SMALL_MAT_MUL_MODULE.key, SMALL_MAT_MUL_MODULE.functions)?.mat_mul;
+  return kernelsOnHeap<SmallMatMulExports>(memory, SMALL_MAT_MUL_MODULE.key, SMALL_MAT_MUL_MODULE.functions) ?? undefined;
 }
 
 /**
