@@ -56,7 +56,7 @@ describe('ablation presets', () => {
     const methods = Object.keys(loaded.sweep.methods);
     expect(methods).toEqual(['dense', 'moe', 'moe-ec', 'pkm', 'peer']);
     expect(runs).toHaveLength(methods.length * loaded.sweep.sizes.length);
-    for (const m of methods) expect(runs.filter((r) => r.method === m).map((r) => r.size)).toEqual(['t-default', 't-lr', 't-table', 't-shape', 't-lr-high', 't-combined']);
+    for (const m of methods) expect(runs.filter((r) => r.method === m).map((r) => r.size)).toEqual(['t-default', 't-lr', 't-table', 't-shape', 't-lr-high', 't-combined', 't-lr-max', 't-best-high', 't-edge']);
     const fact = (id: string) => facts.find((f) => f.id === id)!;
     expect(fact('8e11-pkm-t-shape').n_experts).toBe(64 * 64);
     expect([fact('8e11-peer-t-shape').h, fact('8e11-peer-t-shape').k]).toEqual([4, 32]);
