@@ -13,6 +13,7 @@ export {
 export { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-emitter/wasm-api.js';
 export { engineHeap, isSharedMemory, kernelModule, kernelsOnHeap, readFloats, type EngineHeap } from './wasm-memory/engine-heap.js';
 export { KernelPool, kernelPool, setKernelThreads, splitRange } from './wasm-memory/kernel-pool.js';
+export { passParts, runCalls, runPass, type KernelModule } from './wasm-memory/pooled-pass.js';
 export { Arena, ArenaArray, MAX_ARENA_BYTES, type ArenaArrayKind } from './wasm-memory/arena.js';
 export { SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, setSmallMatMulMaxWork } from './wasm/small-mat-mul.js';
 export { POOLED_MAT_MUL_MIN_WORK, setPooledMatMulMinWork } from './wasm/pooled-small-mat-mul.js';

@@ -11,11 +11,10 @@
 //
 // Why: the JS `rowTopK` was a sizeable share of the retrieval forward (timings in the product-keys
 // README); the JS loop pays for every element it reads, the kernel's sweep four at a time. Rows are
-// independent: a large pass is split into row ranges over the kernel pool's threads (pooled-pass.ts),
+// independent: a large pass is split into row ranges over the kernel pool's threads (@peer/backend/wasm's runPass),
 // each row computed by one thread exactly as on one.
 import type * as tf from '@tensorflow/tfjs-core';
-import { F32, FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap } from '@peer/backend/wasm';
-import { runPass, type KernelModule } from './pooled-pass.js';
+import { F32, FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap, runPass, type KernelModule } from '@peer/backend/wasm';
 
 interface TopKExports {
   row_topk(scores: number, rows: number, width: number, k: number, blockBytes: number, outValues: number, outIndices: number): void;

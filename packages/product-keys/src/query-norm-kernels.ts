@@ -17,8 +17,7 @@
 // column ranges (multiples of 8 columns) over its threads: every output column is computed by one
 // thread in the same order as on one, so results do not depend on the thread count. Rows are `stride`
 // floats apart so that a call can cover a range of the columns.
-import { FunctionBuilder, I32, isSharedMemory, kernelPool, kernelsOnHeap, rowLoop, splitRange, wasmApi, type WasmMemory } from '@peer/backend/wasm';
-import { passParts, runCalls, type KernelModule } from './pooled-pass.js';
+import { FunctionBuilder, I32, isSharedMemory, kernelPool, kernelsOnHeap, passParts, rowLoop, runCalls, splitRange, wasmApi, type KernelModule, type WasmMemory } from '@peer/backend/wasm';
 
 const PAGE = 65536;
 

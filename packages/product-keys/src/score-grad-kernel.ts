@@ -11,13 +11,12 @@
 // engine's heap, reading the saved tensors in place and writing the gradients straight into new
 // tensors. It needs wasm SIMD and dk a multiple of 8; the caller falls back to tfjs ops otherwise.
 //
-// On the kernel pool's threads (pooled-pass.ts) a half runs as two passes: dq split over query rows,
+// On the kernel pool's threads (@peer/backend/wasm's runPass) a half runs as two passes: dq split over query rows,
 // dC split over table rows, where each thread walks every selection in order and takes only those
 // naming its rows. So every output row is summed by one thread in the same order as on one thread
 // (two tokens that select the same sub-key never race), and the result is that of one thread.
 import type * as tf from '@tensorflow/tfjs-core';
-import { FunctionBuilder, I32, rowLoop, V128, engineHeap, kernelsOnHeap, splitRange, type EngineHeap } from '@peer/backend/wasm';
-import { passParts, runCalls, type KernelModule } from './pooled-pass.js';
+import { FunctionBuilder, I32, rowLoop, V128, engineHeap, kernelsOnHeap, passParts, runCalls, splitRange, type EngineHeap, type KernelModule } from '@peer/backend/wasm';
 
 interface ScoreGradExports {
   /** One half: pointers are byte offsets; q and dq rows are `stride` bytes apart. */

@@ -12,7 +12,7 @@ import { broadcast_util, util } from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { pooledMatMulParts, runSmallMatMulsOnPool, type SmallProduct } from './pooled-small-mat-mul.js';
 import { smallMatMulFor, smallMatMulScratchBytes } from './small-mat-mul.js';
-import type { WasmBackend, WasmModule } from './wasm-backend.js';
+import { byteOffset, type WasmBackend, type WasmModule } from './wasm-backend.js';
 
 /**
  * Per-batch products win when (M - 4) * K * P >= this, fitted on the project machine (cost model in
@@ -45,12 +45,6 @@ function cBatchMatMul(backend: WasmBackend): CBatchMatMul {
     wrapped.set(backend.wasm, f);
   }
   return f;
-}
-
-function byteOffset(backend: WasmBackend, info: TensorInfo): number {
-  const data = backend.dataIdMap.get(info.dataId);
-  if (!data) throw new Error('matMul: tensor data is not on the wasm engine');
-  return data.memoryOffset;
 }
 
 function shapeBytes(shape: number[]): Uint8Array {

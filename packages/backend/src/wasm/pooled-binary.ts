@@ -14,9 +14,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { util } from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { F32, FunctionBuilder, I32, V128 } from '../wasm-emitter/wasm-emitter.js';
-import { engineMemory, isSharedMemory, kernelsOnHeap } from '../wasm-memory/engine-heap.js';
+import { engineMemory, isSharedMemory } from '../wasm-memory/engine-heap.js';
 import { kernelPool, splitRange } from '../wasm-memory/kernel-pool.js';
-import type { KernelArgs, WasmBackend, WasmKernelFix } from './wasm-backend.js';
+import { passParts, runCalls } from '../wasm-memory/pooled-pass.js';
+import { byteOffset, type KernelArgs, type WasmKernelFix } from './wasm-backend.js';
 
 /**
  * Elements per thread below which a tensor stays on the engine's kernel (a pass of the pool costs
@@ -165,19 +166,6 @@ function layoutOf(a: TensorInfo, b: TensorInfo): Layout | undefined {
   return undefined;
 }
 
-function offsetOf(backend: WasmBackend, info: TensorInfo): number {
-  const data = backend.dataIdMap.get(info.dataId);
-  if (!data) throw new Error('pooled binary op: tensor data is not on the wasm engine');
-  return data.memoryOffset;
-}
-
-/** How many pool threads `size` output elements should be split over (1: this thread). */
-function poolParts(threads: number, size: number): number {
-  const minSize = minSizeOverride ?? POOLED_BINARY_MIN_SIZE;
-  const byWork = minSize === 0 ? threads : Math.floor(size / minSize);
-  return Math.max(1, Math.min(threads, byWork));
-}
-
 function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | undefined): (args: KernelArgs) => TensorInfo {
   if (!original) throw new Error(`wasm has no built-in ${kernelName} kernel to delegate to`);
   return (args) => {
@@ -192,10 +180,10 @@ function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | u
     if (!layout || size === 0) return original(args) as TensorInfo;
     // Under the pool's threshold the kernel runs on this thread: on the threaded engine the engine's
     // own kernel wakes XNNPACK's pool, which costs more than the op (README, "Pooled kernels").
-    const parts = poolParts(pool.threads, size);
+    const parts = passParts(memory, size, minSizeOverride ?? POOLED_BINARY_MIN_SIZE);
     const full = (layout.kind === 'row' && layout.rowIsA) || (layout.kind === 'column' && layout.colIsA) ? b! : a!;
     const out = backend.makeOutput([...full.shape], 'float32');
-    const [aAt, bAt, outAt] = [offsetOf(backend, a!), offsetOf(backend, b!), offsetOf(backend, out)];
+    const [aAt, bAt, outAt] = [byteOffset(backend, a!), byteOffset(backend, b!), byteOffset(backend, out)];
     let calls: number[][];
     let fn: string = op;
     if (layout.kind === 'column') {
@@ -223,12 +211,7 @@ function pooledBinary(op: BinaryOp, kernelName: string, original: KernelFunc | u
       ]);
     }
     try {
-      if (calls.length > 1) pool.run(memory, POOLED_BINARY_MODULE.key, POOLED_BINARY_MODULE.functions, fn, calls);
-      else {
-        const kernels = kernelsOnHeap<Record<string, (...args: number[]) => void>>(memory, POOLED_BINARY_MODULE.key, POOLED_BINARY_MODULE.functions);
-        if (!kernels) throw new Error('pooled binary op: the kernels cannot run on the engine heap');
-        kernels[fn]!(...calls[0]!);
-      }
+      runCalls(memory, POOLED_BINARY_MODULE, fn, calls);
     } catch (err) {
       backend.disposeData(out.dataId);
       throw err;

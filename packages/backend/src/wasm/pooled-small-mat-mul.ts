@@ -6,10 +6,11 @@
 // (each output is summed over k in order, whatever tile it falls in), so the result equals one
 // thread's bit for bit. Every part gets its own scratch block: the kernel overwrites its scratch.
 // Axes: Bt products (batches), M rows of a product, K contracted axis, P columns.
-import { engineMemory, isSharedMemory } from '../wasm-memory/engine-heap.js';
+import { engineMemory } from '../wasm-memory/engine-heap.js';
 import { kernelPool, splitRange } from '../wasm-memory/kernel-pool.js';
+import { passParts } from '../wasm-memory/pooled-pass.js';
 import { SMALL_MAT_MUL_LIST_ENTRY_BYTES, SMALL_MAT_MUL_MODULE, smallMatMulScratchBytes } from './small-mat-mul.js';
-import type { WasmBackend } from './wasm-backend.js';
+import { byteOffset, type WasmBackend } from './wasm-backend.js';
 
 /**
  * A list of products is split over the pool only with at least this many multiply-adds per thread
@@ -42,13 +43,8 @@ export interface SmallProduct {
  * shared with it (the threaded engine), so one thread never touches the pool.
  */
 export function pooledMatMulParts(backend: WasmBackend, work: number): number {
-  const pool = kernelPool();
-  if (!pool) return 1;
   const memory = engineMemory(backend);
-  if (!memory || !isSharedMemory(memory)) return 1;
-  const minWork = minWorkOverride ?? POOLED_MAT_MUL_MIN_WORK;
-  const byWork = minWork === 0 ? pool.threads : Math.floor(work / minWork);
-  return Math.max(1, Math.min(pool.threads, byWork));
+  return memory ? passParts(memory, work, minWorkOverride ?? POOLED_MAT_MUL_MIN_WORK) : 1;
 }
 
 /**
@@ -80,8 +76,8 @@ export function runSmallMatMulsOnPool(backend: WasmBackend, products: readonly S
   const table = backend.makeOutput([(list.length * SMALL_MAT_MUL_LIST_ENTRY_BYTES) / 4], 'int32');
   const scratch = backend.makeOutput([(groups.length * scratchBytes) / 4], 'float32');
   try {
-    const tableAt = offsetOf(backend, table.dataId);
-    const scratchAt = offsetOf(backend, scratch.dataId);
+    const tableAt = byteOffset(backend, table);
+    const scratchAt = byteOffset(backend, scratch);
     const entries = new Uint32Array(memory.buffer, tableAt, list.length * 4);
     list.forEach((q, i) => entries.set([q.a, q.b, q.out, q.rows], 4 * i));
     const calls = groups.map(([g0, g1], part) => [tableAt + g0 * SMALL_MAT_MUL_LIST_ENTRY_BYTES, g1 - g0, k, p, scratchAt + part * scratchBytes]);
@@ -90,10 +86,4 @@ export function runSmallMatMulsOnPool(backend: WasmBackend, products: readonly S
     backend.disposeData(table.dataId);
     backend.disposeData(scratch.dataId);
   }
-}
-
-function offsetOf(backend: WasmBackend, dataId: object): number {
-  const data = backend.dataIdMap.get(dataId);
-  if (!data) throw new Error('runSmallMatMulsOnPool: a buffer is not on the wasm engine');
-  return data.memoryOffset;
 }

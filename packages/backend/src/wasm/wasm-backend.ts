@@ -54,12 +54,17 @@ export function heapF32(backend: WasmBackend): Float32Array {
   return new Float32Array(backend.wasm.HEAPU8.buffer);
 }
 
-/** Word offset (float32/int32 elements) of a tensor's data on the heap. */
-export function wordOffset(backend: WasmBackend, info: TensorInfo): number {
+/** Byte offset of a tensor's data on the heap. */
+export function byteOffset(backend: WasmBackend, info: Pick<TensorInfo, 'dataId'>): number {
   const data = backend.dataIdMap.get(info.dataId);
   if (!data) throw new Error('wasm kernel fix: tensor data is not on the wasm engine');
+  return data.memoryOffset;
+}
+
+/** Word offset (float32/int32 elements) of a tensor's data on the heap. */
+export function wordOffset(backend: WasmBackend, info: TensorInfo): number {
   // malloc aligns to at least 8 bytes, so 4-byte elements start on a word boundary.
-  return data.memoryOffset >>> 2;
+  return byteOffset(backend, info) >>> 2;
 }
 
 /** Runs a kernel registered for wasm (looked up per call, so it sees later overrides too). */

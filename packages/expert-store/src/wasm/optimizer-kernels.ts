@@ -4,7 +4,7 @@
 //
 // Axes: U touched rows, D row width. Pointers are byte offsets into the arena; row offsets wrap
 // through i32 arithmetic, which is exact for addresses below 4 GiB (wasm addresses are unsigned).
-import { F32, FunctionBuilder, I32, isSharedMemory, kernelPool, kernelsOnHeap, splitRange, V128, type Arena, type WasmMemory } from '@peer/backend/wasm';
+import { F32, FunctionBuilder, I32, kernelsOnHeap, runPass, V128, type Arena, type WasmMemory } from '@peer/backend/wasm';
 
 export interface OptimizerKernelExports {
   /**
@@ -167,15 +167,7 @@ export function optimizerKernels(memory: WasmMemory): OptimizerKernelExports | u
  * same arithmetic as on one: the result does not depend on the thread count.
  */
 export function runOptimizerPass(memory: WasmMemory, fn: keyof OptimizerKernelExports, count: number, args: (start: number, end: number) => number[]): void {
-  const pool = kernelPool();
-  const parts = pool && isSharedMemory(memory) ? Math.min(pool.threads, Math.floor(count / MIN_ROWS_PER_THREAD)) : 1;
-  if (parts <= 1) {
-    const kernels = optimizerKernels(memory);
-    if (!kernels) throw new Error('runOptimizerPass: the optimizer kernels cannot run on this memory');
-    (kernels[fn] as (...a: number[]) => void)(...args(0, count));
-    return;
-  }
-  pool!.run(memory, OPTIMIZER_KEY, optimizerFunctions, fn, splitRange(count, parts).map(([a, b]) => args(a, b)));
+  runPass(memory, { key: OPTIMIZER_KEY, functions: optimizerFunctions }, fn, count, MIN_ROWS_PER_THREAD, args);
 }
 
 /**

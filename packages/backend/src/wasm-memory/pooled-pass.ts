@@ -1,8 +1,11 @@
 // One kernel pass split into contiguous parts over the kernel pool's threads (@peer/backend/wasm's
 // KernelPool), or run in one call: the pool must run, the memory must be shared with its workers,
 // and the pass must hold at least `minPerThread` items per thread (handing a pass out costs some
-// microseconds; the thresholds are measured in the product-keys README).
-import { isSharedMemory, kernelPool, kernelsOnHeap, splitRange, type FunctionBuilder, type WasmMemory } from '@peer/backend/wasm';
+// microseconds; each caller's threshold is measured in its package README).
+import type { FunctionBuilder } from '../wasm-emitter/wasm-emitter.js';
+import type { WasmMemory } from '../wasm-emitter/wasm-api.js';
+import { isSharedMemory, kernelsOnHeap } from './engine-heap.js';
+import { kernelPool, splitRange } from './kernel-pool.js';
 
 export interface KernelModule {
   /** The module's key for `kernelsOnHeap`. */
@@ -10,11 +13,15 @@ export interface KernelModule {
   functions: () => { name: string; builder: FunctionBuilder }[];
 }
 
-/** How many parts a pass over `count` items on `memory` is split into (1: run it on this thread). */
+/**
+ * How many parts a pass over `count` items on `memory` is split into (1: run it on this thread);
+ * `minPerThread` 0 splits every pass over all threads.
+ */
 export function passParts(memory: WasmMemory, count: number, minPerThread: number): number {
   const pool = kernelPool();
   if (!pool || !isSharedMemory(memory)) return 1;
-  return Math.max(1, Math.min(pool.threads, Math.floor(count / minPerThread)));
+  const byCount = minPerThread === 0 ? pool.threads : Math.floor(count / minPerThread);
+  return Math.max(1, Math.min(pool.threads, byCount));
 }
 
 /**
