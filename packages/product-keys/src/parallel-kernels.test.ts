@@ -11,7 +11,7 @@ import { initBackend } from '@peer/backend';
 import { engineHeap, isSharedMemory, kernelPool, setKernelThreads } from '@peer/backend/wasm';
 import { testRng, type TestRng } from '@peer/test-utils';
 import { heapRowTopK, TOP_K_MIN_ROWS_PER_THREAD } from './heap-top-k.js';
-import { QueryNorm } from './query-norm.js';
+import { disableHeapQueryNorm, QueryNorm } from './query-norm.js';
 import { QUERY_NORM_MIN_ELEMENTS_PER_THREAD, QueryNormKernels } from './query-norm-kernels.js';
 import { SCORE_GRAD_MIN_ROWS_PER_THREAD, scoreGradientsOnHeap } from './score-grad-kernel.js';
 import { randomRows, sortedTopK } from './top-k-reference.test-util.js';
@@ -269,7 +269,7 @@ describe('query BatchNorm columns on the kernel pool', () => {
       expectWithinSumBound(many.result[3]!, want[3]!, mass[3]!, 4, `bnGrad ${label}`);
     });
 
-    it(`${threads} threads: a training QueryNorm gives the one-thread outputs and gradients exactly`, () => {
+    it(`${threads} threads: a training QueryNorm (in place on the heap) gives the one-thread outputs and gradients exactly, and those of the copy path`, () => {
       const rng = testRng();
       // The PEER benchmark's query width (h 8, dk 128) over 256 tokens: 2 column ranges at most.
       const [t, f] = [256, 2048];
@@ -293,6 +293,16 @@ describe('query BatchNorm columns on the kernel pool', () => {
       };
       const one = withThreads(1, step).result;
       const many = withThreads(threads, step);
+      // The kernels run in place on the engine's heap; on a copy in their own memory they give the same bits.
+      disableHeapQueryNorm(true);
+      const copies = (() => {
+        try {
+          return withThreads(1, step).result;
+        } finally {
+          disableHeapQueryNorm(false);
+        }
+      })();
+      for (let i = 0; i < one.length; i++) expect(firstDifference(copies[i]!, one[i]!), `copy path, output ${i}, seed ${rng.seed}`).toBe(-1);
       // The step's elementwise ops (@peer/backend's pooled Add/Sub/Multiply) use the pool too: count QueryNorm's passes.
       const normPasses = many.passes.filter(([fn]) => ['col_sum', 'col_sum_prod', 'affine', 'bn_grad'].includes(fn));
       expect(normPasses.length).toBeGreaterThan(0);

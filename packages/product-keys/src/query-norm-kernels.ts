@@ -149,7 +149,8 @@ export interface Region {
 /**
  * One instance of the column kernels with its own growable memory, managed as an arena: `reset`,
  * then `alloc` regions, fill them through `view`, run kernels. Views are re-created after every
- * allocation (growing the memory detaches earlier views).
+ * allocation (growing the memory detaches earlier views). `onHeap` runs the same kernels on the wasm
+ * engine's heap instead, on regions that are tensors there.
  */
 export class QueryNormKernels {
   /** True when the wasm SIMD kernels run; false means the JS fallback. */
@@ -158,10 +159,25 @@ export class QueryNormKernels {
   private fallbackBuffer = new ArrayBuffer(0);
   private top = 0;
 
-  constructor(options: { forceFallback?: boolean } = {}) {
-    this.memory = options.forceFallback ? undefined : newMemory();
+  /** True when the regions are tensors on the wasm engine's heap (`onHeap`): nothing is allocated here. */
+  readonly onEngineHeap: boolean;
+
+  /** `heap`: see `onHeap`. */
+  constructor(options: { forceFallback?: boolean; heap?: WasmMemory } = {}) {
+    this.onEngineHeap = options.heap !== undefined;
+    this.memory = options.heap ?? (options.forceFallback ? undefined : newMemory());
     if (this.memory && !this.kernels()) this.memory = undefined;
     this.simd = this.memory !== undefined;
+  }
+
+  /**
+   * The kernels on the wasm engine's heap memory (`engineHeap().memory`), for regions that are
+   * tensors there: no copies in or out, and `alloc` refuses. Undefined where the SIMD kernels cannot
+   * run on it.
+   */
+  static onHeap(heap: WasmMemory): QueryNormKernels | undefined {
+    const k = new QueryNormKernels({ heap });
+    return k.simd ? k : undefined;
   }
 
   /** Bytes the memory holds (the wasm memory never shrinks). */
@@ -176,12 +192,14 @@ export class QueryNormKernels {
 
   /** Frees every region; moves to a shared memory when a kernel pool has started since the last. */
   reset(): void {
+    if (this.onEngineHeap) return;
     this.top = 0;
     if (this.memory && kernelPool() && !isSharedMemory(this.memory)) this.memory = newMemory() ?? this.memory;
   }
 
   /** A new region of `floats` float32s, 16-byte aligned; contents undefined. */
   alloc(floats: number): Region {
+    if (this.onEngineHeap) throw new Error('QueryNormKernels.alloc: on the engine heap, regions are tensors (heap.output)');
     const offset = this.top;
     const end = offset + ((floats * 4 + 15) & ~15);
     this.ensure(end);

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
-import { QueryNorm } from './query-norm.js';
+import { disableHeapQueryNorm, QueryNorm } from './query-norm.js';
 import { batchNormInference, batchNormTraining, updateRunningStats } from './query-norm-ops.js';
 
 describe('QueryNorm (batch)', () => {
@@ -127,4 +127,42 @@ describe('QueryNorm (batch)', () => {
     viaClass.dispose();
     viaKernels.dispose();
   });
+
+  for (const [t, f] of [[9, 16], [300, 1024]] as const) it(`on the wasm engine's heap gives the copy path's bits (y, running stats, all gradients) and leaks no tensor, T ${t} F ${f}`, () => {
+    const rng = testRng();
+    const q = tf.tensor2d(Float32Array.from(rng.normals(t * f, 2)), [t, f]);
+    const r = tf.tensor2d(Float32Array.from(rng.normals(t * f)), [t, f]);
+    const gamma = Float32Array.from(rng.uniforms(f, 0.5, 1.5));
+    const beta = Float32Array.from(rng.normals(f));
+    const run = (heap: boolean) => {
+      disableHeapQueryNorm(!heap);
+      const norm = new QueryNorm({ kind: 'batch', features: f, momentum: 0.1, eps: 1e-5 });
+      try {
+        tf.tidy(() => {
+          norm.weight!.assign(tf.tensor1d(gamma));
+          norm.bias!.assign(tf.tensor1d(beta));
+        });
+        const before = tf.memory().numTensors;
+        const y = tf.tidy(() => norm.apply(q, true).dataSync());
+        // A forward under no tape keeps nothing for a backward that never comes.
+        expect(tf.memory().numTensors).toBe(before);
+        const loss = (x: tf.Tensor) => tf.sum(tf.mul(norm.apply(x as tf.Tensor2D, true, false), r)) as tf.Scalar;
+        const { value, grads } = tf.variableGrads(() => loss(q), [norm.weight!, norm.bias!]);
+        const dq = tf.grad(loss)(q);
+        const out = [y, norm.runningMean!.dataSync(), norm.runningVar!.dataSync(), dq.dataSync(), grads[norm.weight!.name]!.dataSync(), grads[norm.bias!.name]!.dataSync()];
+        tf.dispose([value, dq, ...Object.values(grads)]);
+        expect(tf.memory().numTensors).toBe(before);
+        return out;
+      } finally {
+        disableHeapQueryNorm(false);
+        norm.dispose();
+      }
+    };
+    const copies = run(false);
+    const onHeap = run(true);
+    onHeap.forEach((values, i) => expect(bitsOf(values), `output ${i} seed ${rng.seed}`).toEqual(bitsOf(copies[i]!)));
+    tf.dispose([q, r]);
+  });
 });
+
+const bitsOf = (values: ArrayLike<number>): Uint32Array => new Uint32Array(Float32Array.from(values).buffer);

@@ -12,14 +12,16 @@
 // Two ways to compute the training pass, which round differently; each layer keeps the one it has
 // always trained with, so that its runs reproduce bit for bit:
 //   'column-kernels' (PEER, the default): the sums over tokens and the element-wise passes are SIMD
-//     column kernels in a small wasm memory of their own (query-norm-kernels.ts); the running
-//     statistics move in float64 on the host.
+//     column kernels (query-norm-kernels.ts), run in place on the wasm engine's heap, or on a copy
+//     in a small wasm memory of their own on other host engines (the same passes, the same bits);
+//     the running statistics move in float64 on the host.
 //   'matmul' (PKM): tfjs ops, sums over tokens as [1, T] x [T, F] products (query-norm-ops.ts); the
 //     running statistics move as float32 tfjs ops. Also every layer's form on a device engine
 //     (webgpu), where the column kernels cannot read the queries: nothing leaves the device there.
 import * as tf from '@tensorflow/tfjs-core';
 import { onDevice } from '@peer/backend';
-import { QueryNormKernels } from './query-norm-kernels.js';
+import { engineHeap, type EngineHeap } from '@peer/backend/wasm';
+import { QueryNormKernels, type Region } from './query-norm-kernels.js';
 import { batchNormInference, batchNormTraining, updateRunningStats } from './query-norm-ops.js';
 
 export const QUERY_NORM_KINDS = ['batch', 'layer', 'none'] as const;
@@ -37,6 +39,13 @@ export interface QueryNormOptions {
   name?: string;
   /** Default 'column-kernels'. */
   reductions?: QueryNormReductions;
+}
+
+let heapDisabled = false;
+
+/** Tests only: run the column kernels on a copy in their own memory even on the wasm engine. */
+export function disableHeapQueryNorm(value: boolean): void {
+  heapDisabled = value;
 }
 
 export class QueryNorm {
@@ -120,8 +129,11 @@ export class QueryNorm {
       throw new Error(`query BatchNorm in training needs more than one token per batch, got ${tokens} (use queryNorm 'layer' or 'none', or evaluation mode)`);
     }
     return tf.tidy(() => {
-      this.kernels ??= new QueryNormKernels();
-      const { y, mean, variance } = batchNormTrainingKernels(q, gamma, beta, this.eps, this.kernels);
+      const heap = this.features % 8 === 0 && !heapDisabled ? engineHeap() : undefined;
+      const onHeap = heap && QueryNormKernels.onHeap(heap.memory);
+      const { y, mean, variance } = onHeap
+        ? batchNormTrainingOnHeap(q, gamma, beta, this.eps, heap!, onHeap)
+        : batchNormTrainingKernels(q, gamma, beta, this.eps, (this.kernels ??= new QueryNormKernels()));
       if (updateRunning) this.moveRunningStats(mean, variance, tokens);
       return y;
     });
@@ -147,6 +159,115 @@ export class QueryNorm {
   dispose(): void {
     for (const v of this.variables()) v.dispose();
   }
+}
+
+/**
+ * `batchNormTrainingKernels` in place on the wasm engine's heap: the kernels read the queries, the
+ * upstream gradient and gamma, beta where tfjs keeps them and write y and dq into new tensors there,
+ * so no [T, F] matrix is copied between the engine and the kernels (on one thread those copies cost
+ * about as much as the passes; product-keys README). The backward recomputes xhat from the saved
+ * queries with the forward's two passes, which gives the same bits, rather than keeping a [T, F]
+ * copy alive from the forward to the backward. Every pass, and the order of every sum, is that of
+ * `batchNormTrainingKernels`: both give the same numbers.
+ */
+function batchNormTrainingOnHeap(
+  q: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+  heap: EngineHeap,
+  k: QueryNormKernels,
+): { y: tf.Tensor2D; mean: Float64Array; variance: Float64Array } {
+  const [tokens, features] = q.shape;
+  let mean = new Float64Array(0);
+  let variance = new Float64Array(0);
+  const region = (t: tf.Tensor): Region => ({ offset: heap.offsetOf(t), length: t.size });
+  /** `count` vectors [F] in one new tensor: the tensor and a region per vector. */
+  const vectors = (count: number): [tf.Tensor, Region[]] => {
+    const t = heap.output([count * features], 'float32');
+    const at = heap.offsetOf(t);
+    return [t, Array.from({ length: count }, (_, i) => ({ offset: at + 4 * i * features, length: features }))];
+  };
+  /** xr = (q - mean) * rstd, as the forward's two passes (zeroR, oneR: vectors of 0 and 1). */
+  const normalize = (qr: Region, xr: Region, meanR: Region, rstdR: Region, zeroR: Region, oneR: Region) => {
+    k.affine(qr, meanR, oneR, zeroR, xr, tokens, features);
+    k.affine(xr, zeroR, rstdR, zeroR, xr, tokens, features);
+  };
+  const norm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [qIn, gIn, bIn, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
+    save([qIn]);
+    const g = heap.floats(gIn).slice();
+    const y = heap.output([tokens, features], 'float32');
+    const x = heap.output([tokens, features], 'float32');
+    const [stats, [meanR, varR, rstdR, zeroR, oneR]] = vectors(5);
+    let meanValues: Float32Array;
+    let rstdValues: Float32Array;
+    try {
+      // Regions and views after the last allocation (an allocation may grow the heap).
+      const [qr, xr, yr] = [region(qIn), region(x), region(y)];
+      k.view(zeroR!).fill(0);
+      k.view(oneR!).fill(1);
+      k.colSum(qr, meanR!, tokens, features);
+      const m = k.view(meanR!);
+      for (let j = 0; j < features; j++) m[j]! /= tokens;
+      // centered = q - mean; variance = mean of centered^2; xhat = centered * rstd
+      k.affine(qr, meanR!, oneR!, zeroR!, xr, tokens, features);
+      k.colSumProd(xr, xr, varR!, tokens, features);
+      const v = k.view(varR!);
+      const rstd = k.view(rstdR!);
+      for (let j = 0; j < features; j++) {
+        v[j]! /= tokens;
+        rstd[j] = 1 / Math.sqrt(v[j]! + eps);
+      }
+      mean = Float64Array.from(m);
+      variance = Float64Array.from(v);
+      meanValues = m.slice();
+      rstdValues = rstd.slice();
+      k.affine(xr, zeroR!, rstdR!, zeroR!, xr, tokens, features);
+      k.affine(xr, zeroR!, region(gIn), region(bIn), yr, tokens, features);
+    } catch (err) {
+      y.dispose();
+      throw err;
+    } finally {
+      tf.dispose([x, stats]);
+    }
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dq = heap.output([tokens, features], 'float32');
+        const xhat = heap.output([tokens, features], 'float32');
+        const [work, [dbetaR, dgammaR, pR, qR, cR, meanR2, rstdR2, zeroR2, oneR2]] = vectors(9);
+        try {
+          k.view(meanR2!).set(meanValues);
+          k.view(rstdR2!).set(rstdValues);
+          k.view(zeroR2!).fill(0);
+          k.view(oneR2!).fill(1);
+          const [dyr, xhr] = [region(dy), region(xhat)];
+          normalize(region(saved[0]!), xhr, meanR2!, rstdR2!, zeroR2!, oneR2!);
+          k.colSum(dyr, dbetaR!, tokens, features);
+          k.colSumProd(dyr, xhr, dgammaR!, tokens, features);
+          const dbeta = k.view(dbetaR!);
+          const dgamma = k.view(dgammaR!);
+          const [p, qv, c] = [k.view(pR!), k.view(qR!), k.view(cR!)];
+          for (let j = 0; j < features; j++) {
+            p[j] = dbeta[j]! / tokens;
+            qv[j] = dgamma[j]! / tokens;
+            c[j] = g[j]! * rstdValues[j]!;
+          }
+          k.bnGrad(dyr, xhr, pR!, qR!, cR!, region(dq), tokens, features);
+          // The [F] gradients are copied out (small) before the scratch tensor is freed.
+          return [dq, tf.tensor1d(k.view(dgammaR!).slice()), tf.tensor1d(k.view(dbetaR!).slice())];
+        } catch (err) {
+          dq.dispose();
+          throw err;
+        } finally {
+          tf.dispose([xhat, work]);
+        }
+      },
+    };
+  });
+  const y = norm(q, gamma, beta) as tf.Tensor2D;
+  return { y, mean, variance };
 }
 
 /**
