@@ -5,6 +5,7 @@ import { expectClose, expectNoLeaks, testRng, type TestRng } from '@peer/test-ut
 import { describe, expect, it } from 'vitest';
 import { ProductKeys } from './product-keys.js';
 import { retrieve } from './retrieve.js';
+import { setScoreBlockMaxBytes } from './select-top-k.js';
 
 interface Problem {
   T: number;
@@ -211,6 +212,28 @@ describe('chunking', () => {
       }
       tf.dispose([queries, keys.subKeys1, keys.subKeys2, whole.indices, whole.scores]);
     }
+  });
+
+  it('gives identical results when per-head products are taken a group of heads at a time', () => {
+    const rng = testRng();
+    const [T, h, sqrtN] = [11, 5, 16];
+    const p = makeProblem(rng, T, h, sqrtN, 8, false);
+    const { queries, keys } = tensors(p);
+    const whole = retrieve(queries, keys, { k: 4, candidateK: 4 });
+    expectExact(p, whole.indices, whole.scores, 4, `seed ${rng.seed}`);
+    // Score blocks of 1, 2 and 3 heads (the last group smaller): 2 halves x T rows x n floats each.
+    for (const groupHeads of [1, 2, 3]) {
+      setScoreBlockMaxBytes(groupHeads * 2 * T * sqrtN * 4);
+      try {
+        const part = retrieve(queries, keys, { k: 4, candidateK: 4 });
+        expect(Array.from(part.indices.dataSync()), `${groupHeads} heads`).toEqual(Array.from(whole.indices.dataSync()));
+        expect(Array.from(part.scores.dataSync()), `${groupHeads} heads`).toEqual(Array.from(whole.scores.dataSync()));
+        tf.dispose([part.indices, part.scores]);
+      } finally {
+        setScoreBlockMaxBytes(undefined);
+      }
+    }
+    tf.dispose([queries, keys.subKeys1, keys.subKeys2, whole.indices, whole.scores]);
   });
 });
 

@@ -2,7 +2,7 @@
 // Axes: T tokens (Tc in a chunk), h heads, H' key sets (1 or h), n = sqrt(N) sub-keys per half,
 // dk key width, k results, Qc = Tc * h queries (token, head) of a chunk, M candidate pairs per query.
 import * as tf from '@tensorflow/tfjs-core';
-import { leadingRow, leadingRows } from './leading-rows.js';
+import { leadingRows } from './leading-rows.js';
 import { readFloats } from '@peer/backend/wasm';
 import { combineHalves, combineScratch, rowTopK, type CombineScratch } from './row-top-k.js';
 import { heapRowTopK } from './heap-top-k.js';
@@ -56,19 +56,24 @@ export function forceTensorTopK(value: boolean): void {
  * descending (equal sums in `candidatePairs` order, as tf.topk over the pair sums gives); a and b
  * are exact in float32 because n <= 46340 < 2^24. One tensor, because a customGrad returns one.
  * `subKeys1T`/`subKeys2T` are the tables transposed to [H', dk, n] so that every product is a plain
- * matMul (no transposeB, which is slow on wasm without backend fixes). The sub-key products are
- * tfjs matMuls; both selections run in JS over the products in place (see row-top-k.ts), except on
- * a device engine, where all of it stays in tfjs ops (select-top-k-ops.ts).
+ * matMul (no transposeB, which is slow on wasm without backend fixes). The sub-key products of a
+ * chunk of tokens are one batched tfjs matMul (per group of heads, under SCORE_BLOCK_MAX_BYTES), and
+ * the first selection one pass over all its rows (heap-top-k.ts: few large passes, which the kernel
+ * pool's threads can share); the pairs are combined in JS (row-top-k.ts). A device engine keeps all
+ * of it in tfjs ops (select-top-k-ops.ts).
  */
 export function selectTopK(queries: tf.Tensor3D, subKeys1T: tf.Tensor3D, subKeys2T: tf.Tensor3D, plan: SelectionPlan): tf.Tensor4D {
   // A device engine cannot hand the scores to JS synchronously: everything stays in tfjs ops there.
   if (onDevice() || tensorOpsForced) return selectTopKOps(queries, subKeys1T, subKeys2T, plan);
-  const { tokens, heads, k, chunkTokens } = plan;
+  const { tokens, heads, k, chunkTokens, dimKey, sqrtN } = plan;
   if (tokens === 0) return tf.zeros([3, 0, heads, k]);
-  // Batched matMul with batch > 1 is far slower than 2-D matMul on wasm (README), so per-head tables
-  // are split once into 2-D matrices and multiplied one head at a time.
-  const tables1 = Array.from({ length: subKeys1T.shape[0] }, (_, i) => leadingRow(subKeys1T, i) as tf.Tensor2D);
-  const tables2 = Array.from({ length: subKeys2T.shape[0] }, (_, i) => leadingRow(subKeys2T, i) as tf.Tensor2D);
+  const shared = subKeys1T.shape[0] === 1;
+  // Both halves' tables in one [2H', dk, n] tensor, so that a chunk's products are one batched matMul
+  // (per-batch products on wasm, each the 2-D product it replaces: the same bits). Per-head keys are
+  // head-major ([h, 2, dk, n]) so that a group of heads is a block of leading rows.
+  const tables = shared
+    ? tf.concat([subKeys1T, subKeys2T], 0)
+    : tf.tidy(() => tf.reshape(tf.stack([subKeys1T, subKeys2T], 1), [2 * heads, dimKey, sqrtN]));
   const pairs = candidatePairs(k);
   const pairFirst = Int32Array.from(pairs.first);
   const pairSecond = Int32Array.from(pairs.second);
@@ -80,13 +85,44 @@ export function selectTopK(queries: tf.Tensor3D, subKeys1T: tf.Tensor3D, subKeys
       const size = Math.min(chunkTokens, tokens - t0);
       tf.tidy(() => {
         const chunk = size === tokens ? queries : leadingRows(queries, t0, size);
-        selectChunk(chunk, tables1, tables2, pairFirst, pairSecond, plan, packed, slot, t0 * heads, scratch);
+        selectChunk(chunk, tables as tf.Tensor3D, shared, pairFirst, pairSecond, plan, packed, slot, t0 * heads, scratch);
       });
     }
     return tf.tensor4d(packed, [3, tokens, heads, k]);
   } finally {
-    tf.dispose([...tables1, ...tables2]);
+    tables.dispose();
   }
+}
+
+/**
+ * Bytes of sub-key scores one batched product of a chunk may hold (per-head keys: heads are taken
+ * in groups under it); the scores are the selection's largest temporary.
+ */
+export const SCORE_BLOCK_MAX_BYTES = 2 ** 25;
+
+let scoreBlockMaxBytes = SCORE_BLOCK_MAX_BYTES;
+
+/** Tests only: another limit for the score block (undefined: SCORE_BLOCK_MAX_BYTES). */
+export function setScoreBlockMaxBytes(bytes: number | undefined): void {
+  scoreBlockMaxBytes = bytes ?? SCORE_BLOCK_MAX_BYTES;
+}
+
+/** Top-k rows of the sub-key scores `queries @ tables` ([B, R, n], B * R = `rows`) into `into`. */
+function blockTopK(queries: tf.Tensor, tables: tf.Tensor, rows: number, plan: SelectionPlan, into: { values: Float32Array; indices: Int32Array }): void {
+  const { sqrtN, k } = plan;
+  const scores = tf.matMul(queries as tf.Tensor3D, tables as tf.Tensor3D);
+  try {
+    // In place on the wasm heap where the SIMD kernel runs (one pass over every row, split over the
+    // kernel pool's threads); else the JS loop on a heap view, read before anything else allocates.
+    if (!heapRowTopK(scores, rows, sqrtN, k, into.values, into.indices)) rowTopK(readFloats(scores), rows, sqrtN, k, into.values, into.indices);
+  } finally {
+    scores.dispose();
+  }
+}
+
+/** Rows [r0, r1) of a selection (k entries per row), without a copy. */
+function selectionRows(all: { values: Float32Array; indices: Int32Array }, r0: number, r1: number, k: number): { values: Float32Array; indices: Int32Array } {
+  return { values: all.values.subarray(r0 * k, r1 * k), indices: all.indices.subarray(r0 * k, r1 * k) };
 }
 
 /**
@@ -95,8 +131,8 @@ export function selectTopK(queries: tf.Tensor3D, subKeys1T: tf.Tensor3D, subKeys
  */
 function selectChunk(
   queries: tf.Tensor3D,
-  tables1: tf.Tensor2D[],
-  tables2: tf.Tensor2D[],
+  tables: tf.Tensor3D,
+  shared: boolean,
   pairFirst: Int32Array,
   pairSecond: Int32Array,
   plan: SelectionPlan,
@@ -107,28 +143,31 @@ function selectChunk(
 ): void {
   const [tc, heads] = queries.shape;
   const { dimKey, sqrtN, k } = plan;
-  const shared = tables1.length === 1;
-  // One transpose makes every (half, head) block of queries a leading row. Shared keys:
-  // [2, Tc * h, dk], rows token-major. Per-head keys: [2 * h, Tc, dk], rows head-major.
-  const split = shared
-    ? tf.reshape(tf.transpose(tf.reshape(queries, [tc, heads, 2, dimKey]), [2, 0, 1, 3]), [2, tc * heads, dimKey])
-    : tf.reshape(tf.transpose(tf.reshape(queries, [tc, heads, 2, dimKey]), [2, 1, 0, 3]), [2 * heads, tc, dimKey]);
-  const rows = shared ? tc * heads : tc;
-  const first = { values: new Float32Array(rows * k), indices: new Int32Array(rows * k) };
-  const second = { values: new Float32Array(rows * k), indices: new Int32Array(rows * k) };
-  const halfTopK = (row: number, table: tf.Tensor2D, into: { values: Float32Array; indices: Int32Array }) => {
-    const scores = tf.matMul(leadingRow(split, row) as tf.Tensor2D, table);
-    // In place on the wasm heap where the SIMD kernel runs; else the JS loop on a heap view, read
-    // before anything else allocates. The [rows, n] scores are the largest temporary, so each is
-    // freed before the next product allocates its own.
-    if (!heapRowTopK(scores, rows, sqrtN, k, into.values, into.indices)) rowTopK(readFloats(scores), rows, sqrtN, k, into.values, into.indices);
-    scores.dispose();
-  };
-  for (let head = 0; head < tables1.length; head++) {
-    halfTopK(shared ? 0 : head, tables1[head]!, first);
-    halfTopK(shared ? 1 : heads + head, tables2[head]!, second);
-    // Shared keys: row r is flattened row r of the chunk. Per-head keys: row t is token t of head `head`.
-    if (shared) combineHalves(first, second, rows, k, pairFirst, pairSecond, packed, slot, 1, rowOffset, scratch);
-    else combineHalves(first, second, rows, k, pairFirst, pairSecond, packed, slot, heads, rowOffset + head, scratch);
+  const perHalf = tf.reshape(queries, [tc, heads, 2, dimKey]);
+  if (shared) {
+    // [2, Qc, dk] x [2, dk, n]: both halves' scores for every (token, head) row, token-major.
+    const rows = tc * heads;
+    const split = tf.reshape(tf.transpose(perHalf, [2, 0, 1, 3]), [2, rows, dimKey]);
+    const all = { values: new Float32Array(2 * rows * k), indices: new Int32Array(2 * rows * k) };
+    blockTopK(split, tables, 2 * rows, plan, all);
+    combineHalves(selectionRows(all, 0, rows, k), selectionRows(all, rows, 2 * rows, k), rows, k, pairFirst, pairSecond, packed, slot, 1, rowOffset, scratch);
+    return;
+  }
+  // [2h, Tc, dk] head-major (batch 2 * head + half) x [2h, dk, n], a group of heads at a time.
+  const split = tf.reshape(tf.transpose(perHalf, [1, 2, 0, 3]), [2 * heads, tc, dimKey]);
+  const group = Math.max(1, Math.min(heads, Math.floor(scoreBlockMaxBytes / (2 * tc * sqrtN * 4))));
+  const all = { values: new Float32Array(2 * group * tc * k), indices: new Int32Array(2 * group * tc * k) };
+  for (let h0 = 0; h0 < heads; h0 += group) {
+    const g = Math.min(group, heads - h0);
+    tf.tidy(() => {
+      const q = g === heads ? split : leadingRows(split, 2 * h0, 2 * g);
+      const t = g === heads ? tables : leadingRows(tables, 2 * h0, 2 * g);
+      blockTopK(q, t, 2 * g * tc, plan, all);
+    });
+    // Row t of a head's block is token t of that head.
+    for (let i = 0; i < g; i++) {
+      const [first, second] = [selectionRows(all, 2 * i * tc, (2 * i + 1) * tc, k), selectionRows(all, (2 * i + 1) * tc, (2 * i + 2) * tc, k)];
+      combineHalves(first, second, tc, k, pairFirst, pairSecond, packed, slot, heads, rowOffset + h0 + i, scratch);
+    }
   }
 }
