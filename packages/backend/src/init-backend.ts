@@ -9,8 +9,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { installHeapGuard } from './heap-guard.js';
 import { installWasmFixes, uninstallWasmFixes } from './wasm/install-wasm-fixes.js';
-import { resetWasmEngine, startThreadedWasm, wasmEngineStarted, wasmEngineThreaded } from './wasm/threaded-wasm.js';
-import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { resetWasmEngine, startThreadedWasm, wasmEngineStarted, wasmEngineThreaded, wasmEngineThreads } from './wasm/threaded-wasm.js';
 import { setKernelThreads } from './wasm-memory/kernel-pool.js';
 import { adapterName } from './webgpu/adapter-probe.js';
 import { mayHaveHardwareGpu } from './webgpu/gpu-device-hint.js';
@@ -233,7 +232,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
 /** The thread count of an initialized wasm engine, or undefined when it has not started yet. */
 function runningWasmThreads(): number | undefined {
   if (!wasmEngineStarted()) return undefined;
-  return wasmEngineThreaded() ? getThreadsCount() : 1;
+  return wasmEngineThreaded() ? (wasmEngineThreads() ?? 1) : 1;
 }
 
 /**

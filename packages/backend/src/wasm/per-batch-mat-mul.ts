@@ -89,11 +89,11 @@ export function matMulPerBatch(a: TensorInfo, b: TensorInfo, backend: WasmBacken
     return out;
   }
   const sharedB = util.sizeFromShape(b.shape.slice(0, -2)) === 1;
-  // Small products on our kernel (the same bits as XNNPACK's, never waking its pool): on this
-  // thread, or, for more than one batch, split over the kernel pool when it runs
-  // (pooled-small-mat-mul.ts). A single-batch product stays on this thread.
+  // Products on our kernel (the same bits as XNNPACK's): on this thread, or split over the kernel
+  // pool when it runs and the work is large (pooled-small-mat-mul.ts: batches in groups, a single
+  // product in blocks of rows).
   const small = smallMatMulFor(backend, sharedB ? batches * m : m, k, n);
-  const parts = small && batches > 1 ? pooledMatMulParts(backend, batches * m * k * n) : 1;
+  const parts = small ? pooledMatMulParts(backend, batches * m * k * n) : 1;
   const scratch = small && parts === 1 ? backend.makeOutput([smallMatMulScratchBytes(k) / 4], 'float32') : undefined;
   const aBase = byteOffset(backend, a);
   const bBase = byteOffset(backend, b);

@@ -5,7 +5,8 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { kernelPool } from '../wasm-memory/kernel-pool.js';
 import { refMatMul } from './engine-compare.test-util.js';
-import { POOLED_MAT_MUL_MIN_WORK, setPooledMatMulMinWork, splitRows } from './pooled-small-mat-mul.js';
+import { POOLED_MAT_MUL_MIN_WORK, pooledBlockRows, setPooledMatMulMinWork, splitRows } from './pooled-small-mat-mul.js';
+import { POOLED_MAT_MUL_MIN_ROWS, setSmallMatMulMaxWork } from './small-mat-mul.js';
 
 interface Case {
   aShape: number[];
@@ -126,7 +127,7 @@ describe('small per-batch products split over the kernel pool', () => {
     }
   });
 
-  it('pools only batched products with enough work per thread, and never on one thread', async () => {
+  it('pools only products with enough work per thread, and never on one thread', async () => {
     await initBackend({ backend: 'wasm', threads: 2, log: false });
     const spy = vi.spyOn(kernelPool()!, 'run');
     const product = (aShape: number[], bShape: number[]) => tf.tidy(() => tf.matMul(tf.ones(aShape), tf.ones(bShape)).dataSync());
@@ -134,7 +135,7 @@ describe('small per-batch products split over the kernel pool', () => {
       // 64 x [128,64]x[64,128]: 2^26 multiply-adds, under the threshold for 2 threads.
       expect(2 ** 26 / 2).toBeLessThan(POOLED_MAT_MUL_MIN_WORK);
       product([64, 128, 64], [64, 64, 128]);
-      // A single product of 2^21 multiply-adds (small kernel) stays on this thread.
+      // A single product of 2^21 multiply-adds (small kernel) stays on this thread: under the threshold.
       product([128, 128], [128, 128]);
       expect(spy).not.toHaveBeenCalled();
       // 64 x [256,64]x[64,256] (an attention product of the dense LM): 2^28 multiply-adds, 2^27 per thread.
@@ -148,6 +149,69 @@ describe('small per-batch products split over the kernel pool', () => {
     await initBackend({ backend: 'wasm', threads: 1, log: false });
     expect(kernelPool()).toBeUndefined();
     expect(() => setPooledMatMulMinWork(-1)).toThrow(/work must be >= 0, got -1/);
+  });
+});
+
+describe('single large products on the threaded engine', () => {
+  it('run on the kernel pool in blocks of rows and give the bits of XNNPACK and of one thread, gradients included', async () => {
+    const rng = testRng();
+    // [M, K] x [K, P] with M >= POOLED_MAT_MUL_MIN_ROWS; the first at the default threshold (2^27
+    // multiply-adds: 2^26 per thread), the others forced onto the pool; transposed operands too.
+    const cases: Case[] = [
+      [512, 256, 1024, false, false],
+      [64 + rng.int(200), 16 + rng.int(300), 8 + rng.int(100), false, false],
+      [64 + rng.int(200), 16 + rng.int(100), 8 + rng.int(100), true, false],
+      [64 + rng.int(200), 16 + rng.int(100), 8 + rng.int(100), false, true],
+    ].map(([m, k, p, transposeA, transposeB]) => {
+      const aShape = transposeA ? [k as number, m as number] : [m as number, k as number];
+      const bShape = transposeB ? [p as number, k as number] : [k as number, p as number];
+      return { aShape, bShape, transposeA: transposeA as boolean, transposeB: transposeB as boolean, a: Float32Array.from(rng.normals(size(aShape))), b: Float32Array.from(rng.normals(size(bShape))), grad: true };
+    });
+    const weights = [Float32Array.from(rng.normals(512 * 1024))];
+
+    await initBackend({ backend: 'wasm', threads: 1, log: false });
+    const one = cases.map((c) => compute(c, weights));
+
+    await initBackend({ backend: 'wasm', threads: 2, log: false });
+    const spy = vi.spyOn(kernelPool()!, 'run');
+    try {
+      const before = tf.memory().numTensors;
+      const first = compute(cases[0]!, weights);
+      // The forward at the default threshold: one pass of ceil(512 / block rows) blocks, in 2 parts.
+      const forward = spy.mock.calls.find((call) => call[3] === 'mat_mul_list')!;
+      expect(forward[4]).toHaveLength(2);
+      expect(forward[4].reduce((sum, call) => sum + call[1]!, 0)).toBe(Math.ceil(512 / pooledBlockRows(256)));
+      setPooledMatMulMinWork(0);
+      const pooled = [first, ...cases.slice(1).map((c) => compute(c, weights))];
+      expect(tf.memory().numTensors).toBe(before);
+      // XNNPACK (one thread on this engine) for the same products.
+      setSmallMatMulMaxWork(0);
+      const xnnpack = cases.map((c) => compute(c, weights));
+      cases.forEach((c, i) => {
+        const label = `seed ${rng.seed} a [${c.aShape}] b [${c.bShape}] tA=${c.transposeA} tB=${c.transposeB}`;
+        for (let j = 0; j < one[i]!.length; j++) {
+          expect(bits(pooled[i]![j]!), `${label} output ${j} against one thread`).toEqual(bits(one[i]![j]!));
+          expect(bits(xnnpack[i]![j]!), `${label} output ${j} against XNNPACK`).toEqual(bits(one[i]![j]!));
+        }
+      });
+    } finally {
+      spy.mockRestore();
+      setPooledMatMulMinWork(undefined);
+      setSmallMatMulMaxWork(undefined);
+    }
+  });
+
+  it('leave a product of few rows and a large b to XNNPACK', async () => {
+    await initBackend({ backend: 'wasm', threads: 2, log: false });
+    const spy = vi.spyOn(kernelPool()!, 'run');
+    try {
+      const m = POOLED_MAT_MUL_MIN_ROWS - 1;
+      const y = tf.tidy(() => tf.matMul(tf.ones([m, 4096]), tf.ones([4096, 1024])).dataSync());
+      expect(spy).not.toHaveBeenCalled();
+      expect(y[0]).toBe(4096);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 

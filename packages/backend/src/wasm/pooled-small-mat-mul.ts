@@ -1,10 +1,11 @@
-// A list of small products (small-mat-mul.ts) split over the kernel pool's threads. On the threaded
-// engine the per-batch path's small products would otherwise run one after another on the calling
-// thread (the attention products of a transformer: Bt products of a few million multiply-adds each,
-// every one under the threshold at which XNNPACK's own pool pays). Each product is computed whole by
-// one thread with the same kernel, and the kernel's bits do not depend on which rows a call covers
-// (each output is summed over k in order, whatever tile it falls in), so the result equals one
-// thread's bit for bit. Every part gets its own scratch block: the kernel overwrites its scratch.
+// Products on our kernel (small-mat-mul.ts) split over the kernel pool's threads: on the threaded
+// engine this is where every large product runs (the engine's XNNPACK keeps one thread there,
+// threaded-wasm.ts), and the per-batch path's lists of products (the attention products of a
+// transformer: Bt products of a few million multiply-adds each). A list is split into contiguous
+// groups of whole products; a single product into blocks of rows, each block a product of its own.
+// The kernel's bits do not depend on which rows a call covers (each output is summed over k in
+// order, whatever tile it falls in), so the result equals one thread's bit for bit. Every part gets
+// its own scratch block: the kernel overwrites its scratch.
 // Axes: Bt products (batches), M rows of a product, K contracted axis, P columns.
 import { engineMemory } from '../wasm-memory/engine-heap.js';
 import { kernelPool, splitRange } from '../wasm-memory/kernel-pool.js';
@@ -48,6 +49,15 @@ export function pooledMatMulParts(backend: WasmBackend, work: number): number {
 }
 
 /**
+ * Rows per block of a single product split over the pool: a block of a about 128 KiB (so that it
+ * stays in a core's cache while the kernel sweeps b's column strips over it), and at least 64 rows
+ * (each block copies every strip of b once, so fewer rows would spend more on copies).
+ */
+export function pooledBlockRows(k: number): number {
+  return Math.max(64, 4 * Math.floor(2 ** 17 / (16 * k)));
+}
+
+/**
  * A single product cut into `parts` products of consecutive rows (multiples of the kernel's 4-row
  * tile, except the last), so that one product can be shared by the threads.
  */
@@ -69,7 +79,8 @@ export function runSmallMatMulsOnPool(backend: WasmBackend, products: readonly S
   const pool = kernelPool();
   const memory = engineMemory(backend);
   if (!pool || !memory) throw new Error('runSmallMatMulsOnPool: the kernel pool is not running on the engine heap');
-  const list = products.length === 1 ? splitRows(products[0]!, parts, k, p) : products;
+  const single = products[0]!;
+  const list = products.length === 1 ? splitRows(single, Math.max(parts, Math.ceil(single.rows / pooledBlockRows(k))), k, p) : products;
   const groups = splitRange(list.length, parts);
   const scratchBytes = smallMatMulScratchBytes(k);
   // Allocations may grow the heap: the offsets stay valid, views of the old buffer do not.

@@ -190,7 +190,7 @@ describe('tf.matMul on wasm with small products on the kernel', () => {
     try {
       // [M, 64] x [64, 2048] (b at SMALL_MAT_MUL_MAX_B): the most rows at the work threshold, then one more.
       expect(64 * 2048).toBe(SMALL_MAT_MUL_MAX_B);
-      const m = Math.floor(SMALL_MAT_MUL_MAX_WORK.single / (64 * 2048));
+      const m = Math.floor(SMALL_MAT_MUL_MAX_WORK / (64 * 2048));
       tf.tidy(() => tf.matMul(tf.ones([m + 1, 64]), tf.ones([64, 2048])).dataSync());
       expect(spy).toHaveBeenCalledTimes(0);
       // A b one column wider than SMALL_MAT_MUL_MAX_B stays on XNNPACK even for a single row.

@@ -15,10 +15,18 @@ import { wasmEngineThreaded } from './threaded-wasm.js';
 import type { WasmBackend } from './wasm-backend.js';
 
 /**
- * Products of at most this many multiply-adds (M * K * P) run on this kernel rather than XNNPACK,
- * on the threaded engine and on the single-threaded one (measured in the README, Benchmarks).
+ * Products of at most this many multiply-adds (M * K * P) run on this kernel rather than XNNPACK
+ * (measured in the README, Benchmarks).
  */
-export const SMALL_MAT_MUL_MAX_WORK = { threaded: 2 ** 24, single: 2 ** 25 } as const;
+export const SMALL_MAT_MUL_MAX_WORK = 2 ** 25;
+
+/**
+ * On the threaded engine, products of at least this many rows of a (M, or Bt * M with a shared b)
+ * run on this kernel whatever their size, split over the kernel pool when large
+ * (pooled-small-mat-mul.ts): the engine's XNNPACK runs on one thread there (threaded-wasm.ts).
+ * Fewer rows with a large b stay on XNNPACK, whose packed copy of a b it has seen pays there.
+ */
+export const POOLED_MAT_MUL_MIN_ROWS = 64;
 
 /**
  * ... and whose b has at most this many elements (512 KiB). The kernel gathers b's 8-column strips
@@ -219,6 +227,6 @@ export function smallMatMulExports(backend: WasmBackend): SmallMatMulExports | u
  */
 export function smallMatMulFor(backend: WasmBackend, m: number, k: number, p: number): SmallMatMulExports['mat_mul'] | undefined {
   if (maxWorkOverride !== undefined) return m * k * p <= maxWorkOverride ? smallMatMulKernel(backend) : undefined;
-  const limit = wasmEngineThreaded() ? SMALL_MAT_MUL_MAX_WORK.threaded : SMALL_MAT_MUL_MAX_WORK.single;
-  return m * k * p <= limit && k * p <= SMALL_MAT_MUL_MAX_B ? smallMatMulKernel(backend) : undefined;
+  if (wasmEngineThreaded() && m >= POOLED_MAT_MUL_MIN_ROWS) return smallMatMulKernel(backend);
+  return m * k * p <= SMALL_MAT_MUL_MAX_WORK && k * p <= SMALL_MAT_MUL_MAX_B ? smallMatMulKernel(backend) : undefined;
 }

@@ -7,7 +7,9 @@ import { initBackend } from '../init-backend.js';
 import { engineHeap, kernelsOnHeap } from '../wasm-memory/engine-heap.js';
 import { FunctionBuilder, I32 } from '../wasm-emitter/wasm-emitter.js';
 import { Rng } from '../rng.js';
-import { threadsUnsupported, wasmEngineThreaded } from './threaded-wasm.js';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { kernelPool } from '../wasm-memory/kernel-pool.js';
+import { ENGINE_POOL_THREADS, threadsUnsupported, wasmEngineThreaded, wasmEngineThreads } from './threaded-wasm.js';
 
 const require = createRequire(import.meta.url);
 
@@ -57,6 +59,11 @@ describe('the threaded wasm engine in Node', () => {
     expect(two.threadsNote).toBeUndefined();
     expect(lines).toEqual(['[peer] backend: wasm via @tensorflow/tfjs-backend-wasm, 2 threads']);
     expect(wasmEngineThreaded()).toBe(true);
+    // One pool of 2 threads (ours); the engine's XNNPACK pool keeps the calling thread only.
+    expect(wasmEngineThreads()).toBe(2);
+    expect(kernelPool()?.threads).toBe(2);
+    expect(getThreadsCount()).toBe(ENGINE_POOL_THREADS);
+    expect(ENGINE_POOL_THREADS).toBe(1);
     expect(workerThreads.Worker).toBe(before.worker);
     expect(os.cpus).toBe(before.cpus);
     expect('Worker' in globalThis).toBe(before.global);
@@ -68,7 +75,7 @@ describe('the threaded wasm engine in Node', () => {
       worst = Math.max(worst, Math.abs(threaded[i]! - reference[i]!) / (1 + Math.abs(reference[i]!)));
     }
     expect(worst).toBeLessThan(1e-4);
-    // XNNPACK splits a product by output tiles: each element sums in the same order on any thread count.
+    // Every product sums each element over k in the same order, on any thread count (our kernel on the pool, XNNPACK on one).
     expect(Array.from(threaded)).toEqual(Array.from(single));
     expect(tf.memory().numTensors).toBe(0);
   });

@@ -4,10 +4,16 @@
 // - `require('worker_threads').Worker` (read by Emscripten at that moment) becomes a class that runs
 //   the packaged worker source with `eval: true`, its `URL.createObjectURL` answering the path of the
 //   threaded build's script, which the worker then loads from disk;
-// - `os.cpus()` reports twice the requested count, because the C++ side caps its pool at half the
-//   logical cores it sees.
+// - `os.cpus()` reports two cores, because the C++ side caps its pool at half the logical cores it
+//   sees.
 // Both are restored before `startThreadedWasm` returns, and the `Worker` global Emscripten sets is
 // removed. The pool's workers are unreferenced so that they never keep the process alive.
+//
+// The engine's own thread pool (XNNPACK's) is started with ONE thread: the threaded build is used
+// for its shared heap, on which our kernel pool (kernel-pool.ts) runs every parallel pass, large
+// products included (pooled-small-mat-mul.ts). Two pools on the same cores competed: XNNPACK's
+// worker spins about 0.8 ms after each of its products, and a kernel-pool worker woken meanwhile
+// waited for that core (backend README, "Threads").
 import * as tf from '@tensorflow/tfjs-core';
 import { getThreadsCount, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
@@ -27,6 +33,8 @@ interface PThreadPool {
 }
 
 const MULTITHREAD_FLAG = 'WASM_HAS_MULTITHREAD_SUPPORT';
+/** Threads of the engine's own (XNNPACK) pool on the threaded build: the calling thread only. */
+export const ENGINE_POOL_THREADS = 1;
 // The priority tfjs-backend-wasm registers itself with.
 const WASM_PRIORITY = 2;
 
@@ -71,8 +79,17 @@ export function unrefEngineWorkers(): number {
   return pool.runningWorkers.length;
 }
 
+/** The thread count the running threaded engine was started for (its kernel pool's), or undefined. */
+let startedThreads: number | undefined;
+
+/** The threads the running threaded engine serves (see `startThreadedWasm`); undefined when it is not running. */
+export function wasmEngineThreads(): number | undefined {
+  return wasmEngineThreaded() ? startedThreads : undefined;
+}
+
 /**
- * Makes `tf.setBackend('wasm')` start the threaded build with `threads` threads (>= 2) and runs it.
+ * Makes `tf.setBackend('wasm')` start the threaded build for `threads` threads (>= 2) and runs it:
+ * the engine's own pool keeps one thread and the kernel pool (`setKernelThreads`) gets `threads`.
  * The wasm engine must not be initialized yet (see `resetWasmEngine`). On failure the engine is left
  * uninitialized and the flag off, so the single-threaded build can start next.
  */
@@ -102,10 +119,10 @@ export async function startThreadedWasm(threads: number): Promise<ThreadedStart>
   workerThreads.Worker = PthreadWorker;
   os.cpus = () => {
     const cpus = originalCpus.call(os);
-    return Array.from({ length: 2 * threads }, (_, i) => cpus[i % Math.max(1, cpus.length)]);
+    return Array.from({ length: 2 * ENGINE_POOL_THREADS }, (_, i) => cpus[i % Math.max(1, cpus.length)]);
   };
   tf.env().set(MULTITHREAD_FLAG, true);
-  setThreadsCount(threads);
+  setThreadsCount(ENGINE_POOL_THREADS);
   let started = false;
   let failure = 'the engine failed to initialize';
   try {
@@ -135,10 +152,11 @@ export async function startThreadedWasm(threads: number): Promise<ThreadedStart>
   }
   const actual = getThreadsCount();
   unrefEngineWorkers();
-  if (actual !== threads) {
+  if (actual !== ENGINE_POOL_THREADS) {
     resetWasmEngine();
-    return { ok: false, reason: `the engine started ${actual} threads instead of ${threads}` };
+    return { ok: false, reason: `the engine's pool started ${actual} threads instead of ${ENGINE_POOL_THREADS}` };
   }
+  startedThreads = threads;
   return { ok: true, threads };
 }
 
@@ -159,6 +177,7 @@ export function wasmEngineThreaded(): boolean {
  */
 export function resetWasmEngine(): void {
   const factory = tf.findBackendFactory('wasm');
+  startedThreads = undefined;
   tf.env().set(MULTITHREAD_FLAG, false);
   setThreadsCount(-1);
   if (!factory) return;
