@@ -15,6 +15,7 @@ export { engineHeap, isSharedMemory, kernelModule, kernelsOnHeap, readFloats, ty
 export { KernelPool, kernelPool, setKernelThreads, splitRange } from './wasm-memory/kernel-pool.js';
 export { passParts, runCalls, runPass, type KernelModule } from './wasm-memory/pooled-pass.js';
 export { Arena, ArenaArray, MAX_ARENA_BYTES, type ArenaArrayKind } from './wasm-memory/arena.js';
-export { SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, setSmallMatMulMaxWork } from './wasm/small-mat-mul.js';
-export { POOLED_MAT_MUL_MIN_WORK, setPooledMatMulMinWork } from './wasm/pooled-small-mat-mul.js';
+export { POOLED_MAT_MUL_MIN_ROWS, SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, setSmallMatMulMaxWork } from './wasm/small-mat-mul.js';
+export { POOLED_MAT_MUL_MIN_WORK, pooledBlockRows, setPooledMatMulMinWork } from './wasm/pooled-small-mat-mul.js';
+export { ENGINE_POOL_THREADS, wasmEngineThreads } from './wasm/threaded-wasm.js';
 export { POOLED_BINARY_MIN_SIZE, setPooledBinaryMinSize } from './wasm/pooled-binary.js';
