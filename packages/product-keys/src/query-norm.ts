@@ -161,14 +161,87 @@ export class QueryNorm {
   }
 }
 
+/** The forward's regions: q, xhat and y [T, F] (xhat may be any scratch), and vectors [F]. */
+interface ForwardRegions {
+  q: Region;
+  xhat: Region;
+  y: Region;
+  mean: Region;
+  variance: Region;
+  rstd: Region;
+  zero: Region;
+  one: Region;
+  gamma: Region;
+  beta: Region;
+}
+
+/** The batch statistics the forward computed: float64 for the running statistics, float32 as used. */
+interface BatchStats {
+  mean: Float64Array;
+  variance: Float64Array;
+  meanValues: Float32Array;
+  rstdValues: Float32Array;
+}
+
+/**
+ * The forward passes: mean, centered = q - mean, biased variance, xhat = centered * rstd,
+ * y = xhat * gamma + beta (y may be q). Fills zero and one first.
+ */
+function forwardPasses(k: QueryNormKernels, r: ForwardRegions, tokens: number, features: number, eps: number): BatchStats {
+  k.view(r.zero).fill(0);
+  k.view(r.one).fill(1);
+  k.colSum(r.q, r.mean, tokens, features);
+  const m = k.view(r.mean);
+  for (let j = 0; j < features; j++) m[j]! /= tokens;
+  k.affine(r.q, r.mean, r.one, r.zero, r.xhat, tokens, features);
+  k.colSumProd(r.xhat, r.xhat, r.variance, tokens, features);
+  const v = k.view(r.variance);
+  const rstd = k.view(r.rstd);
+  for (let j = 0; j < features; j++) {
+    v[j]! /= tokens;
+    rstd[j] = 1 / Math.sqrt(v[j]! + eps);
+  }
+  const stats = { mean: Float64Array.from(m), variance: Float64Array.from(v), meanValues: m.slice(), rstdValues: rstd.slice() };
+  k.affine(r.xhat, r.zero, r.rstd, r.zero, r.xhat, tokens, features);
+  k.affine(r.xhat, r.zero, r.gamma, r.beta, r.y, tokens, features);
+  return stats;
+}
+
+/** The backward's regions: dy, xhat and dq [T, F] (dq may be dy), and vectors [F]. */
+interface BackwardRegions {
+  dy: Region;
+  xhat: Region;
+  dq: Region;
+  dbeta: Region;
+  dgamma: Region;
+  p: Region;
+  q: Region;
+  c: Region;
+}
+
+/** dbeta, dgamma and dq = gamma rstd (dy - dbeta / T - xhat dgamma / T); `gamma` and `rstd` as in the forward. */
+function backwardPasses(k: QueryNormKernels, r: BackwardRegions, gamma: Float32Array, rstd: Float32Array, tokens: number, features: number): void {
+  k.colSum(r.dy, r.dbeta, tokens, features);
+  k.colSumProd(r.dy, r.xhat, r.dgamma, tokens, features);
+  const dbeta = k.view(r.dbeta);
+  const dgamma = k.view(r.dgamma);
+  const [p, qv, c] = [k.view(r.p), k.view(r.q), k.view(r.c)];
+  for (let j = 0; j < features; j++) {
+    p[j] = dbeta[j]! / tokens;
+    qv[j] = dgamma[j]! / tokens;
+    c[j] = gamma[j]! * rstd[j]!;
+  }
+  k.bnGrad(r.dy, r.xhat, r.p, r.q, r.c, r.dq, tokens, features);
+}
+
 /**
  * `batchNormTrainingKernels` in place on the wasm engine's heap: the kernels read the queries, the
  * upstream gradient and gamma, beta where tfjs keeps them and write y and dq into new tensors there,
  * so no [T, F] matrix is copied between the engine and the kernels (on one thread those copies cost
  * about as much as the passes; product-keys README). The backward recomputes xhat from the saved
  * queries with the forward's two passes, which gives the same bits, rather than keeping a [T, F]
- * copy alive from the forward to the backward. Every pass, and the order of every sum, is that of
- * `batchNormTrainingKernels`: both give the same numbers.
+ * copy alive from the forward to the backward. The passes are those of `batchNormTrainingKernels`
+ * (`forwardPasses`, `backwardPasses`): both give the same numbers.
  */
 function batchNormTrainingOnHeap(
   q: tf.Tensor2D,
@@ -179,8 +252,7 @@ function batchNormTrainingOnHeap(
   k: QueryNormKernels,
 ): { y: tf.Tensor2D; mean: Float64Array; variance: Float64Array } {
   const [tokens, features] = q.shape;
-  let mean = new Float64Array(0);
-  let variance = new Float64Array(0);
+  let stats: BatchStats | undefined;
   const region = (t: tf.Tensor): Region => ({ offset: heap.offsetOf(t), length: t.size });
   /** `count` vectors [F] in one new tensor: the tensor and a region per vector. */
   const vectors = (count: number): [tf.Tensor, Region[]] => {
@@ -188,75 +260,42 @@ function batchNormTrainingOnHeap(
     const at = heap.offsetOf(t);
     return [t, Array.from({ length: count }, (_, i) => ({ offset: at + 4 * i * features, length: features }))];
   };
-  /** xr = (q - mean) * rstd, as the forward's two passes (zeroR, oneR: vectors of 0 and 1). */
-  const normalize = (qr: Region, xr: Region, meanR: Region, rstdR: Region, zeroR: Region, oneR: Region) => {
-    k.affine(qr, meanR, oneR, zeroR, xr, tokens, features);
-    k.affine(xr, zeroR, rstdR, zeroR, xr, tokens, features);
-  };
   const norm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [qIn, gIn, bIn, save] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.GradSaveFunc];
     save([qIn]);
     const g = heap.floats(gIn).slice();
     const y = heap.output([tokens, features], 'float32');
     const x = heap.output([tokens, features], 'float32');
-    const [stats, [meanR, varR, rstdR, zeroR, oneR]] = vectors(5);
-    let meanValues: Float32Array;
-    let rstdValues: Float32Array;
+    const [vectorsTensor, [mean, variance, rstd, zero, one]] = vectors(5);
     try {
-      // Regions and views after the last allocation (an allocation may grow the heap).
-      const [qr, xr, yr] = [region(qIn), region(x), region(y)];
-      k.view(zeroR!).fill(0);
-      k.view(oneR!).fill(1);
-      k.colSum(qr, meanR!, tokens, features);
-      const m = k.view(meanR!);
-      for (let j = 0; j < features; j++) m[j]! /= tokens;
-      // centered = q - mean; variance = mean of centered^2; xhat = centered * rstd
-      k.affine(qr, meanR!, oneR!, zeroR!, xr, tokens, features);
-      k.colSumProd(xr, xr, varR!, tokens, features);
-      const v = k.view(varR!);
-      const rstd = k.view(rstdR!);
-      for (let j = 0; j < features; j++) {
-        v[j]! /= tokens;
-        rstd[j] = 1 / Math.sqrt(v[j]! + eps);
-      }
-      mean = Float64Array.from(m);
-      variance = Float64Array.from(v);
-      meanValues = m.slice();
-      rstdValues = rstd.slice();
-      k.affine(xr, zeroR!, rstdR!, zeroR!, xr, tokens, features);
-      k.affine(xr, zeroR!, region(gIn), region(bIn), yr, tokens, features);
+      // Regions after the last allocation (an allocation may grow the heap; offsets stay valid).
+      const regions = { q: region(qIn), xhat: region(x), y: region(y), gamma: region(gIn), beta: region(bIn) };
+      stats = forwardPasses(k, { ...regions, mean: mean!, variance: variance!, rstd: rstd!, zero: zero!, one: one! }, tokens, features, eps);
     } catch (err) {
       y.dispose();
       throw err;
     } finally {
-      tf.dispose([x, stats]);
+      tf.dispose([x, vectorsTensor]);
     }
+    const { meanValues, rstdValues } = stats;
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const dq = heap.output([tokens, features], 'float32');
         const xhat = heap.output([tokens, features], 'float32');
-        const [work, [dbetaR, dgammaR, pR, qR, cR, meanR2, rstdR2, zeroR2, oneR2]] = vectors(9);
+        const [work, [dbeta, dgamma, p, qv, c, meanR, rstdR, zero2, one2]] = vectors(9);
         try {
-          k.view(meanR2!).set(meanValues);
-          k.view(rstdR2!).set(rstdValues);
-          k.view(zeroR2!).fill(0);
-          k.view(oneR2!).fill(1);
-          const [dyr, xhr] = [region(dy), region(xhat)];
-          normalize(region(saved[0]!), xhr, meanR2!, rstdR2!, zeroR2!, oneR2!);
-          k.colSum(dyr, dbetaR!, tokens, features);
-          k.colSumProd(dyr, xhr, dgammaR!, tokens, features);
-          const dbeta = k.view(dbetaR!);
-          const dgamma = k.view(dgammaR!);
-          const [p, qv, c] = [k.view(pR!), k.view(qR!), k.view(cR!)];
-          for (let j = 0; j < features; j++) {
-            p[j] = dbeta[j]! / tokens;
-            qv[j] = dgamma[j]! / tokens;
-            c[j] = g[j]! * rstdValues[j]!;
-          }
-          k.bnGrad(dyr, xhr, pR!, qR!, cR!, region(dq), tokens, features);
+          // xhat again, with the forward's passes and statistics.
+          k.view(meanR!).set(meanValues);
+          k.view(rstdR!).set(rstdValues);
+          k.view(zero2!).fill(0);
+          k.view(one2!).fill(1);
+          const xr = region(xhat);
+          k.affine(region(saved[0]!), meanR!, one2!, zero2!, xr, tokens, features);
+          k.affine(xr, zero2!, rstdR!, zero2!, xr, tokens, features);
+          backwardPasses(k, { dy: region(dy), xhat: xr, dq: region(dq), dbeta: dbeta!, dgamma: dgamma!, p: p!, q: qv!, c: c! }, g, rstdValues, tokens, features);
           // The [F] gradients are copied out (small) before the scratch tensor is freed.
-          return [dq, tf.tensor1d(k.view(dgammaR!).slice()), tf.tensor1d(k.view(dbetaR!).slice())];
+          return [dq, tf.tensor1d(k.view(dgamma!).slice()), tf.tensor1d(k.view(dbeta!).slice())];
         } catch (err) {
           dq.dispose();
           throw err;
@@ -267,15 +306,16 @@ function batchNormTrainingOnHeap(
     };
   });
   const y = norm(q, gamma, beta) as tf.Tensor2D;
-  return { y, mean, variance };
+  return { y, mean: stats!.mean, variance: stats!.variance };
 }
 
 /**
  * BatchNorm with batch statistics, as one customGrad with the closed-form backward:
  *   xhat = (q - mean) rstd,  y = xhat gamma + beta,
  *   dbeta = sum_t dy,  dgamma = sum_t dy xhat,  dq = gamma rstd (dy - dbeta / T - xhat dgamma / T).
- * The passes over [T, F] are SIMD column kernels (query-norm-kernels.ts): on wasm, tfjs reduces
- * over axis 0 by transposing first (timings in the product-keys README).
+ * The passes over [T, F] are SIMD column kernels (query-norm-kernels.ts), here on copies in the
+ * kernels' own memory: on wasm, tfjs reduces over axis 0 by transposing first (timings in the
+ * product-keys README).
  */
 function batchNormTrainingKernels(
   q: tf.Tensor2D,
@@ -285,64 +325,34 @@ function batchNormTrainingKernels(
   k: QueryNormKernels,
 ): { y: tf.Tensor2D; mean: Float64Array; variance: Float64Array } {
   const [tokens, features] = q.shape;
-  let mean = new Float64Array(0);
-  let variance = new Float64Array(0);
+  let stats: BatchStats | undefined;
   const norm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [qIn, gIn, bIn] = args as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D];
     const g = gIn.dataSync() as Float32Array;
     k.reset();
     // Two [T, F] regions: q (then y, written over it) and xhat.
-    const [qr, xr] = [0, 1].map(() => k.alloc(tokens * features));
-    const yr = qr;
-    const [meanR, varR, rstdR, zeroR, oneR, gammaR, betaR] = [0, 1, 2, 3, 4, 5, 6].map(() => k.alloc(features));
-    k.view(qr!).set(qIn.dataSync());
-    k.view(zeroR!).fill(0);
-    k.view(oneR!).fill(1);
+    const [qr, xr] = [0, 1].map(() => k.alloc(tokens * features)) as [Region, Region];
+    const [mean, variance, rstd, zero, one, gammaR, betaR] = [0, 1, 2, 3, 4, 5, 6].map(() => k.alloc(features)) as Region[];
+    k.view(qr).set(qIn.dataSync());
     k.view(gammaR!).set(g);
     k.view(betaR!).set(bIn.dataSync());
-    k.colSum(qr!, meanR!, tokens, features);
-    const m = k.view(meanR!);
-    for (let j = 0; j < features; j++) m[j]! /= tokens;
-    // centered = q - mean; variance = mean of centered^2; xhat = centered * rstd
-    k.affine(qr!, meanR!, oneR!, zeroR!, xr!, tokens, features);
-    k.colSumProd(xr!, xr!, varR!, tokens, features);
-    const v = k.view(varR!);
-    const rstd = k.view(rstdR!);
-    for (let j = 0; j < features; j++) {
-      v[j]! /= tokens;
-      rstd[j] = 1 / Math.sqrt(v[j]! + eps);
-    }
-    mean = Float64Array.from(m);
-    variance = Float64Array.from(v);
-    const rstdValues = rstd.slice();
-    k.affine(xr!, zeroR!, rstdR!, zeroR!, xr!, tokens, features);
-    k.affine(xr!, zeroR!, gammaR!, betaR!, yr!, tokens, features);
-    const xhat = k.view(xr!).slice();
+    stats = forwardPasses(k, { q: qr, xhat: xr, y: qr, mean: mean!, variance: variance!, rstd: rstd!, zero: zero!, one: one!, gamma: gammaR!, beta: betaR! }, tokens, features, eps);
+    const { rstdValues } = stats;
+    const xhat = k.view(xr).slice();
     return {
-      value: tf.tensor2d(k.view(yr!).slice(), [tokens, features]),
+      value: tf.tensor2d(k.view(qr).slice(), [tokens, features]),
       gradFunc: (dy: tf.Tensor) => {
         k.reset();
         // Two [T, F] regions: dy (then dq, written over it) and xhat.
-        const [dyr, xhr] = [0, 1].map(() => k.alloc(tokens * features));
-        const outr = dyr;
-        const [dbetaR, dgammaR, pR, qR, cR] = [0, 1, 2, 3, 4].map(() => k.alloc(features));
-        k.view(dyr!).set(dy.dataSync());
-        k.view(xhr!).set(xhat);
-        k.colSum(dyr!, dbetaR!, tokens, features);
-        k.colSumProd(dyr!, xhr!, dgammaR!, tokens, features);
-        const dbeta = k.view(dbetaR!);
-        const dgamma = k.view(dgammaR!);
-        const [p, qv, c] = [k.view(pR!), k.view(qR!), k.view(cR!)];
-        for (let j = 0; j < features; j++) {
-          p[j] = dbeta[j]! / tokens;
-          qv[j] = dgamma[j]! / tokens;
-          c[j] = g[j]! * rstdValues[j]!;
-        }
-        k.bnGrad(dyr!, xhr!, pR!, qR!, cR!, outr!, tokens, features);
-        return [tf.tensor2d(k.view(outr!).slice(), [tokens, features]), tf.tensor1d(dgamma.slice()), tf.tensor1d(dbeta.slice())];
+        const [dyr, xhr] = [0, 1].map(() => k.alloc(tokens * features)) as [Region, Region];
+        const [dbeta, dgamma, p, qv, c] = [0, 1, 2, 3, 4].map(() => k.alloc(features)) as Region[];
+        k.view(dyr).set(dy.dataSync());
+        k.view(xhr).set(xhat);
+        backwardPasses(k, { dy: dyr, xhat: xhr, dq: dyr, dbeta: dbeta!, dgamma: dgamma!, p: p!, q: qv!, c: c! }, g, rstdValues, tokens, features);
+        return [tf.tensor2d(k.view(dyr).slice(), [tokens, features]), tf.tensor1d(k.view(dgamma!).slice()), tf.tensor1d(k.view(dbeta!).slice())];
       },
     };
   });
   const y = norm(q, gamma, beta) as tf.Tensor2D;
-  return { y, mean, variance };
+  return { y, mean: stats!.mean, variance: stats!.variance };
 }
