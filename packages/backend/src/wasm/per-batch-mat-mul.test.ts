@@ -224,7 +224,9 @@ for (const { route, maxWork } of ROUTES) describe(`per-batch BatchMatMul on wasm
     const b = tf.tensor(Float32Array.from(rng.normals(bt * k * n, 0.5)), [bt, n, k]);
     const w = tf.tensor(Float32Array.from(rng.normals(bt * m * n)), [bt, m, n]);
     const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(w, tf.tanh(tf.matMul(x, y, true, true)))) as tf.Scalar;
-    checkGradients(f, [a, b], { label: `seed ${rng.seed}`, maxCoords: 24 });
+    // eps 5e-2: the loss sums 512 float32 terms, whose rounding moves by up to ~2e-5 when one input
+    // moves; over 2 * 1e-2 that was 1e-3 of noise in a difference quotient (seed 1226325869 failed).
+    checkGradients(f, [a, b], { label: `seed ${rng.seed}`, maxCoords: 24, eps: 5e-2 });
     tf.dispose([a, b, w]);
   });
 });
