@@ -31,7 +31,7 @@ function refTranspose(x: ArrayLike<number>, shape: number[], perm: number[]): nu
 
 describe('Transpose on wasm', () => {
   // [shape, perm]: last-two swaps (blocked copy), no-op permutations of size-1 axes (shared data),
-  // and general permutations (built-in kernel).
+  // swaps of adjacent blocks of axes (pooled block swap), and general permutations (built-in kernel).
   const CASES: [number[], number[]][] = [
     [[37, 53], [1, 0]],
     [[3, 17, 24], [0, 2, 1]],
@@ -43,6 +43,10 @@ describe('Transpose on wasm', () => {
     [[3, 4, 5], [2, 0, 1]],
     [[3, 4, 5], [1, 0, 2]],
     [[2, 3, 4, 5], [0, 3, 2, 1]],
+    // Swaps of adjacent blocks with a chunk (attention's heads axis): the pooled block swap.
+    [[2, 9, 3, 8], [0, 2, 1, 3]],
+    [[3, 2, 17, 2, 5], [1, 2, 0, 3, 4]],
+    [[2, 17, 3, 6], [2, 0, 1, 3]],
   ];
   for (const [shape, perm] of CASES) {
     it(`matches cpu and a plain reference: shape ${JSON.stringify(shape)} perm ${JSON.stringify(perm)}`, async () => {
