@@ -2,16 +2,29 @@
 // with a bias or a norm.
 // Axes: T rows (tokens), D features.
 import * as tf from '@tensorflow/tfjs-core';
+import { columnSumsOnHeap } from '../wasm/heap-column-sums.js';
+
+let hostColumnSums = false;
+
+/** Test hook: `true` sums on the host on wasm too (the route where the heap kernel cannot run). */
+export function useHostColumnSums(host: boolean): void {
+  hostColumnSums = host;
+}
 
 /**
- * Sums of the columns of x [T, D] as [D] (the gradient of a broadcast add over rows). On the wasm
- * and cpu engines this reads the data once and adds in float64 on the host: wasm's tf.sum over
- * axis 0 transposes its input first, and a ones-vector matMul repacks all of x, both several times
- * slower. Elsewhere (GPU engines, where a read stalls the device) it is tf.sum.
+ * Sums of the columns of x [T, D] as [D] (the gradient of a broadcast add over rows), each added
+ * over the rows in order in float64 and rounded once. On wasm a SIMD kernel does this in place on
+ * the heap, on every thread (wasm/heap-column-sums.ts); on cpu (or where that kernel cannot run) the
+ * host reads the data once and adds the same way, with the same bits. Elsewhere (GPU engines, where
+ * a read stalls the device) it is tf.sum.
  */
 export function columnSums(x: tf.Tensor2D): tf.Tensor1D {
   const backend = tf.getBackend();
   if (backend !== 'wasm' && backend !== 'cpu') return tf.sum(x, 0);
+  if (backend === 'wasm' && !hostColumnSums) {
+    const onHeap = columnSumsOnHeap(x);
+    if (onHeap) return onHeap;
+  }
   const [rows, cols] = x.shape;
   const values = x.dataSync();
   const acc = new Float64Array(cols);
