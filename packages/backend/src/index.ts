@@ -23,6 +23,7 @@ export {
   type Activation,
   type ActivationResult,
 } from './ops/activation.js';
+export { adamwUpdate, type AdamwStepOptions } from './ops/adamw.js';
 export { columnSums } from './ops/column-sums.js';
 export { linear } from './ops/linear.js';
 export {

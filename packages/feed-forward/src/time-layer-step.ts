@@ -1,12 +1,12 @@
 // One timing harness for a feed-forward layer's full training step on the current tfjs engine:
 // forward, backward (input gradient included, as inside a model), the dense Adam update of its tfjs
-// variables, and its sparse step. Any feed-forward layer can be timed: the baselines, PEER, and
+// variables (@peer/backend's `adamwUpdate`, the trainer's update, without decay), and its sparse step. Any feed-forward layer can be timed: the baselines, PEER, and
 // a user's own. `benchLayerStep` (@peer/layer) and `benchBaselineLayer` (@peer/baselines) build
 // their layers and call it.
 //
 // Axes: T tokens, D model width.
 import * as tf from '@tensorflow/tfjs-core';
-import { onDevice, Rng } from '@peer/backend';
+import { adamwUpdate, onDevice, Rng } from '@peer/backend';
 import type { FeedForwardLayer } from './feed-forward-layer.js';
 
 /**
@@ -25,7 +25,7 @@ export interface TimeLayerStepOptions {
   steps?: number;
   /** Untimed steps first (kernel warm-up, first touches of optimizer state). Default 1. */
   warmup?: number;
-  /** Learning rate of the dense Adam (tfjs's, one per variable). Default 1e-3. */
+  /** Learning rate of the dense Adam (betas 0.9 and 0.999, eps 1e-8, no weight decay). Default 1e-3. */
   denseLr?: number;
   /** Seed of the input and the output gradient. Default 1. */
   seed?: number;
@@ -90,10 +90,11 @@ export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerSte
   // Loss sum(y * r) (+ the auxiliary loss): dy = r is a dense, non-trivial output gradient.
   const r = tf.tensor3d(rng.fillNormal(new Float32Array(tokens * D), 0, 1 / tokens), [1, tokens, D]);
   const vars = layer.trainableVariables();
-  // One tfjs Adam per variable: a single applyGradients keeps every variable's temporaries alive
-  // until it returns (several times the parameters; see the README), past the wasm heap.
-  // Per-variable optimizers free them variable by variable; the math is the same.
-  const optimizers: tf.Optimizer[] = vars.map(() => tf.train.adam(options.denseLr ?? 1e-3));
+  // Adam moments, one pair per variable, updated variable by variable (the temporaries of one
+  // variable at a time; see the README).
+  const moments = vars.map((v) => tf.tidy(() => [tf.variable(tf.zerosLike(v), false), tf.variable(tf.zerosLike(v), false)] as const));
+  const adam = { lr: options.denseLr ?? 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
+  let denseSteps = 0;
   const parts = { fb: [] as number[], dense: [] as number[], sparse: [] as number[], fwd: [] as number[] };
   const stepMs: number[] = [];
   const cpuMs: number[] = [];
@@ -116,7 +117,8 @@ export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerSte
       // Reading the loss waits for the whole backward pass.
       await wait(value);
       const t1 = performance.now();
-      vars.forEach((v, i) => optimizers[i]!.applyGradients({ [v.name]: grads[v.name]! }));
+      denseSteps++;
+      vars.forEach((v, i) => adamwUpdate(v, grads[v.name]!, moments[i]![0], moments[i]![1], { ...adam, step: denseSteps }));
       await wait(vars[0]);
       const t2 = performance.now();
       tf.dispose([value, ...Object.values(grads)]);
@@ -165,7 +167,7 @@ export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerSte
       step_ms: stepMs.map((v) => round(v)),
     };
   } finally {
-    for (const o of optimizers) o.dispose();
+    tf.dispose(moments.flat());
     x.dispose();
     r.dispose();
   }

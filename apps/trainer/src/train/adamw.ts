@@ -1,13 +1,9 @@
-// AdamW (decoupled weight decay, Loshchilov & Hutter) over tfjs ops, for the dense variables.
-// tf.train.adam has no decoupled decay and hides its moments; here they are plain variables that a
-// checkpoint saves and restores exactly. The update follows torch.optim.AdamW step for step.
-//
-// Per variable p with gradient g, step t (1-based):
-//   p <- p * (1 - lr * wd)                      (only for matrices, rank >= 2)
-//   m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
-//   p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// AdamW (decoupled weight decay, Loshchilov & Hutter) for the dense variables, with decay on
+// matrices only. tf.train.adam has no decoupled decay and hides its moments; here they are plain
+// variables that a checkpoint saves and restores exactly. The update itself is @peer/backend's
+// `adamwUpdate` (torch.optim.AdamW's step; one fused pass on every thread on wasm).
 import * as tf from '@tensorflow/tfjs-core';
-import { makeReadable } from '@peer/backend';
+import { adamwUpdate, makeReadable } from '@peer/backend';
 import type { NamedArray } from '@peer/expert-store';
 
 export interface AdamWOptions {
@@ -51,21 +47,10 @@ export class AdamW {
     }
     const { beta1, beta2, eps, weightDecay } = this.options;
     const t = this.step + 1;
-    const bc1 = 1 - beta1 ** t;
-    const bc2Sqrt = Math.sqrt(1 - beta2 ** t);
-    tf.tidy(() => {
-      for (let i = 0; i < this.variables.length; i++) {
-        const p = this.variables[i]!;
-        const g = grads[i]!;
-        const m = tf.add(tf.mul(this.m[i]!, beta1), tf.mul(g, 1 - beta1));
-        const v = tf.add(tf.mul(this.v[i]!, beta2), tf.mul(tf.square(g), 1 - beta2));
-        this.m[i]!.assign(m);
-        this.v[i]!.assign(v);
-        const decayed = weightDecay > 0 && AdamW.decays(p) ? tf.mul(p, 1 - lr * weightDecay) : p;
-        const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), eps);
-        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), lr / bc1)));
-      }
-    });
+    for (let i = 0; i < this.variables.length; i++) {
+      const p = this.variables[i]!;
+      adamwUpdate(p, grads[i]!, this.m[i]!, this.v[i]!, { lr, beta1, beta2, eps, weightDecay: AdamW.decays(p) ? weightDecay : 0, step: t });
+    }
     this.step = t;
   }
 
