@@ -95,6 +95,46 @@ describe('RowSparseGrad', () => {
     }
   });
 
+  it('groups occurrences by row like a plain stable sort, in an arena and in plain memory, table sizes over 1 to 3 radix passes', () => {
+    const rng = testRng();
+    for (const rows of [1, 2 + rng.int(2000), 4096 + rng.int(2 ** 20), 2 ** 22 + rng.int(2 ** 20)]) {
+      const table = rows <= 4096 ? new HostExpertTable({ rows, dim: 2, seed: 3, reserveGradRows: 8 }) : { rows, dim: 2 };
+      const grad = new RowSparseGrad(table, { initialCapacity: 4 });
+      // Slot of each row in the reference, assigned as the grouping must: new rows of a call in ascending order.
+      const slotOf = new Map<number, number>();
+      for (let call = 0; call < 3; call++) {
+        // Few distinct rows (many repeats) or many; some rows already hold slots from earlier calls.
+        const distinct = 1 + rng.int(Math.min(rows, call === 1 ? 20 : 3000));
+        const pool = Array.from({ length: distinct }, () => rng.int(rows));
+        const indices = Int32Array.from({ length: rng.int(4000) }, () => pool[rng.int(distinct)]!);
+        const groups = grad.groupOccurrences(indices);
+        const byRow = [...new Set(indices)].sort((a, b) => a - b);
+        for (const row of byRow) if (!slotOf.has(row)) slotOf.set(row, slotOf.size);
+        const label = `rows ${rows}, call ${call} (seed ${rng.seed})`;
+        expect(groups.groups, label).toBe(byRow.length);
+        const order = Array.from(groups.order.array.subarray(0, indices.length));
+        // A stable sort by row: each group's occurrences in increasing order.
+        const expectedOrder = Array.from(indices.keys()).sort((a, b) => indices[a]! - indices[b]! || a - b);
+        expect(order, label).toEqual(expectedOrder);
+        let start = 0;
+        byRow.forEach((row, g) => {
+          const end = groups.groupEnd.array[g]!;
+          expect(end - start, label).toBe(indices.filter((r) => r === row).length);
+          expect(indices[order[start]!], label).toBe(row);
+          const slot = groups.groupSlot.array[g]!;
+          const fresh = slot >= 0;
+          expect(fresh ? slot : ~slot, label).toBe(slotOf.get(row));
+          start = end;
+        });
+        expect(grad.size, label).toBe(slotOf.size);
+        expect(Array.from(grad.uniqueRows()), label).toEqual([...slotOf.keys()]);
+      }
+      // "fresh" slots come out as slot >= 0 only on their first call: a repeat call marks them ~slot.
+      const again = grad.groupOccurrences(Int32Array.from([...slotOf.keys()].slice(0, 3)));
+      for (let g = 0; g < again.groups; g++) expect(again.groupSlot.array[g]!).toBeLessThan(0);
+    }
+  });
+
   it('refuses bad input with one clear error', () => {
     const grad = new RowSparseGrad({ rows: 10, dim: 2 });
     expect(() => grad.accumulate(Int32Array.of(1, 10), new Float32Array(4))).toThrow(/indices\[1\] = 10 is out of range \[0, 10\)/);

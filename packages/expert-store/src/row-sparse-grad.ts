@@ -32,10 +32,13 @@ export interface OccurrenceGroups {
   groupSlot: HostBlock<Int32Array>;
 }
 
+/** Bits of a row index sorted per radix pass in groupOccurrences (2^11 counters: 8 KiB, in L1). */
+const RADIX_BITS = 11;
+
 export class RowSparseGrad {
   readonly rows: number;
   readonly dim: number;
-  /** slotOf[row] = slot + 1, or 0 for an untouched row (-1 briefly while grouping). */
+  /** slotOf[row] = slot + 1, or 0 for an untouched row. */
   private readonly slotOf: Int32Array;
   private slotRows!: HostBlock<Int32Array>;
   private values!: HostBlock<Float32Array>;
@@ -52,11 +55,10 @@ export class RowSparseGrad {
   private groupOrder: HostBlock<Int32Array> | undefined;
   private groupEnds: HostBlock<Int32Array> | undefined;
   private groupSlots: HostBlock<Int32Array> | undefined;
-  private groupOf = new Int32Array(0);
-  private counts = new Int32Array(0);
-  private distinct = new Int32Array(0);
-  private seen = new Int32Array(0);
-  private call = 0;
+  /** Radix sort scratch of groupOccurrences: keys and occurrence numbers, two of each (grown on demand). */
+  private sortKeys: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
+  private sortPerm: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
+  private readonly radixCounts = new Int32Array(1 << RADIX_BITS);
 
   /** For a table (anything with `rows` and `dim`, e.g. an ExpertTable). */
   constructor(table: { readonly rows: number; readonly dim: number }, options: RowSparseGradOptions = {}) {
@@ -86,12 +88,6 @@ export class RowSparseGrad {
     this.values = values;
     this.order = order;
     this.capacity = capacity;
-    if (this.seen.length < capacity) {
-      const seen = new Int32Array(capacity);
-      seen.set(this.seen);
-      this.seen = seen;
-      this.groupOf = new Int32Array(capacity);
-    }
   }
 
   /**
@@ -260,73 +256,94 @@ export class RowSparseGrad {
    *
    * Groups come in ascending row order, and rows new since `clear` get slots in that order, so that
    * the accumulation and the sparse optimizer walk the table forward. Within a group, occurrences
-   * keep their order (the summation order of each row's gradient). O(L) integer work plus a sort of
-   * the U distinct rows.
+   * keep their order (the summation order of each row's gradient). O(L) integer work: a stable
+   * radix sort of the occurrences by row (see `sortByRow`), then one forward walk over their rows.
    */
   groupOccurrences(indices: Int32Array): OccurrenceGroups {
     const n = indices.length;
     const slotOf = this.slotOf;
-    if (this.distinct.length < n) {
-      this.distinct = new Int32Array(n);
-      this.counts = new Int32Array(n);
-    }
-    const distinctRows = this.distinct;
-    const call = ++this.call;
-    let seen = this.seen;
+    const { rows: sorted, perm } = this.sortByRow(indices);
+    // Rows come in ascending order: the lookups below walk slotOf forward, not at random.
     let u = 0;
     let fresh = 0;
-    for (let o = 0; o < n; o++) {
-      const row = indices[o]!;
-      const s = slotOf[row]!;
-      if (s === 0) {
-        slotOf[row] = -1;
-        distinctRows[u++] = row;
-        fresh++;
-      } else if (s > 0 && seen[s - 1] !== call) {
-        seen[s - 1] = call;
-        distinctRows[u++] = row;
+    for (let i = 0; i < n; i++) {
+      const row = sorted[i]!;
+      if (i === 0 || row !== sorted[i - 1]) {
+        u++;
+        if (slotOf[row] === 0) fresh++;
       }
     }
     if (this.count + fresh > this.capacity) this.grow(this.count + fresh);
-    seen = this.seen;
-    const sorted = distinctRows.subarray(0, u).sort();
     this.groupOrder = this.scratch(this.groupOrder, n);
     this.groupEnds = this.scratch(this.groupEnds, u);
     this.groupSlots = this.scratch(this.groupSlots, u);
+    // Views only after the allocations above (they may grow the arena).
+    const ends = this.groupEnds.array;
     const groupSlot = this.groupSlots.array;
     const slotRows = this.slotRows.array;
-    const groupOf = this.groupOf;
-    const counts = this.counts;
-    for (let g = 0; g < u; g++) {
-      const row = sorted[g]!;
-      let s = slotOf[row]!;
-      if (s === -1) {
+    let g = -1;
+    for (let i = 0; i < n; i++) {
+      const row = sorted[i]!;
+      if (i > 0 && row === sorted[i - 1]) continue;
+      if (g >= 0) ends[g] = i;
+      g++;
+      const s = slotOf[row]!;
+      if (s === 0) {
         const slot = this.count++;
         if (slot > 0 && slotRows[slot - 1]! > row) this.ascending = false;
         slotRows[slot] = row;
         slotOf[row] = slot + 1;
-        seen[slot] = call;
         groupSlot[g] = slot;
-        s = slot + 1;
       } else {
         groupSlot[g] = ~(s - 1);
       }
-      groupOf[s - 1] = g;
-      counts[g] = 0;
     }
-    for (let o = 0; o < n; o++) counts[groupOf[slotOf[indices[o]!]! - 1]!]!++;
-    const ends = this.groupEnds.array;
-    const order = this.groupOrder.array;
-    // counts become each group's next write position.
-    let total = 0;
-    for (let g = 0; g < u; g++) {
-      const c = counts[g]!;
-      counts[g] = total;
-      total += c;
-      ends[g] = total;
-    }
-    for (let o = 0; o < n; o++) order[counts[groupOf[slotOf[indices[o]!]! - 1]!]!++] = o;
+    if (g >= 0) ends[g] = n;
+    this.groupOrder.array.set(perm);
     return { groups: u, order: this.groupOrder, groupEnd: this.groupEnds, groupSlot: this.groupSlots };
+  }
+
+  /**
+   * The occurrences sorted by row, stably (equal rows keep their order): the rows and the
+   * occurrence each came from. A least-significant-digit radix sort over the bits a row index can
+   * have, in passes of at most RADIX_BITS bits whose counters stay in cache, so that no pass reads
+   * a row-indexed array at random (views of scratch kept for the next call).
+   */
+  private sortByRow(indices: Int32Array): { rows: Int32Array; perm: Int32Array } {
+    const n = indices.length;
+    if (this.sortKeys[0].length < n) {
+      const length = Math.max(n, 2 * this.sortKeys[0].length);
+      this.sortKeys = [new Int32Array(length), new Int32Array(length)];
+      this.sortPerm = [new Int32Array(length), new Int32Array(length)];
+    }
+    const bits = Math.max(1, 32 - Math.clz32(this.rows - 1));
+    const passes = Math.ceil(bits / RADIX_BITS);
+    const width = Math.ceil(bits / passes);
+    const mask = (1 << width) - 1;
+    const counts = this.radixCounts;
+    let keys = indices;
+    let perm: Int32Array | undefined;
+    for (let p = 0; p < passes; p++) {
+      const shift = p * width;
+      const [outKeys, outPerm] = [this.sortKeys[p & 1]!, this.sortPerm[p & 1]!];
+      counts.fill(0, 0, mask + 1);
+      for (let i = 0; i < n; i++) counts[(keys[i]! >>> shift) & mask]!++;
+      let total = 0;
+      for (let b = 0; b <= mask; b++) {
+        const c = counts[b]!;
+        counts[b] = total;
+        total += c;
+      }
+      for (let i = 0; i < n; i++) {
+        const key = keys[i]!;
+        const at = counts[(key >>> shift) & mask]!++;
+        outKeys[at] = key;
+        outPerm[at] = perm ? perm[i]! : i;
+      }
+      keys = outKeys;
+      perm = outPerm;
+    }
+    return { rows: keys.subarray(0, n), perm: perm!.subarray(0, n) };
   }
 
   /** A scratch block of at least `length` int32s beside the slots (kept and reused). */
