@@ -20,6 +20,5 @@ export { POOLED_MAT_MUL_MIN_WORK, pooledBlockRows, setPooledMatMulMinWork } from
 export { ENGINE_POOL_THREADS, wasmEngineThreads } from './wasm/threaded-wasm.js';
 export { POOLED_BINARY_MIN_SIZE, setPooledBinaryMinSize } from './wasm/pooled-binary.js';
 export { POOLED_TRANSPOSE_MIN_SIZE, setPooledTransposeMinSize } from './wasm/blocked-transpose.js';
-export { POOLED_COLUMN_SUMS_MIN_SIZE, setPooledColumnSumsMinSize } from './wasm/heap-column-sums.js';
 export { POOLED_ADAMW_MIN_SIZE, setPooledAdamwMinSize } from './wasm/fused-adamw.js';
 export { useComposedAdamw } from './ops/adamw.js';

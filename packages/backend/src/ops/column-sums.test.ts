@@ -4,15 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectClose, testRng } from '@peer/test-utils';
 import { initBackend } from '../init-backend.js';
 import { kernelPool } from '../wasm-memory/kernel-pool.js';
-import { setPooledColumnSumsMinSize } from '../wasm/heap-column-sums.js';
 import { columnSums, useHostColumnSums } from './column-sums.js';
 
+// Two threads: the heap kernel must not depend on the pool running (it stays on this thread).
 beforeAll(async () => {
   await initBackend({ backend: 'wasm', threads: 2, log: false });
   expect(kernelPool()?.threads).toBe(2);
 });
 afterAll(async () => {
-  setPooledColumnSumsMinSize(undefined);
   useHostColumnSums(false);
   await initBackend({ backend: 'wasm', threads: 1, log: false });
 });
@@ -27,8 +26,7 @@ function reference(x: Float32Array, rows: number, cols: number): number[] {
 }
 
 const ROUTES = [
-  ['the kernel pool', () => setPooledColumnSumsMinSize(0)],
-  ['the heap kernel on the calling thread', () => setPooledColumnSumsMinSize(Infinity)],
+  ['the heap kernel', () => useHostColumnSums(false)],
   ['the host', () => useHostColumnSums(true)],
 ] as const;
 
@@ -61,7 +59,6 @@ describe('columnSums', () => {
           tf.dispose([t, s]);
         }
       } finally {
-        setPooledColumnSumsMinSize(undefined);
         useHostColumnSums(false);
       }
     });

@@ -1,28 +1,15 @@
-// Column sums of a float32 [T, D] matrix in place on the wasm engine's heap, split over the kernel
-// pool's threads by ranges of columns. Each column is summed over its rows in order in float64 and
-// rounded once to float32, exactly as ops/column-sums.ts does on the host (f64x2 lanes round each add
-// as a JS number does), so the bits do not depend on the split or on the route; only a NaN's payload
-// is the machine's choice. Saves the host copy (`dataSync`) and runs on every thread.
+// Column sums of a float32 [T, D] matrix in place on the wasm engine's heap, on the calling thread.
+// Each column is summed over its rows in order in float64 and rounded once to float32, exactly as
+// ops/column-sums.ts does on the host (f64x2 lanes round each add as a JS number does), so the bits
+// do not depend on the route; only a NaN's payload is the machine's choice. Saves the host copy
+// (`dataSync`) and the JS loop: about 25x faster. Split over the kernel pool by ranges of columns
+// (rows cannot be split without changing the order of the adds) it was slower at every size
+// measured, so it stays on one thread (README, "Column sums").
 // Axes: T rows (tokens), D features (columns).
 import * as tf from '@tensorflow/tfjs-core';
 import { FunctionBuilder, I32, V128 } from '../wasm-emitter/wasm-emitter.js';
 import { engineHeap, kernelsOnHeap } from '../wasm-memory/engine-heap.js';
-import { splitRange } from '../wasm-memory/kernel-pool.js';
-import { passParts, runCalls } from '../wasm-memory/pooled-pass.js';
-
-/**
- * A matrix goes to the pool only with at least this many elements per thread (handing a pass out
- * costs a worker's wake-up; measured in the README, "Column sums").
- */
-export const POOLED_COLUMN_SUMS_MIN_SIZE = 2 ** 18;
-
-let minSizeOverride: number | undefined;
-
-/** Overrides POOLED_COLUMN_SUMS_MIN_SIZE (0: always the pool while it runs; Infinity: never); undefined restores it. */
-export function setPooledColumnSumsMinSize(size: number | undefined): void {
-  if (size !== undefined && !(size >= 0)) throw new Error(`setPooledColumnSumsMinSize: size must be >= 0, got ${size}`);
-  minSizeOverride = size;
-}
+import { runCalls } from '../wasm-memory/pooled-pass.js';
 
 // Opcodes the emitter has no helper for (WebAssembly core spec, binary format; SIMD opcode table).
 const F64_LOAD = 0x2b;
@@ -111,19 +98,11 @@ export function columnSumsOnHeap(x: tf.Tensor2D): tf.Tensor1D | undefined {
   const [rows, cols] = x.shape;
   const out = heap.output([cols], 'float32') as tf.Tensor1D;
   if (cols === 0) return out;
-  // Ranges of whole 4-column groups, one per part; each part has its own accumulators.
-  const parts = passParts(heap.memory, rows * cols, minSizeOverride ?? POOLED_COLUMN_SUMS_MIN_SIZE);
-  const ranges = splitRange(Math.ceil(cols / 4), parts).map(([g0, g1]) => [16 * g0, Math.min(4 * cols, 16 * g1)] as const);
   const scratch = heap.output([2 * 4 * Math.ceil(cols / 4)], 'float32');
   try {
     // Offsets only after both allocations (either may grow the heap).
     const [xAt, outAt, scratchAt] = [heap.offsetOf(x), heap.offsetOf(out), heap.offsetOf(scratch)];
-    runCalls(
-      heap.memory,
-      COLUMN_SUMS_MODULE,
-      'column_sums',
-      ranges.map(([c0, c1]) => [xAt, outAt, rows, 4 * cols, c0, c1, scratchAt + 2 * c0]),
-    );
+    runCalls(heap.memory, COLUMN_SUMS_MODULE, 'column_sums', [[xAt, outAt, rows, 4 * cols, 0, 4 * cols, scratchAt]]);
   } finally {
     scratch.dispose();
   }
