@@ -20,7 +20,7 @@ import { byteOffset, wordOffset, type WasmBackend } from './wasm-backend.js';
  * A swap goes to the pool only with at least this many words per thread (handing a pass out costs
  * a worker's wake-up; measured in the README, "Transpose").
  */
-export const POOLED_TRANSPOSE_MIN_SIZE = 2 ** 17;
+export const POOLED_TRANSPOSE_MIN_SIZE = 2 ** 19;
 
 let minSizeOverride: number | undefined;
 

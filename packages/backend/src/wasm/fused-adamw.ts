@@ -14,7 +14,7 @@ import type { WasmMemory } from '../wasm-emitter/wasm-api.js';
  * A variable goes to the pool only with at least this many elements per thread (handing a pass out
  * costs a worker's wake-up; measured in the README, "AdamW").
  */
-export const POOLED_ADAMW_MIN_SIZE = 2 ** 16;
+export const POOLED_ADAMW_MIN_SIZE = 2 ** 19;
 
 let minSizeOverride: number | undefined;
 
