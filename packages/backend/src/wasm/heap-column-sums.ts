@@ -6,7 +6,7 @@
 // (rows cannot be split without changing the order of the adds) it was slower at every size
 // measured, so it stays on one thread (README, "Column sums").
 // Axes: T rows (tokens), D features (columns).
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { FunctionBuilder, I32, V128 } from '../wasm-emitter/wasm-emitter.js';
 import { engineHeap, kernelsOnHeap } from '../wasm-memory/engine-heap.js';
 import { runCalls } from '../wasm-memory/pooled-pass.js';
