@@ -59,12 +59,13 @@ function buildAdamw(): FunctionBuilder {
   const [b1, omb1, b2, omb2, decay, bc2, eps, step] = [8, 9, 10, 11, 12, 13, 14, 15];
   const at = f.local(I32);
   const vectorEnd = f.local(I32);
-  const splat = [b1, omb1, b2, omb2, decay, bc2, eps, step].map((c) => {
+  /** A v128 local holding the f32 parameter `c` in all four lanes. */
+  const splat = (c: number) => {
     const l = f.local(V128);
     f.get(c).f32x4Splat().set(l);
-    return [c, l] as const;
-  });
-  const vec = new Map(splat);
+    return l;
+  };
+  const vec = { b1: splat(b1), omb1: splat(omb1), b2: splat(b2), omb2: splat(omb2), decay: splat(decay), bc2: splat(bc2), eps: splat(eps), step: splat(step) };
   const sM = f.local(F32);
   const sV = f.local(F32);
   const sG = f.local(F32);
@@ -76,15 +77,15 @@ function buildAdamw(): FunctionBuilder {
     const addr = (base: number) => f.get(base).get(at).add();
     addr(g).v128Load().set(vG);
     // m' = m * b1 + g * omb1
-    addr(m).v128Load().get(vec.get(b1)!).f32x4Mul().get(vG).get(vec.get(omb1)!).f32x4Mul().f32x4Add().set(vM);
+    addr(m).v128Load().get(vec.b1).f32x4Mul().get(vG).get(vec.omb1).f32x4Mul().f32x4Add().set(vM);
     // v' = v * b2 + (g * g) * omb2
-    addr(v).v128Load().get(vec.get(b2)!).f32x4Mul().get(vG).get(vG).f32x4Mul().get(vec.get(omb2)!).f32x4Mul().f32x4Add().set(vV);
+    addr(v).v128Load().get(vec.b2).f32x4Mul().get(vG).get(vG).f32x4Mul().get(vec.omb2).f32x4Mul().f32x4Add().set(vV);
     addr(mOut).get(vM).v128Store();
     addr(vOut).get(vV).v128Store();
     addr(pOut);
-    addr(p).v128Load().get(vec.get(decay)!).f32x4Mul();
-    f.get(vM).get(vV).f32x4Sqrt().get(vec.get(bc2)!).f32x4Div().get(vec.get(eps)!).f32x4Add().f32x4Div();
-    f.get(vec.get(step)!).f32x4Mul().f32x4Sub();
+    addr(p).v128Load().get(vec.decay).f32x4Mul();
+    f.get(vM).get(vV).f32x4Sqrt().get(vec.bc2).f32x4Div().get(vec.eps).f32x4Add().f32x4Div();
+    f.get(vec.step).f32x4Mul().f32x4Sub();
     f.v128Store();
   });
   f.whileBelow(at, bytes, 4, () => {

@@ -25,57 +25,56 @@ const F64X2_ADD = 0xf0;
 const HIGH_TWO_LANES = [8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15];
 
 /**
- * column_sums(x, out, rows, rowBytes, c0, c1, scratch): out[c] = sum over r of x[r, c] for the
- * columns [c0, c1) (byte offsets along a row; c0 a multiple of 16), in float64 in row order, with
- * 2 * (c1 - c0) bytes of scratch for the accumulators.
+ * column_sums(x, out, rows, rowBytes, scratch): out[c] = sum over r of x[r, c], in float64 in row
+ * order, with 2 * rowBytes bytes of scratch for the accumulators.
  */
 function buildColumnSums(): FunctionBuilder {
-  const [x, out, rows, rowBytes, c0, c1, scratch] = [0, 1, 2, 3, 4, 5, 6];
-  const f = new FunctionBuilder(7);
+  const [x, out, rows, rowBytes, scratch] = [0, 1, 2, 3, 4];
+  const f = new FunctionBuilder(5);
   const r = f.local(I32);
   const c = f.local(I32);
   const vectorEnd = f.local(I32);
   const rowAt = f.local(I32);
   const accAt = f.local(I32);
   const v = f.local(V128);
-  f.get(c1).get(c0).op(0x6b).i32(-16).op(I32_AND).get(c0).add().set(vectorEnd);
-  /** accAt = scratch + 2 * (c - c0): the float64 accumulator of column c. */
-  const accOf = () => f.get(scratch).get(c).get(c0).op(0x6b).i32(1).shl().add().set(accAt);
+  f.get(rowBytes).i32(-16).op(I32_AND).set(vectorEnd);
+  /** accAt = scratch + 2 * c: the float64 accumulator of the column at byte c of a row. */
+  const accOf = () => f.get(scratch).get(c).i32(1).shl().add().set(accAt);
   // Zero the accumulators.
-  f.get(c0).set(c);
+  f.i32(0).set(c);
   f.whileBelow(c, vectorEnd, 16, () => {
     accOf();
     f.get(accAt).v128Zero().v128Store();
     f.get(accAt).v128Zero().v128Store(16);
   });
-  f.whileBelow(c, c1, 4, () => {
+  f.whileBelow(c, rowBytes, 4, () => {
     accOf();
     f.get(accAt).op(0x44, 0, 0, 0, 0, 0, 0, 0, 0).op(F64_STORE, 0x03, 0x00); // f64.const +0
   });
   f.get(x).set(rowAt);
   f.forLoop(r, rows, 1, () => {
-    f.get(c0).set(c);
+    f.i32(0).set(c);
     f.whileBelow(c, vectorEnd, 16, () => {
       accOf();
       f.get(rowAt).get(c).add().v128Load().set(v);
       f.get(accAt).get(accAt).v128Load().get(v).simd(F64X2_PROMOTE_LOW_F32X4).simd(F64X2_ADD).v128Store();
       f.get(accAt).get(accAt).v128Load(16).get(v).get(v).simd(I8X16_SHUFFLE, ...HIGH_TWO_LANES).simd(F64X2_PROMOTE_LOW_F32X4).simd(F64X2_ADD).v128Store(16);
     });
-    f.whileBelow(c, c1, 4, () => {
+    f.whileBelow(c, rowBytes, 4, () => {
       accOf();
       f.get(accAt).get(accAt).op(F64_LOAD, 0x03, 0x00).get(rowAt).get(c).add().f32Load().op(F64_PROMOTE_F32).op(F64_ADD).op(F64_STORE, 0x03, 0x00);
     });
     f.increment(rowAt, () => f.get(rowBytes));
   });
   // Round each sum once to float32.
-  f.get(c0).set(c);
+  f.i32(0).set(c);
   f.whileBelow(c, vectorEnd, 16, () => {
     accOf();
     f.get(out).get(c).add();
     f.get(accAt).v128Load().simd(F32X4_DEMOTE_F64X2_ZERO).get(accAt).v128Load(16).simd(F32X4_DEMOTE_F64X2_ZERO);
     f.simd(I8X16_SHUFFLE, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23).v128Store();
   });
-  f.whileBelow(c, c1, 4, () => {
+  f.whileBelow(c, rowBytes, 4, () => {
     accOf();
     f.get(out).get(c).add().get(accAt).op(F64_LOAD, 0x03, 0x00).op(F32_DEMOTE_F64).f32Store();
   });
@@ -102,7 +101,7 @@ export function columnSumsOnHeap(x: tf.Tensor2D): tf.Tensor1D | undefined {
   try {
     // Offsets only after both allocations (either may grow the heap).
     const [xAt, outAt, scratchAt] = [heap.offsetOf(x), heap.offsetOf(out), heap.offsetOf(scratch)];
-    runCalls(heap.memory, COLUMN_SUMS_MODULE, 'column_sums', [[xAt, outAt, rows, 4 * cols, 0, 4 * cols, scratchAt]]);
+    runCalls(heap.memory, COLUMN_SUMS_MODULE, 'column_sums', [[xAt, outAt, rows, 4 * cols, scratchAt]]);
   } finally {
     scratch.dispose();
   }

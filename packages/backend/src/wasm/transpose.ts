@@ -40,9 +40,8 @@ function transpose(original: KernelFunc | undefined): (args: KernelArgs) => Tens
     const outShape = perm.map((p) => x.shape[p]!);
     // The axes that are not size 1, in output order; their relative order decides the data layout.
     const moved = perm.filter((p) => x.shape[p] !== 1);
-    const k = moved.length;
-    const inOrder = (upTo: number) => moved.slice(0, upTo).every((p, i) => i === 0 || p > moved[i - 1]!);
-    if (x.dtype !== 'string' && inOrder(k)) {
+    const inOrder = moved.every((p, i) => i === 0 || p > moved[i - 1]!);
+    if (x.dtype !== 'string' && inOrder) {
       backend.incRef(x.dataId);
       return { dataId: x.dataId, shape: outShape, dtype: x.dtype };
     }
