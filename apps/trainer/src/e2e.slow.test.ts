@@ -188,7 +188,9 @@ describe('peer-train end to end (tiny PEER model)', () => {
 
   it('Ctrl-C (SIGINT) finishes the step, saves a checkpoint and exits 130; resuming finishes the run', async () => {
     const runI = join(dir, 'i');
-    const child = startCli(['train', ...trainArgs(), '--out', runI], { cwd: dir });
+    // Slowed steps: the tiny run (a few seconds) must outlast the second process's start below.
+    const slow = { NODE_OPTIONS: `--import ${new URL('./slow-steps.test-preload.mjs', import.meta.url).href}` };
+    const child = startCli(['train', ...trainArgs(), '--out', runI], { cwd: dir, env: slow });
     await waitFor(() => (checkpointStep(runI) ?? 0) >= 10, 'a checkpoint at step 10', 60_000);
     // meanwhile, a second process cannot train the same run
     const second = await runCli(['train', '--resume', runI], { cwd: dir });
