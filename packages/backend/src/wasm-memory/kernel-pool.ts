@@ -1,13 +1,21 @@
 // A pool of worker threads that run our own WebAssembly kernels on a shared memory (an arena made
 // while the pool runs, or the threaded engine's heap), so that one memory-bound pass is split over
-// every core. A pass is a list of calls of one kernel function, one per thread, on disjoint parts of
-// its output: the caller's thread runs the first, the workers the others, and `run` returns when
-// all are done. Each output element is computed by one call in the same order as on one thread, so
-// the result does not depend on the thread count.
+// every core. A pass is a list of calls of one kernel function on disjoint parts of its output; the
+// threads (the caller's and the workers) claim calls one at a time until none is left, and `run`
+// returns when all are done. Each output element is computed by one call in the same order as on one
+// thread, so the result depends neither on the thread count nor on which thread ran which call.
 //
-// Workers start once per process (`setKernelThreads`), are unreferenced (they never keep the process
-// alive), and wait on an Atomics word between passes; calls reach them over a MessagePort read
-// synchronously (receiveMessageOnPort), so a pass needs no turn of either event loop.
+// A pass is handed out in shared memory, not in messages: the caller writes the calls' arguments
+// into a shared table, then publishes the pass in one word (CLAIM: call count and next call), which
+// the threads claim from with compare-and-exchange. A thread that claims a call reads the pass only
+// after its claim succeeded, and the pass cannot end before that call is done, so a thread that
+// wakes late never runs a call of a pass that is over. Workers spin a short while after a pass
+// before they sleep on an Atomics word, because the next pass usually follows within microseconds
+// (a sleeping thread takes about 0.1 ms to wake); the caller spins as long before it sleeps waiting
+// for the last call. Messages carry only what is rare: kernel modules to load, and errors.
+//
+// Workers start once per process (`setKernelThreads`) and are unreferenced (they never keep the
+// process alive).
 import { createRequire } from 'node:module';
 import { isSharedMemory, kernelModule } from './engine-heap.js';
 import type { FunctionBuilder } from '../wasm-emitter/wasm-emitter.js';
@@ -30,37 +38,71 @@ interface WorkerThreads {
   receiveMessageOnPort(port: NodePort): { message: unknown } | undefined;
 }
 
+/** The most calls one pass may have, and the most arguments a call may have. */
+export const MAX_POOL_CALLS = 1024;
+export const MAX_CALL_ARGS = 16;
+/** How long a worker spins for the next pass, and the caller for the last call, before sleeping. */
+const DEFAULT_SPIN_MS = 0.5;
+
 // Control words (Int32Array over a SharedArrayBuffer).
-const GENERATION = 0; // bumped after each batch of messages; workers wait on it
-const DONE = 1; // calls finished, cumulative
-const FAILED = 2; // set when a call threw (its message is on the worker's port)
-const READY = 3; // workers that have started
+const GENERATION = 0; // bumped for each pass; sleeping workers wait on it
+const CLAIM = 1; // (calls << 16) | next call of the current pass
+const DONE = 2; // calls of the current pass finished
+const FUNCTION = 3; // the pass's function id
+const ARG_COUNT = 4; // arguments per call
+const FAILED = 5; // set when a call threw on a worker (its message is on the worker's port)
+const READY = 6; // workers that have started
+const MESSAGES = 7; // messages posted to every worker (modules and functions to load)
+const SPIN_US = 8; // how long a worker spins, in microseconds
+const CONTROL_WORDS = 9;
 
 const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-const { control, port } = workerData;
+const { control, args, port } = workerData;
 const instances = new Map();
-Atomics.add(control, ${READY}, 1);
-Atomics.notify(control, ${READY});
-let seen = 0;
-for (;;) {
-  Atomics.wait(control, ${GENERATION}, seen);
-  seen = Atomics.load(control, ${GENERATION});
+const functions = [];
+const argArrays = [];
+for (let n = 0; n <= ${MAX_CALL_ARGS}; n++) argArrays.push(new Array(n).fill(0));
+let read = 0;
+function readMessages() {
   let received;
   while ((received = receiveMessageOnPort(port)) !== undefined) {
     const m = received.message;
+    read++;
+    if (m.type === 'load') instances.set(m.id, new WebAssembly.Instance(m.module, { env: { memory: m.memory } }).exports);
+    else functions[m.fn] = instances.get(m.id)[m.name];
+  }
+}
+function claimCalls() {
+  for (;;) {
+    const claim = Atomics.load(control, ${CLAIM});
+    if ((claim & 0xffff) >= claim >>> 16) return;
+    if (Atomics.compareExchange(control, ${CLAIM}, claim, claim + 1) !== claim) continue;
+    // The pass is ours to read until this call is counted done.
+    if (read < Atomics.load(control, ${MESSAGES})) readMessages();
+    const n = Atomics.load(control, ${ARG_COUNT});
+    const a = argArrays[n];
+    const at = (claim & 0xffff) * ${MAX_CALL_ARGS};
+    for (let i = 0; i < n; i++) a[i] = args[at + i];
     try {
-      if (m.type === 'load') instances.set(m.id, new WebAssembly.Instance(m.module, { env: { memory: m.memory } }).exports);
-      else instances.get(m.id)[m.fn](...m.args);
+      functions[Atomics.load(control, ${FUNCTION})].apply(null, a);
     } catch (err) {
       port.postMessage(String((err && err.stack) || err));
       Atomics.store(control, ${FAILED}, 1);
     }
-    if (m.type === 'call') {
-      Atomics.add(control, ${DONE}, 1);
-      Atomics.notify(control, ${DONE});
-    }
+    Atomics.add(control, ${DONE}, 1);
+    Atomics.notify(control, ${DONE});
   }
+}
+Atomics.add(control, ${READY}, 1);
+Atomics.notify(control, ${READY});
+let seen = Atomics.load(control, ${GENERATION});
+for (;;) {
+  const spinUntil = performance.now() + Atomics.load(control, ${SPIN_US}) / 1000;
+  while (Atomics.load(control, ${GENERATION}) === seen && performance.now() < spinUntil);
+  Atomics.wait(control, ${GENERATION}, seen);
+  seen = Atomics.load(control, ${GENERATION});
+  claimCalls();
 }
 `;
 
@@ -68,12 +110,16 @@ for (;;) {
 const START_TIMEOUT_MS = 30_000;
 
 export class KernelPool {
-  private readonly control = new Int32Array(new SharedArrayBuffer(16));
+  private readonly control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_WORDS));
+  private readonly args = new Float64Array(new SharedArrayBuffer(8 * MAX_POOL_CALLS * MAX_CALL_ARGS));
   private readonly workers: NodeWorker[] = [];
   private readonly ports: NodePort[] = [];
+  /** Module ids per memory and key, and function ids per module id and name. */
   private readonly ids = new WeakMap<WasmMemory, Map<string, number>>();
+  private readonly functionIds = new Map<string, number>();
+  private readonly localFunctions: ((...args: number[]) => void)[] = [];
   private nextId = 1;
-  private posted = 0;
+  private spinMs = DEFAULT_SPIN_MS;
 
   private constructor(readonly threads: number) {}
 
@@ -83,12 +129,13 @@ export class KernelPool {
     if (typeof SharedArrayBuffer === 'undefined') return 'SharedArrayBuffer is not available';
     const wt = require('node:worker_threads') as WorkerThreads;
     const pool = new KernelPool(threads);
+    pool.setSpin(DEFAULT_SPIN_MS);
     for (let w = 1; w < threads; w++) {
       const { port1, port2 } = new wt.MessageChannel();
       const worker = new wt.Worker(WORKER_SOURCE, {
         eval: true,
         execArgv: [],
-        workerData: { control: pool.control, port: port2 },
+        workerData: { control: pool.control, args: pool.args, port: port2 },
         transferList: [port2],
       });
       worker.unref();
@@ -108,6 +155,16 @@ export class KernelPool {
     }
   }
 
+  /**
+   * How long (ms) workers spin for the next pass, and the caller for a pass's last call, before they
+   * sleep (default 0.5; 0 sleeps at once).
+   */
+  setSpin(ms: number): void {
+    if (!(ms >= 0 && ms <= 1000)) throw new Error(`KernelPool.setSpin: ms must be in [0, 1000], got ${ms}`);
+    this.spinMs = ms;
+    Atomics.store(this.control, SPIN_US, Math.round(ms * 1000));
+  }
+
   /** Ends the workers (pending passes are not waited for). */
   end(): void {
     for (const w of this.workers) void w.terminate();
@@ -117,54 +174,109 @@ export class KernelPool {
   }
 
   /**
-   * Runs `fn` of kernel module `key` (see `kernelsOnHeap`) on `memory` once per entry of `calls`, in
-   * parallel: calls[0] on this thread, the others on the workers (at most `threads` calls). Throws
-   * when a call throws anywhere.
+   * Runs `fn` of kernel module `key` (see `kernelsOnHeap`) on `memory` once per entry of `calls`
+   * (each on disjoint outputs), spread over the pool's threads, this one included; returns when all
+   * are done. Throws when a call throws anywhere.
    */
   run(memory: WasmMemory, key: string, functions: () => { name: string; builder: FunctionBuilder }[], fn: string, calls: readonly number[][]): void {
-    if (calls.length > this.threads) throw new Error(`KernelPool.run: ${calls.length} calls for ${this.threads} threads`);
+    if (calls.length > MAX_POOL_CALLS) throw new Error(`KernelPool.run: ${calls.length} calls, at most ${MAX_POOL_CALLS} in one pass`);
     if (!isSharedMemory(memory)) throw new Error('KernelPool.run: the memory is not shared');
     const local = kernelModule(memory, key, functions);
     if (!local) throw new Error(`KernelPool.run: kernel module '${key}' cannot run here`);
-    const id = this.idFor(memory, key, local.module);
-    for (let c = 1; c < calls.length; c++) this.ports[c - 1]!.postMessage({ type: 'call', id, fn, args: calls[c] });
-    const expected = this.posted + calls.length - 1;
-    this.posted = expected;
-    Atomics.add(this.control, GENERATION, 1);
-    Atomics.notify(this.control, GENERATION);
+    const count = calls.length;
+    if (count === 0) return;
+    const argCount = calls[0]!.length;
+    if (argCount > MAX_CALL_ARGS) throw new Error(`KernelPool.run: ${fn} has ${argCount} arguments, at most ${MAX_CALL_ARGS}`);
+    const fnId = this.functionId(memory, key, local, fn);
+    const control = this.control;
+    for (let c = 0; c < count; c++) {
+      const call = calls[c]!;
+      if (call.length !== argCount) throw new Error(`KernelPool.run: call ${c} of ${fn} has ${call.length} arguments, call 0 has ${argCount}`);
+      this.args.set(call, c * MAX_CALL_ARGS);
+    }
+    Atomics.store(control, DONE, 0);
+    Atomics.store(control, FUNCTION, fnId);
+    Atomics.store(control, ARG_COUNT, argCount);
+    // Publishing the claim word opens the pass.
+    Atomics.store(control, CLAIM, count << 16);
+    Atomics.add(control, GENERATION, 1);
+    Atomics.notify(control, GENERATION);
+    const kernel = this.localFunctions[fnId]!;
     let localError: unknown;
-    const first = calls[0];
-    if (first) {
-      try {
-        (local.exports[fn] as (...args: number[]) => void)(...first);
-      } catch (err) {
-        localError = err;
-      }
-    }
     for (;;) {
-      const done = Atomics.load(this.control, DONE);
-      if (done >= expected) break;
-      Atomics.wait(this.control, DONE, done, START_TIMEOUT_MS);
+      const claim = Atomics.load(control, CLAIM);
+      const c = claim & 0xffff;
+      if (c >= count) break;
+      if (Atomics.compareExchange(control, CLAIM, claim, claim + 1) !== claim) continue;
+      try {
+        kernel(...calls[c]!);
+      } catch (err) {
+        localError ??= err;
+      }
+      Atomics.add(control, DONE, 1);
     }
+    this.waitForCalls(count);
+    const workerError = Atomics.load(control, FAILED) ? this.takeWorkerErrors()[0] : undefined;
     if (localError) throw localError;
-    if (Atomics.load(this.control, FAILED)) {
-      Atomics.store(this.control, FAILED, 0);
-      const wt = require('node:worker_threads') as WorkerThreads;
-      const messages = this.ports.map((p) => wt.receiveMessageOnPort(p)?.message).filter((m) => m !== undefined);
-      throw new Error(`KernelPool.run: ${fn} failed on a worker: ${String(messages[0]).split('\n')[0]}`);
+    if (workerError !== undefined) throw new Error(`KernelPool.run: ${fn} failed on a worker: ${workerError.split('\n')[0]}`);
+  }
+
+  /** The errors the workers posted in this pass (all read, so that none is left for the next). */
+  private takeWorkerErrors(): string[] {
+    Atomics.store(this.control, FAILED, 0);
+    const wt = require('node:worker_threads') as WorkerThreads;
+    const errors: string[] = [];
+    for (const port of this.ports) {
+      for (let m = wt.receiveMessageOnPort(port); m !== undefined; m = wt.receiveMessageOnPort(port)) errors.push(String(m.message));
+    }
+    return errors;
+  }
+
+  /** Spins, then sleeps, until `count` calls of the pass are done. */
+  private waitForCalls(count: number): void {
+    const control = this.control;
+    if (Atomics.load(control, DONE) >= count) return;
+    const spinUntil = performance.now() + this.spinMs;
+    while (Atomics.load(control, DONE) < count && performance.now() < spinUntil);
+    for (;;) {
+      const done = Atomics.load(control, DONE);
+      if (done >= count) return;
+      if (Atomics.wait(control, DONE, done, START_TIMEOUT_MS) === 'timed-out') {
+        throw new Error(`KernelPool.run: ${count - done} of ${count} calls not done after ${START_TIMEOUT_MS / 1000} s`);
+      }
     }
   }
 
-  /** The id the workers know (memory, key) by, loading the module into every worker the first time. */
-  private idFor(memory: WasmMemory, key: string, module: WasmModule): number {
+  /** The id the threads know `fn` of (memory, key) by, loading the module into every worker the first time. */
+  private functionId(memory: WasmMemory, key: string, local: { module: WasmModule; exports: Record<string, unknown> }, fn: string): number {
+    const id = this.moduleId(memory, key, local.module);
+    const name = `${id}:${fn}`;
+    const known = this.functionIds.get(name);
+    if (known !== undefined) return known;
+    const f = local.exports[fn];
+    if (typeof f !== 'function') throw new Error(`KernelPool.run: kernel module '${key}' has no function '${fn}'`);
+    const fnId = this.localFunctions.length;
+    this.localFunctions.push(f as (...args: number[]) => void);
+    this.functionIds.set(name, fnId);
+    this.post({ type: 'function', fn: fnId, id, name: fn });
+    return fnId;
+  }
+
+  private moduleId(memory: WasmMemory, key: string, module: WasmModule): number {
     let byKey = this.ids.get(memory);
     if (!byKey) this.ids.set(memory, (byKey = new Map()));
     const known = byKey.get(key);
     if (known !== undefined) return known;
     const id = this.nextId++;
-    for (const port of this.ports) port.postMessage({ type: 'load', id, module, memory });
+    this.post({ type: 'load', id, module, memory });
     byKey.set(key, id);
     return id;
+  }
+
+  /** Posts `message` to every worker; they read it before their next call. */
+  private post(message: object): void {
+    for (const port of this.ports) port.postMessage(message);
+    Atomics.add(this.control, MESSAGES, 1);
   }
 }
 
