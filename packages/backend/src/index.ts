@@ -25,6 +25,12 @@ export {
 } from './ops/activation.js';
 export { adamwUpdate, type AdamwStepOptions } from './ops/adamw.js';
 export { columnSums } from './ops/column-sums.js';
+export {
+  gatedActivation,
+  gatedActivationGrad,
+  type GatedActivation,
+  type GatedActivationGrad,
+} from './ops/gated-activation.js';
 export { linear } from './ops/linear.js';
 export {
   DEFAULT_HEAP_BUDGET_BYTES,

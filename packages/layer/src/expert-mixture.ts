@@ -8,14 +8,14 @@
 // tfjs variables: the products over them are the expert tables' gather-mixture primitives
 // (ExpertTable.rowDots / weightedRowSum / accumulateRowGradients), which a host table runs in its
 // own memory, reading rows in place. The u-side math runs in the down table, the v-side in the up
-// table. The small [T, R] parts (sigma, sigma', products with g) are JS loops (activation.ts):
-// tfjs's erf ops on wasm are slow at this size.
+// table. The small [T, R] parts (sigma, sigma', products with g) are @peer/backend's
+// gatedActivation and its gradient: float64 per element, in a kernel on the wasm heap split over
+// the kernel pool (tfjs's float32 erf ops on wasm are slow at this size).
 // Backward returns dx and dg to autodiff and hands the row gradients dU, dV (summed per distinct
 // expert) to the tables' row-gradient accumulators as a side effect: no dense [N, D] gradient, no
 // autodiff through gathers.
 import * as tf from '@tensorflow/tfjs-core';
-import { activateArray as activate, activationDerivativeArray as activationDerivative } from '@peer/backend';
-import { readFloats } from '@peer/backend/wasm';
+import { gatedActivation, gatedActivationGrad } from '@peer/backend';
 import type { ExpertTable, RowGradientSink } from '@peer/expert-store';
 import type { ExpertActivation } from './config.js';
 
@@ -49,59 +49,38 @@ export function expertMixture(x: tf.Tensor2D, g: tf.Tensor2D, indices: Int32Arra
   if (tables.down.dim !== dim || tables.up.dim !== dim) {
     throw new Error(`expertMixture: tables of width ${tables.down.dim} / ${tables.up.dim} for x of width ${dim}`);
   }
-  const rowCount = tokens * perToken;
   // w_down = w_down_embed(indices); w_up = w_up_embed(indices): read in place by the tables.
   const downRows = tables.down.select(indices, perToken);
   const upRows = tables.up.select(indices, perToken);
 
   const mixture = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [x2, g2, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
-    save([x2]);
     // a = einsum('btd,bthkd->bthk', x, w_down)
-    const aT = tables.down.rowDots(downRows, x2);
-    const a = readFloats(aT).slice();
-    aT.dispose();
+    const a = tables.down.rowDots(downRows, x2);
     // w = activation(a) * g   (g: softmax(scores) of each head, dropout folded in)
-    const gValues = g2.dataSync() as Float32Array;
-    const z = new Float32Array(rowCount);
-    activate(a, options.activation, z);
-    const w = new Float32Array(rowCount);
-    for (let i = 0; i < rowCount; i++) w[i] = gValues[i]! * z[i]!;
+    const { z, w } = gatedActivation(a, g2, options.activation);
     // y = einsum('bthk,bthkd->btd', w, w_up)
-    const wT = tf.tensor2d(w, [tokens, perToken]);
-    const y = tables.up.weightedRowSum(upRows, wT);
-    wT.dispose();
-    // The backward pass needs only these [T, R] values, kept as JS arrays, and x.
+    const y = tables.up.weightedRowSum(upRows, w);
+    // The backward pass needs only these [T, R] tensors and x.
+    save([x2, g2, a, z, w]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const xSaved = saved[0] as tf.Tensor2D;
+        const [xSaved, gSaved, aSaved, zSaved, wSaved] = saved as tf.Tensor2D[];
         const dy2 = dy as tf.Tensor2D;
         // s[t, r] = v_e . dy[t]  (= dy / dw)
-        const sT = tables.up.rowDots(upRows, dy2);
-        const s = readFloats(sT).slice();
-        sT.dispose();
-        // dg = sigma(a) s;  da = g s sigma'(a);  w = g sigma(a)
-        const da = new Float32Array(rowCount);
-        const wb = new Float32Array(rowCount);
-        const dg = new Float32Array(rowCount);
-        activationDerivative(a, options.activation, da);
-        for (let i = 0; i < rowCount; i++) {
-          dg[i] = z[i]! * s[i]!;
-          da[i] = gValues[i]! * s[i]! * da[i]!;
-          wb[i] = gValues[i]! * z[i]!;
-        }
-        const daT = tf.tensor2d(da, [tokens, perToken]);
-        const wbT = tf.tensor2d(wb, [tokens, perToken]);
+        const s = tables.up.rowDots(upRows, dy2);
+        // dg = sigma(a) s;  da = g s sigma'(a)
+        const { da, dg } = gatedActivationGrad(aSaved!, gSaved!, zSaved!, s, options.activation);
+        s.dispose();
         // dx[t] = sum_r da[t, r] u_e
-        const dx = tables.down.weightedRowSum(downRows, daT);
+        const dx = tables.down.weightedRowSum(downRows, da);
         // Row gradients per distinct expert e, in ascending e:
         //   dU_e = sum_{(t,r) -> e} da[t, r] x[t],   dV_e = sum_{(t,r) -> e} w[t, r] dy[t]
-        tables.down.accumulateRowGradients(downRows, daT, xSaved, tables.downGrad);
-        tables.up.accumulateRowGradients(upRows, wbT, dy2, tables.upGrad);
-        daT.dispose();
-        wbT.dispose();
-        return [dx, tf.tensor2d(dg, [tokens, perToken])];
+        tables.down.accumulateRowGradients(downRows, da, xSaved!, tables.downGrad);
+        tables.up.accumulateRowGradients(upRows, wSaved!, dy2, tables.upGrad);
+        da.dispose();
+        return [dx, dg];
       },
     };
   });

@@ -1,5 +1,6 @@
 // A minimal WebAssembly binary emitter: functions over i32/f32 parameters, one memory (imported as
-// "env"."memory" or exported as "memory"), structured loops, i32 / f32 / f32x4 SIMD arithmetic.
+// "env"."memory" or exported as "memory"), structured loops, i32 / f32 / f32x4 SIMD arithmetic, and
+// i64 / f64 locals and constants for scalar float64 code (other opcodes go through `op`).
 // Enough to build SIMD kernels at load time, with no toolchain and no binary blob in the source.
 // Format reference: the WebAssembly core specification, binary format (chapter 5), and the SIMD
 // proposal's opcode table (prefix 0xfd).
@@ -7,7 +8,9 @@
 export const I32 = 0x7f;
 export const F32 = 0x7d;
 export const V128 = 0x7b;
-export type ValueType = typeof I32 | typeof F32 | typeof V128;
+export const I64 = 0x7e;
+export const F64 = 0x7c;
+export type ValueType = typeof I32 | typeof F32 | typeof V128 | typeof I64 | typeof F64;
 
 function uleb(value: number): number[] {
   const out: number[] = [];
@@ -83,6 +86,12 @@ export class FunctionBuilder {
   }
   i32(value: number): this {
     return this.op(0x41, ...sleb(value));
+  }
+  /** f64.const: the exact bits of the JS number `value`. */
+  f64(value: number): this {
+    const bytes = new DataView(new ArrayBuffer(8));
+    bytes.setFloat64(0, value, true);
+    return this.op(0x44, ...new Uint8Array(bytes.buffer));
   }
 
   // i32 arithmetic
