@@ -14,7 +14,7 @@ describe('initBackend', () => {
     expect(tf.getBackend()).toBe('wasm');
     expect(choice.skipped.map((s) => s.backend)).toEqual(NATIVE);
     for (const s of choice.skipped) expect(s.reason.length).toBeGreaterThan(0);
-    expect(choice.fixes).toHaveLength(15);
+    expect(choice.fixes).toHaveLength(16);
     expect(choice.fixes).toContain('OneHot (output in the requested dtype)');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^\[peer\] backend: wasm via @tensorflow\/tfjs-backend-wasm \(skipped @tensorflow\/tfjs-node-gpu: .+; @tensorflow\/tfjs-node: .+\)$/);

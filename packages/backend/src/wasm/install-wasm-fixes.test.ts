@@ -22,6 +22,7 @@ const KERNELS = [
   tf.Add,
   tf.Sub,
   tf.Multiply,
+  tf.Identity,
 ];
 
 beforeAll(async () => {

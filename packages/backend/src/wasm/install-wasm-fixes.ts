@@ -4,6 +4,7 @@ import { gatherRowsFix } from './gather-rows.js';
 import { oneHotFix } from './one-hot.js';
 import { maxFix, sumFix } from './outer-axis-reduce.js';
 import { addFix, multiplyFix, subFix } from './pooled-binary.js';
+import { sharedIdentityFix } from './shared-identity.js';
 import { sliceFix, splitVFix, stridedSliceFix, unpackFix } from './slice-kernels.js';
 import { batchMatMulFix, fusedMatMulFix } from './transpose-first-mat-mul.js';
 import { transposeFix } from './transpose.js';
@@ -26,6 +27,7 @@ const FIXES: readonly WasmKernelFix[] = [
   addFix,
   subFix,
   multiplyFix,
+  sharedIdentityFix,
 ];
 
 /** Installs the wasm kernel fixes (idempotent) and returns their names. */
