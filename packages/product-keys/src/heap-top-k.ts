@@ -98,6 +98,12 @@ function buildRowTopK(): FunctionBuilder {
 
   f.get(width).i32(2).shl().set(rowBytes);
   f.forLoop(r, rows, 1, () => {
+    // A row with a NaN gets no entries (NaN compares false with everything): it keeps NaN scores at
+    // columns 0..k-1, in range, where uninitialized memory would be garbage.
+    f.forLoop(b, k, 1, () => {
+      valueAt(b).i32(0x7fc00000).op(F32_REINTERPRET_I32).f32Store();
+      indexAt(b).get(b).op(I32_STORE, 0x02, 0x00);
+    });
     // t0 = the smallest of the k block maxima.
     f.i32(0x7f800000).op(F32_REINTERPRET_I32).set(t0);
     f.forLoop(b, k, 1, () => {
@@ -155,11 +161,6 @@ export function heapRowTopK(scores: tf.Tensor, rows: number, width: number, k: n
   const out = heap.output([2, rows, k], 'float32');
   try {
     const outAt = heap.offsetOf(out);
-    // A row with a NaN gets no entries from the kernel (NaN compares false with everything): it comes
-    // back as NaN scores at columns 0..k-1, in range, where uninitialized memory would be garbage.
-    new Float32Array(heap.memory.buffer, outAt, rows * k).fill(NaN);
-    const firstColumns = new Int32Array(heap.memory.buffer, outAt + rows * k * 4, rows * k);
-    for (let i = 0; i < firstColumns.length; i++) firstColumns[i] = i % k;
     const scoresAt = heap.offsetOf(scores);
     const [rowBytes, outRowBytes] = [width * 4, k * 4];
     runPass(heap.memory, TOP_K_MODULE, 'row_topk', rows, TOP_K_MIN_ROWS_PER_THREAD, (r0, r1) => [
