@@ -99,10 +99,13 @@ export async function timeLayerStep(layer: BenchableLayer, options: TimeLayerSte
   const stepMs: number[] = [];
   const cpuMs: number[] = [];
   // Waiting for a tensor waits for the work queued before it. A device engine refuses synchronous
-  // reads (and its queued sparse update finishes inside the next step's wait).
+  // reads (and its queued sparse update finishes inside the next step's wait). wasm and cpu finish
+  // every kernel before it returns, so there is nothing to wait for: reading a variable back there
+  // only copied it (2 MiB for a PEER layer's query projection) inside the timed step.
   const device = onDevice();
+  const synchronous = tf.getBackend() === 'wasm' || tf.getBackend() === 'cpu';
   const wait = async (t: tf.Tensor | undefined): Promise<void> => {
-    if (!t) return;
+    if (!t || synchronous) return;
     if (device) await t.data();
     else t.dataSync();
   };
