@@ -132,17 +132,17 @@ describe('small per-batch products split over the kernel pool', () => {
     const spy = vi.spyOn(kernelPool()!, 'run');
     const product = (aShape: number[], bShape: number[]) => tf.tidy(() => tf.matMul(tf.ones(aShape), tf.ones(bShape)).dataSync());
     try {
-      // 64 x [128,64]x[64,128]: 2^26 multiply-adds, under the threshold for 2 threads.
-      expect(2 ** 26 / 2).toBeLessThan(POOLED_MAT_MUL_MIN_WORK);
-      product([64, 128, 64], [64, 64, 128]);
+      // 16 x [64,64]x[64,64]: 2^22 multiply-adds, 2^21 per thread, under the threshold.
+      expect(2 ** 22 / 2).toBeLessThan(POOLED_MAT_MUL_MIN_WORK);
+      product([16, 64, 64], [16, 64, 64]);
       // A single product of 2^21 multiply-adds (small kernel) stays on this thread: under the threshold.
       product([128, 128], [128, 128]);
       expect(spy).not.toHaveBeenCalled();
-      // 64 x [256,64]x[64,256] (an attention product of the dense LM): 2^28 multiply-adds, 2^27 per thread.
-      expect(2 ** 28 / 2).toBeGreaterThanOrEqual(POOLED_MAT_MUL_MIN_WORK);
-      const y = product([64, 256, 64], [64, 64, 256]);
+      // 16 x [128,128]x[128,128] (PEER's sub-key scores at N = 128^2): 2^25 multiply-adds, 2^24 per thread.
+      expect(2 ** 25 / 2).toBeGreaterThanOrEqual(POOLED_MAT_MUL_MIN_WORK);
+      const y = product([16, 128, 128], [16, 128, 128]);
       expect(spy).toHaveBeenCalledTimes(1);
-      expect(Array.from(y.slice(0, 3))).toEqual([64, 64, 64]);
+      expect(Array.from(y.slice(0, 3))).toEqual([128, 128, 128]);
     } finally {
       spy.mockRestore();
     }
@@ -155,7 +155,7 @@ describe('small per-batch products split over the kernel pool', () => {
 describe('single large products on the threaded engine', () => {
   it('run on the kernel pool in blocks of rows and give the bits of XNNPACK and of one thread, gradients included', async () => {
     const rng = testRng();
-    // [M, K] x [K, P] with M >= POOLED_MAT_MUL_MIN_ROWS; the first at the default threshold (2^27
+    // [M, K] x [K, P] with M >= POOLED_MAT_MUL_MIN_ROWS; the first over the default threshold (2^27
     // multiply-adds: 2^26 per thread), the others forced onto the pool; transposed operands too.
     const cases: Case[] = [
       [512, 256, 1024, false, false],

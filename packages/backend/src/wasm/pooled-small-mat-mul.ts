@@ -17,7 +17,7 @@ import { byteOffset, type WasmBackend } from './wasm-backend.js';
  * A list of products is split over the pool only with at least this many multiply-adds per thread
  * (handing a pass to the pool costs a worker's wake-up; measured in the README, "Pooled kernels").
  */
-export const POOLED_MAT_MUL_MIN_WORK = 2 ** 26;
+export const POOLED_MAT_MUL_MIN_WORK = 2 ** 23;
 
 let minWorkOverride: number | undefined;
 
