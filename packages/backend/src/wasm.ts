@@ -15,7 +15,7 @@ export {
 export { wasmApi, type WasmApi, type WasmMemory, type WasmModule } from './wasm-emitter/wasm-api.js';
 export { engineHeap, isSharedMemory, kernelModule, kernelsOnHeap, readFloats, type EngineHeap } from './wasm-memory/engine-heap.js';
 export { KernelPool, kernelPool, MAX_CALL_ARGS, MAX_POOL_CALLS, setKernelThreads, splitRange } from './wasm-memory/kernel-pool.js';
-export { passParts, runCalls, runPass, type KernelModule } from './wasm-memory/pooled-pass.js';
+export { PASS_PARTS_PER_THREAD, passParts, runCalls, runPass, setPassPartsPerThread, type KernelModule } from './wasm-memory/pooled-pass.js';
 export { Arena, ArenaArray, MAX_ARENA_BYTES, type ArenaArrayKind } from './wasm-memory/arena.js';
 export { POOLED_MAT_MUL_MIN_ROWS, SMALL_MAT_MUL_MAX_B, SMALL_MAT_MUL_MAX_WORK, setSmallMatMulMaxWork } from './wasm/small-mat-mul.js';
 export { POOLED_MAT_MUL_MIN_WORK, pooledBlockRows, setPooledMatMulMinWork } from './wasm/pooled-small-mat-mul.js';

@@ -16,7 +16,7 @@
 // naming its rows. So every output row is summed by one thread in the same order as on one thread
 // (two tokens that select the same sub-key never race), and the result is that of one thread.
 import type * as tf from '@tensorflow/tfjs-core';
-import { FunctionBuilder, I32, rowLoop, V128, engineHeap, kernelsOnHeap, passParts, runCalls, splitRange, type EngineHeap, type KernelModule } from '@peer/backend/wasm';
+import { FunctionBuilder, I32, rowLoop, V128, engineHeap, kernelPool, kernelsOnHeap, passParts, runCalls, splitRange, type EngineHeap, type KernelModule } from '@peer/backend/wasm';
 
 interface ScoreGradExports {
   /** One half: pointers are byte offsets; q and dq rows are `stride` bytes apart. */
@@ -197,6 +197,8 @@ export function scoreGradientsOnHeap(x: ScoreGradInputs): [tf.Tensor, tf.Tensor,
   const dyAt = heap.offsetOf(x.dy);
   const stride = 2 * dkBytes;
   const parts = passParts(heap.memory, rows, SCORE_GRAD_MIN_ROWS_PER_THREAD);
+  // A dC part walks every selection: one part per thread, not more (each extra part is a full walk).
+  const tableParts = Math.min(parts, kernelPool()?.threads ?? 1);
   for (const half of [0, 1]) {
     const [qAt, dqHalf, cAt, dcAt, idsAt] = [q + half * dkBytes, dqAt + half * dkBytes, heap.offsetOf(x.subKeys[half]!), heap.offsetOf(grads[half]!), heap.offsetOf(x.ids[half]!)];
     if (parts <= 1) {
@@ -206,7 +208,7 @@ export function scoreGradientsOnHeap(x: ScoreGradInputs): [tf.Tensor, tf.Tensor,
     const rowCalls = splitRange(rows, parts).map(([r0, r1]) => [r0, r1, k, dqHalf + r0 * stride, stride, cAt, idsAt + r0 * k * 4, dyAt + r0 * k * 4, dkBytes, x.heads, x.headRows]);
     runCalls(heap.memory, SCORE_GRAD_MODULE, 'score_grad_dq', rowCalls);
     const tableRows = x.subKeys[half]!.size / dimKey;
-    const tableCalls = splitRange(tableRows, parts).map(([lo, hi]) => [rows, k, qAt, stride, dcAt, idsAt, dyAt, dkBytes, x.heads, x.headRows, lo, hi]);
+    const tableCalls = splitRange(tableRows, tableParts).map(([lo, hi]) => [rows, k, qAt, stride, dcAt, idsAt, dyAt, dkBytes, x.heads, x.headRows, lo, hi]);
     runCalls(heap.memory, SCORE_GRAD_MODULE, 'score_grad_dc', tableCalls);
   }
   return [dq, d1, d2];

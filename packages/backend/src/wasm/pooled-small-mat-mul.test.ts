@@ -4,6 +4,7 @@ import { testRng, type TestRng } from '@peer/test-utils';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../init-backend.js';
 import { kernelPool } from '../wasm-memory/kernel-pool.js';
+import { PASS_PARTS_PER_THREAD } from '../wasm-memory/pooled-pass.js';
 import { refMatMul } from './engine-compare.test-util.js';
 import { POOLED_MAT_MUL_MIN_WORK, pooledBlockRows, setPooledMatMulMinWork, splitRows } from './pooled-small-mat-mul.js';
 import { POOLED_MAT_MUL_MIN_ROWS, setSmallMatMulMaxWork } from './small-mat-mul.js';
@@ -98,7 +99,8 @@ describe('small per-batch products split over the kernel pool', () => {
       // tf.grads and the two gradient products.
       const passes = spy.mock.calls.filter((call) => call[3] === 'mat_mul_list');
       expect(passes.length).toBe(cases.length + 3 * cases.filter((c) => c.grad).length);
-      for (const call of passes) expect(call[4]).toHaveLength(2);
+      // Each in 2 to PASS_PARTS_PER_THREAD parts per thread (no more parts than products or row blocks).
+      for (const call of passes) expect(call[4].length >= 2 && call[4].length <= 2 * PASS_PARTS_PER_THREAD).toBe(true);
 
       setPooledMatMulMinWork(Infinity);
       spy.mockClear();
@@ -156,7 +158,7 @@ describe('single large products on the threaded engine', () => {
   it('run on the kernel pool in blocks of rows and give the bits of XNNPACK and of one thread, gradients included', async () => {
     const rng = testRng();
     // [M, K] x [K, P] with M >= POOLED_MAT_MUL_MIN_ROWS; the first over the default threshold (2^27
-    // multiply-adds: 2^26 per thread), the others forced onto the pool; transposed operands too.
+    // multiply-adds), the others forced onto the pool; transposed operands too.
     const cases: Case[] = [
       [512, 256, 1024, false, false],
       [64 + rng.int(200), 16 + rng.int(300), 8 + rng.int(100), false, false],
@@ -177,10 +179,12 @@ describe('single large products on the threaded engine', () => {
     try {
       const before = tf.memory().numTensors;
       const first = compute(cases[0]!, weights);
-      // The forward at the default threshold: one pass of ceil(512 / block rows) blocks, in 2 parts.
+      // The forward at the default threshold: one pass of at least ceil(512 / block rows) blocks,
+      // in as many parts as passParts gives 2^27 multiply-adds.
       const forward = spy.mock.calls.find((call) => call[3] === 'mat_mul_list')!;
-      expect(forward[4]).toHaveLength(2);
-      expect(forward[4].reduce((sum, call) => sum + call[1]!, 0)).toBe(Math.ceil(512 / pooledBlockRows(256)));
+      const parts = Math.min(2 * PASS_PARTS_PER_THREAD, Math.floor(2 ** 27 / POOLED_MAT_MUL_MIN_WORK));
+      expect(forward[4]).toHaveLength(parts);
+      expect(forward[4].reduce((sum, call) => sum + call[1]!, 0)).toBe(Math.max(parts, Math.ceil(512 / pooledBlockRows(256))));
       setPooledMatMulMinWork(0);
       const pooled = [first, ...cases.slice(1).map((c) => compute(c, weights))];
       expect(tf.memory().numTensors).toBe(before);
