@@ -146,26 +146,49 @@ export function disableHeapTopK(value: boolean): void {
   disabled = value;
 }
 
+/** Whether `heapRowTopKOnHeap` runs for rows of `width` and top `k` on the current engine. */
+export function heapTopKRuns(width: number, k: number): boolean {
+  if (disabled || width % 4 !== 0 || width < 4 * k) return false;
+  const heap = engineHeap();
+  return heap !== undefined && kernelsOnHeap<TopKExports>(heap.memory, TOP_K_MODULE.key, TOP_K_MODULE.functions) !== null;
+}
+
+/**
+ * `rowTopK` of the float32 [rows, width] tensor `scores` in place on the wasm engine's heap, into a
+ * new heap tensor [2, rows, k]: the values, then the column indices as int32 bits (the caller
+ * disposes it). Undefined, doing nothing, where `heapTopKRuns` says no (then call `rowTopK`).
+ */
+export function heapRowTopKOnHeap(scores: tf.Tensor, rows: number, width: number, k: number): tf.Tensor | undefined {
+  if (rows === 0 || scores.dtype !== 'float32' || !heapTopKRuns(width, k)) return undefined;
+  const heap = engineHeap()!;
+  // k blocks of a multiple of 4 columns each (the last columns may fall outside every block).
+  const blockBytes = Math.floor(width / (4 * k)) * 16;
+  const out = heap.output([2, rows, k], 'float32');
+  const outAt = heap.offsetOf(out);
+  const scoresAt = heap.offsetOf(scores);
+  const [rowBytes, outRowBytes] = [width * 4, k * 4];
+  try {
+    runPass(heap.memory, TOP_K_MODULE, 'row_topk', rows, TOP_K_MIN_ROWS_PER_THREAD, (r0, r1) => [
+      scoresAt + r0 * rowBytes, r1 - r0, width, k, blockBytes, outAt + r0 * outRowBytes, outAt + rows * outRowBytes + r0 * outRowBytes,
+    ]);
+  } catch (err) {
+    out.dispose();
+    throw err;
+  }
+  return out;
+}
+
 /**
  * `rowTopK` of the float32 [rows, width] tensor `scores` in place on the wasm engine's heap, into
  * outValues / outIndices [rows, k]. Returns false, doing nothing, where it cannot run: another
  * engine, no wasm SIMD, or width not a multiple of 4 or below 4k (then call `rowTopK`).
  */
 export function heapRowTopK(scores: tf.Tensor, rows: number, width: number, k: number, outValues: Float32Array, outIndices: Int32Array): boolean {
-  if (disabled || rows === 0 || width % 4 !== 0 || width < 4 * k || scores.dtype !== 'float32') return false;
-  const heap = engineHeap();
-  const kernel = heap && kernelsOnHeap<TopKExports>(heap.memory, TOP_K_MODULE.key, TOP_K_MODULE.functions);
-  if (!heap || !kernel) return false;
-  // k blocks of a multiple of 4 columns each (the last columns may fall outside every block).
-  const blockBytes = Math.floor(width / (4 * k)) * 16;
-  const out = heap.output([2, rows, k], 'float32');
+  const out = heapRowTopKOnHeap(scores, rows, width, k);
+  if (!out) return false;
   try {
+    const heap = engineHeap()!;
     const outAt = heap.offsetOf(out);
-    const scoresAt = heap.offsetOf(scores);
-    const [rowBytes, outRowBytes] = [width * 4, k * 4];
-    runPass(heap.memory, TOP_K_MODULE, 'row_topk', rows, TOP_K_MIN_ROWS_PER_THREAD, (r0, r1) => [
-      scoresAt + r0 * rowBytes, r1 - r0, width, k, blockBytes, outAt + r0 * outRowBytes, outAt + rows * outRowBytes + r0 * outRowBytes,
-    ]);
     outValues.set(new Float32Array(heap.memory.buffer, outAt, rows * k));
     outIndices.set(new Int32Array(heap.memory.buffer, outAt + rows * k * 4, rows * k));
   } finally {

@@ -8,9 +8,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '@peer/backend';
-import { engineHeap, isSharedMemory, kernelPool, setKernelThreads } from '@peer/backend/wasm';
+import { PASS_PARTS_PER_THREAD, engineHeap, isSharedMemory, kernelPool, setKernelThreads } from '@peer/backend/wasm';
 import { testRng, type TestRng } from '@peer/test-utils';
-import { heapRowTopK, TOP_K_MIN_ROWS_PER_THREAD } from './heap-top-k.js';
+import { disableHeapTopK, heapRowTopK, TOP_K_MIN_ROWS_PER_THREAD } from './heap-top-k.js';
+import { COMBINE_MIN_ROWS_PER_PART } from './combine-halves-kernel.js';
+import { selectTopK, type SelectionPlan } from './select-top-k.js';
 import { disableHeapQueryNorm, QueryNorm } from './query-norm.js';
 import { QUERY_NORM_MIN_ELEMENTS_PER_THREAD, QueryNormKernels } from './query-norm-kernels.js';
 import { SCORE_GRAD_MIN_ROWS_PER_THREAD, scoreGradientsOnHeap } from './score-grad-kernel.js';
@@ -28,6 +30,11 @@ function expectWithinSumBound(got: Float32Array, want: Float64Array, mass: Float
     const bound = (terms + 1) * U * mass[i]! + 1e-30;
     if (!(Math.abs(got[i]! - want[i]!) <= bound)) throw new Error(`${label}: [${i}] is ${got[i]}, float64 says ${want[i]} (bound ${bound})`);
   }
+}
+
+/** The parts a pass of `count` items is cut into on `threads` threads (@peer/backend/wasm's passParts). */
+function partsOf(threads: number, count: number, minPerPart: number): number {
+  return Math.min(threads * PASS_PARTS_PER_THREAD, Math.floor(count / minPerPart));
 }
 
 /** The first index where `a` and `b` differ in bits (NaNs included), or -1; fast on large arrays, unlike toEqual. */
@@ -78,7 +85,7 @@ describe('top-k rows on the kernel pool', () => {
         };
         const one = withThreads(1, topK).result;
         const many = withThreads(threads, topK);
-        expect(many.passes).toEqual([['row_topk', threads]]);
+        expect(many.passes).toEqual([['row_topk', partsOf(threads, rows, TOP_K_MIN_ROWS_PER_THREAD)]]);
         expect(many.result.values).toEqual(one.values);
         expect(many.result.indices).toEqual(one.indices);
         for (let r = 0; r < rows; r++) {
@@ -102,6 +109,40 @@ describe('top-k rows on the kernel pool', () => {
   });
 });
 
+describe('the selection (top-k rows and pair stage) on the kernel pool', () => {
+  for (const threads of [2, 3]) {
+    for (const shared of [false, true]) {
+      it(`${threads} threads, ${shared ? 'shared' : 'per-head'} sub-keys: the one-thread selection bit for bit, and the JS loops'`, () => {
+        const rng = testRng();
+        // Chunks of 160 tokens x 4 heads: passes of 640 rows, in more parts than threads.
+        const [T, h, n, dk, k] = [200 + rng.int(200), 4, 64, 8, 16];
+        const sets = shared ? 1 : h;
+        const q = tf.tensor3d(Float32Array.from(rng.normals(T * h * 2 * dk)), [T, h, 2 * dk]);
+        const c1T = tf.tensor3d(Float32Array.from(rng.normals(sets * dk * n)), [sets, dk, n]);
+        const c2T = tf.tensor3d(Float32Array.from(rng.normals(sets * dk * n)), [sets, dk, n]);
+        const plan: SelectionPlan = { tokens: T, heads: h, dimKey: dk, sqrtN: n, k, chunkTokens: 160 };
+        const before = tf.memory().numTensors;
+        const select = () => tf.tidy(() => Float32Array.from(selectTopK(q, c1T, c2T, plan).dataSync() as Float32Array));
+        const one = withThreads(1, select).result;
+        const many = withThreads(threads, select);
+        const combines = many.passes.filter(([fn]) => fn === 'combine_pairs');
+        // One pass per chunk (both layouts hold every head of a chunk in one block product here).
+        const chunks = Array.from({ length: Math.ceil(T / 160) }, (_, c) => Math.min(160, T - 160 * c));
+        expect(combines.map(([, calls]) => calls)).toEqual(chunks.map((size) => partsOf(threads, size * h, COMBINE_MIN_ROWS_PER_PART)).filter((c) => c > 1));
+        expect(firstDifference(many.result, one), `seed ${rng.seed}`).toBe(-1);
+        disableHeapTopK(true);
+        try {
+          expect(firstDifference(withThreads(1, select).result, one), `JS loops, seed ${rng.seed}`).toBe(-1);
+        } finally {
+          disableHeapTopK(false);
+        }
+        expect(tf.memory().numTensors).toBe(before);
+        tf.dispose([q, c1T, c2T]);
+      });
+    }
+  }
+});
+
 interface ScoreGradCase {
   T: number;
   h: number;
@@ -118,7 +159,7 @@ interface ScoreGradCase {
 
 function scoreGradCase(rng: TestRng, perHead: boolean): ScoreGradCase {
   // Few sub-keys for many selections: most table rows are selected by several tokens at once.
-  const [T, h, k, n, dk] = [(3 * SCORE_GRAD_MIN_ROWS_PER_THREAD) / 4 + rng.int(32), 4, 8, 32, 24];
+  const [T, h, k, n, dk] = [(7 * SCORE_GRAD_MIN_ROWS_PER_THREAD) / 4 + rng.int(32), 4, 8, 32, 24];
   const sets = perHead ? h : 1;
   const floats = (count: number) => Float32Array.from(rng.normals(count));
   const ids = () => Int32Array.from({ length: T * h * k }, () => rng.int(n));
@@ -185,11 +226,13 @@ describe('the score backward on the kernel pool', () => {
         const before = tf.memory().numTensors;
         const one = withThreads(1, () => scoreGrads(x)).result;
         const many = withThreads(threads, () => scoreGrads(x));
-        // Per half: dq over query rows, then dC over table rows.
+        // Per half: dq over query rows, then dC over table rows (one part per thread: each walks every selection).
+        const dqParts = partsOf(threads, x.T * x.h, SCORE_GRAD_MIN_ROWS_PER_THREAD);
+        expect(dqParts).toBeGreaterThan(threads);
         expect(many.passes).toEqual([
-          ['score_grad_dq', threads],
+          ['score_grad_dq', dqParts],
           ['score_grad_dc', threads],
-          ['score_grad_dq', threads],
+          ['score_grad_dq', dqParts],
           ['score_grad_dc', threads],
         ]);
         for (let g = 0; g < 3; g++) expect(firstDifference(many.result[g]!, one[g]!), `gradient ${g}, seed ${rng.seed}`).toBe(-1);
@@ -242,7 +285,7 @@ describe('query BatchNorm columns on the kernel pool', () => {
         expect(one.k.shared).toBe(true);
         return out;
       });
-      expect(many.passes).toEqual(['col_sum', 'col_sum_prod', 'affine', 'bn_grad'].map((fn) => [fn, threads]));
+      expect(many.passes).toEqual(['col_sum', 'col_sum_prod', 'affine', 'bn_grad'].map((fn) => [fn, partsOf(threads, t * f, QUERY_NORM_MIN_ELEMENTS_PER_THREAD)]));
       for (let i = 0; i < 4; i++) expect(firstDifference(many.result[i]!, one.out[i]!), `pass ${i}, seed ${rng.seed}`).toBe(-1);
 
       const [s, m, d, p, q, c] = vectors as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];

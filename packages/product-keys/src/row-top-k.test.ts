@@ -4,12 +4,13 @@
 // sets, n = sqrt(N) sub-keys per half, dk key width.
 import * as tf from '@tensorflow/tfjs-core';
 import { expectNoLeaks, testRng } from '@peer/test-utils';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { randomRows, sortedTopK } from './top-k-reference.test-util.js';
-import { readFloats } from '@peer/backend/wasm';
+import { engineHeap, readFloats } from '@peer/backend/wasm';
 import { combineHalves, combineScratch, rowTopK } from './row-top-k.js';
 import { leadingRow } from './leading-rows.js';
 import { candidatePairs, selectTopK, type SelectionPlan } from './select-top-k.js';
+import { disableHeapTopK, heapTopKRuns } from './heap-top-k.js';
 
 function runRowTopK(scores: Float32Array, rows: number, width: number, k: number) {
   const values = new Float32Array(rows * k);
@@ -137,9 +138,17 @@ describe('selectTopK', () => {
     [9, 2, 16, 4, 16, true, false],
     [11, 2, 24, 3, 7, false, true],
     [11, 3, 24, 2, 24, true, true],
+    // n >= 4k, a multiple of 4: the heap kernels' path (heap-top-k.ts, combine-halves-kernel.ts).
+    [13, 3, 64, 8, 16, false, false],
+    [13, 3, 64, 8, 16, true, false],
+    [11, 2, 32, 3, 8, false, true],
+    [11, 3, 32, 2, 8, true, true],
   ];
-  for (const [T, h, sqrtN, dk, k, shared, integerData] of cases) {
-    it(`equals the tf-op selection bit for bit: T=${T}, h=${h}, n=${sqrtN}, dk=${dk}, k=${k}, ${shared ? 'shared' : 'per-head'} keys${integerData ? ', small integers (ties)' : ''}`, async () => {
+  for (const [T, h, sqrtN, dk, k, shared, integerData] of cases) for (const jsOnly of sqrtN % 4 === 0 && sqrtN >= 4 * k ? [false, true] : [true]) {
+    it(`equals the tf-op selection bit for bit: T=${T}, h=${h}, n=${sqrtN}, dk=${dk}, k=${k}, ${shared ? 'shared' : 'per-head'} keys${integerData ? ', small integers (ties)' : ''}, ${jsOnly ? 'JS loops' : 'heap kernels'}`, async () => {
+      disableHeapTopK(jsOnly);
+      onTestFinished(() => disableHeapTopK(false));
+      if (engineHeap()) expect(heapTopKRuns(sqrtN, k)).toBe(!jsOnly);
       const rng = testRng();
       const sets = shared ? 1 : h;
       // Small integers make many exactly equal sub-key scores and pair sums.

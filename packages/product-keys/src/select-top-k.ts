@@ -3,9 +3,10 @@
 // dk key width, k results, Qc = Tc * h queries (token, head) of a chunk, M candidate pairs per query.
 import * as tf from '@tensorflow/tfjs-core';
 import { leadingRows } from './leading-rows.js';
-import { readFloats } from '@peer/backend/wasm';
+import { engineHeap, readFloats } from '@peer/backend/wasm';
 import { combineHalves, combineScratch, rowTopK, type CombineScratch } from './row-top-k.js';
-import { heapRowTopK } from './heap-top-k.js';
+import { heapRowTopKOnHeap, heapTopKRuns } from './heap-top-k.js';
+import { heapCombineHalves, type CombineLayout } from './combine-halves-kernel.js';
 import { onDevice } from '@peer/backend';
 import { selectTopKOps } from './select-top-k-ops.js';
 
@@ -57,10 +58,11 @@ export function forceTensorTopK(value: boolean): void {
  * are exact in float32 because n <= 46340 < 2^24. One tensor, because a customGrad returns one.
  * `subKeys1T`/`subKeys2T` are the tables transposed to [H', dk, n] so that every product is a plain
  * matMul (no transposeB, which is slow on wasm without backend fixes). The sub-key products of a
- * chunk of tokens are one batched tfjs matMul (per group of heads, under SCORE_BLOCK_MAX_BYTES), and
- * the first selection one pass over all its rows (heap-top-k.ts: few large passes, which the kernel
- * pool's threads can share); the pairs are combined in JS (row-top-k.ts). A device engine keeps all
- * of it in tfjs ops (select-top-k-ops.ts).
+ * chunk of tokens are one batched tfjs matMul (per group of heads, under SCORE_BLOCK_MAX_BYTES); its
+ * rows' top-k and the pair stage are one pass each over all its rows, on the wasm heap where the
+ * kernels run (heap-top-k.ts, combine-halves-kernel.ts: few large passes, which the kernel pool's
+ * threads share), else JS loops (row-top-k.ts). A device engine keeps all of it in tfjs ops
+ * (select-top-k-ops.ts).
  */
 export function selectTopK(queries: tf.Tensor3D, subKeys1T: tf.Tensor3D, subKeys2T: tf.Tensor3D, plan: SelectionPlan): tf.Tensor4D {
   // A device engine cannot hand the scores to JS synchronously: everything stays in tfjs ops there.
@@ -74,24 +76,105 @@ export function selectTopK(queries: tf.Tensor3D, subKeys1T: tf.Tensor3D, subKeys
   const tables = shared
     ? tf.concat([subKeys1T, subKeys2T], 0)
     : tf.tidy(() => tf.reshape(tf.stack([subKeys1T, subKeys2T], 1), [2 * heads, dimKey, sqrtN]));
-  const pairs = candidatePairs(k);
-  const pairFirst = Int32Array.from(pairs.first);
-  const pairSecond = Int32Array.from(pairs.second);
-  const packed = new Float32Array(3 * tokens * heads * k);
-  const slot = tokens * heads * k;
-  const scratch = combineScratch(k);
+  const stage = heapTopKRuns(sqrtN, k) ? new HeapPairStage(plan) : new JsPairStage(plan);
   try {
     for (let t0 = 0; t0 < tokens; t0 += chunkTokens) {
       const size = Math.min(chunkTokens, tokens - t0);
       tf.tidy(() => {
         const chunk = size === tokens ? queries : leadingRows(queries, t0, size);
-        selectChunk(chunk, tables as tf.Tensor3D, shared, pairFirst, pairSecond, plan, packed, slot, t0 * heads, scratch);
+        selectChunk(chunk, tables as tf.Tensor3D, shared, plan, stage, t0 * heads);
       });
     }
-    return tf.tensor4d(packed, [3, tokens, heads, k]);
+    return stage.result();
   } finally {
+    stage.dispose();
     tables.dispose();
   }
+}
+
+/** The top-k of each row of a block of sub-key scores, and the pair stage, into the packed selection. */
+interface PairStage {
+  /** Selects from `scores` ([B, R, n]: the block's rows, both halves) the rows `layout` names. */
+  select(scores: tf.Tensor, layout: CombineLayout): void;
+  /** The packed selection [3, T, h, k] (the caller owns it). */
+  result(): tf.Tensor4D;
+  /** Frees what the stage holds (not a returned result). */
+  dispose(): void;
+}
+
+/** The kernels on the wasm heap: the selection is written in place into a heap tensor. */
+class HeapPairStage implements PairStage {
+  private readonly packed: tf.Tensor;
+  private readonly pairs: tf.Tensor;
+  private taken = false;
+
+  constructor(private readonly plan: SelectionPlan) {
+    const { tokens, heads, k } = plan;
+    const ranks = candidatePairs(k);
+    this.pairs = tf.tensor1d([...ranks.first, ...ranks.second], 'int32');
+    this.packed = engineHeap()!.output([3, tokens, heads, k], 'float32');
+  }
+
+  select(scores: tf.Tensor, layout: CombineLayout): void {
+    const { sqrtN, k } = this.plan;
+    const top = heapRowTopKOnHeap(scores, scores.size / sqrtN, sqrtN, k);
+    if (!top) throw new Error('selectTopK: the heap top-k kernel declined scores it was checked for');
+    try {
+      heapCombineHalves(top, k, this.pairs, this.packed, layout);
+    } finally {
+      top.dispose();
+    }
+  }
+
+  result(): tf.Tensor4D {
+    this.taken = true;
+    return this.packed as tf.Tensor4D;
+  }
+
+  dispose(): void {
+    this.pairs.dispose();
+    if (!this.taken) this.packed.dispose();
+  }
+}
+
+/** JS loops (row-top-k.ts) over a copy of the scores, into a JS array. */
+class JsPairStage implements PairStage {
+  private readonly packed: Float32Array;
+  private readonly pairFirst: Int32Array;
+  private readonly pairSecond: Int32Array;
+  private readonly scratch: CombineScratch;
+  private all = { values: new Float32Array(0), indices: new Int32Array(0) };
+
+  constructor(private readonly plan: SelectionPlan) {
+    const { tokens, heads, k } = plan;
+    const pairs = candidatePairs(k);
+    this.pairFirst = Int32Array.from(pairs.first);
+    this.pairSecond = Int32Array.from(pairs.second);
+    this.packed = new Float32Array(3 * tokens * heads * k);
+    this.scratch = combineScratch(k);
+  }
+
+  select(scores: tf.Tensor, layout: CombineLayout): void {
+    const { sqrtN, k } = this.plan;
+    const rows = scores.size / sqrtN;
+    if (this.all.values.length < rows * k) this.all = { values: new Float32Array(rows * k), indices: new Int32Array(rows * k) };
+    const all = this.all;
+    rowTopK(readFloats(scores), rows, sqrtN, k, all.values, all.indices);
+    const { rows: q, blockTokens, blockRows, secondRows, outBase, outStride } = layout;
+    const slot = this.packed.length / 3;
+    for (let i = 0; i < q / blockTokens; i++) {
+      const first = selectionRows(all, i * blockRows, i * blockRows + blockTokens, k);
+      const second = selectionRows(all, i * blockRows + secondRows, i * blockRows + secondRows + blockTokens, k);
+      combineHalves(first, second, blockTokens, k, this.pairFirst, this.pairSecond, this.packed, slot, outStride, outBase + i, this.scratch);
+    }
+  }
+
+  result(): tf.Tensor4D {
+    const { tokens, heads, k } = this.plan;
+    return tf.tensor4d(this.packed, [3, tokens, heads, k]);
+  }
+
+  dispose(): void {}
 }
 
 /**
@@ -107,67 +190,46 @@ export function setScoreBlockMaxBytes(bytes: number | undefined): void {
   scoreBlockMaxBytes = bytes ?? SCORE_BLOCK_MAX_BYTES;
 }
 
-/** Top-k rows of the sub-key scores `queries @ tables` ([B, R, n], B * R = `rows`) into `into`. */
-function blockTopK(queries: tf.Tensor, tables: tf.Tensor, rows: number, plan: SelectionPlan, into: { values: Float32Array; indices: Int32Array }): void {
-  const { sqrtN, k } = plan;
-  const scores = tf.matMul(queries as tf.Tensor3D, tables as tf.Tensor3D);
-  try {
-    // In place on the wasm heap where the SIMD kernel runs (one pass over every row, split over the
-    // kernel pool's threads); else the JS loop on a heap view, read before anything else allocates.
-    if (!heapRowTopK(scores, rows, sqrtN, k, into.values, into.indices)) rowTopK(readFloats(scores), rows, sqrtN, k, into.values, into.indices);
-  } finally {
-    scores.dispose();
-  }
-}
-
 /** Rows [r0, r1) of a selection (k entries per row), without a copy. */
 function selectionRows(all: { values: Float32Array; indices: Int32Array }, r0: number, r1: number, k: number): { values: Float32Array; indices: Int32Array } {
   return { values: all.values.subarray(r0 * k, r1 * k), indices: all.indices.subarray(r0 * k, r1 * k) };
 }
 
+/** The sub-key scores `queries @ tables` of a block of rows, selected by `stage` as `layout` says. */
+function selectBlock(queries: tf.Tensor, tables: tf.Tensor, stage: PairStage, layout: CombineLayout): void {
+  const scores = tf.matMul(queries as tf.Tensor3D, tables as tf.Tensor3D);
+  try {
+    stage.select(scores, layout);
+  } finally {
+    scores.dispose();
+  }
+}
+
 /**
- * Writes the selections of one chunk of queries [Tc, h, 2dk] to packed [3, T, h, k] (slot stride
- * `slot`), starting at row `rowOffset` of the flattened [T * h] rows.
+ * Selects one chunk of queries [Tc, h, 2dk] into the stage's packed selection, starting at row
+ * `rowOffset` of the flattened [T * h] rows.
  */
-function selectChunk(
-  queries: tf.Tensor3D,
-  tables: tf.Tensor3D,
-  shared: boolean,
-  pairFirst: Int32Array,
-  pairSecond: Int32Array,
-  plan: SelectionPlan,
-  packed: Float32Array,
-  slot: number,
-  rowOffset: number,
-  scratch: CombineScratch,
-): void {
+function selectChunk(queries: tf.Tensor3D, tables: tf.Tensor3D, shared: boolean, plan: SelectionPlan, stage: PairStage, rowOffset: number): void {
   const [tc, heads] = queries.shape;
-  const { dimKey, sqrtN, k } = plan;
+  const { dimKey, sqrtN } = plan;
   const perHalf = tf.reshape(queries, [tc, heads, 2, dimKey]);
   if (shared) {
     // [2, Qc, dk] x [2, dk, n]: both halves' scores for every (token, head) row, token-major.
     const rows = tc * heads;
     const split = tf.reshape(tf.transpose(perHalf, [2, 0, 1, 3]), [2, rows, dimKey]);
-    const all = { values: new Float32Array(2 * rows * k), indices: new Int32Array(2 * rows * k) };
-    blockTopK(split, tables, 2 * rows, plan, all);
-    combineHalves(selectionRows(all, 0, rows, k), selectionRows(all, rows, 2 * rows, k), rows, k, pairFirst, pairSecond, packed, slot, 1, rowOffset, scratch);
+    selectBlock(split, tables, stage, { rows, blockTokens: rows, blockRows: 2 * rows, secondRows: rows, outBase: rowOffset, outStride: 1 });
     return;
   }
-  // [2h, Tc, dk] head-major (batch 2 * head + half) x [2h, dk, n], a group of heads at a time.
+  // [2h, Tc, dk] head-major (batch 2 * head + half) x [2h, dk, n], a group of heads at a time: row t
+  // of a head's block is token t of that head.
   const split = tf.reshape(tf.transpose(perHalf, [1, 2, 0, 3]), [2 * heads, tc, dimKey]);
   const group = Math.max(1, Math.min(heads, Math.floor(scoreBlockMaxBytes / (2 * tc * sqrtN * 4))));
-  const all = { values: new Float32Array(2 * group * tc * k), indices: new Int32Array(2 * group * tc * k) };
   for (let h0 = 0; h0 < heads; h0 += group) {
     const g = Math.min(group, heads - h0);
     tf.tidy(() => {
       const q = g === heads ? split : leadingRows(split, 2 * h0, 2 * g);
       const t = g === heads ? tables : leadingRows(tables, 2 * h0, 2 * g);
-      blockTopK(q, t, 2 * g * tc, plan, all);
+      selectBlock(q, t, stage, { rows: g * tc, blockTokens: tc, blockRows: 2 * tc, secondRows: tc, outBase: rowOffset + h0, outStride: heads });
     });
-    // Row t of a head's block is token t of that head.
-    for (let i = 0; i < g; i++) {
-      const [first, second] = [selectionRows(all, 2 * i * tc, (2 * i + 1) * tc, k), selectionRows(all, (2 * i + 1) * tc, (2 * i + 2) * tc, k)];
-      combineHalves(first, second, tc, k, pairFirst, pairSecond, packed, slot, heads, rowOffset + h0 + i, scratch);
-    }
   }
 }
