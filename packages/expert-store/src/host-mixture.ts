@@ -11,7 +11,7 @@
 //
 // Axes: T tokens, R rows per token, L = T * R occurrences, U distinct rows, D row width.
 import * as tf from '@tensorflow/tfjs-core';
-import { engineHeap, isSharedMemory, kernelPool, kernelsOnHeap, readFloats, splitRange, type Arena } from '@peer/backend/wasm';
+import { engineHeap, kernelPool, kernelsOnHeap, passParts, readFloats, splitRange, type Arena } from '@peer/backend/wasm';
 import type { RowSelection } from './expert-table.js';
 import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
@@ -34,8 +34,8 @@ const mixtureFunctions = () => [
   { name: 'wsum', builder: buildWsum() },
   { name: 'group_sum_into', builder: buildGroupSumInto() },
 ];
-/** Fewer tokens (or distinct rows) than this per thread run on one thread: a pass costs a few µs to hand out. */
-const MIN_ITEMS_PER_THREAD = 16;
+/** The fewest tokens (or distinct rows) in a part of a pass split over threads: a part costs a few µs to hand out. */
+export const MIN_ITEMS_PER_PART = 16;
 
 class HostSelection implements RowSelection {
   constructor(
@@ -79,25 +79,22 @@ export class HostMixture {
         : undefined;
   }
 
+  /** How many parts a pass over `count` items (tokens, or distinct rows) is split into (1: one call here). */
+  private parts(count: number): number {
+    return passParts(this.arena!.memory, count, MIN_ITEMS_PER_PART);
+  }
+
   /**
-   * Runs kernel `fn` over `count` items (tokens, or distinct rows) split into contiguous parts, one
-   * per thread of the kernel pool when the arena is shared and the pass is big enough, else in one
-   * call; `args(start, end, part)` are the arguments of the part [start, end).
+   * Runs kernel `fn` over `count` items split into `parts` contiguous parts, claimed by the kernel
+   * pool's threads (one call here when `parts` is 1); `args(start, end, part)` are the arguments of
+   * the part [start, end).
    */
-  private runSplit(fn: keyof MixtureKernelExports, count: number, args: (start: number, end: number, part: number) => number[]): void {
-    const pool = kernelPool();
-    const parts = pool && isSharedMemory(this.arena!.memory) ? Math.min(pool.threads, Math.floor(count / MIN_ITEMS_PER_THREAD)) : 1;
+  private runSplit(fn: keyof MixtureKernelExports, count: number, args: (start: number, end: number, part: number) => number[], parts = this.parts(count)): void {
     if (parts <= 1) {
       (this.kernels![fn] as (...a: number[]) => void)(...args(0, count, 0));
       return;
     }
-    pool!.run(this.arena!.memory, MIXTURE_KEY, mixtureFunctions, fn, splitRange(count, parts).map(([a, b], p) => args(a, b, p)));
-  }
-
-  /** Threads a pass may be split over (the scratch of group sums is per thread). */
-  private get passThreads(): number {
-    const pool = kernelPool();
-    return pool && isSharedMemory(this.arena!.memory) ? pool.threads : 1;
+    kernelPool()!.run(this.arena!.memory, MIXTURE_KEY, mixtureFunctions, fn, splitRange(count, parts).map(([a, b], p) => args(a, b, p)));
   }
 
   /** Whether the SIMD row kernels run (else the JS loops). */
@@ -277,8 +274,9 @@ export class HostMixture {
     if (this.kernels) {
       const arena = this.arena;
       const at = [groups.order.offsetIn(arena), groups.groupEnd.offsetIn(arena), groups.groupSlot.offsetIn(arena), into.valuesBlock().offsetIn(arena)];
-      // One scratch row per thread: distinct rows are split over threads, each its own slot.
-      const row = this.block('row', d * this.passThreads);
+      // One scratch row per part: distinct rows are split into parts, each its own slot.
+      const parts = this.parts(u);
+      const row = this.block('row', d * parts);
       const cAt = row ? this.copyIn('small', readFloats(weights)) : undefined;
       const xAt = cAt !== undefined ? this.copyIn('x', readFloats(x)) : undefined;
       // Views again below: the copies may have grown the memory.
@@ -288,7 +286,7 @@ export class HostMixture {
         const ends = groups.groupEnd.array;
         this.runSplit('group_sum_into', u, (g0, g1, part) => [
           order!, groupEnd! + g0 * 4, groupSlot! + g0 * 4, cAt, xAt, values!, rowAt + part * d * 4, g1 - g0, r, d, g0 === 0 ? 0 : ends[g0 - 1]!,
-        ]);
+        ], parts);
         return;
       }
     }

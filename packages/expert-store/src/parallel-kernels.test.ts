@@ -4,16 +4,22 @@
 // Axes: T tokens, R rows per token, U distinct rows, D row width, N table rows.
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { isSharedMemory, kernelPool, setKernelThreads } from '@peer/backend/wasm';
+import { PASS_PARTS_PER_THREAD, isSharedMemory, kernelPool, setKernelThreads } from '@peer/backend/wasm';
 import { expectClose, testRng } from '@peer/test-utils';
 import { HostExpertTable } from './host-expert-table.js';
 import { SparseAdam } from './sparse-adam.js';
 import { SparseSgd } from './sparse-sgd.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
 import { arenaOf } from './table-arena.js';
-import { GATHERED_READ_MIN_TABLE_BYTES } from './host-mixture.js';
+import { GATHERED_READ_MIN_TABLE_BYTES, MIN_ITEMS_PER_PART } from './host-mixture.js';
+import { MIN_ROWS_PER_PART } from './wasm/optimizer-kernels.js';
 
 const [N, D, T, R] = [2048, 64, 96, 16];
+
+/** The parts a pass of `count` items is cut into on `threads` threads (@peer/backend/wasm's passParts). */
+function partsOf(threads: number, count: number, minPerPart: number): number {
+  return Math.min(threads * PASS_PARTS_PER_THREAD, Math.floor(count / minPerPart));
+}
 
 interface Pass {
   dots: Float32Array;
@@ -69,13 +75,15 @@ describe('the kernel pool in the expert table', () => {
       const run = vi.spyOn(pool, 'run');
       const many = pass(seed, slots, x, w, c);
       expect(isSharedMemory(arenaOf(many.table)!.memory)).toBe(true);
-      // dot, wsum, group sum and adam, each split over every thread.
+      // dot and wsum split by tokens, the group sum and adam by distinct rows, in more parts than threads.
+      const distinct = new Set(slots).size;
       expect(run.mock.calls.map((call) => [call[3], call[4].length])).toEqual([
-        ['dot', threads],
-        ['wsum', threads],
-        ['group_sum_into', threads],
-        ['adam', threads],
+        ['dot', partsOf(threads, T, MIN_ITEMS_PER_PART)],
+        ['wsum', partsOf(threads, T, MIN_ITEMS_PER_PART)],
+        ['group_sum_into', partsOf(threads, distinct, MIN_ITEMS_PER_PART)],
+        ['adam', partsOf(threads, distinct, MIN_ROWS_PER_PART)],
       ]);
+      expect(partsOf(threads, T, MIN_ITEMS_PER_PART)).toBeGreaterThan(threads);
       run.mockRestore();
 
       expect(Array.from(many.dots)).toEqual(Array.from(one.dots));
@@ -165,9 +173,10 @@ describe('the kernel pool in the SGD sweep and the row gathers', () => {
       };
       const one = withThreads(1, sgdPass).result;
       const many = withThreads(threads, sgdPass);
+      const sweep = partsOf(threads, new Set(slots).size, MIN_ROWS_PER_PART);
       expect(many.passes.filter(([fn]) => fn === 'sgd')).toEqual([
-        ['sgd', threads],
-        ['sgd', threads],
+        ['sgd', sweep],
+        ['sgd', sweep],
       ]);
       expect(Array.from(many.result.rows)).toEqual(Array.from(one.rows));
       // Two steps from zero momentum: b1 = g, w1 = w0 - lr g; b2 = mu g + g, w2 = w1 - lr b2.
@@ -199,8 +208,8 @@ describe('the kernel pool in the SGD sweep and the row gathers', () => {
       const many = withThreads(threads, gatherPass);
       // 512 KiB staging chunks of 2048 rows of 64 floats: two chunks.
       expect(many.passes).toEqual([
-        ['gather', threads],
-        ['gather', threads],
+        ['gather', partsOf(threads, 2048, MIN_ROWS_PER_PART)],
+        ['gather', partsOf(threads, indices.length - 2048, MIN_ROWS_PER_PART)],
       ]);
       expect(Array.from(many.result.out)).toEqual(Array.from(one.out));
       indices.forEach((e, k) => expect(many.result.out.subarray(k * D, (k + 1) * D)).toEqual(one.rows.subarray(e * D, (e + 1) * D)));
@@ -231,8 +240,8 @@ describe('the kernel pool in the SGD sweep and the row gathers', () => {
     const one = withThreads(1, dotsPass).result;
     const many = withThreads(3, dotsPass);
     expect(many.passes).toEqual([
-      ['gather', 3],
-      ['dot', 3],
+      ['gather', partsOf(3, T * R, MIN_ROWS_PER_PART)],
+      ['dot', partsOf(3, T, MIN_ITEMS_PER_PART)],
     ]);
     expect(Array.from(many.result.dots)).toEqual(Array.from(one.dots));
     expectClose(many.result.dots, many.result.dots64, { rtol: 1e-4, atol: 1e-4, label: `dots, seed ${rng.seed}` });

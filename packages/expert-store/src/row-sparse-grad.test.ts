@@ -135,6 +135,29 @@ describe('RowSparseGrad', () => {
     }
   });
 
+  it("groups the same indices alike in two gradients (the second reuses the first's sort), and follows indices changed in place", () => {
+    const rng = testRng();
+    const rows = 4096 + rng.int(2 ** 16);
+    const [a, b] = [new RowSparseGrad({ rows, dim: 2 }), new RowSparseGrad({ rows, dim: 2 })];
+    const indices = Int32Array.from({ length: 2000 + rng.int(2000) }, () => rng.int(rows));
+    const snapshot = (g: ReturnType<RowSparseGrad['groupOccurrences']>, n: number) => ({
+      order: Array.from(g.order.array.subarray(0, n)),
+      ends: Array.from(g.groupEnd.array.subarray(0, g.groups)),
+      slots: Array.from(g.groupSlot.array.subarray(0, g.groups)),
+    });
+    const stableOrder = (x: Int32Array) => Array.from(x.keys()).sort((i, j) => x[i]! - x[j]! || i - j);
+    const first = snapshot(a.groupOccurrences(indices), indices.length);
+    expect(snapshot(b.groupOccurrences(indices), indices.length)).toEqual(first);
+    expect(first.order, `seed ${rng.seed}`).toEqual(stableOrder(indices));
+    // The same array, one entry changed: a new sort, not the remembered one.
+    const at = rng.int(indices.length);
+    indices[at] = (indices[at]! + 1 + rng.int(rows - 1)) % rows;
+    a.clear();
+    const changed = a.groupOccurrences(indices);
+    expect(Array.from(changed.order.array.subarray(0, indices.length)), `seed ${rng.seed}`).toEqual(stableOrder(indices));
+    expect(changed.groups).toBe(new Set(indices).size);
+  });
+
   it('refuses bad input with one clear error', () => {
     const grad = new RowSparseGrad({ rows: 10, dim: 2 });
     expect(() => grad.accumulate(Int32Array.of(1, 10), new Float32Array(4))).toThrow(/indices\[1\] = 10 is out of range \[0, 10\)/);

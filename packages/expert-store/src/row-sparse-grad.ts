@@ -35,6 +35,34 @@ export interface OccurrenceGroups {
 /** Bits of a row index sorted per radix pass in groupOccurrences (2^11 counters: 8 KiB, in L1). */
 const RADIX_BITS = 11;
 
+/**
+ * The last sort of `sortByRow`, in any gradient: a PEER layer's two tables group the same selection
+ * in one step, so the second grouping takes the first's sort after one comparison of the indices.
+ */
+const lastSort = { bits: 0, length: 0, indices: new Int32Array(0), rows: new Int32Array(0), perm: new Int32Array(0) };
+
+/** Whether `indices` are the indices of the last sort, over as many row bits. */
+function sameAsLastSort(indices: Int32Array, bits: number): boolean {
+  const n = indices.length;
+  if (lastSort.length !== n || lastSort.bits !== bits) return false;
+  const last = lastSort.indices;
+  for (let i = 0; i < n; i++) if (last[i] !== indices[i]) return false;
+  return true;
+}
+
+/** Keeps a copy of a sort for `sameAsLastSort`. */
+function rememberSort(indices: Int32Array, bits: number, rows: Int32Array, perm: Int32Array): void {
+  const n = indices.length;
+  if (lastSort.indices.length < n) {
+    const length = Math.max(n, 2 * lastSort.indices.length);
+    Object.assign(lastSort, { indices: new Int32Array(length), rows: new Int32Array(length), perm: new Int32Array(length) });
+  }
+  lastSort.indices.set(indices);
+  lastSort.rows.set(rows);
+  lastSort.perm.set(perm);
+  Object.assign(lastSort, { bits, length: n });
+}
+
 export class RowSparseGrad {
   readonly rows: number;
   readonly dim: number;
@@ -307,16 +335,18 @@ export class RowSparseGrad {
    * The occurrences sorted by row, stably (equal rows keep their order): the rows and the
    * occurrence each came from. A least-significant-digit radix sort over the bits a row index can
    * have, in passes of at most RADIX_BITS bits whose counters stay in cache, so that no pass reads
-   * a row-indexed array at random (views of scratch kept for the next call).
+   * a row-indexed array at random (views of scratch kept for the next call, or of the last sort's
+   * copy when the indices are the same).
    */
   private sortByRow(indices: Int32Array): { rows: Int32Array; perm: Int32Array } {
     const n = indices.length;
+    const bits = Math.max(1, 32 - Math.clz32(this.rows - 1));
+    if (sameAsLastSort(indices, bits)) return { rows: lastSort.rows.subarray(0, n), perm: lastSort.perm.subarray(0, n) };
     if (this.sortKeys[0].length < n) {
       const length = Math.max(n, 2 * this.sortKeys[0].length);
       this.sortKeys = [new Int32Array(length), new Int32Array(length)];
       this.sortPerm = [new Int32Array(length), new Int32Array(length)];
     }
-    const bits = Math.max(1, 32 - Math.clz32(this.rows - 1));
     const passes = Math.ceil(bits / RADIX_BITS);
     const width = Math.ceil(bits / passes);
     const mask = (1 << width) - 1;
@@ -343,7 +373,9 @@ export class RowSparseGrad {
       keys = outKeys;
       perm = outPerm;
     }
-    return { rows: keys.subarray(0, n), perm: perm!.subarray(0, n) };
+    const sorted = { rows: keys.subarray(0, n), perm: perm!.subarray(0, n) };
+    rememberSort(indices, bits, sorted.rows, sorted.perm);
+    return sorted;
   }
 
   /** A scratch block of at least `length` int32s beside the slots (kept and reused). */

@@ -152,8 +152,8 @@ const optimizerFunctions = () => [
   { name: 'sgd', builder: buildSgd() },
   { name: 'gather', builder: buildGather() },
 ];
-/** Passes over fewer rows than this per thread run on one thread (handing a pass out costs a few µs). */
-const MIN_ROWS_PER_THREAD = 64;
+/** The fewest rows in a part of a pass split over threads (handing a part out costs a few µs). */
+export const MIN_ROWS_PER_PART = 64;
 
 /** The optimizer kernels bound to `memory` (an arena's), or undefined where WebAssembly SIMD is unavailable. */
 export function optimizerKernels(memory: WasmMemory): OptimizerKernelExports | undefined {
@@ -167,7 +167,7 @@ export function optimizerKernels(memory: WasmMemory): OptimizerKernelExports | u
  * same arithmetic as on one: the result does not depend on the thread count.
  */
 export function runOptimizerPass(memory: WasmMemory, fn: keyof OptimizerKernelExports, count: number, args: (start: number, end: number) => number[]): void {
-  runPass(memory, { key: OPTIMIZER_KEY, functions: optimizerFunctions }, fn, count, MIN_ROWS_PER_THREAD, args);
+  runPass(memory, { key: OPTIMIZER_KEY, functions: optimizerFunctions }, fn, count, MIN_ROWS_PER_PART, args);
 }
 
 /**
