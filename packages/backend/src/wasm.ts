@@ -5,6 +5,7 @@ export {
   FunctionBuilder,
   I32,
   I64,
+  Op,
   rowLoop,
   V128,
   type ExportedFunction,

@@ -13,24 +13,8 @@
 // 2 Tc (a head's two halves are consecutive blocks of Tc rows), secondRows = Tc, outStride = h.
 // Shared keys: Tc = Q (one block), secondRows = Q, outStride = 1.
 import type * as tf from '@tensorflow/tfjs-core';
-import { F32, FunctionBuilder, I32, engineHeap, runPass, type KernelModule } from '@peer/backend/wasm';
-
-// Opcodes the emitter has no helper for (WebAssembly core spec, binary format).
-const IF = 0x04;
-const ELSE = 0x05;
-const END = 0x0b;
-const BLOCK = 0x02;
-const LOOP = 0x03;
-const BR = 0x0c;
-const BR_IF = 0x0d;
-const VOID = 0x40;
-const I32_EQZ = 0x45;
-const I32_LT_S = 0x48;
-const I32_SUB = 0x6b;
-const I32_STORE = 0x36;
-const F32_LT = 0x5d;
-const F32_GT = 0x5e;
-const F32_CONVERT_I32_S = 0xb2;
+import { F32, FunctionBuilder, I32, Op, engineHeap, runPass, type KernelModule } from '@peer/backend/wasm';
+import { offerDescending } from './descending-insert.js';
 
 /**
  * combine_pairs(values, indices, q0, q1, tc, blockRows, secondRows, k, pairs, pairCount, packed,
@@ -66,16 +50,18 @@ function buildCombinePairs(): FunctionBuilder {
     if (which > 1) f.get(slotBytes).add();
   };
 
+  const list = { count, k, pos, ok, at, valueAt: (slot: number) => outAt(0, slot), indexAt: (slot: number) => outAt(1, slot) };
+
   f.get(k).i32(2).shl().set(kBytes);
   f.get(q0).set(q);
   f.whileBelow(q, q1, 1, () => {
     f.get(q).get(tc).divU().set(head);
-    f.get(q).get(head).get(tc).mul().op(I32_SUB).set(token);
+    f.get(q).get(head).get(tc).mul().op(Op.i32Sub).set(token);
     f.get(head).get(blockRows).mul().get(token).add().get(kBytes).mul().set(first);
     f.get(first).get(secondRows).get(kBytes).mul().add().set(second);
     f.get(packed).get(outBase).get(token).get(outStride).mul().add().get(head).add().get(kBytes).mul().add().set(out);
-    // The pairs in order into a descending list, as combineHalves: the pair's rank p sits in slot 1
-    // until the ranks are turned into sub-key indices below.
+    // The pairs in order into a descending list, as combineHalves: the pair's number p sits in slot
+    // 1 until it is turned into sub-key indices below.
     f.i32(0).set(count);
     f.forLoop(p, pairCount, 1, () => {
       f.get(values).get(first).add();
@@ -85,33 +71,7 @@ function buildCombinePairs(): FunctionBuilder {
       secondRank(p);
       f.i32(2).shl().add().f32Load();
       f.f32Add().set(x);
-      // pos = a free place while fewer than k are kept; else the last, if x beats the k-th best.
-      f.get(count).get(k).op(I32_LT_S).op(IF, VOID);
-      f.get(count).set(pos).increment(count, 1).i32(1).set(ok);
-      f.op(ELSE);
-      f.get(k).i32(1).op(I32_SUB).set(pos);
-      f.get(x);
-      outAt(0, pos);
-      f.f32Load().op(F32_GT).set(ok);
-      f.op(END);
-      f.get(ok).op(IF, VOID);
-      // Shift smaller entries down; an equal one stays ahead (it came from an earlier pair).
-      f.op(BLOCK, VOID).op(LOOP, VOID);
-      f.get(pos).op(I32_EQZ).op(BR_IF, 1);
-      outAt(0, pos);
-      f.set(at);
-      f.get(at).i32(4).op(I32_SUB).f32Load().get(x).op(F32_LT).op(I32_EQZ).op(BR_IF, 1);
-      f.get(at).get(at).i32(4).op(I32_SUB).f32Load().f32Store();
-      f.get(at).get(slotBytes).add().set(at);
-      f.get(at).get(at).i32(4).op(I32_SUB).i32Load().op(I32_STORE, 0x02, 0x00);
-      f.get(pos).i32(1).op(I32_SUB).set(pos);
-      f.op(BR, 0);
-      f.op(END, END);
-      outAt(0, pos);
-      f.get(x).f32Store();
-      outAt(1, pos);
-      f.get(p).op(I32_STORE, 0x02, 0x00);
-      f.op(END);
+      offerDescending(f, list, x, () => f.get(p));
     });
     // Ranks to sub-key indices, as float32 (exact: n < 2^24).
     f.forLoop(j, k, 1, () => {
@@ -120,11 +80,11 @@ function buildCombinePairs(): FunctionBuilder {
       outAt(1, j);
       f.get(indices).get(first).add();
       firstRank(p);
-      f.i32(2).shl().add().i32Load().op(F32_CONVERT_I32_S).f32Store();
+      f.i32(2).shl().add().i32Load().op(Op.f32ConvertI32S).f32Store();
       outAt(2, j);
       f.get(indices).get(second).add();
       secondRank(p);
-      f.i32(2).shl().add().i32Load().op(F32_CONVERT_I32_S).f32Store();
+      f.i32(2).shl().add().i32Load().op(Op.f32ConvertI32S).f32Store();
     });
   });
   return f;

@@ -14,29 +14,14 @@
 // independent: a large pass is split into row ranges over the kernel pool's threads (@peer/backend/wasm's runPass),
 // each row computed by one thread exactly as on one.
 import type * as tf from '@tensorflow/tfjs-core';
-import { F32, FunctionBuilder, I32, V128, engineHeap, kernelsOnHeap, runPass, type KernelModule } from '@peer/backend/wasm';
+import { F32, FunctionBuilder, I32, Op, V128, engineHeap, kernelsOnHeap, runPass, type KernelModule } from '@peer/backend/wasm';
+import { offerDescending } from './descending-insert.js';
 
 interface TopKExports {
   row_topk(scores: number, rows: number, width: number, k: number, blockBytes: number, outValues: number, outIndices: number): void;
 }
 
 // Opcodes the emitter has no helper for (WebAssembly core spec, binary format; SIMD proposal).
-const IF = 0x04;
-const ELSE = 0x05;
-const END = 0x0b;
-const BLOCK = 0x02;
-const LOOP = 0x03;
-const BR = 0x0c;
-const BR_IF = 0x0d;
-const VOID = 0x40;
-const I32_EQZ = 0x45;
-const I32_LT_S = 0x48;
-const I32_SUB = 0x6b;
-const I32_SHR_U = 0x76;
-const I32_STORE = 0x36;
-const F32_LT = 0x5d;
-const F32_GT = 0x5e;
-const F32_GE = 0x60;
 const F32_MIN = 0x96;
 const F32_MAX = 0x97;
 const F32_REINTERPRET_I32 = 0xbe;
@@ -66,34 +51,12 @@ function buildRowTopK(): FunctionBuilder {
   const valueAt = (slot: number) => f.get(outValues).get(slot).i32(2).shl().add();
   const indexAt = (slot: number) => f.get(outIndices).get(slot).i32(2).shl().add();
 
-  /** Offers (x, column (off >> 2) + lane) to the row's descending list, as rowTopK's insert. */
+  const list = { count, k, pos, ok, at, valueAt, indexAt };
+  /** Offers (x, column (off >> 2) + lane) to the row's descending list, if x reaches t0. */
   const offer = (lane: number) => {
-    f.get(x).get(t0).op(F32_GE).op(IF, VOID);
-    // pos = a free place while fewer than k are kept; else the last, if x beats the k-th best.
-    f.get(count).get(k).op(I32_LT_S).op(IF, VOID);
-    f.get(count).set(pos).increment(count, 1).i32(1).set(ok);
-    f.op(ELSE);
-    f.get(k).i32(1).op(I32_SUB).set(pos);
-    f.get(x);
-    valueAt(pos).f32Load();
-    f.op(F32_GT).set(ok);
-    f.op(END);
-    f.get(ok).op(IF, VOID);
-    // Shift smaller entries down; an equal one stays ahead (it has the lower column).
-    f.op(BLOCK, VOID).op(LOOP, VOID);
-    f.get(pos).op(I32_EQZ).op(BR_IF, 1);
-    valueAt(pos).set(at);
-    f.get(at).i32(4).op(I32_SUB).f32Load().get(x).op(F32_LT).op(I32_EQZ).op(BR_IF, 1);
-    f.get(at).get(at).i32(4).op(I32_SUB).f32Load().f32Store();
-    indexAt(pos).set(at);
-    f.get(at).get(at).i32(4).op(I32_SUB).i32Load().op(I32_STORE, 0x02, 0x00);
-    f.get(pos).i32(1).op(I32_SUB).set(pos);
-    f.op(BR, 0);
-    f.op(END, END);
-    valueAt(pos).get(x).f32Store();
-    indexAt(pos).get(off).i32(2).op(I32_SHR_U).i32(lane).add().op(I32_STORE, 0x02, 0x00);
-    f.op(END);
-    f.op(END);
+    f.get(x).get(t0).op(Op.f32Ge).op(Op.if, Op.void);
+    offerDescending(f, list, x, () => f.get(off).i32(2).op(Op.i32ShrU).i32(lane).add());
+    f.op(Op.end);
   };
 
   f.get(width).i32(2).shl().set(rowBytes);
@@ -102,7 +65,7 @@ function buildRowTopK(): FunctionBuilder {
     // columns 0..k-1, in range, where uninitialized memory would be garbage.
     f.forLoop(b, k, 1, () => {
       valueAt(b).i32(0x7fc00000).op(F32_REINTERPRET_I32).f32Store();
-      indexAt(b).get(b).op(I32_STORE, 0x02, 0x00);
+      indexAt(b).get(b).i32Store();
     });
     // t0 = the smallest of the k block maxima.
     f.i32(0x7f800000).op(F32_REINTERPRET_I32).set(t0);
@@ -121,12 +84,12 @@ function buildRowTopK(): FunctionBuilder {
     f.i32(0).set(count);
     f.forLoop(off, rowBytes, 16, () => {
       f.get(scores).get(off).add().v128Load().set(v);
-      f.get(v).get(vt).simd(F32X4_GE).simd(V128_ANY_TRUE).op(IF, VOID);
+      f.get(v).get(vt).simd(F32X4_GE).simd(V128_ANY_TRUE).op(Op.if, Op.void);
       for (let lane = 0; lane < 4; lane++) {
         f.get(v).f32x4ExtractLane(lane).set(x);
         offer(lane);
       }
-      f.op(END);
+      f.op(Op.end);
     });
     f.increment(scores, () => f.get(rowBytes));
     f.increment(outValues, () => f.get(k).i32(2).shl());

@@ -1,7 +1,7 @@
 // N floats (a multiple of 4), read 4 at a time as f32x4 lanes.
 import { expectClose, testRng } from '@peer/test-utils';
 import { describe, expect, it } from 'vitest';
-import { emitModule, F32, FunctionBuilder, I32, rowLoop, V128 } from './wasm-emitter.js';
+import { emitModule, F32, FunctionBuilder, I32, Op, rowLoop, V128 } from './wasm-emitter.js';
 
 // The project compiles without the DOM lib, so the few WebAssembly JS API pieces used are typed here.
 interface WasmMemory {
@@ -124,6 +124,34 @@ describe('emitModule', () => {
     new Float32Array(memory.buffer, 4 * n, n).set(y);
     (exports.axpy as (x: number, y: number, nBytes: number, a: number) => void)(0, 4 * n, 4 * n, 0.5);
     expect(new Float32Array(memory.buffer, 4 * n, n)).toEqual(Float32Array.from(y, (v, k) => v + Math.fround(0.5 * x[k]!)));
+  });
+
+  it('Op and i32Store: a branchy integer kernel (clamp to [lo, hi) and convert) gives the JS results', () => {
+    // clampConvert(src, dst, n, lo, hi): dst_i32[i] = min(max(src[i], lo), hi - 1); dst_f32[n + i] = float(src[i] - lo).
+    const [src, dst, n, lo, hi] = [0, 1, 2, 3, 4];
+    const f = new FunctionBuilder(5);
+    const i = f.local(I32);
+    const v = f.local(I32);
+    f.forLoop(i, n, 1, () => {
+      f.get(src).get(i).i32(2).shl().add().i32Load().set(v);
+      f.get(v).get(lo).op(Op.i32LtS).op(Op.if, Op.void).get(lo).set(v).op(Op.else);
+      f.get(v).get(hi).op(Op.i32LtS).op(Op.i32Eqz).op(Op.if, Op.void).get(hi).i32(1).op(Op.i32Sub).set(v).op(Op.end);
+      f.op(Op.end);
+      f.get(dst).get(i).i32(2).shl().add().get(v).i32Store();
+      f.get(dst).get(n).get(i).add().i32(2).shl().add();
+      f.get(src).get(i).i32(2).shl().add().i32Load().get(lo).op(Op.i32Sub).op(Op.f32ConvertI32S).f32Store();
+    });
+    const bytes = emitModule([{ name: 'clampConvert', builder: f }], { kind: 'exported', initialPages: 1 });
+    const { exports } = new wasm.Instance(new wasm.Module(bytes));
+    const memory = exports.memory as WasmMemory;
+    const rng = testRng();
+    const count = 1 + rng.int(500);
+    const values = Int32Array.from({ length: count }, () => rng.int(2001) - 1000);
+    new Int32Array(memory.buffer, 0, count).set(values);
+    const [low, high] = [-300 + rng.int(100), 300 + rng.int(100)];
+    (exports.clampConvert as (...a: number[]) => void)(0, 4 * count, count, low, high);
+    expect(Array.from(new Int32Array(memory.buffer, 4 * count, count))).toEqual(Array.from(values, (x) => Math.min(Math.max(x, low), high - 1)));
+    expect(Array.from(new Float32Array(memory.buffer, 8 * count, count))).toEqual(Array.from(values, (x) => x - low));
   });
 
   it('a count of parameters means that many i32 parameters', () => {

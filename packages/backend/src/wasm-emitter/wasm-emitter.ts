@@ -12,6 +12,31 @@ export const I64 = 0x7e;
 export const F64 = 0x7c;
 export type ValueType = typeof I32 | typeof F32 | typeof V128 | typeof I64 | typeof F64;
 
+/**
+ * Opcodes the builder has no helper for, by their names in the core specification (binary format;
+ * SIMD opcodes go through `simd`), for kernels to pass to `op`. Kernels written before this table
+ * keep their own constants.
+ */
+export const Op = {
+  block: 0x02,
+  loop: 0x03,
+  if: 0x04,
+  else: 0x05,
+  end: 0x0b,
+  br: 0x0c,
+  brIf: 0x0d,
+  /** The empty block type (a block, loop or if that leaves nothing on the stack). */
+  void: 0x40,
+  i32Eqz: 0x45,
+  i32LtS: 0x48,
+  i32Sub: 0x6b,
+  i32ShrU: 0x76,
+  f32Lt: 0x5d,
+  f32Gt: 0x5e,
+  f32Ge: 0x60,
+  f32ConvertI32S: 0xb2,
+} as const;
+
 function uleb(value: number): number[] {
   const out: number[] = [];
   let v = value >>> 0;
@@ -117,6 +142,9 @@ export class FunctionBuilder {
   // memory. Alignment hint 2^2: always valid for float32 data (a v128 hint of 2^4 would promise more).
   i32Load(offset = 0): this {
     return this.op(0x28, 0x02, ...uleb(offset));
+  }
+  i32Store(offset = 0): this {
+    return this.op(0x36, 0x02, ...uleb(offset));
   }
   f32Load(offset = 0): this {
     return this.op(0x2a, 0x02, ...uleb(offset));
