@@ -11,7 +11,7 @@
 //
 // Axes: T tokens, R rows per token, L = T * R occurrences, U distinct rows, D row width.
 import * as tf from '@tensorflow/tfjs-core';
-import { engineHeap, kernelPool, kernelsOnHeap, passParts, readFloats, splitRange, type Arena } from '@peer/backend/wasm';
+import { engineHeap, kernelsOnHeap, passParts, readFloats, runCalls, splitRange, type Arena, type KernelModule } from '@peer/backend/wasm';
 import type { RowSelection } from './expert-table.js';
 import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
@@ -28,12 +28,14 @@ interface MixtureKernelExports {
   group_sum_into(order: number, groupEnd: number, groupSlot: number, c: number, x: number, values: number, scratch: number, u: number, r: number, d: number, start: number): void;
 }
 
-const MIXTURE_KEY = 'expert-store/mixture';
-const mixtureFunctions = () => [
-  { name: 'dot', builder: buildDot() },
-  { name: 'wsum', builder: buildWsum() },
-  { name: 'group_sum_into', builder: buildGroupSumInto() },
-];
+const MIXTURE_MODULE: KernelModule = {
+  key: 'expert-store/mixture',
+  functions: () => [
+    { name: 'dot', builder: buildDot() },
+    { name: 'wsum', builder: buildWsum() },
+    { name: 'group_sum_into', builder: buildGroupSumInto() },
+  ],
+};
 /** The fewest tokens (or distinct rows) in a part of a pass split over threads: a part costs a few µs to hand out. */
 export const MIN_ITEMS_PER_PART = 16;
 
@@ -75,7 +77,7 @@ export class HostMixture {
   ) {
     this.kernels =
       arena && dim % 8 === 0
-        ? (kernelsOnHeap<MixtureKernelExports>(arena.memory, MIXTURE_KEY, mixtureFunctions) ?? undefined)
+        ? (kernelsOnHeap<MixtureKernelExports>(arena.memory, MIXTURE_MODULE.key, MIXTURE_MODULE.functions) ?? undefined)
         : undefined;
   }
 
@@ -85,16 +87,11 @@ export class HostMixture {
   }
 
   /**
-   * Runs kernel `fn` over `count` items split into `parts` contiguous parts, claimed by the kernel
-   * pool's threads (one call here when `parts` is 1); `args(start, end, part)` are the arguments of
-   * the part [start, end).
+   * Runs kernel `fn` over `count` items split into `parts` contiguous parts (one call here, or claimed
+   * by the kernel pool's threads); `args(start, end, part)` are the arguments of the part [start, end).
    */
   private runSplit(fn: keyof MixtureKernelExports, count: number, args: (start: number, end: number, part: number) => number[], parts = this.parts(count)): void {
-    if (parts <= 1) {
-      (this.kernels![fn] as (...a: number[]) => void)(...args(0, count, 0));
-      return;
-    }
-    kernelPool()!.run(this.arena!.memory, MIXTURE_KEY, mixtureFunctions, fn, splitRange(count, parts).map(([a, b], p) => args(a, b, p)));
+    runCalls(this.arena!.memory, MIXTURE_MODULE, fn, splitRange(count, parts).map(([a, b], p) => args(a, b, p)));
   }
 
   /** Whether the SIMD row kernels run (else the JS loops). */

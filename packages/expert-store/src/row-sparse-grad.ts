@@ -36,31 +36,77 @@ export interface OccurrenceGroups {
 const RADIX_BITS = 11;
 
 /**
- * The last sort of `sortByRow`, in any gradient: a PEER layer's two tables group the same selection
- * in one step, so the second grouping takes the first's sort after one comparison of the indices.
+ * The radix sort's scratch, shared by every gradient (one sort runs at a time), and what it holds:
+ * the last sort's rows and order, with a copy of the indices they sort. A PEER layer's two tables
+ * group the same selection in one step, so the second grouping takes the first's sort after one
+ * comparison of the indices.
  */
-const lastSort = { bits: 0, length: 0, indices: new Int32Array(0), rows: new Int32Array(0), perm: new Int32Array(0) };
+const sortScratch = {
+  keys: [new Int32Array(0), new Int32Array(0)] as [Int32Array, Int32Array],
+  perm: [new Int32Array(0), new Int32Array(0)] as [Int32Array, Int32Array],
+  counts: new Int32Array(1 << RADIX_BITS),
+  /** The sorted indices (a copy), their row bits, and where the sort's result lies (undefined: none). */
+  indices: new Int32Array(0),
+  bits: 0,
+  result: undefined as { rows: Int32Array; perm: Int32Array } | undefined,
+};
 
 /** Whether `indices` are the indices of the last sort, over as many row bits. */
 function sameAsLastSort(indices: Int32Array, bits: number): boolean {
   const n = indices.length;
-  if (lastSort.length !== n || lastSort.bits !== bits) return false;
-  const last = lastSort.indices;
+  if (!sortScratch.result || sortScratch.result.rows.length !== n || sortScratch.bits !== bits) return false;
+  const last = sortScratch.indices;
   for (let i = 0; i < n; i++) if (last[i] !== indices[i]) return false;
   return true;
 }
 
-/** Keeps a copy of a sort for `sameAsLastSort`. */
-function rememberSort(indices: Int32Array, bits: number, rows: Int32Array, perm: Int32Array): void {
+/**
+ * The occurrences `indices` (rows of a table of `bits` row bits) sorted by row, stably (equal rows
+ * keep their order): the rows and the occurrence each came from, as views of the shared scratch,
+ * valid until the next sort. A least-significant-digit radix sort in passes of at most RADIX_BITS
+ * bits whose counters stay in cache, so that no pass reads a row-indexed array at random; the last
+ * sort again when the indices are the same.
+ */
+function sortByRow(indices: Int32Array, bits: number): { rows: Int32Array; perm: Int32Array } {
   const n = indices.length;
-  if (lastSort.indices.length < n) {
-    const length = Math.max(n, 2 * lastSort.indices.length);
-    Object.assign(lastSort, { indices: new Int32Array(length), rows: new Int32Array(length), perm: new Int32Array(length) });
+  if (sameAsLastSort(indices, bits)) return sortScratch.result!;
+  const scratch = sortScratch;
+  if (scratch.indices.length < n) {
+    const length = Math.max(n, 2 * scratch.indices.length);
+    scratch.keys = [new Int32Array(length), new Int32Array(length)];
+    scratch.perm = [new Int32Array(length), new Int32Array(length)];
+    scratch.indices = new Int32Array(length);
   }
-  lastSort.indices.set(indices);
-  lastSort.rows.set(rows);
-  lastSort.perm.set(perm);
-  Object.assign(lastSort, { bits, length: n });
+  const passes = Math.ceil(bits / RADIX_BITS);
+  const width = Math.ceil(bits / passes);
+  const mask = (1 << width) - 1;
+  const counts = scratch.counts;
+  let keys = indices;
+  let perm: Int32Array | undefined;
+  for (let p = 0; p < passes; p++) {
+    const shift = p * width;
+    const [outKeys, outPerm] = [scratch.keys[p & 1]!, scratch.perm[p & 1]!];
+    counts.fill(0, 0, mask + 1);
+    for (let i = 0; i < n; i++) counts[(keys[i]! >>> shift) & mask]!++;
+    let total = 0;
+    for (let b = 0; b <= mask; b++) {
+      const c = counts[b]!;
+      counts[b] = total;
+      total += c;
+    }
+    for (let i = 0; i < n; i++) {
+      const key = keys[i]!;
+      const at = counts[(key >>> shift) & mask]!++;
+      outKeys[at] = key;
+      outPerm[at] = perm ? perm[i]! : i;
+    }
+    keys = outKeys;
+    perm = outPerm;
+  }
+  scratch.indices.set(indices);
+  scratch.bits = bits;
+  scratch.result = { rows: keys.subarray(0, n), perm: perm!.subarray(0, n) };
+  return scratch.result;
 }
 
 export class RowSparseGrad {
@@ -83,10 +129,6 @@ export class RowSparseGrad {
   private groupOrder: HostBlock<Int32Array> | undefined;
   private groupEnds: HostBlock<Int32Array> | undefined;
   private groupSlots: HostBlock<Int32Array> | undefined;
-  /** Radix sort scratch of groupOccurrences: keys and occurrence numbers, two of each (grown on demand). */
-  private sortKeys: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
-  private sortPerm: [Int32Array, Int32Array] = [new Int32Array(0), new Int32Array(0)];
-  private readonly radixCounts = new Int32Array(1 << RADIX_BITS);
 
   /** For a table (anything with `rows` and `dim`, e.g. an ExpertTable). */
   constructor(table: { readonly rows: number; readonly dim: number }, options: RowSparseGradOptions = {}) {
@@ -290,7 +332,7 @@ export class RowSparseGrad {
   groupOccurrences(indices: Int32Array): OccurrenceGroups {
     const n = indices.length;
     const slotOf = this.slotOf;
-    const { rows: sorted, perm } = this.sortByRow(indices);
+    const { rows: sorted, perm } = sortByRow(indices, Math.max(1, 32 - Math.clz32(this.rows - 1)));
     // Rows come in ascending order: the lookups below walk slotOf forward, not at random.
     let u = 0;
     let fresh = 0;
@@ -329,53 +371,6 @@ export class RowSparseGrad {
     if (g >= 0) ends[g] = n;
     this.groupOrder.array.set(perm);
     return { groups: u, order: this.groupOrder, groupEnd: this.groupEnds, groupSlot: this.groupSlots };
-  }
-
-  /**
-   * The occurrences sorted by row, stably (equal rows keep their order): the rows and the
-   * occurrence each came from. A least-significant-digit radix sort over the bits a row index can
-   * have, in passes of at most RADIX_BITS bits whose counters stay in cache, so that no pass reads
-   * a row-indexed array at random (views of scratch kept for the next call, or of the last sort's
-   * copy when the indices are the same).
-   */
-  private sortByRow(indices: Int32Array): { rows: Int32Array; perm: Int32Array } {
-    const n = indices.length;
-    const bits = Math.max(1, 32 - Math.clz32(this.rows - 1));
-    if (sameAsLastSort(indices, bits)) return { rows: lastSort.rows.subarray(0, n), perm: lastSort.perm.subarray(0, n) };
-    if (this.sortKeys[0].length < n) {
-      const length = Math.max(n, 2 * this.sortKeys[0].length);
-      this.sortKeys = [new Int32Array(length), new Int32Array(length)];
-      this.sortPerm = [new Int32Array(length), new Int32Array(length)];
-    }
-    const passes = Math.ceil(bits / RADIX_BITS);
-    const width = Math.ceil(bits / passes);
-    const mask = (1 << width) - 1;
-    const counts = this.radixCounts;
-    let keys = indices;
-    let perm: Int32Array | undefined;
-    for (let p = 0; p < passes; p++) {
-      const shift = p * width;
-      const [outKeys, outPerm] = [this.sortKeys[p & 1]!, this.sortPerm[p & 1]!];
-      counts.fill(0, 0, mask + 1);
-      for (let i = 0; i < n; i++) counts[(keys[i]! >>> shift) & mask]!++;
-      let total = 0;
-      for (let b = 0; b <= mask; b++) {
-        const c = counts[b]!;
-        counts[b] = total;
-        total += c;
-      }
-      for (let i = 0; i < n; i++) {
-        const key = keys[i]!;
-        const at = counts[(key >>> shift) & mask]!++;
-        outKeys[at] = key;
-        outPerm[at] = perm ? perm[i]! : i;
-      }
-      keys = outKeys;
-      perm = outPerm;
-    }
-    const sorted = { rows: keys.subarray(0, n), perm: perm!.subarray(0, n) };
-    rememberSort(indices, bits, sorted.rows, sorted.perm);
-    return sorted;
   }
 
   /** A scratch block of at least `length` int32s beside the slots (kept and reused). */

@@ -4,7 +4,9 @@
 // each element in float64 as `activateArray` / `activationDerivativeArray` compute it, rounded to
 // float32. On the wasm engine a kernel runs it in place on the heap, split over the kernel pool
 // (wasm/gated-activation-kernels.ts, gelu and relu); elsewhere, and for gelu-tanh, JS loops over the
-// values do it, with the same bits.
+// values do it, with the same bits. Those loops read their operands synchronously: only the host
+// tables' mixture calls this (layer's expert-mixture.ts); device tables on webgpu run the mixture as
+// tfjs ops (device-expert-mixture.ts).
 // Axes: T tokens, R retrieved experts per token.
 import * as tf from '@tensorflow/tfjs-core';
 import { activateArray, activationDerivativeArray, type Activation } from './activation.js';
