@@ -36,8 +36,7 @@ export function valueMixture(weights: tf.Tensor2D, indices: Int32Array | tf.Tens
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const dy2 = dy as tf.Tensor2D;
         const rows = selection ?? table.select(saved[1]!, R);
-        table.accumulateRowGradients(rows, saved[0] as tf.Tensor2D, dy2, sink);
-        return [table.rowDots(rows, dy2)];
+        return [table.rowDotsAndGradients(rows, dy2, saved[0] as tf.Tensor2D, sink)];
       },
     };
   });

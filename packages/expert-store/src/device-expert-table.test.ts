@@ -201,6 +201,28 @@ describe.skipIf(skip !== undefined)(`DeviceExpertTable on webgpu${skip ? ` (skip
     table.dispose();
   });
 
+  it('rowDotsAndGradients gives what rowDots and accumulateRowGradients give', async () => {
+    const idx = occurrences(T * R);
+    const [x, w] = [normals(T * D), normals(T * R)];
+    const table = new DeviceExpertTable({ rows: N, dim: D, seed: 6 });
+    const [both, apart] = [table.createGradient(), table.createGradient()];
+    const before = tf.memory().numTensors;
+    const [dotsBoth, dotsApart] = tf.tidy(() => {
+      const sel = table.select(tf.tensor1d(idx, 'int32'), R);
+      const [xT, wT] = [tf.tensor2d(x, [T, D]), tf.tensor2d(w, [T, R])];
+      table.accumulateRowGradients(sel, wT, xT, apart);
+      return [table.rowDotsAndGradients(sel, xT, wT, both), table.rowDots(sel, xT)];
+    });
+    expect(Array.from(await dotsBoth.data())).toEqual(Array.from(await dotsApart.data()));
+    expectClose(await denseOf(both), grad64(idx, w, x, R, D), { rtol: 1e-4, atol: 1e-5, label: `row gradients, seed ${rng.seed}` });
+    expect(Array.from(await denseOf(both))).toEqual(Array.from(await denseOf(apart)));
+    tf.dispose([dotsBoth, dotsApart]);
+    both.clear();
+    apart.clear();
+    expect(tf.memory().numTensors).toBe(before);
+    table.dispose();
+  });
+
   it('a selection of host indices holds no tensor, and a pass over it leaves none behind', async () => {
     const table = new DeviceExpertTable({ rows: N, dim: D, seed: 9 });
     const grad = table.createGradient();

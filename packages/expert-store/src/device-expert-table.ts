@@ -238,6 +238,12 @@ export class DeviceExpertTable implements ExpertTable {
     tf.tidy(() => into.record(this.flatIndices(s.indices, 'accumulateRowGradients'), weights, x, s.perToken));
   }
 
+  /** rowDots and accumulateRowGradients with the same x (two programs on the device). */
+  rowDotsAndGradients(selection: RowSelection, x: tf.Tensor2D, weights: tf.Tensor2D, into: RowGradientSink): tf.Tensor2D {
+    this.accumulateRowGradients(selection, weights, x, into);
+    return this.rowDots(selection, x);
+  }
+
   /** A row-sparse gradient on the device. */
   createGradient(): RowGradient & DeviceRowGradient {
     this.live();

@@ -83,6 +83,12 @@ export interface ExpertTable {
    * occurrences in order, then adds to what the gradient held.
    */
   accumulateRowGradients(selection: RowSelection, weights: tf.Tensor2D, x: tf.Tensor2D, into: RowGradientSink): void;
+  /**
+   * `rowDots(selection, x)` and `accumulateRowGradients(selection, weights, x, into)`, the same
+   * numbers, where a table can do both in one pass over the rows (a backward pass needs both with
+   * the same x: the gradient towards the weights and towards the rows).
+   */
+  rowDotsAndGradients(selection: RowSelection, x: tf.Tensor2D, weights: tf.Tensor2D, into: RowGradientSink): tf.Tensor2D;
   /** A row-sparse gradient for this table. */
   createGradient(): RowGradient;
   /**

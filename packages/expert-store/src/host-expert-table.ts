@@ -471,10 +471,22 @@ export class HostExpertTable implements ExpertTable {
     return this.mixture().weightedRowSum(selection, weights);
   }
 
+  /** rowDots and accumulateRowGradients with the same x (one pass over the rows for this table's own gradients). */
+  rowDotsAndGradients(selection: RowSelection, x: tf.Tensor2D, weights: tf.Tensor2D, into: RowGradientSink): tf.Tensor2D {
+    if (this.ownsGradient(into)) return this.mixture().rowDotsAndGradients(selection, x, weights, into);
+    this.accumulateRowGradients(selection, weights, x, into);
+    return this.rowDots(selection, x);
+  }
+
+  /** Whether `into` is a gradient of this table's shape, which the mixture sums into directly. */
+  private ownsGradient(into: RowGradientSink): into is RowSparseGrad {
+    return into instanceof RowSparseGrad && into.rows === this.rows && into.dim === this.dim;
+  }
+
   /** Adds grad(row e) += sum_{(t, r) -> e} weights[t, r] x[t] to `into` for x [T, D]. */
   accumulateRowGradients(selection: RowSelection, weights: tf.Tensor2D, x: tf.Tensor2D, into: RowGradientSink): void {
     const mixture = this.mixture();
-    if (into instanceof RowSparseGrad && into.rows === this.rows && into.dim === this.dim) {
+    if (this.ownsGradient(into)) {
       mixture.accumulateRowGradients(selection, weights, x, into);
       return;
     }

@@ -98,6 +98,13 @@ describe('HostExpertTable mixture primitives', () => {
           for (let j = 0; j < d; j++) want[e * d + j]! += earlierGrads[k * d + j]!;
         });
         expectClose(dense(grad), want, { rtol: 1e-4, atol: 1e-5, label: `group sum ${seed}` });
+        // Both at once: the numbers of rowDots and accumulateRowGradients, bit for bit.
+        const fused = table.createGradient();
+        fused.accumulate(earlier, earlierGrads);
+        const fusedDots = table.rowDotsAndGradients(selection, x, c, fused);
+        expect(Array.from(fusedDots.dataSync()), `fused dots ${seed}`).toEqual(Array.from(table.rowDots(selection, x).dataSync()));
+        expect(Array.from(fused.uniqueRows())).toEqual(Array.from(grad.uniqueRows()));
+        expect(Array.from(fused.rowGrads()), `fused grads ${seed}`).toEqual(Array.from(grad.rowGrads()));
         // Into any other sink: each distinct row once, ascending.
         const seen: number[] = [];
         const other = new Float64Array(40 * d);
@@ -111,6 +118,14 @@ describe('HostExpertTable mixture primitives', () => {
         });
         expect(seen).toEqual([...new Set(slots)].sort((a, b) => a - b));
         expectClose(other, groupSum64(slots, c64, x64, 40, r, d), { rtol: 1e-4, atol: 1e-5, label: `sink ${seed}` });
+        const viaSink = new Float64Array(40 * d);
+        const sinkDots = table.rowDotsAndGradients(selection, x, c, {
+          accumulate: (indices, rowGrads) => indices.forEach((e, k) => {
+            for (let j = 0; j < d; j++) viaSink[e * d + j]! += rowGrads[k * d + j]!;
+          }),
+        });
+        expect(Array.from(sinkDots.dataSync())).toEqual(Array.from(fusedDots.dataSync()));
+        expect(Array.from(viaSink)).toEqual(Array.from(other));
       });
       expect(tf.memory().numTensors).toBe(0);
       table.dispose();
@@ -209,6 +224,38 @@ describe('HostExpertTable mixture primitives on a table read through a gathered 
     await check('after a step');
     tf.dispose([x, w]);
     big.dispose();
+  });
+});
+
+describe('HostExpertTable mixture primitives, grouped by row and in token order', () => {
+  it('a table read in place (rows grouped, each read once) gives bit for bit what token-order passes over a gathered copy give', () => {
+    const rng = testRng();
+    const d = 64;
+    const big = new HostExpertTable({ rows: GATHERED_READ_MIN_TABLE_BYTES / (d * 4), dim: d, seed: rng.int(1000), backing: 'arena' });
+    const [t, r] = [40, 12];
+    const indices = Int32Array.from({ length: t * r }, () => rng.int(big.rows));
+    // The small table holds the selected rows in ascending order, so its groups come in the same order.
+    const distinct = Int32Array.from(new Set(indices)).sort();
+    const small = new HostExpertTable({ rows: distinct.length, dim: d, init: { kind: 'zeros' }, backing: 'arena' });
+    small.data.set(big.gatherInto(distinct, new Float32Array(distinct.length * d)));
+    const position = new Map(Array.from(distinct, (e, k) => [e, k]));
+    const smallIndices = indices.map((e) => position.get(e)!);
+    tf.tidy(() => {
+      const x = tensor(rng.normals(t * d), [t, d]);
+      const c = tensor(rng.normals(t * r), [t, r]);
+      const [bigSel, smallSel] = [big.select(indices, r), small.select(smallIndices, r)];
+      const label = `seed ${rng.seed}`;
+      expect(Array.from(small.rowDots(smallSel, x).dataSync()), label).toEqual(Array.from(big.rowDots(bigSel, x).dataSync()));
+      const [bigGrad, smallGrad] = [big.createGradient(), small.createGradient()];
+      const bigDots = big.rowDotsAndGradients(bigSel, x, c, bigGrad);
+      const smallDots = small.rowDotsAndGradients(smallSel, x, c, smallGrad);
+      expect(Array.from(smallDots.dataSync()), label).toEqual(Array.from(bigDots.dataSync()));
+      expect(Array.from(smallGrad.uniqueRows(), (k) => distinct[k])).toEqual(Array.from(bigGrad.uniqueRows()));
+      expect(Array.from(smallGrad.rowGrads()), label).toEqual(Array.from(bigGrad.rowGrads()));
+    });
+    expect(tf.memory().numTensors).toBe(0);
+    big.dispose();
+    small.dispose();
   });
 });
 

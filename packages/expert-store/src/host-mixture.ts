@@ -15,25 +15,31 @@ import { engineHeap, kernelsOnHeap, passParts, readFloats, runCalls, splitRange,
 import type { RowSelection } from './expert-table.js';
 import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
-import { buildDot, buildGroupSumInto, buildWsum } from './wasm/row-kernels.js';
+import { rowBits, sortByRow } from './row-sort.js';
+import { buildDot, buildGroupPass, buildWsum } from './wasm/row-kernels.js';
 
 /** Arena space reserved for the mixture's scratch (address space; pages cost nothing until used). */
 export const MIXTURE_SCRATCH_BYTES = 8 << 20;
 /** Tables from this size on are read through a gathered copy per selection (see the header). */
 export const GATHERED_READ_MIN_TABLE_BYTES = 64 << 20;
 
-interface MixtureKernelExports {
+/** The grouped passes (row-kernels.ts, buildGroupPass): one signature, each reading what it needs. */
+type GroupPass = 'group_sum_into' | 'group_dot' | 'group_dot_sum_into';
+type GroupPassKernel = (order: number, groupEnd: number, groupSlot: number, c: number, x: number, values: number, scratch: number, u: number, r: number, d: number, start: number, slots: number, rows: number, out: number) => void;
+
+type MixtureKernelExports = {
   dot(rows: number, slot: number, x: number, out: number, t: number, r: number, d: number): void;
   wsum(rows: number, slot: number, w: number, y: number, t: number, r: number, d: number): void;
-  group_sum_into(order: number, groupEnd: number, groupSlot: number, c: number, x: number, values: number, scratch: number, u: number, r: number, d: number, start: number): void;
-}
+} & Record<GroupPass, GroupPassKernel>;
 
 const MIXTURE_MODULE: KernelModule = {
   key: 'expert-store/mixture',
   functions: () => [
     { name: 'dot', builder: buildDot() },
     { name: 'wsum', builder: buildWsum() },
-    { name: 'group_sum_into', builder: buildGroupSumInto() },
+    { name: 'group_sum_into', builder: buildGroupPass({ dots: false, sums: true }) },
+    { name: 'group_dot', builder: buildGroupPass({ dots: true, sums: false }) },
+    { name: 'group_dot_sum_into', builder: buildGroupPass({ dots: true, sums: true }) },
   ],
 };
 /** The fewest tokens (or distinct rows) in a part of a pass split over threads: a part costs a few µs to hand out. */
@@ -48,18 +54,32 @@ class HostSelection implements RowSelection {
   ) {}
 }
 
-type Scratch = 'slot' | 'x' | 'small' | 'out' | 'row' | 'gathered';
+type Scratch = 'x' | 'small' | 'out' | 'row' | 'gathered';
+type IntScratch = 'slot' | 'order' | 'ends';
 
-/** Where the row kernels find a selection's rows: a row block and the slot of each occurrence in it. */
+/**
+ * Where the row kernels find a selection's rows: a row block and the slot of each occurrence in it;
+ * `inPlace` when the block is the table itself (else a gathered copy, one row per occurrence).
+ */
 interface RowSource {
   rowsAt: number;
   slotAt: number;
+  inPlace: boolean;
+}
+
+/** Offsets of a grouping of a selection's occurrences in the arena (see buildGroupPass). */
+interface GroupsAt {
+  groups: number;
+  orderAt: number;
+  groupEndAt: number;
+  /** groupEnd's live view (where each part of a split pass starts). */
+  ends: Int32Array;
 }
 
 export class HostMixture {
   private readonly kernels: MixtureKernelExports | undefined;
   private readonly scratch = new Map<Scratch, HostBlock<Float32Array>>();
-  private readonly slots: { block: HostBlock<Int32Array> | undefined } = { block: undefined };
+  private readonly intScratch = new Map<IntScratch, HostBlock<Int32Array>>();
   /** 0, 1, 2, ...: the slots of a gathered copy, whose row o is occurrence o. */
   private sequence: HostBlock<Int32Array> | undefined;
   /** The selection whose rows the 'gathered' block holds. */
@@ -136,17 +156,50 @@ export class HostMixture {
     return [this.gatherRows(sel.indices, new Float32Array(n * this.dim)), Int32Array.from({ length: n }, (_, o) => o)];
   }
 
-  /** Copies the selection's rows into the arena's slot block; its offset, or undefined. */
-  private slotOffset(sel: HostSelection): number | undefined {
-    const n = sel.indices.length;
-    let block = this.slots.block;
+  /** `values` into the arena's int32 block `kind` (kept, grown by doubling); its offset, or undefined. */
+  private copyInts(kind: IntScratch, values: Int32Array): number | undefined {
+    const n = values.length;
+    let block = this.intScratch.get(kind);
     if (!block || block.length < n) {
       block = HostBlock.allocInArena(this.arena!, Math.max(n, 2 * (block?.length ?? 0)), Int32Array);
       if (!block) return undefined;
-      this.slots.block = block;
+      this.intScratch.set(kind, block);
     }
-    block.array.set(sel.indices);
+    block.array.set(values);
     return block.offsetIn(this.arena);
+  }
+
+  /** Copies the selection's rows into the arena's slot block; its offset, or undefined. */
+  private slotOffset(sel: HostSelection): number | undefined {
+    return this.copyInts('slot', sel.indices);
+  }
+
+  /**
+   * The selection's occurrences grouped by row, in the arena: the step's one sort (row-sort.ts; the
+   * row gradients' grouping asks for the same indices later and gets it again), then each group's end.
+   */
+  private groupsOf(sel: HostSelection): GroupsAt | undefined {
+    const n = sel.indices.length;
+    const { rows, perm } = sortByRow(sel.indices, rowBits(this.tableRows));
+    let u = 0;
+    for (let i = 0; i < n; i++) if (i === 0 || rows[i] !== rows[i - 1]) u++;
+    const ends = new Int32Array(u);
+    for (let i = 1, g = 0; i < n; i++) if (rows[i] !== rows[i - 1]) ends[g++] = i;
+    if (u > 0) ends[u - 1] = n;
+    const orderAt = this.copyInts('order', perm);
+    const groupEndAt = orderAt === undefined ? undefined : this.copyInts('ends', ends);
+    if (orderAt === undefined || groupEndAt === undefined) return undefined;
+    return { groups: u, orderAt, groupEndAt, ends: this.intScratch.get('ends')!.array };
+  }
+
+  /**
+   * Runs grouped pass `fn` over `groups`, split into parts of whole groups: `args(part)` gives the
+   * arguments before the group count (order, groupEnd, groupSlot, c, x, values, scratch) and `tail`
+   * those after `start` (slots, rows, out).
+   */
+  private runGroups(fn: GroupPass, groups: GroupsAt, perToken: number, args: (g0: number, part: number) => number[], tail: number[], parts = this.parts(groups.groups)): void {
+    const ends = groups.ends;
+    this.runSplit(fn, groups.groups, (g0, g1, part) => [...args(g0, part), g1 - g0, perToken, this.dim, g0 === 0 ? 0 : ends[g0 - 1]!, ...tail], parts);
   }
 
   /**
@@ -162,7 +215,7 @@ export class HostMixture {
     const d = this.dim;
     if (!this.gatherKernel || rows.length * 4 < GATHERED_READ_MIN_TABLE_BYTES) {
       const slotAt = this.slotOffset(sel);
-      return slotAt === undefined ? undefined : { rowsAt, slotAt };
+      return slotAt === undefined ? undefined : { rowsAt, slotAt, inPlace: true };
     }
     if (this.gatheredFor?.selection === sel) return this.gatheredFor.source;
     this.gatheredFor = undefined;
@@ -179,10 +232,10 @@ export class HostMixture {
     const indicesAt = gathered && sequence ? this.slotOffset(sel) : undefined;
     if (!gathered || !sequence || indicesAt === undefined) {
       const slotAt = indicesAt ?? this.slotOffset(sel);
-      return slotAt === undefined ? undefined : { rowsAt: this.rows()!.offsetIn(this.arena)!, slotAt };
+      return slotAt === undefined ? undefined : { rowsAt: this.rows()!.offsetIn(this.arena)!, slotAt, inPlace: true };
     }
     // Offsets again: the allocations above may have grown the memory (offsets stay, views do not).
-    const source = { rowsAt: gathered.offsetIn(this.arena)!, slotAt: sequence.offsetIn(this.arena)! };
+    const source = { rowsAt: gathered.offsetIn(this.arena)!, slotAt: sequence.offsetIn(this.arena)!, inPlace: false };
     this.gatherKernel(n, indicesAt, this.rows()!.offsetIn(this.arena)!, source.rowsAt, d * 4);
     this.gatheredFor = { selection: sel, source };
     return source;
@@ -211,6 +264,12 @@ export class HostMixture {
       const out = this.block('out', n);
       const source = out && this.rowSource(sel);
       const xAt = source ? this.copyIn('x', readFloats(x)) : undefined;
+      // A table read in place is read in row order, each row once (the occurrences grouped by row).
+      const groups = source?.inPlace ? this.groupsOf(sel) : undefined;
+      if (out && source && xAt !== undefined && groups) {
+        this.runGroups('group_dot', groups, r, (g0) => [groups.orderAt, groups.groupEndAt + g0 * 4, 0, 0, xAt, 0, 0], [source.slotAt, source.rowsAt, out.offsetIn(this.arena)!]);
+        return toTensor(out.array.subarray(0, n), [t, r]);
+      }
       if (out && source && xAt !== undefined) {
         const outAt = out.offsetIn(this.arena)!;
         // Tokens split over threads: each writes its own out[t0:t1, :].
@@ -261,7 +320,23 @@ export class HostMixture {
   }
 
   accumulateRowGradients(selection: RowSelection, weights: tf.Tensor2D, x: tf.Tensor2D, into: RowSparseGrad): void {
+    this.groupSums(this.own(selection), weights, x, into, false);
+  }
+
+  /**
+   * rowDots(selection, x) and accumulateRowGradients(selection, weights, x, into), the same numbers:
+   * one pass over the rows of a table read in place (a backward pass needs both with the same x).
+   */
+  rowDotsAndGradients(selection: RowSelection, x: tf.Tensor2D, weights: tf.Tensor2D, into: RowSparseGrad): tf.Tensor2D {
     const sel = this.own(selection);
+    return this.groupSums(sel, weights, x, into, true) ?? this.rowDots(sel, x);
+  }
+
+  /**
+   * The row gradients' group sums; with `withDots` also the selection's row dots with x, when one
+   * grouped pass gives both (returned; else undefined, and the caller runs rowDots).
+   */
+  private groupSums(sel: HostSelection, weights: tf.Tensor2D, x: tf.Tensor2D, into: RowSparseGrad, withDots: boolean): tf.Tensor2D | undefined {
     const { tokens: t, perToken: r } = sel;
     const d = this.dim;
     checkShape('accumulateRowGradients', weights, t, r);
@@ -270,6 +345,8 @@ export class HostMixture {
     const u = groups.groups;
     if (this.kernels) {
       const arena = this.arena;
+      const source = withDots ? this.rowSource(sel) : undefined;
+      const out = source?.inPlace ? this.block('out', t * r) : undefined;
       const at = [groups.order.offsetIn(arena), groups.groupEnd.offsetIn(arena), groups.groupSlot.offsetIn(arena), into.valuesBlock().offsetIn(arena)];
       // One scratch row per part: distinct rows are split into parts, each its own slot.
       const parts = this.parts(u);
@@ -280,11 +357,14 @@ export class HostMixture {
       if (row && cAt !== undefined && xAt !== undefined && at.every((a) => a !== undefined)) {
         const [order, groupEnd, groupSlot, values] = at as number[];
         const rowAt = row.offsetIn(arena)!;
-        const ends = groups.groupEnd.array;
-        this.runSplit('group_sum_into', u, (g0, g1, part) => [
-          order!, groupEnd! + g0 * 4, groupSlot! + g0 * 4, cAt, xAt, values!, rowAt + part * d * 4, g1 - g0, r, d, g0 === 0 ? 0 : ends[g0 - 1]!,
-        ], parts);
-        return;
+        const groupsAt: GroupsAt = { groups: u, orderAt: order!, groupEndAt: groupEnd!, ends: groups.groupEnd.array };
+        const args = (g0: number, part: number) => [order!, groupEnd! + g0 * 4, groupSlot! + g0 * 4, cAt, xAt, values!, rowAt + part * d * 4];
+        if (source && out) {
+          this.runGroups('group_dot_sum_into', groupsAt, r, args, [source.slotAt, source.rowsAt, out.offsetIn(arena)!], parts);
+          return toTensor(out.array.subarray(0, t * r), [t, r]);
+        }
+        this.runGroups('group_sum_into', groupsAt, r, args, [0, 0, 0], parts);
+        return undefined;
       }
     }
     const cv = readFloats(weights).slice();
@@ -310,6 +390,7 @@ export class HostMixture {
         for (let j = 0; j < d; j++) values[dst + j]! += acc[j]!;
       }
     }
+    return undefined;
   }
 }
 

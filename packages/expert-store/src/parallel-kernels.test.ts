@@ -25,6 +25,9 @@ interface Pass {
   dots: Float32Array;
   y: Float32Array;
   grad: Float32Array;
+  /** rowDotsAndGradients(x, c): its dots and gradient. */
+  fusedDots: Float32Array;
+  fusedGrad: Float32Array;
   rowsAfterAdam: Float32Array;
   table: HostExpertTable;
 }
@@ -36,7 +39,7 @@ function denseGrad(grad: RowSparseGrad): Float32Array {
   return out;
 }
 
-/** rowDots, weightedRowSum, accumulateRowGradients and one sparse Adam step on a fresh table. */
+/** rowDots, weightedRowSum, accumulateRowGradients, rowDotsAndGradients and one sparse Adam step on a fresh table. */
 function pass(seed: number, slots: Int32Array, x: Float32Array, w: Float32Array, c: Float32Array): Pass {
   const table = new HostExpertTable({ rows: N, dim: D, init: { kind: 'normal', std: 0.5 }, seed, backing: 'arena' });
   const sel = table.select(slots, R);
@@ -47,8 +50,11 @@ function pass(seed: number, slots: Int32Array, x: Float32Array, w: Float32Array,
   const grad = table.createGradient();
   tf.tidy(() => table.accumulateRowGradients(sel, tf.tensor2d(c, [T, R]), tf.tensor2d(x, [T, D]), grad));
   const g = denseGrad(grad);
+  const fused = table.createGradient();
+  const fusedDots = tf.tidy(() => table.rowDotsAndGradients(sel, tf.tensor2d(x, [T, D]), tf.tensor2d(c, [T, R]), fused).dataSync() as Float32Array);
+  const fusedGrad = denseGrad(fused);
   new SparseAdam({ lr: 0.01, beta1: 0.875, beta2: 0.9375, eps: 1e-7 }).step(table, grad);
-  return { dots: Float32Array.from(dots), y: Float32Array.from(y), grad: g, rowsAfterAdam: Float32Array.from(table.data), table };
+  return { dots: Float32Array.from(dots), y: Float32Array.from(y), grad: g, fusedDots: Float32Array.from(fusedDots), fusedGrad, rowsAfterAdam: Float32Array.from(table.data), table };
 }
 
 afterAll(() => {
@@ -75,12 +81,13 @@ describe('the kernel pool in the expert table', () => {
       const run = vi.spyOn(pool, 'run');
       const many = pass(seed, slots, x, w, c);
       expect(isSharedMemory(arenaOf(many.table)!.memory)).toBe(true);
-      // dot and wsum split by tokens, the group sum and adam by distinct rows, in more parts than threads.
+      // wsum split by tokens, the grouped passes and adam by distinct rows, in more parts than threads.
       const distinct = new Set(slots).size;
       expect(run.mock.calls.map((call) => [call[3], call[4].length])).toEqual([
-        ['dot', partsOf(threads, T, MIN_ITEMS_PER_PART)],
+        ['group_dot', partsOf(threads, distinct, MIN_ITEMS_PER_PART)],
         ['wsum', partsOf(threads, T, MIN_ITEMS_PER_PART)],
         ['group_sum_into', partsOf(threads, distinct, MIN_ITEMS_PER_PART)],
+        ['group_dot_sum_into', partsOf(threads, distinct, MIN_ITEMS_PER_PART)],
         ['adam', partsOf(threads, distinct, MIN_ROWS_PER_PART)],
       ]);
       expect(partsOf(threads, T, MIN_ITEMS_PER_PART)).toBeGreaterThan(threads);
@@ -89,6 +96,11 @@ describe('the kernel pool in the expert table', () => {
       expect(Array.from(many.dots)).toEqual(Array.from(one.dots));
       expect(Array.from(many.y)).toEqual(Array.from(one.y));
       expect(Array.from(many.grad)).toEqual(Array.from(one.grad));
+      // The fused pass gives what the two calls give.
+      expect(Array.from(many.fusedDots)).toEqual(Array.from(one.dots));
+      expect(Array.from(many.fusedGrad)).toEqual(Array.from(one.grad));
+      expect(Array.from(one.fusedDots)).toEqual(Array.from(one.dots));
+      expect(Array.from(one.fusedGrad)).toEqual(Array.from(one.grad));
       expect(Array.from(many.rowsAfterAdam)).toEqual(Array.from(one.rowsAfterAdam));
 
       // And the references, in float64 from the initial rows (the table was initialized from `seed`).

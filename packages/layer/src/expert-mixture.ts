@@ -6,9 +6,9 @@
 //
 // Inputs of the customGrad are x [T, D] and the router weights g [T, R]; the u and v rows are not
 // tfjs variables: the products over them are the expert tables' gather-mixture primitives
-// (ExpertTable.rowDots / weightedRowSum / accumulateRowGradients), which a host table runs in its
-// own memory, reading rows in place. The u-side math runs in the down table, the v-side in the up
-// table. The small [T, R] parts (sigma, sigma', products with g) are @peer/backend's
+// (ExpertTable.rowDots / weightedRowSum / accumulateRowGradients / rowDotsAndGradients), which a
+// host table runs in its own memory, reading rows in place. The u-side math runs in the down table,
+// the v-side in the up table. The small [T, R] parts (sigma, sigma', products with g) are @peer/backend's
 // gatedActivation and its gradient: float64 per element, in a kernel on the wasm heap split over
 // the kernel pool (tfjs's float32 erf ops on wasm are slow at this size).
 // Backward returns dx and dg to autodiff and hands the row gradients dU, dV (summed per distinct
@@ -68,17 +68,16 @@ export function expertMixture(x: tf.Tensor2D, g: tf.Tensor2D, indices: Int32Arra
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xSaved, gSaved, aSaved, zSaved, wSaved] = saved as tf.Tensor2D[];
         const dy2 = dy as tf.Tensor2D;
-        // s[t, r] = v_e . dy[t]  (= dy / dw)
-        const s = tables.up.rowDots(upRows, dy2);
+        // s[t, r] = v_e . dy[t]  (= dy / dw), and the up rows' gradients per distinct expert e
+        // (ascending e), in one pass over the rows: dV_e = sum_{(t,r) -> e} w[t, r] dy[t]
+        const s = tables.up.rowDotsAndGradients(upRows, dy2, wSaved!, tables.upGrad);
         // dg = sigma(a) s;  da = g s sigma'(a)
         const { da, dg } = gatedActivationGrad(aSaved!, gSaved!, zSaved!, s, options.activation);
         s.dispose();
         // dx[t] = sum_r da[t, r] u_e
         const dx = tables.down.weightedRowSum(downRows, da);
-        // Row gradients per distinct expert e, in ascending e:
-        //   dU_e = sum_{(t,r) -> e} da[t, r] x[t],   dV_e = sum_{(t,r) -> e} w[t, r] dy[t]
+        // dU_e = sum_{(t,r) -> e} da[t, r] x[t]
         tables.down.accumulateRowGradients(downRows, da, xSaved!, tables.downGrad);
-        tables.up.accumulateRowGradients(upRows, wSaved!, dy2, tables.upGrad);
         da.dispose();
         return [dx, dg];
       },

@@ -28,8 +28,11 @@ export const Op = {
   /** The empty block type (a block, loop or if that leaves nothing on the stack). */
   void: 0x40,
   i32Eqz: 0x45,
+  i32Ne: 0x47,
   i32LtS: 0x48,
   i32Sub: 0x6b,
+  i32And: 0x71,
+  i32Xor: 0x73,
   i32ShrU: 0x76,
   f32Lt: 0x5d,
   f32Gt: 0x5e,
