@@ -14,7 +14,7 @@ import { disableHeapTopK, heapRowTopK, TOP_K_MIN_ROWS_PER_THREAD } from './heap-
 import { COMBINE_MIN_ROWS_PER_PART } from './combine-halves-kernel.js';
 import { selectTopK, type SelectionPlan } from './select-top-k.js';
 import { disableHeapQueryNorm, QueryNorm } from './query-norm.js';
-import { QUERY_NORM_MIN_ELEMENTS_PER_THREAD, QueryNormKernels } from './query-norm-kernels.js';
+import { COLUMN_SUM_MIN_ELEMENTS_PER_THREAD, QUERY_NORM_MIN_ELEMENTS_PER_THREAD, QueryNormKernels } from './query-norm-kernels.js';
 import { SCORE_GRAD_MIN_ROWS_PER_THREAD, scoreGradientsOnHeap } from './score-grad-kernel.js';
 import { randomRows, sortedTopK } from './top-k-reference.test-util.js';
 
@@ -270,7 +270,7 @@ describe('query BatchNorm columns on the kernel pool', () => {
     it(`${threads} threads: the column kernels give the one-thread result exactly, and float64`, () => {
       const rng = testRng();
       const f = 1024;
-      const t = (3 * QUERY_NORM_MIN_ELEMENTS_PER_THREAD) / f + rng.int(64);
+      const t = (3 * COLUMN_SUM_MIN_ELEMENTS_PER_THREAD) / f + rng.int(64);
       const a = Float32Array.from(rng.normals(t * f));
       const b = Float32Array.from(rng.normals(t * f));
       const vectors = [0, 1, 2, 3, 4, 5].map(() => Float32Array.from(rng.normals(f)));
@@ -285,7 +285,12 @@ describe('query BatchNorm columns on the kernel pool', () => {
         expect(one.k.shared).toBe(true);
         return out;
       });
-      expect(many.passes).toEqual(['col_sum', 'col_sum_prod', 'affine', 'bn_grad'].map((fn) => [fn, partsOf(threads, t * f, QUERY_NORM_MIN_ELEMENTS_PER_THREAD)]));
+      expect(many.passes).toEqual([
+        ['col_sum', partsOf(threads, t * f, COLUMN_SUM_MIN_ELEMENTS_PER_THREAD)],
+        ['col_sum_prod', partsOf(threads, t * f, COLUMN_SUM_MIN_ELEMENTS_PER_THREAD)],
+        ['affine', partsOf(threads, t * f, QUERY_NORM_MIN_ELEMENTS_PER_THREAD)],
+        ['bn_grad', partsOf(threads, t * f, QUERY_NORM_MIN_ELEMENTS_PER_THREAD)],
+      ]);
       for (let i = 0; i < 4; i++) expect(firstDifference(many.result[i]!, one.out[i]!), `pass ${i}, seed ${rng.seed}`).toBe(-1);
 
       const [s, m, d, p, q, c] = vectors as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];

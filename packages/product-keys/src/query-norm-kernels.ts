@@ -129,6 +129,8 @@ const COLUMN_MODULE: KernelModule = {
 };
 /** Passes over fewer [T, F] elements than this per thread run on one thread (product-keys README, "Threads"). */
 export const QUERY_NORM_MIN_ELEMENTS_PER_THREAD = 1 << 18;
+/** The same for the column sums, which read the matrix and write only [F]: one thread is faster for longer. */
+export const COLUMN_SUM_MIN_ELEMENTS_PER_THREAD = 1 << 20;
 
 /** A memory for the kernels: shared with the kernel pool's workers while the pool runs. */
 function newMemory(): WasmMemory | undefined {
@@ -228,7 +230,8 @@ export class QueryNormKernels {
    */
   private run(fn: ColumnKernel, t: number, f: number, args: (columnBytes: number) => number[]): void {
     const memory = this.memory!;
-    const parts = Math.min(passParts(memory, t * f, QUERY_NORM_MIN_ELEMENTS_PER_THREAD), f / 8);
+    const least = fn === 'col_sum' || fn === 'col_sum_prod' ? COLUMN_SUM_MIN_ELEMENTS_PER_THREAD : QUERY_NORM_MIN_ELEMENTS_PER_THREAD;
+    const parts = Math.min(passParts(memory, t * f, least), f / 8);
     const calls = splitRange(f / 8, parts).map(([c0, c1]) => [...args(c0 * 32), t, (c1 - c0) * 8, f]);
     runCalls(memory, COLUMN_MODULE, fn, calls);
   }
