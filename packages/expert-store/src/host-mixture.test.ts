@@ -228,7 +228,7 @@ describe('HostExpertTable mixture primitives on a table read through a gathered 
 });
 
 describe('HostExpertTable mixture primitives, grouped by row and in token order', () => {
-  it('a table read in place (rows grouped, each read once) gives bit for bit what token-order passes over a gathered copy give', () => {
+  it('a table read in place (rows grouped, each read once) gives bit for bit what the passes over a gathered copy give', () => {
     const rng = testRng();
     const d = 64;
     const big = new HostExpertTable({ rows: GATHERED_READ_MIN_TABLE_BYTES / (d * 4), dim: d, seed: rng.int(1000), backing: 'arena' });
@@ -246,6 +246,8 @@ describe('HostExpertTable mixture primitives, grouped by row and in token order'
       const [bigSel, smallSel] = [big.select(indices, r), small.select(smallIndices, r)];
       const label = `seed ${rng.seed}`;
       expect(Array.from(small.rowDots(smallSel, x).dataSync()), label).toEqual(Array.from(big.rowDots(bigSel, x).dataSync()));
+      // weightedRowSum: four rows in flight in place, one at a time over the copy; the same additions.
+      expect(Array.from(small.weightedRowSum(smallSel, c).dataSync()), label).toEqual(Array.from(big.weightedRowSum(bigSel, c).dataSync()));
       const [bigGrad, smallGrad] = [big.createGradient(), small.createGradient()];
       const bigDots = big.rowDotsAndGradients(bigSel, x, c, bigGrad);
       const smallDots = small.rowDotsAndGradients(smallSel, x, c, smallGrad);

@@ -16,7 +16,7 @@ import type { RowSelection } from './expert-table.js';
 import { HostBlock } from './host-block.js';
 import type { RowSparseGrad } from './row-sparse-grad.js';
 import { rowBits, sortByRow } from './row-sort.js';
-import { buildDot, buildGroupPass, buildWsum } from './wasm/row-kernels.js';
+import { buildDot, buildGroupPass, buildWsum, WSUM_ROWS_IN_FLIGHT } from './wasm/row-kernels.js';
 
 /** Arena space reserved for the mixture's scratch (address space; pages cost nothing until used). */
 export const MIXTURE_SCRATCH_BYTES = 8 << 20;
@@ -30,13 +30,15 @@ type GroupPassKernel = (order: number, groupEnd: number, groupSlot: number, c: n
 type MixtureKernelExports = {
   dot(rows: number, slot: number, x: number, out: number, t: number, r: number, d: number): void;
   wsum(rows: number, slot: number, w: number, y: number, t: number, r: number, d: number): void;
+  wsum_in_order(rows: number, slot: number, w: number, y: number, t: number, r: number, d: number): void;
 } & Record<GroupPass, GroupPassKernel>;
 
 const MIXTURE_MODULE: KernelModule = {
   key: 'expert-store/mixture',
   functions: () => [
     { name: 'dot', builder: buildDot() },
-    { name: 'wsum', builder: buildWsum() },
+    { name: 'wsum', builder: buildWsum(WSUM_ROWS_IN_FLIGHT) },
+    { name: 'wsum_in_order', builder: buildWsum(1) },
     { name: 'group_sum_into', builder: buildGroupPass({ dots: false, sums: true }) },
     { name: 'group_dot', builder: buildGroupPass({ dots: true, sums: false }) },
     { name: 'group_dot_sum_into', builder: buildGroupPass({ dots: true, sums: true }) },
@@ -302,7 +304,7 @@ export class HostMixture {
       const wAt = source ? this.copyIn('small', readFloats(weights)) : undefined;
       if (y && source && wAt !== undefined) {
         const yAt = y.offsetIn(this.arena)!;
-        this.runSplit('wsum', t, (t0, t1) => [source.rowsAt, source.slotAt + t0 * r * 4, wAt + t0 * r * 4, yAt + t0 * d * 4, t1 - t0, r, d]);
+        this.runSplit(source.inPlace ? 'wsum' : 'wsum_in_order', t, (t0, t1) => [source.rowsAt, source.slotAt + t0 * r * 4, wAt + t0 * r * 4, yAt + t0 * d * 4, t1 - t0, r, d]);
         return toTensor(y.array.subarray(0, t * d), [t, d]);
       }
     }

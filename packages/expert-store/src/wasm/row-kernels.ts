@@ -54,27 +54,28 @@ export function buildDot(): FunctionBuilder {
   return f;
 }
 
-/** Rows of a token that wsum reads together (the remainder one at a time). */
+/** Rows of a token that wsum reads together from a table read in place (the remainder one at a time). */
 export const WSUM_ROWS_IN_FLIGHT = 4;
 
 /**
- * wsum adds a token's rows WSUM_ROWS_IN_FLIGHT at a time: y = (((y + w0 r0) + w1 r1) + ...), the
- * additions of one row at a time in the same order (the same numbers), with the loads of several
- * rows in flight. The rows are random rows of the table, and one row at a time waits for each.
+ * wsum adds a token's rows `inFlight` at a time: y = (((y + w0 r0) + w1 r1) + ...), the additions of
+ * one row at a time in the same order (the same numbers), with the loads of several rows in flight.
+ * Random rows of a table read in place want several (one at a time waits for each); the rows of a
+ * gathered copy lie in order, one stream, and want one (expert-store README, "Grouped passes").
  */
-export function buildWsum(): FunctionBuilder {
+export function buildWsum(inFlight: number): FunctionBuilder {
   const [rows, slot, w, y, tCount, rCount, d] = [0, 1, 2, 3, 4, 5, 6];
   const f = new FunctionBuilder(7);
   const t = f.local(I32);
   const r = f.local(I32);
   const j = f.local(I32);
   const dBytes = f.local(I32);
-  const inFlight = f.local(I32);
-  const row = Array.from({ length: WSUM_ROWS_IN_FLIGHT }, () => f.local(I32));
-  const wv = Array.from({ length: WSUM_ROWS_IN_FLIGHT }, () => f.local(V128));
+  const whole = f.local(I32);
+  const row = Array.from({ length: inFlight }, () => f.local(I32));
+  const wv = Array.from({ length: inFlight }, () => f.local(V128));
   f.get(d).i32(2).shl().set(dBytes);
-  // inFlight = R rounded down to a multiple of WSUM_ROWS_IN_FLIGHT
-  f.get(rCount).i32(-WSUM_ROWS_IN_FLIGHT).op(Op.i32And).set(inFlight);
+  // whole = R rounded down to a multiple of inFlight (a power of two)
+  f.get(rCount).i32(-inFlight).op(Op.i32And).set(whole);
   // Reads `count` rows: row[k] = rows + slot[k] * D * 4, wv[k] = splat(w[k]); then y += w[k] row[k] in k order.
   const addRows = (count: number) => {
     for (let k = 0; k < count; k++) {
@@ -94,8 +95,8 @@ export function buildWsum(): FunctionBuilder {
     rowLoop(f, j, dBytes, (offset) => {
       f.get(y).get(j).add().v128Zero().v128Store(offset);
     });
-    f.forLoop(r, inFlight, WSUM_ROWS_IN_FLIGHT, () => addRows(WSUM_ROWS_IN_FLIGHT));
-    f.whileBelow(r, rCount, 1, () => addRows(1));
+    f.forLoop(r, whole, inFlight, () => addRows(inFlight));
+    if (inFlight > 1) f.whileBelow(r, rCount, 1, () => addRows(1));
     f.increment(y, () => f.get(dBytes));
   });
   return f;
