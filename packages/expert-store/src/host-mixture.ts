@@ -1,13 +1,15 @@
 // The gather-mixture primitives of a host table (HostExpertTable's rowDots, weightedRowSum,
-// accumulateRowGradients), run inside the table's own arena: the SIMD row kernels read the rows
-// where they are, only x / dy / weights [T, *] are copied in, and the group-sum kernel writes each
-// distinct row's gradient straight into its RowSparseGrad slot. A small table is read in place (a
-// slot is a table row: it stays in the caches). A table far larger than the caches is read once per
-// selection, into a gathered copy of the selection's rows in the same arena, which the forward and
-// the backward pass then read in order: random reads of a large table cost far more than one copy,
-// and a selection is read twice (forward and backward) per table. Tables without
-// an arena (plain backing, half storage), widths not a multiple of 8 and hosts without wasm SIMD run
-// JS loops of the same semantics (half rows widened to float32 first).
+// accumulateRowGradients, rowDotsAndGradients), run inside the table's own arena: the SIMD row
+// kernels read the rows where they are, only x / dy / weights [T, *] are copied in, and the
+// group-sum kernel writes each distinct row's gradient straight into its RowSparseGrad slot. A small
+// table is read in place (a slot is a table row: it stays in the caches), and the passes that can
+// walk the occurrences grouped by row do, reading each distinct row once (the grouped passes,
+// expert-store README); weightedRowSum stays in token order. A table far larger than the caches is
+// read once per selection, into a gathered copy of the selection's rows in the same arena, which the
+// forward and the backward pass then read in order: random reads of a large table cost far more than
+// one copy, and a selection is read twice (forward and backward) per table. Tables without an arena
+// (plain backing, half storage), widths not a multiple of 8 and hosts without wasm SIMD run JS loops
+// of the same semantics (half rows widened to float32 first).
 //
 // Axes: T tokens, R rows per token, L = T * R occurrences, U distinct rows, D row width.
 import * as tf from '@tensorflow/tfjs-core';
