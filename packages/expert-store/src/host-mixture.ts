@@ -179,21 +179,15 @@ export class HostMixture {
   }
 
   /**
-   * The selection's occurrences grouped by row, in the arena: the step's one sort (row-sort.ts; the
-   * row gradients' grouping asks for the same indices later and gets it again), then each group's end.
+   * The selection's occurrences grouped by row, in the arena: the step's one sort and its group ends
+   * (row-sort.ts; the row gradients' grouping asks for the same indices later and gets them again).
    */
   private groupsOf(sel: HostSelection): GroupsAt | undefined {
-    const n = sel.indices.length;
-    const { rows, perm } = sortByRow(sel.indices, rowBits(this.tableRows));
-    let u = 0;
-    for (let i = 0; i < n; i++) if (i === 0 || rows[i] !== rows[i - 1]) u++;
-    const ends = new Int32Array(u);
-    for (let i = 1, g = 0; i < n; i++) if (rows[i] !== rows[i - 1]) ends[g++] = i;
-    if (u > 0) ends[u - 1] = n;
+    const { perm, ends } = sortByRow(sel.indices, rowBits(this.tableRows));
     const orderAt = this.copyInts('order', perm);
     const groupEndAt = orderAt === undefined ? undefined : this.copyInts('ends', ends);
     if (orderAt === undefined || groupEndAt === undefined) return undefined;
-    return { groups: u, orderAt, groupEndAt, ends: this.intScratch.get('ends')!.array };
+    return { groups: ends.length, orderAt, groupEndAt, ends: this.intScratch.get('ends')!.array };
   }
 
   /**

@@ -25,8 +25,16 @@ const sortScratch = {
   /** The sorted indices (a copy), their row bits, and where the sort's result lies (undefined: none). */
   indices: new Int32Array(0),
   bits: 0,
-  result: undefined as { rows: Int32Array; perm: Int32Array } | undefined,
+  result: undefined as RowSort | undefined,
 };
+
+/** A sort of occurrences by row: the rows ascending, the occurrence each came from, and where each group of equal rows ends. */
+export interface RowSort {
+  rows: Int32Array;
+  perm: Int32Array;
+  /** ends[g]: one past the last position of group g in `rows` / `perm` [U]. */
+  ends: Int32Array;
+}
 
 /** Whether `indices` are the indices of the last sort, over as many row bits. */
 function sameAsLastSort(indices: Int32Array, bits: number): boolean {
@@ -44,7 +52,7 @@ function sameAsLastSort(indices: Int32Array, bits: number): boolean {
  * bits whose counters stay in cache, so that no pass reads a row-indexed array at random; the last
  * sort again when the indices are the same.
  */
-export function sortByRow(indices: Int32Array, bits: number): { rows: Int32Array; perm: Int32Array } {
+export function sortByRow(indices: Int32Array, bits: number): RowSort {
   const n = indices.length;
   if (sameAsLastSort(indices, bits)) return sortScratch.result!;
   const scratch = sortScratch;
@@ -82,6 +90,18 @@ export function sortByRow(indices: Int32Array, bits: number): { rows: Int32Array
   }
   scratch.indices.set(indices);
   scratch.bits = bits;
-  scratch.result = { rows: keys.subarray(0, n), perm: perm!.subarray(0, n) };
+  const rows = keys.subarray(0, n);
+  scratch.result = { rows, perm: perm!.subarray(0, n), ends: groupEnds(rows) };
   return scratch.result;
+}
+
+/** Where each group of equal values of the ascending `rows` ends. */
+function groupEnds(rows: Int32Array): Int32Array {
+  const n = rows.length;
+  let u = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || rows[i] !== rows[i - 1]) u++;
+  const ends = new Int32Array(u);
+  for (let i = 1, g = 0; i < n; i++) if (rows[i] !== rows[i - 1]) ends[g++] = i;
+  if (u > 0) ends[u - 1] = n;
+  return ends;
 }

@@ -256,31 +256,22 @@ export class RowSparseGrad {
   groupOccurrences(indices: Int32Array): OccurrenceGroups {
     const n = indices.length;
     const slotOf = this.slotOf;
-    const { rows: sorted, perm } = sortByRow(indices, rowBits(this.rows));
-    // Rows come in ascending order: the lookups below walk slotOf forward, not at random.
-    let u = 0;
+    const { rows: sorted, perm, ends: sortedEnds } = sortByRow(indices, rowBits(this.rows));
+    const u = sortedEnds.length;
+    // Group g's row is sorted[start of g]; rows come in ascending order, so the lookups below walk
+    // slotOf forward, not at random.
+    const rowOf = (g: number) => sorted[g === 0 ? 0 : sortedEnds[g - 1]!]!;
     let fresh = 0;
-    for (let i = 0; i < n; i++) {
-      const row = sorted[i]!;
-      if (i === 0 || row !== sorted[i - 1]) {
-        u++;
-        if (slotOf[row] === 0) fresh++;
-      }
-    }
+    for (let g = 0; g < u; g++) if (slotOf[rowOf(g)] === 0) fresh++;
     if (this.count + fresh > this.capacity) this.grow(this.count + fresh);
     this.groupOrder = this.scratch(this.groupOrder, n);
     this.groupEnds = this.scratch(this.groupEnds, u);
     this.groupSlots = this.scratch(this.groupSlots, u);
     // Views only after the allocations above (they may grow the arena).
-    const ends = this.groupEnds.array;
     const groupSlot = this.groupSlots.array;
     const slotRows = this.slotRows.array;
-    let g = -1;
-    for (let i = 0; i < n; i++) {
-      const row = sorted[i]!;
-      if (i > 0 && row === sorted[i - 1]) continue;
-      if (g >= 0) ends[g] = i;
-      g++;
+    for (let g = 0; g < u; g++) {
+      const row = rowOf(g);
       const s = slotOf[row]!;
       if (s === 0) {
         const slot = this.count++;
@@ -292,7 +283,7 @@ export class RowSparseGrad {
         groupSlot[g] = ~(s - 1);
       }
     }
-    if (g >= 0) ends[g] = n;
+    this.groupEnds.array.set(sortedEnds);
     this.groupOrder.array.set(perm);
     return { groups: u, order: this.groupOrder, groupEnd: this.groupEnds, groupSlot: this.groupSlots };
   }

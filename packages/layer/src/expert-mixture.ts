@@ -7,10 +7,10 @@
 // Inputs of the customGrad are x [T, D] and the router weights g [T, R]; the u and v rows are not
 // tfjs variables: the products over them are the expert tables' gather-mixture primitives
 // (ExpertTable.rowDots / weightedRowSum / accumulateRowGradients / rowDotsAndGradients), which a
-// host table runs in its own memory, reading rows in place. The u-side math runs in the down table,
-// the v-side in the up table. The small [T, R] parts (sigma, sigma', products with g) are @peer/backend's
-// gatedActivation and its gradient: float64 per element, in a kernel on the wasm heap split over
-// the kernel pool (tfjs's float32 erf ops on wasm are slow at this size).
+// host table runs in its own memory (expert-store README). The u-side math runs in the down table,
+// the v-side in the up table. The small [T, R] parts (sigma, sigma', products with g) are
+// @peer/backend's gatedActivation and its gradient: float64 per element, in a kernel on the wasm
+// heap split over the kernel pool (tfjs's float32 erf ops on wasm are slow at this size).
 // Backward returns dx and dg to autodiff and hands the row gradients dU, dV (summed per distinct
 // expert) to the tables' row-gradient accumulators as a side effect: no dense [N, D] gradient, no
 // autodiff through gathers.

@@ -17,6 +17,17 @@
 // in the expert-store README).
 import { FunctionBuilder, I32, Op, rowLoop, V128 } from '@peer/backend/wasm';
 
+/**
+ * Pushes the f32 sum of the lanes of acc0 + acc1 ((l0 + l1) + (l2 + l3)); clobbers acc0. The one
+ * order of a dot's final sum, shared by `dot` and the grouped dots so that they give the same bits.
+ */
+function horizontalSum(f: FunctionBuilder, acc0: number, acc1: number): void {
+  f.get(acc0).get(acc1).f32x4Add().set(acc0);
+  f.get(acc0).f32x4ExtractLane(0).get(acc0).f32x4ExtractLane(1).f32Add();
+  f.get(acc0).f32x4ExtractLane(2).get(acc0).f32x4ExtractLane(3).f32Add();
+  f.f32Add();
+}
+
 export function buildDot(): FunctionBuilder {
   const [rows, slot, x, out, tCount, rCount, d] = [0, 1, 2, 3, 4, 5, 6];
   const f = new FunctionBuilder(7);
@@ -41,12 +52,9 @@ export function buildDot(): FunctionBuilder {
         f.get(x).get(j).add().v128Load(offset);
         f.f32x4Mul().f32x4Add().set(acc);
       });
-      // out[0] = horizontal sum of acc0 + acc1
       f.get(out);
-      f.get(acc0).get(acc1).f32x4Add().set(acc0);
-      f.get(acc0).f32x4ExtractLane(0).get(acc0).f32x4ExtractLane(1).f32Add();
-      f.get(acc0).f32x4ExtractLane(2).get(acc0).f32x4ExtractLane(3).f32Add();
-      f.f32Add().f32Store();
+      horizontalSum(f, acc0, acc1);
+      f.f32Store();
       f.increment(out, 4);
     });
     f.increment(x, () => f.get(dBytes));
@@ -178,12 +186,9 @@ export function buildGroupPass(pass: { dots: boolean; sums: boolean }): Function
         }
       });
       if (pass.dots) {
-        // out[o] = horizontal sum of acc0 + acc1, in dot's order
         f.get(out).get(o).i32(2).shl().add();
-        f.get(acc0).get(acc1).f32x4Add().set(acc0);
-        f.get(acc0).f32x4ExtractLane(0).get(acc0).f32x4ExtractLane(1).f32Add();
-        f.get(acc0).f32x4ExtractLane(2).get(acc0).f32x4ExtractLane(3).f32Add();
-        f.f32Add().f32Store();
+        horizontalSum(f, acc0, acc1);
+        f.f32Store();
       }
     });
     if (pass.sums) {
